@@ -1,0 +1,50 @@
+# burrow — build, image, boot and test. `npx just --list` shows the recipes.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set positional-arguments := false
+
+bun := justfile_directory() / "node_modules/.bin/bun"
+# Which kernel to build images for and boot: debian (modules) or micro (kernel-config/, built in).
+KERNEL := env_var_or_default("KERNEL", "debian")
+kernel_dir := if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel" }
+image_flags := if KERNEL == "micro" { "--no-kernel" } else { "--kernel-dir build/kernel" }
+
+default:
+    @{{just_executable()}} --list
+
+# Install the Debian packages burrow needs on the host (only the missing ones).
+deps:
+    scripts/deps.sh
+
+# Compile burrow into one executable: dist/burrow (bytecode, ESM; never stripped).
+build:
+    mkdir -p dist
+    {{bun}} build src/main.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
+
+# Debian's linux-image-amd64 kernel under build/kernel/ (vmlinuz + lib/modules/<release>/), cached.
+kernel:
+    scripts/fetch-kernel.sh build/kernel
+
+# The microVM kernel built from kernel-config/ (cached by the fragment's hash).
+kernel-micro:
+    kernel-config/build.sh build/kernel-micro
+
+# The initramfs: dist/initramfs.img.
+image: build
+    @if [ "{{KERNEL}}" = micro ]; then {{just_executable()}} kernel-micro; else {{just_executable()}} kernel; fi
+    dist/burrow image {{image_flags}} --out dist/initramfs.img
+
+# The demo root disk: dist/rootfs.ext4 with a guest agent at /usr/local/bin/guest-agent.
+rootfs:
+    scripts/make-rootfs.sh dist/rootfs.ext4
+
+# Build everything and boot the demo microVM in QEMU (TCG); the guest agent reports what it sees.
+boot: deps image rootfs
+    dist/burrow run --kernel {{kernel_dir}}/vmlinuz --initrd dist/initramfs.img --disk dist/rootfs.ext4 --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --append "burrow.zram=25% -- hello from the kernel command line"
+
+# The test suite: unit tests, namespace tests and QEMU boot tests.
+test: deps image rootfs
+    {{bun}} test --timeout 300000
+
+# Type-check.
+check:
+    node_modules/.bin/tsc --noEmit -p .

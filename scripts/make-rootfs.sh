@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The demo root disk: busybox-static, the guest agent at /usr/local/bin/guest-agent, made by
+# mke2fs -d (no loop mounts, no root needed). Usage: make-rootfs.sh OUT [AGENT] [SIZE]
+set -euo pipefail
+out=${1:-dist/rootfs.ext4}
+agent=${2:-image/rootfs/guest-agent}
+size=${3:-32M}
+busybox=$(command -v busybox || true)
+[ -x /bin/busybox ] && busybox=/bin/busybox
+if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
+  [ -x /usr/bin/busybox ] || { echo "make-rootfs: busybox-static is not installed (just deps)" >&2; exit 1; }
+  busybox=/usr/bin/busybox
+fi
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc,proc,sys,dev,run,tmp,root,mnt}
+chmod 1777 "$stage/tmp"
+chmod 700 "$stage/root"
+cp "$busybox" "$stage/bin/busybox"
+for applet in $("$busybox" --list); do
+  [ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
+done
+install -m 0755 "$agent" "$stage/usr/local/bin/guest-agent"
+echo "burrow-demo" > "$stage/etc/hostname"
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$stage/etc/passwd"
+mkdir -p "$(dirname "$out")"
+rm -f "$out"
+export E2FSPROGS_FAKE_TIME=${SOURCE_DATE_EPOCH:-0}
+mke2fs -q -t ext4 -L burrow-root -U 6f1d2c3b-4a59-4e21-9b7c-5d0e8f1a2b3c -E root_owner=0:0,hash_seed=6f1d2c3b-4a59-4e21-9b7c-5d0e8f1a2b3c -d "$stage" -F "$out" "$size"
+echo "rootfs: $out ($size, label burrow-root)"

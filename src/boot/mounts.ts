@@ -1,0 +1,51 @@
+// Mount helpers shared by the modes: idempotent mounts that read /proc/self/mountinfo.
+import { mkdirSync, readFileSync } from "node:fs";
+import * as sys from "../sys";
+
+export interface MountEntry { mountPoint: string; fstype: string; source: string; options: string }
+
+export function readMounts(path = "/proc/self/mountinfo"): MountEntry[] {
+  let text = "";
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return [];
+  }
+  return text.split("\n").filter(Boolean).map(parseMountinfoLine);
+}
+
+/** mountinfo: "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue". */
+export function parseMountinfoLine(line: string): MountEntry {
+  const [left, right = ""] = line.split(" - ");
+  const fields = left!.split(" ");
+  const [fstype = "", source = ""] = right.split(" ");
+  return { mountPoint: unescapeMountPath(fields[4] ?? ""), fstype, source: unescapeMountPath(source), options: fields[5] ?? "" };
+}
+
+function unescapeMountPath(path: string): string {
+  return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+}
+
+export function mountedAt(target: string, mounts = readMounts()): MountEntry | undefined {
+  // The last entry for a mount point is the visible one.
+  return mounts.filter((entry) => entry.mountPoint === target).at(-1);
+}
+
+export type MountOutcome = "mounted" | "already";
+
+/**
+ * Mount unless the same filesystem type is already mounted there (the preload library, the kernel,
+ * or an earlier step may have done it). Creates the target directory when missing.
+ */
+export function ensureMount(source: string, target: string, fstype: string, flags: number, data: string | null = null): MountOutcome {
+  const existing = mountedAt(target);
+  if (existing && existing.fstype === fstype) return "already";
+  mkdirSync(target, { recursive: true, mode: 0o755 });
+  try {
+    sys.mount(source, target, fstype, flags, data);
+  } catch (error) {
+    if (sys.isErrno(error, "EBUSY")) return "already";
+    throw error;
+  }
+  return "mounted";
+}

@@ -1,0 +1,1 @@
+export const BURROW_VERSION = "0.1.0";

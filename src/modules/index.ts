@@ -1,0 +1,184 @@
+// The kernel module index (modules.dep, modules.softdep, modules.alias, modules.builtin) and the
+// dependency walk. Used on the host to pick what goes into an image and in the guest to load it:
+// the guest has no kmod, so the walk is ours.
+import { normalizeModuleName } from "../config/cmdline";
+
+export interface ModuleEntry {
+  name: string;
+  /** Path relative to /lib/modules/<release>/. */
+  path: string;
+  /** Every module it depends on (modules.dep lists the transitive closure), by name. */
+  deps: string[];
+}
+
+export interface Softdep { pre: string[]; post: string[] }
+
+export type Resolution =
+  | { kind: "module"; names: string[] }
+  | { kind: "builtin" }
+  | { kind: "missing" };
+
+export function moduleNameFromPath(path: string): string {
+  const base = path.slice(path.lastIndexOf("/") + 1);
+  return normalizeModuleName(base.replace(/\.ko(\.(xz|gz|zst))?$/, ""));
+}
+
+function globToRegExp(pattern: string): RegExp {
+  let source = "";
+  for (const char of pattern) {
+    if (char === "*") source += ".*";
+    else if (char === "?") source += ".";
+    else source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
+  }
+  return new RegExp(`^${source}$`);
+}
+
+export class ModuleIndex {
+  readonly modules = new Map<string, ModuleEntry>();
+  readonly softdeps = new Map<string, Softdep>();
+  readonly builtin = new Set<string>();
+  private readonly exactAliases = new Map<string, string[]>();
+  private readonly globAliases: { pattern: RegExp; module: string }[] = [];
+
+  static parse(files: { dep: string; softdep?: string; alias?: string; builtin?: string }): ModuleIndex {
+    const index = new ModuleIndex();
+    for (const line of files.dep.split("\n")) {
+      const colon = line.indexOf(":");
+      if (colon <= 0) continue;
+      const path = line.slice(0, colon).trim();
+      const deps = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean).map(moduleNameFromPath);
+      const name = moduleNameFromPath(path);
+      index.modules.set(name, { name, path, deps });
+    }
+    for (const line of (files.softdep ?? "").split("\n")) {
+      const words = line.trim().split(/\s+/);
+      if (words[0] !== "softdep" || words.length < 3) continue;
+      const entry: Softdep = { pre: [], post: [] };
+      let bucket: string[] | null = null;
+      for (const word of words.slice(2)) {
+        if (word === "pre:") bucket = entry.pre;
+        else if (word === "post:") bucket = entry.post;
+        else bucket?.push(normalizeModuleName(word));
+      }
+      index.softdeps.set(normalizeModuleName(words[1]!), entry);
+    }
+    for (const line of (files.alias ?? "").split("\n")) {
+      const words = line.trim().split(/\s+/);
+      if (words[0] !== "alias" || words.length < 3) continue;
+      const module = normalizeModuleName(words[2]!);
+      if (/[*?[]/.test(words[1]!)) index.globAliases.push({ pattern: globToRegExp(words[1]!), module });
+      else {
+        const key = normalizeModuleName(words[1]!);
+        const list = index.exactAliases.get(key) ?? [];
+        if (!list.includes(module)) list.push(module);
+        index.exactAliases.set(key, list);
+      }
+    }
+    for (const line of (files.builtin ?? "").split("\n")) {
+      if (line.trim()) index.builtin.add(moduleNameFromPath(line.trim()));
+    }
+    return index;
+  }
+
+  /** A requested name → the module(s) that provide it, or builtin, or missing. */
+  resolve(requested: string): Resolution {
+    const name = normalizeModuleName(requested);
+    if (this.modules.has(name)) return { kind: "module", names: [name] };
+    if (this.builtin.has(name)) return { kind: "builtin" };
+    const aliased = [...(this.exactAliases.get(name) ?? []), ...this.globAliases.filter((a) => a.pattern.test(requested)).map((a) => a.module)];
+    const loadable = [...new Set(aliased)].filter((module) => this.modules.has(module));
+    if (loadable.length > 0) return { kind: "module", names: loadable };
+    if (aliased.some((module) => this.builtin.has(module))) return { kind: "builtin" };
+    return { kind: "missing" };
+  }
+
+  /**
+   * The closure of the requested names: every module needed, with the modules each must wait
+   * for (its hard dependencies and its softdep "pre" modules). "post" softdeps are added with a
+   * dependency on the module they follow. Missing names are returned, not thrown.
+   */
+  closure(requested: readonly string[]): { order: LoadNode[]; missing: string[]; builtin: string[] } {
+    const nodes = new Map<string, LoadNode>();
+    const missing: string[] = [];
+    const builtin: string[] = [];
+    const visit = (name: string, optional: boolean): string[] => {
+      const resolution = this.resolve(name);
+      if (resolution.kind === "missing") {
+        if (!optional && !missing.includes(name)) missing.push(name);
+        return [];
+      }
+      if (resolution.kind === "builtin") {
+        if (!builtin.includes(name)) builtin.push(name);
+        return [];
+      }
+      // Several providers of one alias (crc32c_intel, crc32c_generic): each may fail on its own.
+      for (const moduleName of resolution.names) add(moduleName, optional || resolution.names.length > 1);
+      return resolution.names;
+    };
+    const add = (moduleName: string, optional: boolean) => {
+      if (nodes.has(moduleName)) {
+        if (!optional) nodes.get(moduleName)!.optional = false;
+        return;
+      }
+      const entry = this.modules.get(moduleName)!;
+      const node: LoadNode = { name: moduleName, path: entry.path, after: [], optional };
+      nodes.set(moduleName, node);
+      for (const dep of entry.deps) {
+        add(dep, optional);
+        node.after.push(dep);
+      }
+      const soft = this.softdeps.get(moduleName);
+      for (const pre of soft?.pre ?? []) node.after.push(...visit(pre, true));
+      for (const post of soft?.post ?? []) {
+        for (const postName of visit(post, true)) {
+          const postNode = nodes.get(postName);
+          if (postNode && !postNode.after.includes(moduleName) && !wouldCycle(nodes, moduleName, postName)) postNode.after.push(moduleName);
+        }
+      }
+    };
+    for (const name of requested) visit(name, false);
+    for (const node of nodes.values()) node.after = [...new Set(node.after)].filter((dep) => dep !== node.name);
+    return { order: topologicalOrder(nodes), missing, builtin };
+  }
+}
+
+export interface LoadNode {
+  name: string;
+  path: string;
+  /** Modules that must be loaded before this one. */
+  after: string[];
+  /** Pulled in only by a softdep or an alias: a failure is not fatal for its users. */
+  optional: boolean;
+}
+
+function wouldCycle(nodes: Map<string, LoadNode>, from: string, to: string): boolean {
+  // Adding "to waits for from" cycles if from (transitively) waits for to.
+  const stack = [from];
+  const seen = new Set<string>();
+  while (stack.length) {
+    const current = stack.pop()!;
+    if (current === to) return true;
+    if (seen.has(current)) continue;
+    seen.add(current);
+    stack.push(...(nodes.get(current)?.after ?? []));
+  }
+  return false;
+}
+
+/** Dependencies first; ties broken by name so the order is stable. */
+export function topologicalOrder(nodes: Map<string, LoadNode>): LoadNode[] {
+  const order: LoadNode[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (node: LoadNode) => {
+    if (state.get(node.name) === "done" || state.get(node.name) === "visiting") return;
+    state.set(node.name, "visiting");
+    for (const dep of [...node.after].sort()) {
+      const depNode = nodes.get(dep);
+      if (depNode) visit(depNode);
+    }
+    state.set(node.name, "done");
+    order.push(node);
+  };
+  for (const name of [...nodes.keys()].sort()) visit(nodes.get(name)!);
+  return order;
+}

@@ -1,0 +1,93 @@
+// Linux UAPI constants (x86_64 values; <linux/mount.h>, <asm-generic/fcntl.h>, <linux/reboot.h>…).
+
+export const MountFlags = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  SYNCHRONOUS: 0x10,
+  REMOUNT: 0x20,
+  MANDLOCK: 0x40,
+  DIRSYNC: 0x80,
+  NOSYMFOLLOW: 0x100,
+  NOATIME: 0x400,
+  NODIRATIME: 0x800,
+  BIND: 0x1000,
+  MOVE: 0x2000,
+  REC: 0x4000,
+  SILENT: 0x8000,
+  PRIVATE: 1 << 18,
+  SLAVE: 1 << 19,
+  SHARED: 1 << 20,
+  RELATIME: 1 << 21,
+  STRICTATIME: 1 << 24,
+  LAZYTIME: 1 << 25,
+} as const;
+
+export const UmountFlags = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
+
+export const OpenFlags = {
+  RDONLY: 0o0,
+  WRONLY: 0o1,
+  RDWR: 0o2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NOCTTY: 0o400,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  DIRECTORY: 0o200000,
+  NOFOLLOW: 0o400000,
+  CLOEXEC: 0o2000000,
+} as const;
+
+export const Fcntl = { F_GETFD: 1, F_SETFD: 2, F_GETFL: 3, F_SETFL: 4, FD_CLOEXEC: 1 } as const;
+
+export const RebootCmd = {
+  RESTART: 0x01234567,
+  HALT: 0xcdef0123,
+  POWER_OFF: 0x4321fedc,
+  CAD_ON: 0x89abcdef,
+  CAD_OFF: 0x00000000,
+} as const;
+
+export const Signals = {
+  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGKILL: 9,
+  SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGCHLD: 17, SIGCONT: 18,
+  SIGSTOP: 19, SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGXCPU: 24, SIGXFSZ: 25, SIGPWR: 30, SIGSYS: 31,
+} as const;
+
+export const Wait = { WNOHANG: 1, WUNTRACED: 2, WEXITED: 4, WCONTINUED: 8, WNOWAIT: 0x01000000 } as const;
+export const IdType = { P_ALL: 0, P_PID: 1, P_PGID: 2, P_PIDFD: 3 } as const;
+
+export const Rlimit = { CPU: 0, FSIZE: 1, DATA: 2, STACK: 3, CORE: 4, RSS: 5, NPROC: 6, NOFILE: 7, MEMLOCK: 8, AS: 9 } as const;
+
+export const Clock = { REALTIME: 0, MONOTONIC: 1, BOOTTIME: 7 } as const;
+
+export const Prot = { NONE: 0, READ: 1, WRITE: 2, EXEC: 4 } as const;
+export const MapFlags = {
+  SHARED: 0x01,
+  PRIVATE: 0x02,
+  FIXED: 0x10,
+  ANONYMOUS: 0x20,
+  NORESERVE: 0x4000,
+  POPULATE: 0x8000,
+  FIXED_NOREPLACE: 0x100000,
+} as const;
+
+export const SwapFlags = { PREFER: 0x8000, PRIO_MASK: 0x7fff, DISCARD: 0x10000 } as const;
+
+export const AddressFamily = { UNIX: 1, NETLINK: 16, VSOCK: 40 } as const;
+export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
+export const NetlinkProtocol = { ROUTE: 0, KOBJECT_UEVENT: 15 } as const;
+export const VMADDR_CID_ANY = 0xffffffff;
+export const VMADDR_CID_HOST = 2;
+
+export const SyscallNumber = {
+  x64: { finit_module: 313, pidfd_open: 434, close_range: 436, getrandom: 318 },
+  arm64: { finit_module: 273, pidfd_open: 434, close_range: 436, getrandom: 278 },
+} as const;
+
+export const ModuleInitFlags = { IGNORE_MODVERSIONS: 1, IGNORE_VERMAGIC: 2, COMPRESSED_FILE: 4 } as const;
+
+export const FileMode = { S_IFMT: 0o170000, S_IFCHR: 0o020000, S_IFBLK: 0o060000, S_IFDIR: 0o040000, S_IFREG: 0o100000, S_IFLNK: 0o120000 } as const;

@@ -1,0 +1,102 @@
+// Filesystem calls: mounts, nodes and raw file descriptors.
+import { check, cstr, libc, libcAs } from "./libc";
+import { OpenFlags } from "./constants";
+
+export function mount(source: string, target: string, fstype: string | null, flags = 0, data: string | null = null): void {
+  const sourceBuf = cstr(source);
+  const targetBuf = cstr(target);
+  const typeBuf = fstype === null ? null : cstr(fstype);
+  const dataBuf = data === null || data === "" ? null : cstr(data);
+  check(libc("mount")(sourceBuf, targetBuf, typeBuf, flags, dataBuf), "mount", {
+    source, target, fstype: fstype ?? "none", flags: `0x${flags.toString(16)}`, ...(data ? { data } : {}),
+  });
+}
+
+export function umount2(target: string, flags = 0): void {
+  check(libc("umount2")(cstr(target), flags), "umount2", { target, flags });
+}
+
+export function mkdir(path: string, mode = 0o755): void {
+  check(libc("mkdir")(cstr(path), mode), "mkdir", { path });
+}
+
+export function mknod(path: string, mode: number, major: number, minor: number): void {
+  // glibc's makedev() encoding of dev_t.
+  const dev =
+    (BigInt(major & 0xfffff000) << 32n) | (BigInt(major & 0xfff) << 8n) |
+    (BigInt(minor & 0xffffff00) << 12n) | BigInt(minor & 0xff);
+  check(libc("mknod")(cstr(path), mode, dev), "mknod", { path, major, minor });
+}
+
+export function symlink(target: string, linkPath: string): void {
+  check(libc("symlink")(cstr(target), cstr(linkPath)), "symlink", { target, path: linkPath });
+}
+
+export function unlink(path: string): void {
+  check(libc("unlink")(cstr(path)), "unlink", { path });
+}
+
+export function rmdir(path: string): void {
+  check(libc("rmdir")(cstr(path)), "rmdir", { path });
+}
+
+export function chroot(path: string): void {
+  check(libc("chroot")(cstr(path)), "chroot", { path });
+}
+
+export function chdir(path: string): void {
+  check(libc("chdir")(cstr(path)), "chdir", { path });
+}
+
+export function open(path: string, flags: number = OpenFlags.RDONLY | OpenFlags.CLOEXEC, mode = 0o644): number {
+  return check(libc("open")(cstr(path), flags, mode), "open", { path });
+}
+
+export function close(fd: number): void {
+  check(libc("close")(fd), "close", { fd });
+}
+
+export function read(fd: number, buffer: Uint8Array, length = buffer.byteLength): number {
+  return check(libc("read")(fd, buffer, length), "read", { fd });
+}
+
+export function write(fd: number, data: Uint8Array | string): number {
+  const buffer = typeof data === "string" ? Buffer.from(data) : data;
+  return check(libc("write")(fd, buffer, buffer.byteLength), "write", { fd });
+}
+
+/** Write a whole buffer, retrying short writes. */
+export function writeAll(fd: number, data: Uint8Array | string): void {
+  let buffer = typeof data === "string" ? Buffer.from(data) : data;
+  while (buffer.byteLength > 0) {
+    const written = write(fd, buffer);
+    buffer = buffer.subarray(written);
+  }
+}
+
+export function dup2(oldFd: number, newFd: number): void {
+  check(libc("dup2")(oldFd, newFd), "dup2", { oldfd: oldFd, newfd: newFd });
+}
+
+export function dup3(oldFd: number, newFd: number, flags: number): void {
+  check(libc("dup3")(oldFd, newFd, flags), "dup3", { oldfd: oldFd, newfd: newFd, flags });
+}
+
+export function fcntl(fd: number, command: number, argument = 0): number {
+  return check(libc("fcntl")(fd, command, argument), "fcntl", { fd, cmd: command });
+}
+
+/** ioctl with an integer argument. */
+export function ioctlInt(fd: number, request: number | bigint, argument: number | bigint = 0, what: Record<string, unknown> = {}): number {
+  return check(libc("ioctl")(fd, BigInt(request), BigInt(argument)), "ioctl", {
+    fd, request: `0x${BigInt(request).toString(16)}`, ...what,
+  });
+}
+
+/** ioctl with a pointer to a buffer the kernel reads and/or writes. */
+export function ioctlPtr(fd: number, request: number | bigint, argument: ArrayBufferView | null, what: Record<string, unknown> = {}): number {
+  const fn = libcAs("ioctl_ptr", "ioctl", { args: ["i32", "u64", "ptr"], returns: "i32" });
+  return check(fn(fd, BigInt(request), argument), "ioctl", {
+    fd, request: `0x${BigInt(request).toString(16)}`, ...what,
+  });
+}

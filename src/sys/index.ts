@@ -1,0 +1,7 @@
+export * from "./constants";
+export * from "./errno";
+export * from "./fs";
+export * from "./proc";
+export * from "./mem";
+export * from "./socket";
+export { errno } from "./libc";

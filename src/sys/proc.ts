@@ -1,0 +1,143 @@
+// Process, time, module, swap and power calls.
+import { check, cstr, errno, libc, ptr } from "./libc";
+import { SysError } from "./errno";
+import { Clock, IdType, SyscallNumber, Wait } from "./constants";
+
+const SYSCALLS = process.arch === "arm64" ? SyscallNumber.arm64 : SyscallNumber.x64;
+
+export function getpid(): number {
+  return libc("getpid")();
+}
+
+export interface RlimitValue { soft: bigint; hard: bigint }
+
+export function prlimit(resource: number, limit?: RlimitValue, pid = 0): RlimitValue {
+  const next = limit ? new BigUint64Array([limit.soft, limit.hard]) : null;
+  const previous = new BigUint64Array(2);
+  check(libc("prlimit")(pid, resource, next, previous), "prlimit", { pid, resource });
+  return { soft: previous[0]!, hard: previous[1]! };
+}
+
+export interface Utsname { sysname: string; nodename: string; release: string; version: string; machine: string }
+
+export function uname(): Utsname {
+  const buffer = Buffer.alloc(65 * 6);
+  check(libc("uname")(buffer), "uname");
+  const field = (index: number) => {
+    const slice = buffer.subarray(index * 65, index * 65 + 65);
+    return slice.subarray(0, slice.indexOf(0)).toString("utf8");
+  };
+  return { sysname: field(0), nodename: field(1), release: field(2), version: field(3), machine: field(4) };
+}
+
+/** CLOCK_BOOTTIME (or another clock) in nanoseconds. */
+export function clockNs(clock: number = Clock.BOOTTIME): bigint {
+  const timespec = new BigInt64Array(2);
+  check(libc("clock_gettime")(clock, timespec), "clock_gettime", { clock });
+  return timespec[0]! * 1_000_000_000n + timespec[1]!;
+}
+
+/** CLOCK_BOOTTIME in milliseconds, as a float (what boot reports use). */
+export function boottimeMs(): number {
+  return Number(clockNs(Clock.BOOTTIME)) / 1e6;
+}
+
+export function finitModule(fd: number, params: string, flags = 0, module = ""): void {
+  const keep = cstr(params);
+  const result = libc("syscall")(SYSCALLS.finit_module, fd, ptr(keep), flags);
+  if (result < 0) throw new SysError("finit_module", errno(), { module, params });
+}
+
+export function swapon(path: string, flags: number): void {
+  check(libc("swapon")(cstr(path), flags), "swapon", { path, flags: `0x${flags.toString(16)}` });
+}
+
+export function swapoff(path: string): void {
+  check(libc("swapoff")(cstr(path)), "swapoff", { path });
+}
+
+export function sync(): void {
+  libc("sync")();
+}
+
+export function reboot(command: number): void {
+  check(libc("reboot")(command | 0), "reboot", { cmd: `0x${(command >>> 0).toString(16)}` });
+}
+
+/**
+ * execve: replaces the process image (PID stays the same). Only returns by throwing.
+ * The Buffers backing argv/envp stay referenced in this frame for the duration of the call.
+ */
+export function execve(path: string, argv: string[], env: string[]): never {
+  const strings = [...argv, ...env].map(cstr);
+  const argvArray = new BigUint64Array(argv.length + 1);
+  const envArray = new BigUint64Array(env.length + 1);
+  strings.slice(0, argv.length).forEach((s, i) => (argvArray[i] = BigInt(ptr(s))));
+  strings.slice(argv.length).forEach((s, i) => (envArray[i] = BigInt(ptr(s))));
+  libc("execve")(cstr(path), argvArray, envArray);
+  throw new SysError("execve", errno(), { path });
+}
+
+export interface ChildState { pid: number; code: number; status: number; exited: boolean; signaled: boolean }
+
+/** waitid(P_ALL) — with WNOWAIT this peeks at a zombie without reaping it. null when none is ready. */
+export function waitidAny(options: number): ChildState | null {
+  const siginfo = new Uint8Array(128);
+  const result = libc("waitid")(IdType.P_ALL, 0, siginfo, options);
+  if (result < 0) {
+    const code = errno();
+    if (code === 10 /* ECHILD */) return null;
+    throw new SysError("waitid", code, { options });
+  }
+  const view = new DataView(siginfo.buffer);
+  const pid = view.getInt32(16, true);
+  if (pid === 0) return null;
+  const siCode = view.getInt32(8, true);
+  const status = view.getInt32(24, true);
+  // CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3
+  return { pid, code: siCode, status, exited: siCode === 1, signaled: siCode === 2 || siCode === 3 };
+}
+
+/** waitpid; returns null for WNOHANG with nothing ready or ECHILD. */
+export function waitpid(pid: number, options: number = Wait.WNOHANG): { pid: number; status: number } | null {
+  const status = new Int32Array(1);
+  const result = libc("waitpid")(pid, status, options);
+  if (result < 0) {
+    const code = errno();
+    if (code === 10) return null;
+    throw new SysError("waitpid", code, { pid, options });
+  }
+  if (result === 0) return null;
+  return { pid: result, status: status[0]! };
+}
+
+export function kill(pid: number, signal: number): void {
+  check(libc("kill")(pid, signal), "kill", { pid, signal });
+}
+
+/** Reset a signal to SIG_DFL (ignored dispositions survive execve). */
+export function resetSignal(signal: number): void {
+  const SIG_ERR = 0xffffffffffffffff;
+  if (libc("signal")(signal, 0) === SIG_ERR) throw new SysError("signal", errno(), { signal });
+}
+
+/** Unblock every signal (blocked masks survive execve). */
+export function unblockAllSignals(): void {
+  const SIG_SETMASK = 2;
+  const empty = new BigUint64Array(1);
+  check(libc("sigprocmask")(SIG_SETMASK, empty, null), "sigprocmask");
+}
+
+export function prctl(option: number, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): number {
+  return check(libc("prctl")(option, arg2, arg3, arg4, arg5), "prctl", { option });
+}
+
+export function setsid(): number {
+  return check(libc("setsid")(), "setsid");
+}
+
+export function closeRangeCloexec(first: number): void {
+  const CLOSE_RANGE_CLOEXEC = 4;
+  const result = libc("syscall")(SYSCALLS.close_range, first, 0xffffffff, CLOSE_RANGE_CLOEXEC);
+  if (result < 0) throw new SysError("close_range", errno(), { first });
+}

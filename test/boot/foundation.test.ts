@@ -1,0 +1,26 @@
+// The foundation boot: Debian's kernel, burrow's initramfs, burrow as PID 1 under QEMU (TCG).
+import { describe, expect, test } from "bun:test";
+import { spawnSync } from "bun";
+import { BURROW, KERNEL } from "../helpers/artifacts";
+import { boot, tail } from "../helpers/boot";
+
+describe("boot: burrow as PID 1", () => {
+  test("starts under a real kernel, logs its boot line to console and kmsg, powers off cleanly", async () => {
+    const result = await boot({ append: "burrow.zram=off burrow.rootwait=100 burrow.onfail=poweroff" });
+    const text = result.output;
+    if (result.exitCode !== 0 && !/guest exit status/.test(text)) console.error(tail(result));
+    expect(text).toMatch(/Run \/init as init process/);
+    expect(text).toMatch(/burrow: burrow \d+\.\d+\.\d+ starting as PID 1: mode microvm, kernel 6\.1\.0-\d+-amd64, uptime \d+\.\d+ s/);
+    // the kmsg copy carries the kernel's timestamp prefix
+    expect(text).toMatch(/^\[\s*\d+\.\d+\] burrow: burrow .* starting as PID 1/m);
+    expect(text).toMatch(/reboot: (Power down|System halted)/);
+    expect(text).not.toMatch(/Kernel panic/);
+    expect(["exit-status", "poweroff"]).toContain(result.outcome);
+  }, 120_000);
+
+  test("burrow run reports missing inputs before starting QEMU", () => {
+    const result = spawnSync([BURROW, "run", "--kernel", KERNEL, "--initrd", "/nonexistent/initrd.img", "--disk", "/nonexistent/disk.img"], { stderr: "pipe", stdout: "pipe" });
+    expect(result.exitCode).not.toBe(0);
+    expect(result.stderr.toString()).toContain("not found: initrd /nonexistent/initrd.img, disk /nonexistent/disk.img");
+  });
+});

@@ -1,0 +1,93 @@
+import { describe, expect, test } from "bun:test";
+import { parseWord, splitWords, tokenize } from "../../src/config/cmdline";
+import { moduleParamString, parseConfig, parseSize, parseZram } from "../../src/config/config";
+
+describe("kernel command line tokenizer", () => {
+  test("splits on whitespace and keeps quoted groups", () => {
+    expect(splitWords(' console=ttyS0  foo="a b"  "x y=z" -- q\n')).toEqual(["console=ttyS0", 'foo="a b"', '"x y=z"', "--", "q"]);
+  });
+
+  test("strips quotes the way the kernel's next_arg does", () => {
+    expect(parseWord('foo="a b"')).toEqual({ key: "foo", value: "a b" });
+    expect(parseWord('"echo A=1"')).toEqual({ key: "echo A", value: "1" });
+    expect(parseWord('"quoted word"')).toEqual({ key: "quoted word", value: null });
+    expect(parseWord("ro")).toEqual({ key: "ro", value: null });
+    expect(parseWord("a=b=c")).toEqual({ key: "a", value: "b=c" });
+    expect(parseWord("empty=")).toEqual({ key: "empty", value: "" });
+  });
+
+  test("-- separates init arguments, which keep '=' and lose quotes", () => {
+    const { params, initArgs } = tokenize('root=/dev/vda -- --setup-script "echo A=1" --foo bar -- baz');
+    expect(params).toEqual([{ key: "root", value: "/dev/vda" }]);
+    expect(initArgs).toEqual(["--setup-script", "echo A=1", "--foo", "bar", "--", "baz"]);
+  });
+
+  test("no -- means no init arguments", () => {
+    expect(tokenize("a b").initArgs).toEqual([]);
+    expect(tokenize("").params).toEqual([]);
+  });
+});
+
+describe("configuration", () => {
+  test("defaults", () => {
+    const config = parseConfig("console=ttyS0");
+    expect(config.mode).toBe("microvm");
+    expect(config.root).toBe("/dev/vda");
+    expect(config.zram).toEqual({ kind: "percent", percent: 50 });
+    expect(config.zramAlgorithms).toEqual(["lz4", "lzo-rle", "lzo"]);
+    expect(config.problems).toEqual([]);
+  });
+
+  test("module parameters: dashes equal underscores, repeated keys accumulate, quotes kept", () => {
+    const config = parseConfig('virtio-blk.queue_depth=4 virtio_blk.poll_queues=1 zram.num_devices=2 foo.bar="x y" printk.time=1');
+    expect(moduleParamString(config, "virtio_blk")).toBe("queue_depth=4 poll_queues=1");
+    expect(moduleParamString(config, "virtio-blk")).toBe("queue_depth=4 poll_queues=1");
+    expect(moduleParamString(config, "zram")).toBe("num_devices=2");
+    expect(moduleParamString(config, "foo")).toBe('bar="x y"');
+    expect(moduleParamString(config, "ext4")).toBe("");
+  });
+
+  test("burrow.* and init.* keys are not module parameters", () => {
+    const config = parseConfig("burrow.net=1 init.balloon=1");
+    expect(config.moduleParams).toEqual({});
+    expect(config.net).toBe(true);
+    expect(config.balloon).toBe(true);
+  });
+
+  test("unknown burrow.* keys and bad values are reported, never ignored", () => {
+    const config = parseConfig("burrow.mode=fast burrow.colour=blue burrow.rootwait=soon burrow.net=maybe");
+    expect(config.problems.map((problem) => problem.key)).toEqual(["burrow.mode", "burrow.colour", "burrow.rootwait", "burrow.net"]);
+    expect(config.problems[1]!.message).toContain("unknown key burrow.colour");
+    expect(config.mode).toBe("microvm");
+  });
+
+  test("repeated keys: last wins for values, lists accumulate", () => {
+    const config = parseConfig("root=/dev/vdb burrow.root=LABEL=data burrow.modules=a,b burrow.modules=c ro rw ro");
+    expect(config.root).toBe("LABEL=data");
+    expect(config.modules).toEqual(["a", "b", "c"]);
+    expect(config.readOnly).toBe(true);
+  });
+
+  test("garbage does not throw", () => {
+    for (const line of ['"""', "= == ===", "burrow.=x", '-- "', "\u0000\u0001 burrow.log", "a".repeat(5000)]) {
+      expect(() => parseConfig(line)).not.toThrow();
+    }
+    expect(parseConfig("burrow.log").problems.length).toBe(1);
+  });
+
+  test("sizes and zram settings", () => {
+    expect(parseSize("512M")).toBe(512 * 2 ** 20);
+    expect(parseSize("1G")).toBe(2 ** 30);
+    expect(parseSize("1.5g")).toBe(1.5 * 2 ** 30);
+    expect(parseSize("64KiB")).toBe(65536);
+    expect(parseSize("4096")).toBe(4096);
+    expect(parseSize("12QB")).toBeNull();
+    expect(parseZram("off")).toEqual({ kind: "off" });
+    expect(parseZram("25%")).toEqual({ kind: "percent", percent: 25 });
+    expect(parseZram("256M")).toEqual({ kind: "bytes", bytes: 256 * 2 ** 20 });
+    expect(parseZram("12QB").kind).toBe("invalid");
+    expect(parseZram("0").kind).toBe("invalid");
+    expect(parseZram("150%").kind).toBe("invalid");
+    expect(parseZram("").kind).toBe("invalid");
+  });
+});
