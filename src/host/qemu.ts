@@ -1,6 +1,6 @@
 // `burrow run`: boot a kernel + initramfs in QEMU, stream the guest console, and turn how the
 // guest ended into an exit status the host can act on.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { splitWords } from "../config/cmdline";
 
 export type Machine = "microvm" | "q35";
@@ -26,8 +26,28 @@ export interface RunOptions {
 
 export class RunError extends Error {}
 
+/**
+ * The host's TSC frequency in kHz when the host knows it exactly (tsc_known_freq). Under TCG the
+ * guest's TSC is the host's; a microvm guest has no HPET or PM timer to calibrate against, and a
+ * PIT calibration on a busy host can fail and hang the boot, so we tell the guest the rate.
+ */
+export function hostTscKhz(cpuinfo = readCpuinfo()): number | null {
+  const flags = /^flags\s*:(.*)$/m.exec(cpuinfo)?.[1] ?? "";
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)$/m.exec(cpuinfo)?.[1];
+  if (!mhz || !/\btsc_known_freq\b/.test(flags) || !/\bconstant_tsc\b/.test(flags)) return null;
+  return Math.round(Number(mhz) * 1000);
+}
+
+function readCpuinfo(): string {
+  try {
+    return readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return "";
+  }
+}
+
 /** Kernel parameters every burrow boot wants unless the user set them; init arguments stay last. */
-export function kernelCommandLine(append: string, machine: Machine): string {
+export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null): string {
   const words = splitWords(append);
   const dashes = words.indexOf("--");
   const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
@@ -37,6 +57,9 @@ export function kernelCommandLine(append: string, machine: Machine): string {
   // A panic must end QEMU (-no-reboot) rather than hang: the host reads the reason.
   if (!has("panic")) defaults.push("panic=-1");
   if (machine === "microvm" && !has("reboot")) defaults.push("reboot=t");
+  if (tscKhz && !has("tsc_early_khz")) defaults.push(`tsc_early_khz=${tscKhz}`);
+  // The same TSC is then trustworthy: keep the clocksource watchdog from demoting it to jiffies.
+  if (tscKhz && !has("tsc")) defaults.push("tsc=reliable");
   return [...defaults, ...kernelWords, ...(dashes < 0 ? [] : words.slice(dashes))].join(" ");
 }
 
@@ -54,7 +77,7 @@ export function qemuArgs(options: RunOptions): string[] {
     "-chardev", "stdio,id=console,signal=off",
     "-serial", "chardev:console",
     "-kernel", options.kernel,
-    "-append", kernelCommandLine(options.append, options.machine),
+    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
   options.disks.forEach((disk, index) => {

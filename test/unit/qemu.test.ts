@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { classify, kernelCommandLine, parsePortSpec, qemuArgs } from "../../src/host/qemu";
+import { classify, hostTscKhz, kernelCommandLine, parsePortSpec, qemuArgs } from "../../src/host/qemu";
 
 const base = { kernel: "k", initrd: "i", disks: ["d.img"], ports: [{ name: "p", file: null }], mem: "512M", smp: 2, accel: "tcg" as const, append: "", timeoutSeconds: 10 };
 
@@ -19,6 +19,14 @@ describe("qemu command line", () => {
     expect(kernelCommandLine("burrow.log=debug -- a b", "microvm")).toBe("console=ttyS0 panic=-1 reboot=t burrow.log=debug -- a b");
     expect(kernelCommandLine("console=hvc0 panic=5", "q35")).toBe("console=hvc0 panic=5");
     expect(kernelCommandLine('-- --setup-script "echo A=1"', "q35")).toBe('console=ttyS0 panic=-1 -- --setup-script "echo A=1"');
+  });
+
+  test("the host TSC rate is passed only when the host knows it exactly", () => {
+    const known = "cpu MHz\t\t: 2445.406\nflags\t\t: fpu tsc constant_tsc nonstop_tsc tsc_known_freq\n";
+    expect(hostTscKhz(known)).toBe(2445406);
+    expect(hostTscKhz("cpu MHz\t\t: 2445.406\nflags\t\t: fpu tsc constant_tsc\n")).toBeNull();
+    expect(kernelCommandLine("", "microvm", 2445406)).toBe("console=ttyS0 panic=-1 reboot=t tsc_early_khz=2445406 tsc=reliable");
+    expect(kernelCommandLine("tsc_early_khz=1000", "microvm", 2445406)).toBe("console=ttyS0 panic=-1 reboot=t tsc=reliable tsc_early_khz=1000");
   });
 
   test("port specs", () => {

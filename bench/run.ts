@@ -1,0 +1,171 @@
+// `just bench`: burrow against a busybox shell-script init doing the same steps, on the same
+// kernel, disk, ports, memory and QEMU command line; N boots each, interleaved A B A B.
+// Reports the init phase (kernel "Run /init" → agent start, both read from the guest clock),
+// QEMU wall time to the agent, MemAvailable seen by the agent, and the image size.
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { buildImage, type Compression } from "../src/image/build";
+import { runVm } from "../src/host/qemu";
+
+const ROOT = resolve(import.meta.dir, "..");
+const { values } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    kernels: { type: "string", default: "debian,micro" },
+    mem: { type: "string", default: "512M" },
+    compress: { type: "string", default: "none" },
+    variants: { type: "string", default: "burrow,busybox" },
+  },
+});
+const runs = Number(values.runs);
+const kernels = values.kernels!.split(",").filter(Boolean);
+const variantNames = values.variants!.split(",").filter(Boolean);
+
+interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number }
+interface Row { kernel: string; init: string; imageBytes: number; samples: Sample[]; failures: string[] }
+
+const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null }> = {
+  debian: { vmlinuz: join(ROOT, "build/kernel/vmlinuz"), kernelDir: join(ROOT, "build/kernel") },
+  micro: { vmlinuz: join(ROOT, "build/kernel-micro/vmlinuz"), kernelDir: null },
+};
+
+const ROOTFS = join(ROOT, "dist/rootfs.ext4");
+const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"].find(existsSync)!;
+const work = mkdtempSync(join(tmpdir(), "burrow-bench-"));
+
+async function images(kernel: string): Promise<Record<string, string>> {
+  const { kernelDir } = KERNELS[kernel]!;
+  const built: Record<string, string> = {};
+  for (const variant of variantNames) {
+    const out = join(work, `${kernel}-${variant}.img`);
+    const common = { out, kernelDir, modules: [], add: [] as [string, string][], compress: values.compress as Compression, mtime: 0 };
+    if (variant === "burrow") await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
+    else if (variant === "busybox") await buildImage({ ...common, binary: BUSYBOX, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
+    else throw new Error(`unknown variant ${variant}`);
+    built[variant] = out;
+  }
+  return built;
+}
+
+async function bootOnce(kernel: string, initrd: string): Promise<Sample> {
+  let agentSeenMs = 0;
+  let seen = "";
+  const started = performance.now();
+  const result = await runVm(
+    {
+      kernel: KERNELS[kernel]!.vmlinuz, initrd, disks: [ROOTFS], ports: [{ name: "bench.port", file: null }],
+      mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 120,
+      extraArgs: ["-snapshot"],
+    },
+    (text) => {
+      if (agentSeenMs) return;
+      seen = (seen + text).slice(-4096);
+      if (seen.includes("agent: start")) agentSeenMs = performance.now() - started;
+    },
+  );
+  const runInit = /\[\s*([\d.]+)\] Run \/init as init process/.exec(result.output);
+  const agentStart = /agent: start uptime=([\d.]+)/.exec(result.output);
+  const memAvailable = /agent: meminfo MemAvailable=(\d+)/.exec(result.output);
+  if (!runInit || !agentStart || !memAvailable) {
+    throw new Error(`boot did not reach the agent (${result.reason}): ${result.output.split("\n").slice(-8).join(" | ")}`);
+  }
+  return { initMs: (Number(agentStart[1]) - Number(runInit[1])) * 1000, wallToAgentMs: agentSeenMs, memAvailableKiB: Number(memAvailable[1]) };
+}
+
+const median = (xs: number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+};
+const range = (xs: number[], digits = 0) => `${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)}`;
+
+const rows: Row[] = [];
+for (const kernel of kernels) {
+  if (!existsSync(KERNELS[kernel]!.vmlinuz)) {
+    console.error(`bench: ${kernel} kernel missing (${KERNELS[kernel]!.vmlinuz}); build it with \`just kernel${kernel === "micro" ? "-micro" : ""}\``);
+    process.exitCode = 1;
+    continue;
+  }
+  const built = await images(kernel);
+  const byInit = new Map<string, Row>();
+  for (const variant of variantNames) {
+    const row: Row = { kernel, init: variant, imageBytes: statSync(built[variant]!).size, samples: [], failures: [] };
+    byInit.set(variant, row);
+    rows.push(row);
+  }
+  for (let run = 0; run < runs; run++) {
+    for (const variant of variantNames) {
+      const row = byInit.get(variant)!;
+      try {
+        const sample = await bootOnce(kernel, built[variant]!);
+        row.samples.push(sample);
+        console.error(`bench: ${kernel}/${variant} run ${run + 1}: init ${sample.initMs.toFixed(0)} ms, wall to agent ${sample.wallToAgentMs.toFixed(0)} ms, MemAvailable ${sample.memAvailableKiB} KiB`);
+      } catch (error) {
+        row.failures.push((error as Error).message);
+        console.error(`bench: ${kernel}/${variant} run ${run + 1} failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}
+
+function table(): string {
+  const lines = [
+    `| kernel | init | init phase ms, median (min–max) | QEMU wall to agent ms, median (min–max) | MemAvailable KiB, median | image MiB | runs |`,
+    `|---|---|---|---|---|---|---|`,
+  ];
+  for (const row of rows) {
+    const init = row.samples.map((s) => s.initMs);
+    const wall = row.samples.map((s) => s.wallToAgentMs);
+    const mem = row.samples.map((s) => s.memAvailableKiB);
+    const ok = row.samples.length > 0;
+    lines.push(`| ${row.kernel} | ${row.init} | ${ok ? `${median(init).toFixed(0)} (${range(init)})` : "–"} | ${ok ? `${median(wall).toFixed(0)} (${range(wall)})` : "–"} | ${ok ? median(mem).toFixed(0) : "–"} | ${(row.imageBytes / 2 ** 20).toFixed(1)} | ${row.samples.length}/${row.samples.length + row.failures.length} |`);
+  }
+  const ratios: string[] = [];
+  for (const kernel of kernels) {
+    const burrow = rows.find((r) => r.kernel === kernel && r.init === "burrow");
+    const busybox = rows.find((r) => r.kernel === kernel && r.init === "busybox");
+    if (burrow?.samples.length && busybox?.samples.length) {
+      const ratio = median(burrow.samples.map((s) => s.initMs)) / median(busybox.samples.map((s) => s.initMs));
+      const memDelta = median(burrow.samples.map((s) => s.memAvailableKiB)) - median(busybox.samples.map((s) => s.memAvailableKiB));
+      ratios.push(`- ${kernel}: burrow init phase = ${ratio.toFixed(2)}× busybox's (goal ≤ 0.60×); MemAvailable burrow − busybox = ${memDelta} KiB (goal ≥ 0)`);
+    }
+  }
+  return lines.join("\n") + (ratios.length ? `\n\n${ratios.join("\n")}` : "") + "\n";
+}
+
+function svg(): string {
+  const width = 720;
+  const barHeight = 22;
+  const gap = 10;
+  const left = 170;
+  const valid = rows.filter((row) => row.samples.length);
+  const max = Math.max(1, ...valid.flatMap((row) => row.samples.map((s) => s.initMs)));
+  const scale = (width - left - 60) / max;
+  const height = 50 + valid.length * (barHeight + gap);
+  const parts = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">init phase (Run /init → agent start), ms: median bar, min–max whisker</text>`,
+  ];
+  valid.forEach((row, index) => {
+    const y = 40 + index * (barHeight + gap);
+    const values = row.samples.map((s) => s.initMs);
+    const colour = row.init === "burrow" ? "#4a7ebb" : "#d08c3a";
+    parts.push(`<text x="10" y="${y + 15}">${row.kernel} / ${row.init}</text>`);
+    parts.push(`<rect x="${left}" y="${y}" width="${(median(values) * scale).toFixed(1)}" height="${barHeight}" fill="${colour}"/>`);
+    const y2 = y + barHeight / 2;
+    parts.push(`<line x1="${left + Math.min(...values) * scale}" x2="${left + Math.max(...values) * scale}" y1="${y2}" y2="${y2}" stroke="black"/>`);
+    parts.push(`<text x="${left + median(values) * scale + 6}" y="${y + 15}">${median(values).toFixed(0)}</text>`);
+  });
+  parts.push(`</svg>`);
+  return parts.join("\n") + "\n";
+}
+
+const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
+mkdirSync(join(ROOT, "bench/results"), { recursive: true });
+writeFileSync(join(ROOT, "bench/results/latest.md"), report);
+writeFileSync(join(ROOT, "bench/results/latest.svg"), svg());
+console.log(report);
+rmSync(work, { recursive: true, force: true });
