@@ -18,7 +18,7 @@ deps:
 # Compile burrow into one executable: dist/burrow (bytecode, ESM; never stripped).
 build:
     mkdir -p dist
-    {{bun}} build src/main.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
+    {{bun}} build src/main.ts src/modes/paravisor/modules-worker.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
 
 # Debian's linux-image-amd64 kernel under build/kernel/ (vmlinuz + lib/modules/<release>/), cached.
 kernel:
@@ -44,6 +44,15 @@ boot: deps image rootfs
 # The test suite: unit tests, namespace tests and QEMU boot tests.
 test: deps image rootfs
     {{bun}} test --timeout 300000
+
+# Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none
+# Side-by-side boot benchmark: burrow vs a busybox-script init, on Debian's and the micro kernel.
+bench: deps build kernel kernel-micro rootfs
+    {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}
+
+# The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
+sim:
+    test/fixtures/mshv-sim/build.sh
 
 # Type-check.
 check:

@@ -115,6 +115,11 @@ export function configureLogging(next: Partial<LogSinks>, boottimeMs?: () => num
   }
 }
 
+/** Whether records currently reach /dev/kmsg (the sink is on and the device is open). */
+export function kmsgActive(): boolean {
+  return sinks.kmsg && kmsgFd !== null;
+}
+
 /** Close the kmsg descriptor (before exec: no fd may leak into the agent). */
 export function closeLogging(): void {
   if (kmsgFd !== null) {

@@ -1,6 +1,6 @@
 // PID 1 runtime: early mounts, configuration, logging, the mode's plan, and the fallback.
 // Nothing may escape from here: PID 1 exiting (or throwing out of main) panics the kernel.
-import { existsSync, mkdirSync, readFileSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { parseConfig, type Config, type OnFail } from "../config/config";
 import { closeLogging, configureLogging, log, setLogLevel } from "../log";
 import * as sys from "../sys";
@@ -110,9 +110,28 @@ export function writeReport(report: BootReport, path = "/run/burrow/boot.json"):
   }
 }
 
+let fallbackRoot: string | null = null;
+
+/** A mounted (not yet switched to) root whose /bin/sh the shell fallback should prefer; null for "/". */
+export function setFallbackRoot(path: string | null): void {
+  fallbackRoot = path;
+}
+
+function enterFallbackRoot(): void {
+  if (fallbackRoot === null || !existsSync(`${fallbackRoot}/bin/sh`)) return;
+  try {
+    sys.chroot(fallbackRoot);
+    sys.chdir("/");
+    log.info(`fallback shell from ${fallbackRoot}`);
+  } catch (error) {
+    log.warn(`cannot enter ${fallbackRoot} for the shell: ${describeError(error)}`);
+  }
+}
+
 /** End the VM: power off, halt, or drop to a shell, after saying why. Never returns. */
 export async function takeFallback(policy: OnFail, status: number): Promise<never> {
   if (policy === "shell") {
+    enterFallbackRoot();
     for (const shell of ["/bin/sh", "/bin/busybox"]) {
       if (!existsSync(shell)) continue;
       log.warn(`dropping to ${shell} (burrow.onfail=shell)`);
@@ -133,9 +152,7 @@ export async function takeFallback(policy: OnFail, status: number): Promise<neve
 export async function endVm(how: "poweroff" | "halt" | "reboot", status: number): Promise<never> {
   finishing = true;
   log.info(`${how === "poweroff" ? "powering off" : how === "halt" ? "halting" : "rebooting"}`);
-  try {
-    writeSync(2, `${EXIT_STATUS_MARKER} ${status}\n`);
-  } catch {}
+  announceExitStatus(status);
   sys.sync();
   const command = how === "halt" ? sys.RebootCmd.HALT : how === "reboot" ? sys.RebootCmd.RESTART : sys.RebootCmd.POWER_OFF;
   try {
@@ -146,6 +163,26 @@ export async function endVm(how: "poweroff" | "halt" | "reboot", status: number)
   // Not PID 1 (e.g. a namespace test) or reboot refused: never return into a dead boot.
   if (process.pid !== 1) process.exit(status);
   for (;;) await Bun.sleep(3_600_000);
+}
+
+/**
+ * The marker goes to /dev/console, not fd 2: stderr may be ttyprintk (paravisor) or another
+ * device the host does not read, and the host needs this line to pass the status on.
+ */
+function announceExitStatus(status: number): void {
+  const line = `${EXIT_STATUS_MARKER} ${status}\n`;
+  try {
+    const fd = openSync("/dev/console", constants.O_WRONLY | constants.O_NOCTTY);
+    try {
+      writeSync(fd, line);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    try {
+      writeSync(2, line);
+    } catch {}
+  }
 }
 
 /** Reset what must not leak into an exec'd program: ignored signals, blocked masks, our kmsg fd. */

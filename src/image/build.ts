@@ -11,6 +11,7 @@ import { CpioArchive } from "./cpio";
 import { readElfDeps } from "./elf";
 
 export type Compression = "none" | "gzip" | "zstd";
+export type ModuleLayout = "tree" | "ordered";
 
 /** What microvm mode loads on Debian's kernel, where every driver is a module. */
 export const DEFAULT_MODULES = [
@@ -20,6 +21,8 @@ export const DEFAULT_MODULES = [
 
 export interface ImageOptions {
   binary: string;
+  /** Where the binary goes in the image (default /init). Another /init then comes from `add`. */
+  binaryPath?: string;
   out: string;
   kernelDir: string | null;
   kernelRelease?: string;
@@ -27,6 +30,12 @@ export interface ImageOptions {
   modules: string[];
   /** Use only `modules` (no default set). */
   noDefaultModules?: boolean;
+  /**
+   * "tree" (default): /lib/modules/<release>/kernel/… plus the depmod index. "ordered": the closure
+   * in load order as /lib/modules/NNN/<name>.ko and nothing else, so a walk sorted by name loads
+   * dependencies first (what paravisor mode expects, like OpenHCL's rootfs).
+   */
+  moduleLayout?: ModuleLayout;
   /** Extra files: [source, destination in the image]. */
   add: [string, string][];
   compress: Compression;
@@ -52,14 +61,18 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
   if (!existsSync(options.binary)) throw new ImageError(`burrow binary not found: ${options.binary} (build it with \`just build\`)`);
   const archive = new CpioArchive();
   const binary = new Uint8Array(readFileSync(options.binary));
-  archive.add({ type: "file", path: "/init", data: binary, mode: 0o755 });
+  archive.add({ type: "file", path: options.binaryPath ?? "/init", data: binary, mode: 0o755 });
 
   const libraries = addRuntimeLibraries(archive, binary, options.binary);
+  // Only a dynamically linked (glibc) binary needs the early mounts before its main().
+  const needsEarlyMounts = libraries.length > 0;
 
   const scratch = mkdtempSync(join(tmpdir(), "burrow-image-"));
   try {
-    archive.add({ type: "file", path: EARLY_MOUNTS_PATH, data: compileEarlyMounts(scratch), mode: 0o755 });
-    archive.add({ type: "file", path: "/etc/ld.so.preload", data: Buffer.from(`${EARLY_MOUNTS_PATH}\n`), mode: 0o644 });
+    if (needsEarlyMounts) {
+      archive.add({ type: "file", path: EARLY_MOUNTS_PATH, data: compileEarlyMounts(scratch), mode: 0o755 });
+      archive.add({ type: "file", path: "/etc/ld.so.preload", data: Buffer.from(`${EARLY_MOUNTS_PATH}\n`), mode: 0o644 });
+    }
 
     for (const dir of ["/proc", "/sys", "/dev", "/run", "/tmp", "/root", "/etc", ROOT_MOUNT_POINT]) {
       archive.add({ type: "dir", path: dir, mode: dir === "/tmp" ? 0o1777 : dir === "/root" ? 0o700 : 0o755 });
@@ -181,6 +194,16 @@ function addModules(archive: CpioArchive, options: ImageOptions, scratch: string
   const { order, missing } = index.closure(requested);
   if (missing.length > 0) {
     throw new ImageError(`module${missing.length > 1 ? "s" : ""} not found: ${missing.join(", ")} (looked in ${moduleDir}/modules.dep, modules.builtin and modules.alias)`);
+  }
+
+  if (options.moduleLayout === "ordered") {
+    const width = Math.max(3, String(order.length - 1).length);
+    order.forEach((node: LoadNode, index: number) => {
+      const extension = /\.ko(\.(xz|gz|zst))?$/.exec(node.path)?.[0] ?? ".ko";
+      const path = `/lib/modules/${String(index).padStart(width, "0")}/${node.name}${extension}`;
+      archive.add({ type: "file", path, data: new Uint8Array(readFileSync(join(moduleDir, node.path))), mode: 0o644 });
+    });
+    return { modules: order.map((node) => node.name), release };
   }
 
   // Regenerate the index for just this subset with depmod, in a staging tree.

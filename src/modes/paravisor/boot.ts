@@ -1,9 +1,285 @@
-// Paravisor (VTL2) boot plan — see modes/paravisor/plan.ts.
+// Paravisor (VTL2) boot: underhill_init's sequence as a plan of named, timed steps. burrow stays
+// PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
+import type { Subprocess } from "bun";
+import { existsSync } from "node:fs";
 import type { InitRuntime } from "../../boot/pid1";
-import { endVm } from "../../boot/pid1";
-import { log } from "../../log";
+import { endVm, takeFallback, writeReport } from "../../boot/pid1";
+import { BootFailure, describeError, runPlan, type Step } from "../../boot/plan";
+import { configureLogging, kmsgActive, log } from "../../log";
+import * as sys from "../../sys";
+import { readConfidentiality, type Confidentiality } from "./confidential";
+import { listModules, loadWithDependencies, MODULES_ROOT, startBackgroundLoad, type ModuleFile } from "./modules";
+import { parseParavisorArgs, type ParavisorOptions } from "./options";
+import { Reaper } from "./reaper";
+import {
+  applyWrite, dumpStatFiles, mountFilesystems, NVME_VFIO_WRITE, systemWrites, useHostEntropy, wireStdio,
+} from "./system";
+
+export const WORKER_PID_FILE = "/run/underhill.pid";
+export const NOFILE_LIMIT = 0x100000n;
+
+export interface ParavisorContext {
+  runtime: InitRuntime;
+  options: ParavisorOptions;
+  env: Record<string, string | undefined>;
+  confidentiality: Confidentiality;
+  reaper: Reaper;
+  /** KEY=VALUE pairs for the worker, in order (setup scripts, then KERNEL_BOOT_TIME). */
+  workerEnv: [string, string][];
+  /** Module files already loaded on the main thread (ttyprintk and its dependencies). */
+  loadedEarly: Set<string>;
+  /** Settles with the loader's error, or null, once the background load ends. */
+  modulesSettled: Promise<Error | null> | null;
+  worker: Subprocess | null;
+}
+
+const flagIs = (value: string | undefined, ...accepted: string[]) => value !== undefined && accepted.includes(value);
+
+export const plan: Step<ParavisorContext>[] = [
+  {
+    name: "reaper",
+    policy: "fatal",
+    run(ctx) {
+      ctx.reaper.start();
+    },
+  },
+  {
+    name: "mounts",
+    policy: "fatal",
+    run(ctx) {
+      mountFilesystems();
+      const { setupScripts, workerArgs } = ctx.options;
+      log.info(`command line args: setup scripts ${JSON.stringify(setupScripts)}, worker args ${JSON.stringify(workerArgs)}`);
+    },
+  },
+  {
+    // stderr goes to ttyprintk; on Debian's kernel that is a module, loaded here before the rest.
+    name: "ttyprintk",
+    policy: "fatal",
+    when: () => !existsSync("/dev/ttyprintk"),
+    run(ctx) {
+      const loaded = loadWithDependencies("ttyprintk", listModules(ctx.runtime.config));
+      if (loaded === null) {
+        log.warn(`ttyprintk is neither built in nor under ${MODULES_ROOT}`);
+        return;
+      }
+      for (const module of loaded) ctx.loadedEarly.add(module.path);
+    },
+  },
+  {
+    name: "stdio",
+    policy: "fatal",
+    run() {
+      wireStdio();
+      // fd 2 is ttyprintk now, which feeds the kernel log: records go to kmsg only, once.
+      if (kmsgActive()) configureLogging({ console: false });
+    },
+  },
+  {
+    name: "stat-dump",
+    policy: "warn",
+    when: (ctx) => ctx.runtime.config.log === "trace",
+    run() {
+      dumpStatFiles();
+    },
+  },
+  {
+    name: "system-writes",
+    policy: "fatal",
+    run(ctx) {
+      log.info("setting system resource limits and parameters");
+      for (const write of systemWrites(ctx.confidentiality.filtering)) applyWrite(write);
+    },
+  },
+  {
+    name: "entropy",
+    policy: "fatal",
+    run(ctx) {
+      useHostEntropy({ source: ctx.runtime.config.entropyPath, confidential: ctx.confidentiality.confidential });
+    },
+  },
+  {
+    name: "setup-scripts",
+    policy: "fatal",
+    async run(ctx) {
+      for (const script of ctx.options.setupScripts) ctx.workerEnv.push(...(await runSetupScript(script, ctx)));
+      ctx.workerEnv.push(["KERNEL_BOOT_TIME", ctx.runtime.startNs.toString()]);
+    },
+  },
+  {
+    name: "nvme-vfio",
+    policy: "fatal",
+    when: (ctx) => flagIs(ctx.env.OPENHCL_NVME_VFIO, "true", "1"),
+    run() {
+      if (applyWrite(NVME_VFIO_WRITE) === "written") log.info("registered vfio-pci as driver for nvme");
+    },
+  },
+  {
+    name: "modules",
+    policy: "fatal",
+    run(ctx) {
+      const modules = listModules(ctx.runtime.config).filter((module: ModuleFile) => !ctx.loadedEarly.has(module.path));
+      log.info(`loading ${modules.length} kernel modules from ${MODULES_ROOT} in the background`);
+      const load = startBackgroundLoad({ modules, root: MODULES_ROOT });
+      ctx.modulesSettled = load.done.then(() => null, (error: Error) => error);
+      if (!waitsForModules(ctx)) {
+        void ctx.modulesSettled.then((error) => {
+          if (error) void fatal(ctx, `modules: ${error.message}`);
+        });
+      }
+    },
+  },
+  {
+    name: "modules-wait",
+    policy: "fatal",
+    when: waitsForModules,
+    async run(ctx) {
+      const error = await ctx.modulesSettled;
+      if (error) throw error;
+    },
+  },
+  {
+    // Lower-VTL memory setup (underhill_mem_init's job) is a separate change that fills this step;
+    // it runs only for a partition named on the command line, and always before the worker.
+    name: "memory",
+    policy: "fatal",
+    when: (ctx) => ctx.runtime.config.partition !== null,
+    run(ctx) {
+      throw new Error(`burrow.partition=${ctx.runtime.config.partition}: memory initialisation is not part of this build`);
+    },
+  },
+  {
+    name: "worker",
+    policy: "fatal",
+    run(ctx) {
+      ctx.worker = spawnWorker(ctx);
+    },
+  },
+];
+
+function waitsForModules(ctx: ParavisorContext): boolean {
+  return ctx.env.OPENHCL_WAIT_FOR_MODULES === "1";
+}
+
+/** /bin/sh -c SCRIPT: stderr inherited, stdout captured; each KEY=VALUE line is for the worker. */
+export async function runSetupScript(script: string, ctx: Pick<ParavisorContext, "reaper">, env: Record<string, string> = workerBaseEnv()): Promise<[string, string][]> {
+  log.info(`running provided setup script ${script}`);
+  let child;
+  try {
+    child = Bun.spawn(["/bin/sh", "-c", script], { stdin: "ignore", stdout: "pipe", stderr: "inherit", env });
+  } catch (error) {
+    throw new Error(`setup script ${JSON.stringify(script)} failed to start: ${describeError(error)}`);
+  }
+  ctx.reaper.track(child.pid);
+  try {
+    const [stdout] = await Promise.all([new Response(child.stdout).text(), child.exited]);
+    if (child.exitCode !== 0) throw new Error(`setup script ${JSON.stringify(script)} failed: ${describeStatus(child)}`);
+    const pairs: [string, string][] = [];
+    for (const line of stdout.split("\n")) {
+      const equals = line.indexOf("=");
+      if (equals < 0) continue;
+      if (equals === 0) {
+        log.warn(`setup script ${JSON.stringify(script)}: ignoring ${JSON.stringify(line)} (no variable name)`);
+        continue;
+      }
+      const pair: [string, string] = [line.slice(0, equals), line.slice(equals + 1)];
+      log.info(`setting env var ${pair[0]}=${pair[1]}`);
+      pairs.push(pair);
+    }
+    return pairs;
+  } finally {
+    ctx.reaper.untrack(child.pid);
+  }
+}
+
+export function describeStatus(child: Pick<Subprocess, "exitCode" | "signalCode">): string {
+  return child.exitCode !== null ? `exit status ${child.exitCode}` : `signal ${child.signalCode ?? "unknown"}`;
+}
+
+/** The environment we were given, minus what configures Bun/JSC or burrow itself. */
+export function workerBaseEnv(env: Record<string, string | undefined> = process.env): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) {
+    if (value === undefined || /^(BUN_|JSC_|BURROW_)/.test(key)) continue;
+    result[key] = value;
+  }
+  return result;
+}
+
+export function workerCommand(worker: string, options: ParavisorOptions): string[] {
+  return [worker, "--pid", WORKER_PID_FILE, ...options.workerArgs];
+}
+
+function spawnWorker(ctx: ParavisorContext): Subprocess {
+  // Large VMs need many fds; the worker inherits this.
+  sys.prlimit(sys.Rlimit.NOFILE, { soft: NOFILE_LIMIT, hard: NOFILE_LIMIT });
+  const env = workerBaseEnv(ctx.env);
+  for (const [key, value] of ctx.workerEnv) env[key] = value;
+  const argv = workerCommand(ctx.runtime.config.worker, ctx.options);
+  log.info(`running ${argv.map((arg) => (/^[\w./=:-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`);
+  let child: Subprocess;
+  try {
+    // stdin/stdout are /dev/null and stderr is ttyprintk, as for init itself.
+    child = Bun.spawn(argv, { env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+  } catch (error) {
+    throw new Error(`worker ${ctx.runtime.config.worker} failed to start: ${describeError(error)}`);
+  }
+  ctx.reaper.track(child.pid);
+  log.info(`worker started: pid ${child.pid}`);
+  return child;
+}
+
+/** End the VM with `status` the way burrow.onexit says: exit (init's exit code reaches the host), poweroff or reboot. */
+async function finish(ctx: ParavisorContext, status: number): Promise<never> {
+  const how = ctx.runtime.config.onexit;
+  if (how === "exit") {
+    log.info(`exiting with status ${status}`);
+    process.exit(status);
+  }
+  return endVm(how, status);
+}
+
+let ending = false;
+
+/** A fatal failure (a step, or the background module load): one line, then end with status 1. */
+async function fatal(ctx: ParavisorContext, message: string): Promise<never> {
+  if (ending) return new Promise<never>(() => {});
+  ending = true;
+  log.error(`fatal: ${message}`);
+  writeReport(ctx.runtime.report);
+  if (ctx.runtime.config.onfail === "shell") return takeFallback("shell", 1);
+  return finish(ctx, 1);
+}
+
+export function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
+  return {
+    runtime,
+    options: parseParavisorArgs(runtime.config.initArgs),
+    env,
+    confidentiality: readConfidentiality(env),
+    reaper: new Reaper(),
+    workerEnv: [],
+    loadedEarly: new Set(),
+    modulesSettled: null,
+    worker: null,
+  };
+}
 
 export async function bootParavisor(runtime: InitRuntime): Promise<void> {
-  log.error(`paravisor mode is not available in this build (kernel ${runtime.kernelRelease})`);
-  await endVm("poweroff", 1);
+  const ctx = createContext(runtime);
+  const { confidential, debug, filtering } = ctx.confidentiality;
+  log.info(`paravisor: confidential ${confidential}, confidential debug ${debug}, filtering ${filtering}`);
+  try {
+    await runPlan(plan, ctx, runtime.report, runtime.now);
+  } catch (error) {
+    return fatal(ctx, error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
+  }
+  writeReport(runtime.report);
+  const worker = ctx.worker!;
+  await worker.exited.catch(() => {});
+  ctx.reaper.untrack(worker.pid);
+  if (ending) return new Promise<never>(() => {});
+  if (worker.exitCode === 0) log.info("worker exited successfully");
+  else log.error(`worker terminated unsuccessfully: ${describeStatus(worker)}`);
+  return finish(ctx, worker.exitCode ?? 255);
 }

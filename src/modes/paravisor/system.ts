@@ -1,0 +1,222 @@
+// The paravisor's system setup, as data where the reference has data: the mounts, the stdio
+// wiring, the kernel/sysfs writes (in underhill_init's order) and the host entropy.
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mountedAt } from "../../boot/mounts";
+import { log } from "../../log";
+import * as sys from "../../sys";
+
+const { NOSUID, NODEV, NOEXEC, RELATIME, REMOUNT, BIND } = sys.MountFlags;
+
+export interface MountSpec { source: string; target: string; fstype: string; flags: number }
+
+export const MOUNTS: readonly MountSpec[] = [
+  { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID | NODEV | NOEXEC | RELATIME },
+  { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID | NODEV | NOEXEC | RELATIME },
+  { source: "dev", target: "/dev", fstype: "devtmpfs", flags: NOSUID | NOEXEC | RELATIME },
+  { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: NOSUID | NOEXEC | RELATIME },
+];
+
+/**
+ * Mount each filesystem with the reference's flags, creating the target first. A filesystem the
+ * preload library (or PID 1's early mounts) already put there with other flags is bind-remounted,
+ * which sets exactly these per-mount flags and leaves the superblock alone.
+ */
+export function mountFilesystems(mounts: readonly MountSpec[] = MOUNTS): void {
+  for (const spec of mounts) {
+    mkdirSync(spec.target, { recursive: true, mode: 0o755 });
+    const existing = mountedAt(spec.target);
+    if (existing && existing.fstype === spec.fstype) {
+      sys.mount("none", spec.target, null, REMOUNT | BIND | spec.flags);
+      log.debug(`remounted ${spec.target} (${spec.fstype}) with flags 0x${spec.flags.toString(16)}`);
+    } else {
+      sys.mount(spec.source, spec.target, spec.fstype, spec.flags);
+      log.debug(`mounted ${spec.fstype} on ${spec.target}`);
+    }
+  }
+}
+
+/** stdin and stdout to /dev/null, stderr to ttyprintk (so a crash's last words reach the kernel log). */
+export function wireStdio(stderrPath = "/dev/ttyprintk"): void {
+  const { RDONLY, WRONLY, CLOEXEC } = sys.OpenFlags;
+  const moveTo = (path: string, flags: number, target: number) => {
+    const fd = sys.open(path, flags | CLOEXEC);
+    if (fd !== target) {
+      sys.dup2(fd, target); // dup2 clears FD_CLOEXEC on the target
+      sys.close(fd);
+    } else {
+      sys.fcntl(fd, sys.Fcntl.F_SETFD, 0);
+    }
+  };
+  moveTo("/dev/null", RDONLY, 0);
+  moveTo("/dev/null", WRONLY, 1);
+  try {
+    moveTo(stderrPath, WRONLY, 2);
+  } catch (error) {
+    // Logged while the console still works and kmsg is open: the reason must be visible.
+    const reason = error instanceof sys.SysError ? `${error.code} (${sys.errnoText(error.errno)})` : String(error);
+    log.error(`failed to open stderr output ${stderrPath}: ${reason}`);
+    throw new Error(`cannot open ${stderrPath} for stderr: ${reason}`);
+  }
+}
+
+/** What underhill_init dumps at trace level before its writes. */
+export const STAT_FILES = [
+  "/proc/uptime", "/proc/timer_list", "/proc/interrupts", "/proc/meminfo", "/proc/iomem", "/proc/ioports",
+  "/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max", "/proc/sys/vm/max_map_count",
+];
+
+export function dumpStatFiles(files: readonly string[] = STAT_FILES): void {
+  for (const file of files) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue; // as the reference: files that cannot be opened are left out
+    }
+    log.trace(file);
+    for (const line of text.split("\n")) if (line !== "") log.trace(line);
+  }
+}
+
+export interface SystemWrite {
+  path: string;
+  value: string;
+  /** A bus or driver directory the write lives under; when this machine lacks it, skip with a warning. */
+  needs?: string;
+  why: string;
+}
+
+const UIO_HV_GENERIC = "/sys/bus/vmbus/drivers/uio_hv_generic";
+
+/** underhill_init's writes, in its order. */
+export function systemWrites(confidentialFiltering: boolean): SystemWrite[] {
+  return [
+    { path: "/proc/sys/kernel/threads-max", value: "32768", why: "the RAM-derived default is too small for the worker" },
+    { path: "/proc/sys/kernel/kptr_restrict", value: "1", why: "censor kernel pointers in logs" },
+    { path: "/sys/kernel/mm/transparent_hugepage/enabled", value: "madvise", why: "huge pages for VTL0 mappings on request" },
+    { path: `${UIO_HV_GENERIC}/new_id`, value: "8dedd1aa-9056-49e4-bfd6-1bf90dc38ef0", needs: UIO_HV_GENERIC, why: "GET channel to user mode" },
+    { path: `${UIO_HV_GENERIC}/new_id`, value: "8b60ccf6-709f-4c11-90b5-229c959a9e6a", needs: UIO_HV_GENERIC, why: "UART channel to user mode" },
+    { path: `${UIO_HV_GENERIC}/new_id`, value: "427b03e7-4ceb-4286-b5fc-486f4a1dd439", needs: UIO_HV_GENERIC, why: "crash-dump channel to user mode" },
+    {
+      path: "/proc/sys/kernel/core_pattern",
+      value: confidentialFiltering ? "" : "|/bin/underhill-crash %p %i %s %e",
+      why: confidentialFiltering ? "no crash dumps in a confidential VM" : "user-mode crashes go to underhill-crash",
+    },
+    { path: "/proc/sys/kernel/core_pipe_limit", value: "1", why: "one crashing process at a time" },
+    { path: "/proc/sys/vm/panic_on_oom", value: "1", why: "panic (and dump) rather than OOM-kill" },
+    { path: "/proc/sys/vm/min_free_kbytes", value: "1024", why: "lowest recommended min watermark" },
+    { path: "/proc/sys/vm/watermark_scale_factor", value: "1", why: "low/high watermarks next to min" },
+    { path: "/proc/sys/vm/watermark_boost_factor", value: "0", why: "no watermark boost" },
+  ];
+}
+
+/** The NVMe class match that binds every NVMe controller, any vendor, to vfio-pci. */
+export const NVME_VFIO_WRITE: SystemWrite = {
+  path: "/sys/bus/pci/drivers/vfio-pci/new_id",
+  value: "ffffffff ffffffff ffffffff ffffffff 010802 ffffff",
+  needs: "/sys/bus/pci/drivers/vfio-pci",
+  why: "user-mode NVMe through vfio",
+};
+
+/** The first missing directory on the way to `path`, or null when it exists. */
+export function firstMissing(path: string): string | null {
+  if (existsSync(path)) return null;
+  const parts = path.split("/").filter(Boolean);
+  for (let i = 1; i <= parts.length; i++) {
+    const prefix = "/" + parts.slice(0, i).join("/");
+    if (!existsSync(prefix)) return prefix;
+  }
+  return path;
+}
+
+/**
+ * One write() of the value, as fs::write does. An empty value is written as "\n": a zero-length
+ * write to a sysctl changes nothing, and the point of the empty core_pattern is to clear it.
+ */
+export function writeValue(path: string, value: string): void {
+  let fd = -1;
+  try {
+    fd = sys.open(path, sys.OpenFlags.WRONLY | sys.OpenFlags.CLOEXEC);
+    sys.write(fd, value === "" ? "\n" : value);
+  } catch (error) {
+    const reason = error instanceof sys.SysError ? `${error.call}: ${error.code} (${sys.errnoText(error.errno)})` : String(error);
+    throw new Error(`failed to write ${JSON.stringify(value)} to ${path}: ${reason}`);
+  } finally {
+    if (fd >= 0) sys.close(fd);
+  }
+}
+
+export type WriteOutcome = "written" | "skipped";
+
+export function applyWrite(write: SystemWrite): WriteOutcome {
+  if (write.needs) {
+    const missing = firstMissing(write.needs);
+    if (missing !== null) {
+      log.warn(`skipping write of ${JSON.stringify(write.value)} to ${write.path}: ${missing} does not exist on this machine`);
+      return "skipped";
+    }
+  }
+  writeValue(write.path, write.value);
+  log.debug(`wrote ${JSON.stringify(write.value)} to ${write.path} (${write.why})`);
+  return "written";
+}
+
+export const MAX_ENTROPY_SIZE = 256;
+/** RNDADDENTROPY = _IOW('R', 0x03, int[2]). */
+export const RNDADDENTROPY = 0x40085203;
+
+export interface EntropyOptions {
+  source: string;
+  confidential: boolean;
+  /** Where /dev/random is (tests put a fake there). */
+  randomPath?: string;
+  /** The ioctl call (tests record it). */
+  ioctl?: (fd: number, request: number, argument: Uint8Array) => number;
+}
+
+export type EntropyOutcome = { kind: "missing"; reason: string } | { kind: "credited" | "written"; bytes: number; truncatedFrom?: number };
+
+/** struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; } with a 256-byte buffer. */
+export function rndAddEntropyArgument(bytes: Uint8Array): Uint8Array {
+  const argument = new Uint8Array(8 + MAX_ENTROPY_SIZE);
+  const view = new DataView(argument.buffer);
+  view.setInt32(0, bytes.length * 8, true);
+  view.setInt32(4, bytes.length, true);
+  argument.set(bytes, 8);
+  return argument;
+}
+
+/**
+ * Mix the host's entropy into the pool. Outside a confidential VM it is credited (RNDADDENTROPY);
+ * in one the host is not trusted, so it is only written (mixed in without credit).
+ */
+export function useHostEntropy(options: EntropyOptions): EntropyOutcome {
+  let data: Uint8Array;
+  try {
+    data = new Uint8Array(readFileSync(options.source));
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+    log.warn(`did not get entropy from the host: ${options.source}: ${reason}`);
+    return { kind: "missing", reason };
+  }
+  let truncatedFrom: number | undefined;
+  if (data.length > MAX_ENTROPY_SIZE) {
+    log.warn(`truncating host-provided entropy (received ${data.length} bytes)`);
+    truncatedFrom = data.length;
+    data = data.subarray(0, MAX_ENTROPY_SIZE);
+  }
+  log.info(`using ${data.length} bytes of entropy from the host`);
+  const randomPath = options.randomPath ?? "/dev/random";
+  const fd = sys.open(randomPath, sys.OpenFlags.WRONLY | sys.OpenFlags.CLOEXEC);
+  try {
+    if (options.confidential) {
+      sys.writeAll(fd, data);
+      return { kind: "written", bytes: data.length, ...(truncatedFrom ? { truncatedFrom } : {}) };
+    }
+    const ioctl = options.ioctl ?? ((f, request, argument) => sys.ioctlPtr(f, request, argument, { what: "RNDADDENTROPY", path: randomPath }));
+    ioctl(fd, RNDADDENTROPY, rndAddEntropyArgument(data));
+    return { kind: "credited", bytes: data.length, ...(truncatedFrom ? { truncatedFrom } : {}) };
+  } finally {
+    sys.close(fd);
+  }
+}

@@ -1,0 +1,130 @@
+// Paravisor mode under QEMU (TCG, Debian's kernel): burrow as PID 1 runs underhill_init's sequence
+// and a test worker (test/fixtures/paravisor/openvmm_hcl.sh, busybox) reports what it sees
+// through its stderr, which burrow points at /dev/ttyprintk: "[U] hcl: KEY VALUE" lines.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildImage } from "../../src/image/build";
+import { BURROW, KERNEL, KERNEL_DIR, ROOT, requireArtifacts } from "../helpers/artifacts";
+import { boot, tail, type BootResult } from "../helpers/boot";
+
+const WORKER = join(ROOT, "test/fixtures/paravisor/openvmm_hcl.sh");
+const work = mkdtempSync(join(tmpdir(), "burrow-paravisor-boot-"));
+const image = join(work, "paravisor.img");
+
+/** "[U] hcl: key rest" lines: key → values in order. */
+function hclReports(result: BootResult): Map<string, string[]> {
+  const reports = new Map<string, string[]>();
+  for (const raw of result.output.split(/\r?\n/)) {
+    const match = /\[U\] hcl: (\S+)(?: (.*))?$/.exec(raw.replace(/\r$/, ""));
+    if (!match) continue;
+    const list = reports.get(match[1]!) ?? [];
+    list.push(match[2] ?? "");
+    reports.set(match[1]!, list);
+  }
+  return reports;
+}
+
+describe("boot: paravisor mode", () => {
+  beforeAll(async () => {
+    requireArtifacts(BURROW, KERNEL, join(KERNEL_DIR, "lib/modules"));
+    symlinkSync("busybox", join(work, "sh"));
+    await buildImage({
+      binary: BURROW,
+      out: image,
+      kernelDir: KERNEL_DIR,
+      modules: ["ttyprintk", "zram"],
+      noDefaultModules: true,
+      moduleLayout: "ordered",
+      add: [["/bin/busybox", "/bin/busybox"], [join(work, "sh"), "/bin/sh"], [WORKER, "/bin/openvmm_hcl"]],
+      compress: "none",
+      mtime: 0,
+    });
+  }, 120_000);
+
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  test("runs the worker with the reference's setup, reaps orphans, and passes its exit code 7 to the host", async () => {
+    const result = await boot({
+      initrd: image,
+      timeoutSeconds: 150,
+      append: 'burrow.mode=paravisor zram.num_devices=2 OPENHCL_TEST_MARK=hello BUN_TEST_SCRUB=1 -- --setup-script "echo A=1; echo B=x=y; echo no-equals" --foo bar',
+    });
+    const hcl = hclReports(result);
+    if (result.exitCode !== 7 || !hcl.has("end")) console.error(tail(result, 150));
+
+    // The worker: argv, environment, limits, parent, stdio.
+    expect(hcl.get("arg")).toEqual(["--pid", "/run/underhill.pid", "--foo", "bar"]);
+    const env = hcl.get("env") ?? [];
+    expect(env).toContain("A=1");
+    expect(env).toContain("B=x=y");
+    expect(env).toContain("OPENHCL_TEST_MARK=hello");
+    expect(env.some((line) => /^KERNEL_BOOT_TIME=\d{6,}$/.test(line))).toBe(true);
+    expect(env.some((line) => /^(BUN_|JSC_)/.test(line))).toBe(false);
+    expect(env.some((line) => line.startsWith("no-equals"))).toBe(false);
+    expect(hcl.get("nofile")).toEqual(["1048576 1048576"]);
+    expect(hcl.get("ppid")).toEqual(["1"]);
+    expect(hcl.get("stdin")?.[0]).toBe("/dev/null stdout /dev/null stderr /dev/ttyprintk");
+
+    // System writes read back.
+    const sysctl = Object.fromEntries((hcl.get("sysctl") ?? []).map((line) => line.split("=", 2) as [string, string]));
+    expect(sysctl).toMatchObject({
+      "/proc/sys/kernel/threads-max": "32768",
+      "/proc/sys/kernel/kptr_restrict": "1",
+      "/sys/kernel/mm/transparent_hugepage/enabled": "always [madvise] never",
+      "/proc/sys/kernel/core_pipe_limit": "1",
+      "/proc/sys/vm/panic_on_oom": "1",
+      "/proc/sys/vm/min_free_kbytes": "1024",
+      "/proc/sys/vm/watermark_scale_factor": "1",
+      "/proc/sys/vm/watermark_boost_factor": "0",
+    });
+    expect((hcl.get("sysctl") ?? []).find((line) => line.startsWith("/proc/sys/kernel/core_pattern="))).toBe("/proc/sys/kernel/core_pattern=|/bin/underhill-crash %p %i %s %e");
+
+    // Mounts with the reference's flags.
+    const mounts = hcl.get("mount") ?? [];
+    expect(mounts).toContain("/proc proc rw,nosuid,nodev,noexec,relatime");
+    expect(mounts).toContain("/sys sysfs rw,nosuid,nodev,noexec,relatime");
+    expect(mounts.find((line) => line.startsWith("/dev devtmpfs "))).toMatch(/^\/dev devtmpfs rw,nosuid,noexec,relatime/);
+    expect(mounts.find((line) => line.startsWith("/dev/pts devpts "))).toMatch(/^\/dev\/pts devpts rw,nosuid,noexec,relatime/);
+
+    // Modules: loaded in the background with their parameters, then /lib/modules removed.
+    const modules = hcl.get("module") ?? [];
+    for (const name of ["ttyprintk", "zram", "zsmalloc"]) expect(modules).toContain(name);
+    expect(hcl.get("zram_devices")).toEqual(["2"]); // zram.num_devices=2 reached finit_module
+    expect(hcl.get("lib_modules")).toEqual(["gone"]);
+
+    // Orphans reaped by PID 1, none left as zombies.
+    expect(hcl.get("zombies")).toEqual(["0"]);
+    expect((hcl.get("orphan") ?? []).filter((line) => line.endsWith("reaped")).length).toBe(3);
+
+    // kmsg records at facility 2: info = 21, warning = 20.
+    const kmsg = hcl.get("kmsg") ?? [];
+    expect(kmsg.some((line) => /^21,\d+,\d+,[^;]*;burrow: running \/bin\/openvmm_hcl --pid \/run\/underhill.pid --foo bar$/.test(line))).toBe(true);
+    expect(kmsg.some((line) => /^21,\d+,\d+,[^;]*;burrow: setting env var A=1$/.test(line))).toBe(true);
+    expect(kmsg.filter((line) => /^20,\d+,\d+,[^;]*;burrow: skipping write of "[0-9a-f-]{36}" to \/sys\/bus\/vmbus\/drivers\/uio_hv_generic\/new_id: \/sys\/bus\/vmbus does not exist/.test(line)).length).toBe(3);
+    expect(kmsg.some((line) => /^20,\d+,\d+,[^;]*;burrow: did not get entropy from the host/.test(line))).toBe(true);
+    // No kmsg record is written twice (the console sink stays off once fd 2 is ttyprintk).
+    const texts = kmsg.map((line) => line.slice(line.indexOf(";") + 1));
+    expect(texts.filter((text) => text.startsWith("burrow: running /bin/openvmm_hcl")).length).toBe(1);
+
+    // The exit code reached the host through init's exit.
+    expect(hcl.has("end")).toBe(true);
+    expect(result.output).toMatch(/burrow: worker terminated unsuccessfully: exit status 7/);
+    expect(result.output).toMatch(/Attempted to kill init! exitcode=0x00000700/);
+    expect(result.outcome).toBe("init-exited");
+    expect(result.exitCode).toBe(7);
+  }, 200_000);
+
+  test("a failing setup script is fatal: one line naming the script and its status, non-zero end", async () => {
+    const result = await boot({
+      initrd: image,
+      timeoutSeconds: 150,
+      append: 'burrow.mode=paravisor OPENHCL_WAIT_FOR_MODULES=1 -- --setup-script "echo A=1; exit 3"',
+    });
+    if (result.exitCode !== 1) console.error(tail(result, 80));
+    expect(result.output).toMatch(/burrow: fatal: setup-scripts: setup script "echo A=1; exit 3" failed: exit status 3/);
+    expect(result.output).not.toMatch(/\[U\] hcl: start/);
+    expect(result.exitCode).toBe(1);
+  }, 200_000);
+});
