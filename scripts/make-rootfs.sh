@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo root disk: busybox-static, the guest agent at /usr/local/bin/guest-agent, made by
 # mke2fs -d (no loop mounts, no root needed). Usage: make-rootfs.sh OUT [AGENT] [SIZE]
+# AGENT_MODE=0644 installs the agent without exec permission (a failure-path test).
 set -euo pipefail
 out=${1:-dist/rootfs.ext4}
 agent=${2:-image/rootfs/guest-agent}
@@ -20,7 +21,7 @@ cp "$busybox" "$stage/bin/busybox"
 for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
 done
-install -m 0755 "$agent" "$stage/usr/local/bin/guest-agent"
+install -m "${AGENT_MODE:-0755}" "$agent" "$stage/usr/local/bin/guest-agent"
 echo "burrow-demo" > "$stage/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$stage/etc/passwd"
 mkdir -p "$(dirname "$out")"

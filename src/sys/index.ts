@@ -4,4 +4,4 @@ export * from "./fs";
 export * from "./proc";
 export * from "./mem";
 export * from "./socket";
-export { errno } from "./libc";
+export { errno, prebind } from "./libc";

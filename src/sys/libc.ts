@@ -69,6 +69,11 @@ export function libc(name: LibcSymbol): AnyFn {
   return fn;
 }
 
+/** Bind symbols now (before the file they come from goes away, e.g. an initramfs being emptied). */
+export function prebind(names: readonly LibcSymbol[]): void {
+  for (const name of names) libc(name);
+}
+
 /** Bind an extra prototype for a symbol (a second signature of a variadic function). */
 export function libcAs(alias: string, name: LibcSymbol, decl: FFIFunction): AnyFn {
   let fn = bound.get(alias);

@@ -1,25 +1,177 @@
-// microvm boot plan.
+// microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root,
+// switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
+// failure ends in the configured fallback (pid1.ts), never in a hang or an uncaught throw.
+import { existsSync } from "node:fs";
 import type { InitRuntime } from "../../boot/pid1";
-import { endVm, writeReport } from "../../boot/pid1";
-import { ensureMount } from "../../boot/mounts";
+import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/pid1";
 import { runPlan, type Step } from "../../boot/plan";
-import { MountFlags } from "../../sys";
+import { log } from "../../log";
+import * as sys from "../../sys";
+import { agentArgv, buildAgentEnv } from "./agent";
+import { findRootDevice, linkVirtioPorts, listNetworkInterfaces, listVirtioPorts, parseRootSpec } from "./devices";
+import { finitLoader, loadModules, readModuleIndex, wantedModules } from "./modules";
+import { makeStdioBlocking, mountApiFilesystems, MOVED_MOUNTS, routeConsole } from "./mounts";
+import { mountRoot, rootFsTypes } from "./root";
+import { checkSwitch, switchRoot } from "./switchroot";
+import { UeventWatcher } from "./uevent";
+import { applyVmTunings, setupZram } from "./zram";
 
-const plan: Step<InitRuntime>[] = [
+export const NEW_ROOT = "/sysroot";
+/** After the root device is there, how long unnamed virtio ports may take to get their names. */
+const PORT_NAME_GRACE_MS = 250;
+
+export interface MicrovmContext {
+  runtime: InitRuntime;
+  watcher: UeventWatcher | null;
+  failedModules: Map<string, string>;
+  rootDevice: string | null;
+  rootType: string | null;
+  switched: boolean;
+}
+
+const now = (context: MicrovmContext) => context.runtime.now();
+
+export const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
+  { name: "mounts", policy: "fatal", run: () => mountApiFilesystems() },
   {
-    name: "mounts",
-    policy: "fatal",
+    name: "console",
+    policy: "warn",
     run() {
-      ensureMount("proc", "/proc", "proc", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC);
-      ensureMount("devtmpfs", "/dev", "devtmpfs", MountFlags.NOSUID, "mode=0755");
-      ensureMount("sysfs", "/sys", "sysfs", MountFlags.NOSUID | MountFlags.NODEV | MountFlags.NOEXEC);
-      ensureMount("tmpfs", "/run", "tmpfs", MountFlags.NOSUID | MountFlags.NODEV, "mode=0755");
+      log.debug(`console: ${routeConsole()}`);
     },
   },
+  {
+    // Before any module loads: every "add" from here on wakes the device waits.
+    name: "uevents",
+    policy: "warn",
+    run(context) {
+      context.watcher = UeventWatcher.open();
+    },
+  },
+  { name: "modules", policy: "warn", run: loadModulesStep },
+  {
+    name: "zram",
+    policy: "warn",
+    when: (context) => context.runtime.config.zram.kind !== "off",
+    run(context) {
+      if (setupZram(context.runtime.config)) applyVmTunings(context.runtime.config);
+    },
+  },
+  { name: "root-device", policy: "fatal", run: waitForRootDevice },
+  { name: "virtio-ports", policy: "warn", run: linkPorts },
+  {
+    name: "network",
+    policy: "warn",
+    when: (context) => context.runtime.config.net,
+    run() {
+      // Drivers probe synchronously in finit_module: an interface that is not here now is not coming.
+      // The agent configures networking; boot never waits for it.
+      const interfaces = listNetworkInterfaces();
+      if (interfaces.length === 0) throw new Error("burrow.net=1 but no network interface appeared (no virtio-net device?); continuing without one");
+      log.info(`network: ${interfaces.join(" ")}`);
+    },
+  },
+  { name: "root", policy: "fatal", run: mountRootStep },
+  { name: "switch-root", policy: "fatal", run: switchRootStep },
+  { name: "exec-agent", policy: "fatal", run: execAgent },
 ];
 
+function loadModulesStep(context: MicrovmContext): void {
+  const { config, kernelRelease } = context.runtime;
+  const dir = `/lib/modules/${kernelRelease}`;
+  const index = readModuleIndex(dir);
+  const request = wantedModules(config);
+  if (!index) {
+    // A kernel with its drivers built in ships no modules: nothing to do, nothing to report.
+    if (config.modules.length > 0) log.warn(`modules: no ${dir}/modules.dep; cannot load ${config.modules.join(", ")}`);
+    else log.debug(`modules: no ${dir}/modules.dep (drivers built in)`);
+    return;
+  }
+  const result = loadModules(index, request, config, finitLoader(dir), () => now(context));
+  context.failedModules = result.failed;
+  for (const [name, reason] of result.failed) log.warn(`module ${name}: ${reason}`);
+  const total = Object.values(result.ms).reduce((sum, ms) => sum + ms, 0);
+  log.info(`modules: loaded ${result.loaded.length} in ${total.toFixed(1)} ms (${result.loaded.join(" ") || "none"})${result.already.length ? `, already loaded: ${result.already.join(" ")}` : ""}${result.builtin.length ? `, built in: ${result.builtin.join(" ")}` : ""}`);
+  log.debug(`modules: ms per module ${JSON.stringify(result.ms)}`);
+}
+
+async function waitForRootDevice(context: MicrovmContext): Promise<void> {
+  const { config } = context.runtime;
+  const spec = parseRootSpec(config.root);
+  const watcher = context.watcher ?? UeventWatcher.open();
+  context.watcher = watcher;
+  const started = now(context);
+  const device = await watcher.waitFor(() => findRootDevice(spec), config.rootwaitMs, () => now(context));
+  if (device === null) {
+    const types = rootFsTypes(config).join(", ");
+    const moduleNote = [...context.failedModules].map(([name, reason]) => `; module ${name}: ${reason}`).join("");
+    throw new Error(`root device ${config.root} did not appear within ${config.rootwaitMs} ms (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
+  }
+  context.rootDevice = device;
+  log.info(`root device ${config.root}${device !== config.root ? ` is ${device}` : ""}, ready after ${(now(context) - started).toFixed(1)} ms (${watcher.eventDriven ? "uevents" : "polling"})`);
+}
+
+async function linkPorts(context: MicrovmContext): Promise<void> {
+  const watcher = context.watcher!;
+  // Ports are announced by the host right after virtio_console probes; each gets its name in a
+  // later control message (a "change" uevent). Wait briefly for the names of ports already seen.
+  const ports = (await watcher.waitFor(() => {
+    const list = listVirtioPorts();
+    return list.every((port) => port.name !== null) ? list : null;
+  }, PORT_NAME_GRACE_MS, () => now(context))) ?? listVirtioPorts();
+  const made = linkVirtioPorts(ports);
+  const unnamed = ports.filter((port) => port.name === null).map((port) => port.device);
+  if (ports.length > 0) log.info(`virtio ports: ${made.join(", ") || "none named"}${unnamed.length ? ` (unnamed: ${unnamed.join(" ")})` : ""}`);
+}
+
+function mountRootStep(context: MicrovmContext): void {
+  const { config } = context.runtime;
+  const device = context.rootDevice!;
+  context.rootType = mountRoot(device, NEW_ROOT, config, rootFsTypes(config), context.failedModules);
+  setFallbackRoot(NEW_ROOT);
+  log.info(`root ${device} (${context.rootType}) mounted on ${NEW_ROOT} ${config.readOnly ? "ro" : "rw"},noatime${config.rootflags ? `,${config.rootflags}` : ""}`);
+}
+
+function switchRootStep(context: MicrovmContext): void {
+  const check = checkSwitch(NEW_ROOT);
+  if (!check.ok) throw new Error(`cannot switch root to ${NEW_ROOT}: ${check.reason}`);
+  // Every libc call left to make, bound while libc.so.6 is still a file we can open.
+  sys.prebind(["mount", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
+  context.watcher?.close();
+  const outcome = switchRoot(NEW_ROOT, MOVED_MOUNTS, check.initramfs);
+  context.switched = true;
+  setFallbackRoot(null);
+  for (const error of outcome.deleteErrors.slice(0, 5)) log.warn(`switch-root: could not delete ${error}`);
+  log.info(`switched root: ${check.initramfs ? `initramfs emptied (${outcome.deleted} files)` : "old root kept (not ramfs/tmpfs)"}, moved ${outcome.moved.join(" ")}`);
+}
+
+function execAgent(context: MicrovmContext): void {
+  const { config, report, startNs } = context.runtime;
+  const argv = agentArgv(config.agent, config.initArgs);
+  const env = buildAgentEnv(process.env, startNs);
+  if (!existsSync(config.agent)) throw new Error(`cannot exec agent ${config.agent}: ENOENT (no such file or directory)`);
+  // Ports that got their names while the root was mounted.
+  try {
+    linkVirtioPorts(listVirtioPorts());
+  } catch {}
+  const record = report.steps.at(-1);
+  if (record) record.endMs = now(context);
+  writeReport(report);
+  log.info(`exec ${argv.map((arg) => JSON.stringify(arg)).join(" ")} (${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started)`);
+  makeStdioBlocking();
+  prepareForExec();
+  try {
+    sys.closeRangeCloexec(3);
+  } catch {}
+  try {
+    sys.execve(config.agent, argv, env);
+  } catch (error) {
+    const code = error instanceof sys.SysError ? `${error.code} (${sys.errnoText(error.errno)})` : String(error);
+    throw new Error(`cannot exec agent ${config.agent}: ${code}`);
+  }
+}
+
 export async function bootMicrovm(runtime: InitRuntime): Promise<void> {
-  await runPlan(plan, runtime, runtime.report, runtime.now);
-  writeReport(runtime.report);
-  await endVm("poweroff", 0);
+  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, switched: false };
+  await runPlan(MICROVM_PLAN, context, runtime.report, runtime.now);
 }

@@ -1,0 +1,123 @@
+// Devices the boot waits for: the root block device (a path, LABEL= or UUID=, resolved from ext4
+// superblocks), virtio-serial ports (named symlinks under /dev/virtio-ports) and network interfaces.
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, symlinkSync, unlinkSync } from "node:fs";
+import { formatUuid } from "./swapheader";
+
+export const EXT_SUPER_MAGIC = 0xef53;
+const SUPERBLOCK_OFFSET = 1024;
+
+export interface FsIdentity { type: "ext"; uuid: string; label: string }
+
+/** The ext2/3/4 superblock at byte 1024: magic u16 @0x38, uuid[16] @0x68, volume name[16] @0x78. */
+export function parseExtSuperblock(device: Uint8Array): FsIdentity | null {
+  if (device.byteLength < SUPERBLOCK_OFFSET + 0x88) return null;
+  const view = new DataView(device.buffer, device.byteOffset, device.byteLength);
+  if (view.getUint16(SUPERBLOCK_OFFSET + 0x38, true) !== EXT_SUPER_MAGIC) return null;
+  const uuid = formatUuid(device.subarray(SUPERBLOCK_OFFSET + 0x68, SUPERBLOCK_OFFSET + 0x78));
+  const labelBytes = device.subarray(SUPERBLOCK_OFFSET + 0x78, SUPERBLOCK_OFFSET + 0x88);
+  const end = labelBytes.indexOf(0);
+  const label = Buffer.from(end < 0 ? labelBytes : labelBytes.subarray(0, end)).toString("utf8");
+  return { type: "ext", uuid, label };
+}
+
+export type RootSpec = { kind: "path"; path: string } | { kind: "label"; label: string } | { kind: "uuid"; uuid: string };
+
+export function parseRootSpec(root: string): RootSpec {
+  if (root.startsWith("LABEL=")) return { kind: "label", label: root.slice(6) };
+  if (root.startsWith("UUID=")) return { kind: "uuid", uuid: root.slice(5).toLowerCase() };
+  if (root.startsWith("/dev/disk/by-label/")) return { kind: "label", label: root.slice("/dev/disk/by-label/".length) };
+  if (root.startsWith("/dev/disk/by-uuid/")) return { kind: "uuid", uuid: root.slice("/dev/disk/by-uuid/".length).toLowerCase() };
+  return { kind: "path", path: root.startsWith("/") ? root : `/dev/${root}` };
+}
+
+function isBlockDevice(path: string): boolean {
+  try {
+    return statSync(path).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
+
+/** The first 2 KiB of a block device, or null (no medium, size 0, not there yet). */
+function readHead(path: string): Uint8Array | null {
+  let fd = -1;
+  try {
+    fd = openSync(path, "r");
+    const buffer = new Uint8Array(2048);
+    return readSync(fd, buffer, 0, buffer.byteLength, 0) === buffer.byteLength ? buffer : null;
+  } catch {
+    return null;
+  } finally {
+    if (fd >= 0) closeSync(fd);
+  }
+}
+
+/** Block devices the kernel has now, by /sys/class/block name (zram and loop skipped: never a root here). */
+export function listBlockDevices(sysClassBlock = "/sys/class/block"): string[] {
+  try {
+    return readdirSync(sysClassBlock).filter((name) => !/^(zram|loop|ram)\d/.test(name)).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** The device path for a root spec if it is present now, else null. */
+export function findRootDevice(spec: RootSpec): string | null {
+  if (spec.kind === "path") return isBlockDevice(spec.path) ? spec.path : null;
+  for (const name of listBlockDevices()) {
+    const path = `/dev/${name}`;
+    const head = readHead(path);
+    const identity = head && parseExtSuperblock(head);
+    if (!identity) continue;
+    if (spec.kind === "label" && identity.label === spec.label) return path;
+    if (spec.kind === "uuid" && identity.uuid === spec.uuid) return path;
+  }
+  return null;
+}
+
+export interface VirtioPort { device: string; name: string | null }
+
+export function listVirtioPorts(sysClass = "/sys/class/virtio-ports"): VirtioPort[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(sysClass).filter((entry) => entry.startsWith("vport")).sort();
+  } catch {
+    return [];
+  }
+  return entries.map((device) => {
+    // "name" appears when the host sends the port's name (a KOBJ_CHANGE uevent follows).
+    let name: string | null = null;
+    try {
+      name = readFileSync(`${sysClass}/${device}/name`, "utf8").trim() || null;
+    } catch {}
+    return { device, name };
+  });
+}
+
+/** /dev/virtio-ports/<name> → ../vportNpM for every named port; returns "name -> device" pairs made. */
+export function linkVirtioPorts(ports: VirtioPort[], dir = "/dev/virtio-ports"): string[] {
+  const made: string[] = [];
+  for (const port of ports) {
+    if (!port.name || port.name.includes("/") || port.name === "." || port.name === "..") continue;
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    const link = `${dir}/${port.name}`;
+    const target = `../${port.device}`;
+    try {
+      if (readlinkSync(link) === target) continue;
+      unlinkSync(link);
+    } catch {}
+    symlinkSync(target, link);
+    made.push(`${port.name} -> ${port.device}`);
+  }
+  return made;
+}
+
+/** Network interfaces other than loopback. */
+export function listNetworkInterfaces(sysClassNet = "/sys/class/net"): string[] {
+  try {
+    return readdirSync(sysClassNet).filter((name) => name !== "lo").sort();
+  } catch {
+    return [];
+  }
+}
+

@@ -1,0 +1,47 @@
+// The root filesystem: which types to try, mount options, and the one-line failure.
+import { mkdirSync, readFileSync } from "node:fs";
+import type { Config } from "../../config/config";
+import * as sys from "../../sys";
+
+/** /proc/filesystems types backed by a device (no "nodev"), ext4 first. */
+export function blockFilesystems(procFilesystems: string): string[] {
+  const types = procFilesystems
+    .split("\n")
+    .map((line) => line.split("\t"))
+    .filter(([flag, name]) => flag !== "nodev" && name && name.trim())
+    .map(([, name]) => name!.trim());
+  return types.includes("ext4") ? ["ext4", ...types.filter((type) => type !== "ext4")] : types;
+}
+
+export function rootFsTypes(config: Config, procFilesystems: () => string = () => readFileSync("/proc/filesystems", "utf8")): string[] {
+  if (config.rootfstype) return config.rootfstype.split(",").map((type) => type.trim()).filter(Boolean);
+  let text = "";
+  try {
+    text = procFilesystems();
+  } catch {}
+  const types = blockFilesystems(text);
+  return types.length > 0 ? types : ["ext4"];
+}
+
+export function rootMountFlags(config: Config): number {
+  return sys.MountFlags.NOATIME | (config.readOnly ? sys.MountFlags.RDONLY : 0);
+}
+
+export class RootMountError extends Error {}
+
+/** Try each type; the first that mounts wins. Throws one line: device, types tried, errno each. */
+export function mountRoot(device: string, target: string, config: Config, types = rootFsTypes(config), failedModules = new Map<string, string>()): string {
+  mkdirSync(target, { recursive: true, mode: 0o755 });
+  const tried: string[] = [];
+  for (const type of types) {
+    try {
+      sys.mount(device, target, type, rootMountFlags(config), config.rootflags);
+      return type;
+    } catch (error) {
+      const code = error instanceof sys.SysError ? error.code : String(error);
+      const moduleNote = failedModules.has(type) ? `, module ${type}: ${failedModules.get(type)}` : "";
+      tried.push(`${type}: ${code}${moduleNote}`);
+    }
+  }
+  throw new RootMountError(`cannot mount root ${device} on ${target} ${config.readOnly ? "ro" : "rw"}${config.rootflags ? ` (${config.rootflags})` : ""}: tried ${tried.join("; ")}`);
+}

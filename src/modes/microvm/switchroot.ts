@@ -1,0 +1,101 @@
+// switch_root for an initramfs: empty the initramfs (it cannot be unmounted, only emptied, to
+// give its RAM back), move the API mounts into the new root, MS_MOVE the new root onto "/",
+// chroot ".", chdir "/". Like busybox switch_root, it refuses unless PID 1 with a ramfs/tmpfs
+// root and a new root that is a different mount.
+import { lstatSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from "node:fs";
+import { readMounts, type MountEntry } from "../../boot/mounts";
+import * as sys from "../../sys";
+
+export const RAMFS_MAGIC = 0x858458f6;
+export const TMPFS_MAGIC = 0x01021994;
+
+/** Is "/" the initramfs? statfs magic when available, else the mountinfo entry for "/". */
+export function rootIsInitramfs(mounts: MountEntry[], statfsType: number | null): boolean {
+  if (statfsType !== null) return statfsType === RAMFS_MAGIC || statfsType === TMPFS_MAGIC;
+  const root = mounts.filter((entry) => entry.mountPoint === "/").at(0);
+  return root !== undefined && ["rootfs", "ramfs", "tmpfs"].includes(root.fstype);
+}
+
+export function statfsType(path: string): number | null {
+  try {
+    return Number(statfsSync(path).type) >>> 0;
+  } catch {
+    return null;
+  }
+}
+
+export interface SwitchCheck { ok: boolean; initramfs: boolean; reason?: string }
+
+export function checkSwitch(newRoot: string, pid = process.pid): SwitchCheck {
+  const initramfs = rootIsInitramfs(readMounts(), statfsType("/"));
+  if (pid !== 1) return { ok: false, initramfs, reason: `not PID 1 (pid ${pid})` };
+  let sameMount = true;
+  try {
+    sameMount = lstatSync(newRoot).dev === lstatSync("/").dev;
+  } catch (error) {
+    return { ok: false, initramfs, reason: `${newRoot}: ${(error as Error).message}` };
+  }
+  if (sameMount) return { ok: false, initramfs, reason: `${newRoot} is not a mount point (same device as /)` };
+  return { ok: true, initramfs };
+}
+
+/**
+ * Delete everything under `dir` that lives on `dev`, never crossing into another filesystem
+ * (mount points such as /proc or the new root stay, and are not entered). Returns files removed.
+ */
+export function deleteTree(dir: string, dev: number, skip: ReadonlySet<string>): { files: number; errors: string[] } {
+  const result = { files: 0, errors: [] as string[] };
+  const walk = (path: string) => {
+    let entries: string[];
+    try {
+      entries = readdirSync(path);
+    } catch (error) {
+      result.errors.push(`${path}: ${(error as NodeJS.ErrnoException).code}`);
+      return;
+    }
+    for (const entry of entries) {
+      const child = path === "/" ? `/${entry}` : `${path}/${entry}`;
+      if (skip.has(child)) continue;
+      try {
+        const info = lstatSync(child);
+        if (info.dev !== dev) continue; // a mount point: leave it and what is under it
+        if (info.isDirectory()) {
+          walk(child);
+          rmdirSync(child);
+        } else {
+          unlinkSync(child);
+          result.files++;
+        }
+      } catch (error) {
+        result.errors.push(`${child}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      }
+    }
+  };
+  walk(dir);
+  return result;
+}
+
+export interface SwitchOutcome { deleted: number; deleteErrors: string[]; moved: string[] }
+
+export function switchRoot(newRoot: string, moved: readonly string[], deleteInitramfs: boolean): SwitchOutcome {
+  const outcome: SwitchOutcome = { deleted: 0, deleteErrors: [], moved: [] };
+  if (deleteInitramfs) {
+    const skip = new Set([newRoot, ...moved]);
+    const { files, errors } = deleteTree("/", lstatSync("/").dev, skip);
+    outcome.deleted = files;
+    outcome.deleteErrors = errors;
+  }
+  const mounts = readMounts();
+  for (const path of moved) {
+    if (!mounts.some((entry) => entry.mountPoint === path)) continue;
+    const target = `${newRoot}${path}`;
+    mkdirSync(target, { recursive: true, mode: 0o755 });
+    sys.mount(path, target, null, sys.MountFlags.MOVE);
+    outcome.moved.push(path);
+  }
+  sys.chdir(newRoot);
+  sys.mount(".", "/", null, sys.MountFlags.MOVE);
+  sys.chroot(".");
+  sys.chdir("/");
+  return outcome;
+}

@@ -1,0 +1,186 @@
+// microvm mode end to end: Debian's kernel under QEMU (TCG), burrow as PID 1 from the initramfs,
+// the demo root disk; assertions on what the guest agent (then PID 1) reports, or on the one-line
+// cause and the fallback when boot cannot complete.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "bun";
+import { ROOT, ROOTFS } from "../helpers/artifacts";
+import { boot, tail, type BootResult } from "../helpers/boot";
+
+const BOOT_TIMEOUT_MS = 150_000;
+
+function values(result: BootResult, key: string): string[] {
+  return result.agent.get(key) ?? [];
+}
+
+function meminfo(result: BootResult): Record<string, number> {
+  return Object.fromEntries(values(result, "meminfo").map((entry) => entry.split("=")).map(([k, v]) => [k!, Number(v)]));
+}
+
+function explain(result: BootResult): string {
+  return `outcome ${result.outcome} (${result.reason})\n${tail(result, 80)}`;
+}
+
+/** What every completed boot must show: the agent as PID 1, a clean handover, a full report. */
+function expectHealthyAgent(result: BootResult, args: string[]): void {
+  if (!result.agent.has("done")) throw new Error(`the agent did not finish:\n${explain(result)}`);
+  expect(values(result, "pid")[0]).toBe("1 ppid=0");
+  expect(values(result, "argc")).toEqual([String(args.length)]);
+  args.forEach((arg, index) => expect(values(result, `arg[${index + 1}]`)).toEqual([arg]));
+
+  const env = values(result, "env");
+  expect(env).toContain("HOME=/root");
+  expect(env).toContain("TERM=linux");
+  expect(env).toContain("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+  expect(env.some((line) => /^KERNEL_BOOT_TIME=\d{6,}$/.test(line))).toBe(true);
+  expect(env.filter((line) => /^(BUN_|JSC_|NODE_|LD_)/.test(line))).toEqual([]);
+
+  // Nothing blocked or ignored crosses the exec (Bun ignores SIGPIPE and SIGXFSZ).
+  expect(values(result, "sigign")).toEqual(["0000000000000000"]);
+  expect(values(result, "sigblk")).toEqual(["0000000000000000"]);
+
+  // fds at the agent's start: 0-2 on the console; besides, only the shell's own (its script, the listing file).
+  const fds = values(result, "fd").map((line) => line.split(" -> ") as [string, string]);
+  const console = fds.filter(([fd]) => ["0", "1", "2"].includes(fd));
+  expect(console.map(([fd]) => fd).sort()).toEqual(["0", "1", "2"]);
+  const leaked = fds.filter(([fd, target]) => Number(fd) >= 3 && !["/usr/local/bin/guest-agent", "/tmp/agent-fds"].includes(target) && !/^\/dev\/(ttyS0|hvc0|console)$/.test(target));
+  expect(leaked).toEqual([]);
+
+  const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string; startMs: number; endMs: number }[] };
+  expect(report).not.toBeNull();
+  const steps = report.steps.map((step) => step.name);
+  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "switch-root", "exec-agent"]);
+  for (const step of report.steps) {
+    expect(["ok", "skipped", "failed"]).toContain(step.status);
+    expect(step.endMs).toBeGreaterThanOrEqual(step.startMs);
+  }
+  expect(result.output).not.toMatch(/Kernel panic/);
+}
+
+describe("microvm mode: complete boot", () => {
+  test("-machine microvm: root, zram, ports, modules + parameters, clean exec, initramfs reclaimed", async () => {
+    const result = await boot({
+      machine: "microvm",
+      disks: [ROOTFS],
+      ports: [{ name: "demo.port", file: null }, { name: "org.example.events", file: null }],
+      append: "zram.num_devices=2 virtio_blk.queue_depth=128 burrow.modules=virtio_balloon -- hello \"two words\"",
+    });
+    expectHealthyAgent(result, ["hello", "two words"]);
+
+    expect(values(result, "mount")).toContain("/ ext4 /dev/vda rw,noatime");
+    for (const api of ["/dev devtmpfs", "/proc proc", "/sys sysfs", "/tmp tmpfs", "/run tmpfs", "/dev/pts devpts", "/dev/shm tmpfs"]) {
+      expect(values(result, "mount").some((line) => line.startsWith(api))).toBe(true);
+    }
+
+    // zram: 50% of MemTotal by default, priority 100, lz4 first in the default list.
+    const mem = meminfo(result);
+    const swap = values(result, "swap");
+    expect(swap).toHaveLength(1);
+    const [, sizeKib, prio] = /^\/dev\/zram0 type=partition size_kib=(\d+) prio=(-?\d+)$/.exec(swap[0]!) ?? [];
+    // The kernel reports the area minus its header page.
+    expect(Math.abs(Number(sizeKib) + 4 - Math.floor(mem.MemTotal! / 2 / 4) * 4)).toBeLessThanOrEqual(4);
+    expect(prio).toBe("100");
+    expect(values(result, "zram")[0]).toContain("[lz4]");
+    expect(values(result, "sysctl")).toEqual(["page-cluster=0 swappiness=100 watermark_boost_factor=0"]);
+
+    // Modules: the base set, the requested one, parameters from the command line.
+    const modules = values(result, "modules")[0]!.split(" ");
+    for (const name of ["virtio_mmio", "virtio_blk", "virtio_console", "ext4", "zram", "lz4", "virtio_balloon"]) expect(modules).toContain(name);
+    expect(values(result, "param")).toContain("virtio_blk.queue_depth=128");
+    expect(values(result, "block")[0]).toContain("zram1");
+
+    const ports = values(result, "port");
+    expect(ports).toContain("demo.port -> ../vport1p1");
+    expect(ports).toContain("org.example.events -> ../vport1p2");
+
+    // 512 MiB guest, ~112 MiB initramfs: kept, it would cost >100 MiB of MemAvailable.
+    expect(mem.MemAvailable!).toBeGreaterThan(mem.MemTotal! - 100 * 1024);
+    expect(result.outcome === "poweroff" || result.exitCode === 0).toBe(true);
+  }, BOOT_TIMEOUT_MS);
+
+  test("-machine q35 (PCI): root by LABEL=, zram size and priority from the command line", async () => {
+    const result = await boot({
+      machine: "q35",
+      disks: [ROOTFS],
+      ports: [{ name: "demo.port", file: null }],
+      append: "root=LABEL=burrow-root burrow.zram=64M burrow.zram.prio=7 burrow.swappiness=60 -- q35",
+    });
+    expectHealthyAgent(result, ["q35"]);
+    expect(result.output).toMatch(/burrow: root device LABEL=burrow-root is \/dev\/vda/);
+    expect(values(result, "mount")).toContain("/ ext4 /dev/vda rw,noatime");
+    expect(values(result, "swap")).toEqual([`/dev/zram0 type=partition size_kib=${64 * 1024 - 4} prio=7`]);
+    expect(values(result, "sysctl")).toEqual(["page-cluster=0 swappiness=60 watermark_boost_factor=0"]);
+    expect(values(result, "port")).toContain("demo.port -> ../vport1p1");
+    expect(values(result, "modules")[0]).toContain("virtio_pci");
+    const mem = meminfo(result);
+    expect(mem.MemAvailable!).toBeGreaterThan(mem.MemTotal! - 100 * 1024);
+  }, BOOT_TIMEOUT_MS);
+});
+
+/** A failed boot: the one-line cause, then the fallback (power off, exit status 1). */
+function expectPoweredOffWith(result: BootResult, cause: RegExp): void {
+  if (!cause.test(result.output)) throw new Error(`cause ${cause} not on the console:\n${explain(result)}`);
+  expect(result.output).toMatch(/burrow: guest exit status 1/);
+  expect(result.outcome).toBe("exit-status");
+  expect(result.exitCode).toBe(1);
+  expect(result.agent.has("start")).toBe(false);
+  expect(result.output).not.toMatch(/Kernel panic/);
+}
+
+describe("microvm mode: failures end in the fallback with one clear line", () => {
+  test("no root disk: the wait times out (burrow.rootwait) and the VM powers off", async () => {
+    const result = await boot({ machine: "microvm", append: "burrow.rootwait=1500" });
+    expectPoweredOffWith(result, /boot failed: root-device: root device \/dev\/vda did not appear within 1500 ms \(ENODEV; fs types to try: ext4/);
+  }, BOOT_TIMEOUT_MS);
+
+  test("wrong rootfstype: names the device, the type tried and the errno", async () => {
+    const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "rootfstype=xfs" });
+    expectPoweredOffWith(result, /boot failed: root: cannot mount root \/dev\/vda on \/sysroot rw: tried xfs: ENODEV/);
+  }, BOOT_TIMEOUT_MS);
+
+  test("missing agent: path and errno, then the fallback", async () => {
+    const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.agent=/nope burrow.zram=off" });
+    expectPoweredOffWith(result, /boot failed: exec-agent: cannot exec agent \/nope: ENOENT/);
+    expect(result.output).toMatch(/switched root/);
+  }, BOOT_TIMEOUT_MS);
+
+  test("bad zram size: one warning naming the value, boot continues without swap", async () => {
+    const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.zram=12QB" });
+    expectHealthyAgent(result, []);
+    const warnings = result.burrow.filter((line) => line.includes("12QB"));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/burrow\.zram=12QB: not a size/);
+    expect(values(result, "swap")).toEqual([]);
+  }, BOOT_TIMEOUT_MS);
+
+  test("burrow.net=1 with no network device: virtio_net loads, one warning, no wait", async () => {
+    const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.net=1 burrow.zram=off" });
+    expectHealthyAgent(result, []);
+    expect(values(result, "modules")[0]).toContain("virtio_net");
+    const warnings = result.burrow.filter((line) => /network/.test(line));
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/burrow\.net=1 but no network interface appeared/);
+    const report = JSON.parse(values(result, "boot-report")[0]!) as { steps: { name: string; startMs: number; endMs: number; status: string }[] };
+    const network = report.steps.find((step) => step.name === "network")!;
+    expect(network.status).toBe("failed");
+    expect(network.endMs - network.startMs).toBeLessThan(500);
+  }, BOOT_TIMEOUT_MS);
+
+  test("agent not executable (variant rootfs built here with make-rootfs.sh): execve's errno, then the fallback", async () => {
+    // An agent that is present but not executable: execve's own errno (EACCES) is reported.
+    const dir = mkdtempSync(join(tmpdir(), "burrow-rootfs-"));
+    try {
+      const agent = join(dir, "agent");
+      await Bun.write(agent, "not a program\n");
+      const disk = join(dir, "rootfs.ext4");
+      const made = spawnSync([join(ROOT, "scripts/make-rootfs.sh"), disk, agent, "16M"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, AGENT_MODE: "0644" } });
+      expect(made.exitCode).toBe(0);
+      const result = await boot({ machine: "microvm", disks: [disk], append: "burrow.zram=off" });
+      expectPoweredOffWith(result, /boot failed: exec-agent: cannot exec agent \/usr\/local\/bin\/guest-agent: (EACCES|ENOEXEC)/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, BOOT_TIMEOUT_MS);
+});
