@@ -6,7 +6,7 @@ bun := justfile_directory() / "node_modules/.bin/bun"
 # Which kernel to build images for and boot: debian (modules) or micro (kernel-config/, built in).
 KERNEL := env_var_or_default("KERNEL", "debian")
 kernel_dir := if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel" }
-image_flags := if KERNEL == "micro" { "--no-kernel" } else { "--kernel-dir build/kernel" }
+image_flags := if KERNEL == "micro" { "--kernel-dir none" } else { "--kernel-dir build/kernel" }
 
 default:
     @{{just_executable()}} --list

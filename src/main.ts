@@ -17,14 +17,14 @@ const image = defineCommand({
   meta: { name: "image", description: "Build the initramfs (cpio newc): burrow, its runtime, device nodes, modules" },
   args: {
     binary: { type: "string", description: "burrow executable to put at /init (default: this executable if compiled, else dist/burrow)" },
-    "kernel-dir": { type: "string", description: "unpacked kernel holding lib/modules/<release>/ (default build/kernel)" },
+    "kernel-dir": { type: "string", description: "unpacked kernel holding lib/modules/<release>/ (default build/kernel; \"none\": no modules, drivers built in)" },
     "kernel-release": { type: "string", description: "which release under lib/modules when there are several" },
-    "no-kernel": { type: "boolean", description: "no modules at all (kernel with drivers built in)" },
     modules: { type: "string", description: "extra modules, comma-separated (added to the default set)" },
     "only-modules": { type: "boolean", description: "use only --modules, not the default set" },
     "module-layout": { type: "enum", options: ["tree", "ordered"], default: "tree", description: "tree: /lib/modules/<release>/… with its index; ordered: /lib/modules/NNN/<name>.ko in load order (paravisor mode)" },
     add: { type: "string", description: "extra file or tree SRC:DEST (repeatable)" },
-    compress: { type: "enum", options: ["none", "gzip", "zstd"], default: "none", description: "compression" },
+    compress: { type: "enum", options: ["none", "gzip", "zstd"], default: "none", description: "compression (cpio)" },
+    format: { type: "enum", options: ["cpio", "ext4"], default: "cpio", description: "cpio initramfs, or an ext4 boot disk (no initramfs: root=/dev/vda ro init=/init)" },
     out: { type: "string", default: "dist/initramfs.img", description: "output path" },
   },
   async run({ args, rawArgs }) {
@@ -38,13 +38,14 @@ const image = defineCommand({
     const summary = await buildImage({
       binary: args.binary ?? (Bun.isStandaloneExecutable ? process.execPath : "dist/burrow"),
       out: args.out,
-      kernelDir: args["no-kernel"] ? null : (args["kernel-dir"] ?? "build/kernel"),
+      kernelDir: args["kernel-dir"] === "none" ? null : (args["kernel-dir"] ?? "build/kernel"),
       kernelRelease: args["kernel-release"],
       modules: (args.modules ?? "").split(",").map((m) => m.trim()).filter(Boolean),
       noDefaultModules: args["only-modules"],
       moduleLayout: args["module-layout"] as "tree" | "ordered",
       add: adds,
       compress: args.compress as "none" | "gzip" | "zstd",
+      format: args.format as "cpio" | "ext4",
       mtime: epoch && /^\d+$/.test(epoch) ? Number(epoch) : 0,
     });
     log.info(`wrote ${summary.out}: ${(summary.bytes / 2 ** 20).toFixed(1)} MiB, ${summary.entries} entries, ${summary.modules.length} modules${summary.kernelRelease ? ` for ${summary.kernelRelease}` : ""}`);

@@ -184,6 +184,10 @@ export function parseConfig(cmdline: string): Config {
   const { params, initArgs } = tokenize(cmdline);
   const config: Config = { ...DEFAULTS, modules: [], moduleParams: {}, initArgs, problems: [] };
   for (const token of params) applyToken(config, token);
+  // burrow.root= names burrow's root even when the kernel's root= is set too (booting without an
+  // initramfs, root= is the disk that holds burrow itself).
+  const burrowRoot = params.filter((token) => token.key === "burrow.root" && token.value).at(-1);
+  if (burrowRoot) config.root = burrowRoot.value!;
   return config;
 }
 

@@ -2,7 +2,7 @@
 // owner 0, mtimes from SOURCE_DATE_EPOCH (or 0). Written to a temporary file and renamed, so
 // a failure never leaves a partial image behind.
 import { spawnSync } from "bun";
-import { existsSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync, lstatSync, readlinkSync, cpSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import earlyMountsSource from "../../image/early-mounts.c" with { type: "text" };
@@ -39,6 +39,13 @@ export interface ImageOptions {
   /** Extra files: [source, destination in the image]. */
   add: [string, string][];
   compress: Compression;
+  /**
+   * cpio: an initramfs. ext4: a boot disk for kernels with virtio-blk and ext4 built in — the
+   * kernel mounts it as root (root=/dev/vda ro init=/init) and pages burrow in on demand instead
+   * of unpacking it into RAM. Device nodes are left out: the kernel opens the console before it
+   * mounts the disk, and devtmpfs supplies /dev.
+   */
+  format?: "cpio" | "ext4";
   mtime: number;
 }
 
@@ -91,18 +98,23 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
 
     for (const [source, destination] of options.add) addTree(archive, source, destination);
 
-    const chunks = archive.chunks({ mtime: options.mtime });
-    const payload = compress(chunks, options.compress);
     mkdirSync(dirname(options.out), { recursive: true });
     const temporary = `${options.out}.tmp-${process.pid}`;
+    let bytes: number;
     try {
-      writeFileSync(temporary, payload);
+      if (options.format === "ext4") {
+        bytes = writeExt4(archive, temporary, join(scratch, "ext4-root"), options.mtime);
+      } else {
+        const payload = compress(archive.chunks({ mtime: options.mtime }), options.compress);
+        writeFileSync(temporary, payload);
+        bytes = payload.byteLength;
+      }
       renameSync(temporary, options.out);
     } catch (error) {
       rmSync(temporary, { force: true });
       throw error;
     }
-    return { out: options.out, bytes: payload.byteLength, entries: archive.list().length, modules, kernelRelease: release, libraries };
+    return { out: options.out, bytes, entries: archive.list().length, modules, kernelRelease: release, libraries };
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -256,6 +268,31 @@ function isSymlink(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Stage the archive's files, directories and symlinks and let mke2fs -d make a read-only boot disk. */
+function writeExt4(archive: CpioArchive, out: string, stage: string, mtime: number): number {
+  mkdirSync(stage, { recursive: true });
+  let payload = 0;
+  for (const entry of archive.list()) {
+    const path = join(stage, entry.path);
+    if (entry.type === "dir") mkdirSync(path, { recursive: true, mode: entry.mode ?? 0o755 });
+    else if (entry.type === "file") {
+      writeFileSync(path, entry.data, { mode: entry.mode ?? 0o644 });
+      payload += entry.data.byteLength;
+    } else if (entry.type === "symlink") symlinkSync(entry.target, path);
+    if (entry.type === "dir" || entry.type === "file") chmodSync(path, entry.mode ?? (entry.type === "dir" ? 0o755 : 0o644));
+  }
+  // Room for metadata: payload plus 10% and 8 MiB, in whole MiB.
+  const sizeMiB = Math.ceil((payload * 1.1) / 2 ** 20) + 8;
+  const mke2fs = ["/usr/sbin/mke2fs", "/sbin/mke2fs"].find(existsSync) ?? "mke2fs";
+  const result = spawnSync(
+    [mke2fs, "-q", "-t", "ext4", "-b", "4096", "-O", "^has_journal", "-L", "burrow-boot", "-U", "5b0c2d1e-8f3a-4c6b-9d7e-0a1b2c3d4e5f",
+      "-E", "root_owner=0:0,hash_seed=5b0c2d1e-8f3a-4c6b-9d7e-0a1b2c3d4e5f", "-d", stage, "-F", out, `${sizeMiB}M`],
+    { stderr: "pipe", env: { ...process.env, E2FSPROGS_FAKE_TIME: String(mtime) } },
+  );
+  if (result.exitCode !== 0) throw new ImageError(`mke2fs -d ${stage} failed: ${result.stderr.toString().trim() || `exit ${result.exitCode}`} (install e2fsprogs: \`just deps\`)`);
+  return statSync(out).size;
 }
 
 function compress(chunks: Uint8Array[], how: Compression): Uint8Array {

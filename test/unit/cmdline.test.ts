@@ -68,6 +68,12 @@ describe("configuration", () => {
     expect(config.readOnly).toBe(true);
   });
 
+  test("burrow.root= wins over the kernel's root= in either order", () => {
+    expect(parseConfig("burrow.root=/dev/vdb root=/dev/vda ro").root).toBe("/dev/vdb");
+    expect(parseConfig("root=/dev/vda burrow.root=/dev/vdb").root).toBe("/dev/vdb");
+    expect(parseConfig("root=/dev/vda").root).toBe("/dev/vda");
+  });
+
   test("garbage does not throw", () => {
     for (const line of ['"""', "= == ===", "burrow.=x", '-- "', "\u0000\u0001 burrow.log", "a".repeat(5000)]) {
       expect(() => parseConfig(line)).not.toThrow();

@@ -60,7 +60,7 @@ describe("burrow image", () => {
     const missingKernel = burrowImage("--kernel-dir", "/nonexistent/kernel", "--out", join(work, "x.img"));
     expect(missingKernel.code).not.toBe(0);
     expect(missingKernel.stderr).toContain("kernel directory not found: /nonexistent/kernel");
-    const missingBinary = burrowImage("--binary", "/nonexistent/burrow", "--no-kernel", "--out", join(work, "y.img"));
+    const missingBinary = burrowImage("--binary", "/nonexistent/burrow", "--kernel-dir", "none", "--out", join(work, "y.img"));
     expect(missingBinary.code).not.toBe(0);
     expect(missingBinary.stderr).toContain("burrow binary not found: /nonexistent/burrow");
     expect(existsSync(join(work, "x.img")) || existsSync(join(work, "y.img"))).toBe(false);
