@@ -1,5 +1,5 @@
 // Memory mappings. Addresses are plain JS numbers (user space fits in 47 bits).
-import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { ptr, toArrayBuffer, type Pointer } from "bun:ffi";
 import { check, errno, libc } from "./libc";
 import { SysError } from "./errno";
 
@@ -22,4 +22,26 @@ export function munmap(address: number, length: number): void {
 /** A zero-copy view of mapped memory. */
 export function view(address: number, length: number): ArrayBuffer {
   return toArrayBuffer(address as Pointer, 0, length);
+}
+
+/** The address of a TypedArray's bytes, for structs that carry pointers (keep the array referenced). */
+export function addressOf(data: Uint8Array | BigUint64Array | DataView): number {
+  return ptr(data) as number;
+}
+
+/**
+ * read(fd) straight into mapped memory at `address`. A bad page there makes the kernel's copy fail
+ * with EFAULT instead of raising SIGBUS in this process. Returns the bytes read.
+ */
+export function readToAddress(fd: number, address: number, length: number): number {
+  const result = libc("read")(fd, address, length);
+  if (result < 0) throw new SysError("read", errno(), { fd, addr: `0x${address.toString(16)}`, length });
+  return Number(result);
+}
+
+/** write(fd) straight from mapped memory at `address` (EFAULT, not SIGBUS, on a bad page). */
+export function writeFromAddress(fd: number, address: number, length: number): number {
+  const result = libc("write")(fd, address, length);
+  if (result < 0) throw new SysError("write", errno(), { fd, addr: `0x${address.toString(16)}`, length });
+  return Number(result);
 }

@@ -144,15 +144,18 @@ export const plan: Step<ParavisorContext>[] = [
     name: "memory",
     policy: "fatal",
     when: (ctx) => ctx.runtime.config.partition !== null,
-    run(ctx) {
-      throw new Error(`burrow.partition=${ctx.runtime.config.partition}: memory initialisation is not part of this build`);
+    async run(ctx) {
+      const { initMemory } = await import("../../memory");
+      await initMemory(ctx.runtime.config);
     },
   },
   {
     name: "worker",
     policy: "fatal",
-    run(ctx) {
-      ctx.worker = spawnWorker(ctx);
+    async run(ctx) {
+      // The mshv fds the memory step opened go to the worker as fds 3, 4, … (listed in memory.json).
+      const handoff = ctx.runtime.config.partition !== null ? (await import("../../memory")).memoryHandoffFds() : [];
+      ctx.worker = spawnWorker(ctx, handoff);
     },
   },
 ];
@@ -210,7 +213,7 @@ export function workerCommand(worker: string, options: ParavisorOptions): string
   return [worker, "--pid", WORKER_PID_FILE, ...options.workerArgs];
 }
 
-function spawnWorker(ctx: ParavisorContext): Subprocess {
+function spawnWorker(ctx: ParavisorContext, extraFds: number[] = []): Subprocess {
   // Large VMs need many fds; the worker inherits this.
   sys.prlimit(sys.Rlimit.NOFILE, { soft: NOFILE_LIMIT, hard: NOFILE_LIMIT });
   const env = workerBaseEnv(ctx.env);
@@ -220,7 +223,8 @@ function spawnWorker(ctx: ParavisorContext): Subprocess {
   let child: Subprocess;
   try {
     // stdin/stdout are /dev/null and stderr is ttyprintk, as for init itself.
-    child = Bun.spawn(argv, { env, stdin: "inherit", stdout: "inherit", stderr: "inherit" });
+    // Bun.spawn closes every other fd in the child, CLOEXEC or not: hand-off fds go through stdio.
+    child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit", ...extraFds] });
   } catch (error) {
     throw new Error(`worker ${ctx.runtime.config.worker} failed to start: ${describeError(error)}`);
   }

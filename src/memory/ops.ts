@@ -1,0 +1,200 @@
+// underhill_mem's boot-time operations on lower-VTL memory, over the MemoryOps calls: VTL2
+// protections (not isolated), accept + initial lower-VTL protections (isolated), shared-pool
+// visibility. Work is split the seed's way (2 GiB protection units round-robin over the VPs;
+// 2 MiB-aligned accept chunks per VP plus the unaligned edges) and then run as sequential
+// batches — see README note in src/memory/index.ts for why not threads.
+import type { MemoryOps } from "./devices";
+import {
+  acceptPagesCall, gpnListCall, gpnRange, HvCall, HostVisibility, InputVtl, MapFlags, sevRmpAdjust, TDX_VTL0_ALL,
+  TdxLeaf, TdxStatus, tdxCode, tdxPageRcx, type CallStats,
+} from "./hv";
+import type { Isolation } from "./partition";
+import {
+  alignedSubranges, fmt, hex, isAligned, len, overlappingRanges, pageCount, planAccept, spread, subtractRanges, TWO_GB, TWO_MB,
+  type Range,
+} from "./ranges";
+
+export interface OpStats extends CallStats {
+  ioctls: Record<string, number>;
+  tdcallLeaves: Record<string, number>;
+  pagesAccepted: number;
+  pagesProtected: number;
+  pagesShared: number;
+  pagesZeroed: number;
+}
+
+export const newOpStats = (): OpStats => ({ calls: {}, timeouts: 0, ioctls: {}, tdcallLeaves: {}, pagesAccepted: 0, pagesProtected: 0, pagesShared: 0, pagesZeroed: 0 });
+const bump = (record: Record<string, number>, key: string, by = 1) => (record[key] = (record[key] ?? 0) + by);
+
+export class MemoryOpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "MemoryOpError";
+  }
+}
+
+/** 2 GiB: "large enough for kernel large pages, small enough for parallelism". */
+export const VTL2_PROTECTION_UNIT = TWO_GB;
+
+export interface ProtectionPlan {
+  units: Range[];
+  /** units dealt round-robin over the VPs (one lane per VP). */
+  lanes: Range[][];
+}
+
+export function planVtl2Protections(vtl2Ram: readonly Range[], vpCount: number): ProtectionPlan {
+  const units = vtl2Ram.flatMap((r) => alignedSubranges(r, VTL2_PROTECTION_UNIT));
+  return { units, lanes: spread(units, vpCount) };
+}
+
+/** Not isolated: lower VTLs get no access to VTL2 RAM (ModifyVtlProtectionMask NONE, current VTL). */
+export function applyVtl2Protections(ops: MemoryOps, plan: ProtectionPlan, stats: OpStats): void {
+  for (const lane of plan.lanes) {
+    for (const unit of lane) {
+      try {
+        gpnListCall(ops.hypercall, HvCall.ModifyVtlProtectionMask, MapFlags.NONE, InputVtl.CURRENT, gpnRange(unit.start, unit.end), "ModifyVtlProtectionMask", stats);
+      } catch (error) {
+        throw new MemoryOpError(`failed to apply VTL2 protections for ${fmt(unit)}: ${(error as Error).message}`);
+      }
+      stats.pagesProtected += pageCount(unit);
+    }
+  }
+}
+
+// ---- per-isolation acceptor ---------------------------------------------------------------
+
+export interface Acceptor {
+  accept(r: Range): void;
+  /** Hardware isolation: give VTL0 full access to pages accepted VTL2-only. */
+  applyInitialLowerVtlProtections(r: Range): void;
+  /** Does accept() already leave VTL0 with full access? (TDX: ACCEPT is followed by ATTR.WR.) */
+  acceptGrantsVtl0: boolean;
+  makeShared(r: Range): void;
+}
+
+export function acceptorFor(isolation: Isolation, ops: MemoryOps, stats: OpStats): Acceptor {
+  const makeShared = (r: Range) => {
+    gpnListCall(ops.hypercall, HvCall.ModifySparseGpaPageHostVisibility, HostVisibility.SHARED, 0, gpnRange(r.start, r.end), "ModifySparseGpaPageHostVisibility(SHARED)", stats);
+    stats.pagesShared += pageCount(r);
+  };
+  switch (isolation) {
+    case "vbs":
+      return {
+        accept(r) {
+          acceptPagesCall(ops.hypercall, r.start, r.end, stats);
+          stats.pagesAccepted += pageCount(r);
+        },
+        applyInitialLowerVtlProtections() {
+          // VBS: set by the accept call itself.
+        },
+        acceptGrantsVtl0: true,
+        makeShared,
+      };
+    case "snp":
+      return {
+        accept(r) {
+          bump(stats.ioctls, "pvalidate");
+          const code = ops.pvalidate(r.start / 4096, pageCount(r), true);
+          if (code !== 0) throw new MemoryOpError(`PVALIDATE of ${fmt(r)} failed: ISA code ${code}`);
+          stats.pagesAccepted += pageCount(r);
+        },
+        applyInitialLowerVtlProtections(r) {
+          bump(stats.ioctls, "rmpadjust");
+          const value = sevRmpAdjust(0, MapFlags.ALL);
+          const code = ops.rmpadjust(r.start / 4096, pageCount(r), value);
+          if (code !== 0) throw new MemoryOpError(`RMPADJUST(VTL0 ${hex(value)}) of ${fmt(r)} failed: ISA code ${code}`);
+        },
+        acceptGrantsVtl0: false,
+        makeShared,
+      };
+    case "tdx":
+      return {
+        accept(r) {
+          tdxWalk(ops, r, stats, true);
+          stats.pagesAccepted += pageCount(r);
+        },
+        applyInitialLowerVtlProtections(r) {
+          tdxWalk(ops, r, stats, false);
+        },
+        acceptGrantsVtl0: true,
+        makeShared,
+      };
+    default:
+      throw new MemoryOpError(`no acceptor for isolation ${isolation}`);
+  }
+}
+
+function tdcall(ops: MemoryOps, stats: OpStats, leaf: bigint, rcx: bigint, rdx = 0n, r8 = 0n) {
+  bump(stats.tdcallLeaves, String(leaf));
+  bump(stats.ioctls, "tdcall");
+  return ops.tdcall({ rax: leaf, rcx, rdx, r8, r9: 0n });
+}
+
+/**
+ * for_each_tdcall_page: aligned sub-ranges of at most 2 MiB; a whole aligned 2 MiB page is tried
+ * at level 1 first and redone as 4 KiB pages on PAGE_SIZE_MISMATCH. `accept`: ACCEPT then ATTR.WR
+ * (VTL0 full access) at the same level; otherwise only ATTR.WR.
+ */
+export function tdxWalk(ops: MemoryOps, r: Range, stats: OpStats, accept: boolean): void {
+  const one = (gpa: number, level: 0 | 1): boolean => {
+    const rcx = tdxPageRcx(gpa, level);
+    if (accept) {
+      const result = tdcall(ops, stats, TdxLeaf.MEM_PAGE_ACCEPT, rcx);
+      const code = tdxCode(result.rax);
+      if (code === TdxStatus.PAGE_SIZE_MISMATCH && level === 1) return false;
+      if (code === TdxStatus.PAGE_ALREADY_ACCEPTED) throw new MemoryOpError(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}): page already accepted`);
+      if (code !== TdxStatus.SUCCESS) throw new MemoryOpError(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
+    }
+    const result = tdcall(ops, stats, TdxLeaf.MEM_PAGE_ATTR_WR, rcx, TDX_VTL0_ALL.rdx, TDX_VTL0_ALL.r8);
+    const code = tdxCode(result.rax);
+    if (code === TdxStatus.PAGE_SIZE_MISMATCH && level === 1 && !accept) return false;
+    if (code !== TdxStatus.SUCCESS) throw new MemoryOpError(`TDG.MEM.PAGE.ATTR.WR of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
+    return true;
+  };
+  for (const sub of alignedSubranges(r, TWO_MB)) {
+    if (len(sub) === TWO_MB && isAligned(sub.start, TWO_MB) && one(sub.start, 1)) continue;
+    for (let gpa = sub.start; gpa < sub.end; gpa += 4096) one(gpa, 0);
+  }
+}
+
+export interface AcceptReport {
+  /** RAM the boot loader had not accepted (what we accepted), OV's validated_ranges. */
+  validated: Range[];
+  /** RAM the boot loader had accepted (hardware isolation: given VTL0 access). */
+  preAccepted: Range[];
+  alignedChunks: number;
+  edgeRanges: number;
+  workers: number;
+}
+
+/**
+ * Isolated boot: VTL0 access for boot-loader-accepted RAM (hardware isolation), then accept the rest
+ * — 2 MiB-aligned chunks spread over max(1, VPs − 1) workers, then the unaligned edges — applying
+ * the initial lower-VTL protections to each piece on hardware isolation.
+ */
+export function acceptVtl0(acceptor: Acceptor, ram: readonly Range[], accepted: readonly Range[], vpCount: number, hardwareIsolated: boolean): AcceptReport {
+  const preAccepted = overlappingRanges(ram, accepted);
+  if (hardwareIsolated) for (const r of preAccepted) acceptor.applyInitialLowerVtlProtections(r);
+  const validated = subtractRanges(ram, accepted);
+  const plan = planAccept(validated, vpCount);
+  const workers = Math.max(1, vpCount - 1);
+  const run = (r: Range) => {
+    acceptor.accept(r);
+    if (hardwareIsolated && !acceptor.acceptGrantsVtl0) acceptor.applyInitialLowerVtlProtections(r);
+  };
+  for (const lane of spread(plan.aligned, workers)) for (const r of lane) run(r);
+  for (const r of plan.edges) run(r);
+  return { validated, preAccepted, alignedChunks: plan.aligned.length, edgeRanges: plan.edges.length, workers };
+}
+
+/** Make the shared pool host-visible (VBS accepts the pages first). */
+export function shareSharedPool(acceptor: Acceptor, isolation: Isolation, pool: readonly Range[]): void {
+  for (const r of pool) {
+    try {
+      if (isolation === "vbs") acceptor.accept(r);
+      acceptor.makeShared(r);
+    } catch (error) {
+      throw new MemoryOpError(`unable to make shared pool ${fmt(r)} host-visible: ${(error as Error).message}`);
+    }
+  }
+}

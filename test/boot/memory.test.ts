@@ -1,0 +1,240 @@
+// Paravisor memory step (issue 5) under QEMU/TCG: Debian's kernel, burrow as PID 1 in paravisor
+// mode, the mshv simulator loaded by burrow's memory step (or, for the invalid description, by a
+// setup script), and a busybox worker that reports the simulator's debugfs state. Six boots:
+// none, vbs (+ injected Timeouts), snp, tdx, an injected visibility failure in the second batch,
+// and an invalid description.
+import { beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { buildImage } from "../../src/image/build";
+import { BURROW, KERNEL, KERNEL_DIR, ROOT } from "../helpers/artifacts";
+import { boot, tail, type BootResult } from "../helpers/boot";
+
+const FIXTURES = join(ROOT, "test/fixtures/partitions");
+const SIM_DIR = join(ROOT, "test/fixtures/mshv-sim");
+const SIM_KO = join(SIM_DIR, "out/mshv_sim.ko");
+const WORK = join(ROOT, "build/test-memory");
+const WINDOW = "memmap=64M$0x20000000 mshv_sim.backing_base=0x20000000 mshv_sim.backing_size=0x4000000";
+const BASE_APPEND = `${WINDOW} burrow.mode=paravisor burrow.partition=/etc/partition.json burrow.onexit=poweroff burrow.onfail=shell`;
+
+beforeAll(async () => {
+  // Fast and idempotent: builds test/fixtures/mshv-sim/out/mshv_sim.ko against Debian's headers.
+  const built = Bun.spawn([join(SIM_DIR, "build.sh")], { stdout: "pipe", stderr: "pipe" });
+  const [stderr] = await Promise.all([new Response(built.stderr).text(), built.exited]);
+  if (built.exitCode !== 0) throw new Error(`mshv-sim build failed: ${stderr}`);
+  mkdirSync(WORK, { recursive: true });
+  rmSync(join(WORK, "sh"), { force: true });
+  symlinkSync("/bin/openvmm_hcl", join(WORK, "sh"));
+}, 300_000);
+
+async function image(name: string, partition: string): Promise<string> {
+  const out = join(WORK, `${name}.img`);
+  await buildImage({
+    binary: BURROW,
+    out,
+    kernelDir: KERNEL_DIR,
+    modules: ["ttyprintk"],
+    noDefaultModules: true,
+    moduleLayout: "ordered",
+    add: [
+      ["/bin/busybox", "/bin/busybox"],
+      [join(FIXTURES, "report.sh"), "/bin/openvmm_hcl"],
+      [join(WORK, "sh"), "/bin/sh"],
+      [join(FIXTURES, "load-sim.sh"), "/etc/load-sim.sh"],
+      [join(FIXTURES, partition), "/etc/partition.json"],
+      [SIM_KO, "/lib/burrow/mshv_sim.ko"],
+    ],
+    compress: "none",
+    mtime: 0,
+  });
+  return out;
+}
+
+interface Report {
+  result: BootResult;
+  lines: string[];
+  counters: Map<string, Record<string, number>>;
+  runs: Record<string, string>[];
+  mem: Map<string, string>;
+  json: any;
+  burrowLines: string[];
+}
+
+async function run(name: string, partition: string, extra = ""): Promise<Report> {
+  const initrd = await image(name, partition);
+  const result = await boot({ kernel: KERNEL, initrd, machine: "q35", mem: "1G", smp: 1, timeoutSeconds: name.startsWith("large") ? 850 : 120, append: `${BASE_APPEND} ${extra}`.trim() });
+  writeFileSync(join(WORK, `${name}.log`), result.output);
+  const lines = result.output.split(/\r?\n/).map((line) => /\[U\] mem: (.*)$/.exec(line)?.[1]).filter((line): line is string => line !== undefined);
+  const counters = new Map<string, Record<string, number>>();
+  const runs: Record<string, string>[] = [];
+  const mem = new Map<string, string>();
+  let json = "";
+  for (const line of lines) {
+    if (line.startsWith("counter ")) {
+      const fields = Object.fromEntries(line.slice(8).split(" ").filter((kv) => kv.includes("=")).map((kv) => kv.split("=") as [string, string]));
+      const key = fields.code ? `hvcall ${fields.code}` : fields.name ? `ioctl ${fields.name}` : `tdcall ${fields.leaf}`;
+      counters.set(key, Object.fromEntries(Object.entries(fields).filter(([k]) => !["code", "name", "leaf"].includes(k)).map(([k, v]) => [k, Number(v)])));
+    } else if (line.startsWith("runs ")) {
+      runs.push(Object.fromEntries(line.slice(5).split(" ").map((kv) => kv.split("=") as [string, string])));
+    } else if (line.startsWith("mem ")) {
+      const [, gpa, bytes] = line.split(" ");
+      mem.set(gpa!, bytes ?? "");
+    } else if (line.startsWith("json ")) {
+      json += line.split(" ")[2] ?? "";
+    }
+  }
+  const burrowLines = result.output.split(/\r?\n/).filter((line) => /burrow: /.test(line));
+  return { result, lines, counters, runs, mem, json: json ? JSON.parse(Buffer.from(json, "base64").toString("utf8")) : null, burrowLines };
+}
+
+interface HvCounter { calls: number; success: number; timeout: number; error: number; elements: number }
+const hc = (report: Report, code: string): HvCounter => ({ calls: 0, success: 0, timeout: 0, error: 0, elements: 0, ...report.counters.get(`hvcall ${code}`) });
+const ascii = (hexBytes: string) => Buffer.from(hexBytes, "hex").toString("latin1");
+const marker = (isolation: string, gpa: string) => `burrow-memory-selftest isolation=${isolation} gpa=${gpa} `.padEnd(64, ".");
+
+/** Pages of [gpn, gpn + count) in `runs` with field `key` = `value`. */
+function pagesWith(runs: Record<string, string>[], from: number, to: number, predicate: (run: Record<string, string>) => boolean): number {
+  let pages = 0;
+  for (const run of runs) {
+    const start = Number(run.gpn);
+    const end = start + Number(run.count);
+    const lo = Math.max(start, from);
+    const hi = Math.min(end, to);
+    if (hi > lo && predicate(run)) pages += hi - lo;
+  }
+  return pages;
+}
+
+function explain(report: Report): string {
+  return `${report.burrowLines.slice(-15).join("\n")}\n--- reporter ---\n${report.lines.join("\n")}\n--- tail ---\n${tail(report.result, 30)}`;
+}
+
+const RAM_PAGES = 0x1f38; // [0, 0x1f38000)
+const PRE_ACCEPTED = 0x123; // [0, 0x123000)
+const POOL = [0x2000, 0x2300];
+
+describe("boot: paravisor memory step on the mshv simulator", () => {
+  test("none: VTL2 protections in ≤ 2 GiB units, VTL0 (alias) and VTL1 mappings, marker via VTL1", async () => {
+    const report = await run("none", "none.json");
+    expect(report.lines).toContain("end worker");
+    const prot = hc(report, "0x000c");
+    // 1024 pages low + 3 GiB high split into [4G,6G) and [6G,7G): ceil(1024/510) + ceil(524288/510) + ceil(262144/510)
+    expect(prot.success).toBe(3 + 1029 + 515);
+    expect(prot.error).toBe(0);
+    expect(prot.elements).toBe(1024 + 786432);
+    expect(report.json.protections.units).toBe(3);
+    expect(report.json.protections.maxUnitBytes).toBeLessThanOrEqual(2 ** 31);
+    expect(pagesWith(report.runs, 0x3000, 0x3400, (r) => r.prot2 === "0x0000")).toBe(0x400);
+    expect(pagesWith(report.runs, 0x100000, 0x1c0000, (r) => r.prot2 === "0x0000")).toBe(0xc0000);
+    expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.prot2 === "0x0000")).toBe(0); // VTL0 RAM untouched
+    expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase])).toEqual([["vtl0", "0x10000000000"], ["vtl1", "0x0"]]);
+    expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("none", "0x1800000"));
+    expect(hc(report, "0x00d9").calls + hc(report, "0x00db").calls).toBe(0);
+  }, 150_000);
+
+  test("vbs: accept via AcceptGpaPages (each RAM page once), pool accepted then shared; injected Timeouts resumed", async () => {
+    const report = await run("vbs", "vbs.json", "mshv_sim.timeout_after=100");
+    expect(report.lines).toContain("end worker");
+    const accept = hc(report, "0x00d9");
+    const vis = hc(report, "0x00db");
+    const poolPages = POOL[1]! - POOL[0]!;
+    // validated RAM accepted exactly once (+ the pool, accepted first on VBS)
+    expect(accept.elements).toBe(RAM_PAGES - PRE_ACCEPTED + poolPages);
+    expect(accept.error).toBe(0);
+    expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.acc === "1")).toBe(RAM_PAGES);
+    // visibility: ceil(768/510) = 2 successful calls; each 100 elements a Timeout resumed from `processed`
+    expect(vis.success).toBe(2);
+    expect(vis.timeout).toBe(5 + 2);
+    expect(vis.elements).toBe(poolPages);
+    expect(pagesWith(report.runs, POOL[0]!, POOL[1]!, (r) => r.vis === "3")).toBe(poolPages);
+    expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.vis === "0")).toBe(RAM_PAGES);
+    expect(report.json.stats.timeouts).toBe(accept.timeout + vis.timeout);
+    expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("vbs", "0x1800000"));
+  }, 150_000);
+
+  test("snp: PVALIDATE once per unaccepted page, RMPADJUST VTL0 access everywhere, pool shared, zeroed, marker via private mapping", async () => {
+    const report = await run("snp", "snp.json");
+    expect(report.lines).toContain("end worker");
+    const pvalidate = report.counters.get("ioctl pvalidate")!;
+    const rmpadjust = report.counters.get("ioctl rmpadjust")!;
+    expect(pvalidate.pages).toBe(RAM_PAGES - PRE_ACCEPTED);
+    expect(pvalidate.errors).toBe(0);
+    expect(rmpadjust.pages).toBe(RAM_PAGES);
+    expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.acc === "1" && r.prot0 === "0x000f")).toBe(RAM_PAGES);
+    const vis = hc(report, "0x00db");
+    expect([vis.success, vis.elements]).toEqual([2, 768]);
+    expect(pagesWith(report.runs, POOL[0]!, POOL[1]!, (r) => r.vis === "3")).toBe(768);
+    expect(report.mem.get("0x1900000")).toBe("00".repeat(64));
+    expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("snp", "0x1800000"));
+    expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase])).toEqual([["vtl0-private", "0x0"], ["shared", "0x8000010000000000"]]);
+    expect(report.json.mappings[1].bitmaps.valid).toEqual({ pagesSet: 768, runs: ["[0x2000000, 0x2300000)"], truncated: false });
+    expect(report.json.mappings[0].bitmaps.valid.pagesSet).toBe(RAM_PAGES);
+    expect(report.json.stats.pagesZeroed).toBe(RAM_PAGES - PRE_ACCEPTED);
+    expect(report.json.fds.map((fd: any) => [fd.name, fd.workerFd])).toEqual([["mshv", 3], ["mshv_vtl", 4], ["hvcall", 5], ["vtl_low", 6]]);
+    // The worker really holds them, at the numbers memory.json promises.
+    const workerFds = new Map(report.lines.filter((line) => line.startsWith("fd ")).map((line) => line.slice(3).split(" ") as [string, string]));
+    expect([workerFds.get("3"), workerFds.get("4"), workerFds.get("5"), workerFds.get("6")]).toEqual(["/dev/mshv", "anon_inode:mshv_vtl", "/dev/mshv_hvcall", "/dev/mshv_vtl_low"]);
+  }, 150_000);
+
+  test("tdx: TDCALL accept (2M where aligned, 4K edges) + ATTR.WR, pool shared, marker via the shared mapping", async () => {
+    const report = await run("tdx", "tdx.json");
+    expect(report.lines).toContain("end worker");
+    // 14 aligned 2 MiB pages + (0x200-0x123) + (0x1f38-0x1e00) 4 KiB edge pages
+    const accepts = 14 + (0x200 - 0x123) + (0x1f38 - 0x1e00);
+    expect(report.counters.get("tdcall 6")!.calls).toBe(accepts);
+    expect(report.counters.get("tdcall 24")!.calls).toBe(accepts + PRE_ACCEPTED);
+    expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.acc === "1" && r.prot0 === "0x000f")).toBe(RAM_PAGES);
+    expect(pagesWith(report.runs, POOL[0]!, POOL[1]!, (r) => r.vis === "3")).toBe(768);
+    expect(hc(report, "0x00db").success).toBe(2);
+    expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase, m.dmaBase])).toEqual([["vtl0-private", "0x0", null], ["shared", "0x8000000000000000", "0x10000000000"]]);
+    expect(ascii(report.mem.get("0x2100000")!)).toBe(marker("tdx", "0x2100000"));
+  }, 150_000);
+
+  test("snp with a failure injected in the second visibility batch: fatal, and the error names GPN 0x2205", async () => {
+    const report = await run("fail", "snp.json", "mshv_sim.fail_gpn=0x2205 mshv_sim.fail_code=0xdb");
+    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatch(/fatal: memory: unable to make shared pool \[0x2000000, 0x2300000\) host-visible: .*AccessDenied\(0x6\) at GPN 0x2205 \(element 517\)/);
+    expect(report.lines).toContain("begin fallback");
+    const vis = hc(report, "0x00db");
+    expect([vis.calls, vis.success, vis.error, vis.elements]).toEqual([2, 1, 1, 517]);
+    if (!report.lines.includes("end fallback")) console.error(explain(report));
+  }, 150_000);
+
+  test("invalid description: one error line naming the range, nothing applied (all counters zero)", async () => {
+    const report = await run("invalid", "invalid.json", "-- --setup-script=/etc/load-sim.sh");
+    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    expect(fatal).toHaveLength(1);
+    expect(fatal[0]).toMatch(/fatal: memory: \/etc\/partition.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)/);
+    expect(report.lines).toContain("begin fallback");
+    expect(report.lines).toContain("module mshv_sim");
+    expect(report.counters.size).toBeGreaterThan(0);
+    for (const [key, value] of report.counters) {
+      for (const [field, count] of Object.entries(value)) {
+        if (count !== 0) throw new Error(`counter ${key} ${field}=${count} after a rejected description`);
+      }
+    }
+    expect(report.runs.every((r) => r.acc === "0" && r.vis === "0")).toBe(true);
+    expect(report.json).toBeNull();
+  }, 150_000);
+});
+
+// Opt-in measurement (BURROW_MEMORY_LARGE=1): 64 GiB described, sparse; only the 64 MiB window is
+// backed. Prints the memory step's guest time and the simulator's counters per isolation type.
+describe.if(process.env.BURROW_MEMORY_LARGE === "1")("measure: 64 GiB sparse layout", () => {
+  for (const isolation of ["none", "vbs", "snp", "tdx"]) {
+    test(`large ${isolation}`, async () => {
+      const report = await run(`large-${isolation}`, `large-${isolation}.json`, "");
+      if (!report.json) console.error(explain(report));
+      expect(report.lines).toContain("end worker");
+      const counters = [...report.counters].filter(([, value]) => Object.values(value).some((count) => count !== 0));
+      console.log(JSON.stringify({
+        isolation,
+        memoryStepMs: report.json.totalMs,
+        phasesMs: report.json.phasesMs,
+        burrowStats: report.json.stats,
+        simulator: Object.fromEntries(counters),
+      }));
+    }, 900_000);
+  }
+});
