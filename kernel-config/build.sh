@@ -9,12 +9,12 @@
 #   key = first 16 hex of sha256(fragment bytes + "linux-source-6.1=<debian version>").
 #   A cache hit does no work. The unpacked, already built source tree is kept in
 #   ${BURROW_KERNEL_WORKDIR:-$BURROW_CACHE/kernel-work} so a changed fragment rebuilds incrementally.
-# Env: BURROW_KERNEL_JOBS (default nproc), BURROW_KERNEL_NICE (default 19).
+# Env: BURROW_KERNEL_FRAGMENT (default kernel-config/microvm.config), BURROW_KERNEL_JOBS (default nproc), BURROW_KERNEL_NICE (default 19).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-fragment="$here/microvm.config"
+fragment=${BURROW_KERNEL_FRAGMENT:-"$here/microvm.config"}   # override for experiments
 outdir=${1:-"$repo/build/kernel-micro"}
 cache=${BURROW_CACHE:-$HOME/.cache/burrow}
 workroot=${BURROW_KERNEL_WORKDIR:-$cache/kernel-work}
