@@ -42,6 +42,11 @@ async function images(kernel: string): Promise<Record<string, string>> {
     const out = join(work, `${kernel}-${variant}.img`);
     const common = { out, kernelDir, modules: [], add: [] as [string, string][], compress: values.compress as Compression, mtime: 0 };
     if (variant === "burrow") await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
+    else if (variant === "burrow-disk") {
+      // No initramfs: the kernel mounts a read-only ext4 disk holding burrow and runs it from there.
+      if (kernelDir !== null) throw new Error("burrow-disk needs a kernel with virtio-blk and ext4 built in (micro)");
+      await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), format: "ext4" });
+    }
     else if (variant === "busybox") await buildImage({ ...common, binary: BUSYBOX, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
     else throw new Error(`unknown variant ${variant}`);
     built[variant] = out;
@@ -49,14 +54,16 @@ async function images(kernel: string): Promise<Record<string, string>> {
   return built;
 }
 
-async function bootOnce(kernel: string, initrd: string): Promise<Sample> {
+async function bootOnce(kernel: string, image: string, variant: string): Promise<Sample> {
+  const fromDisk = variant === "burrow-disk";
   let agentSeenMs = 0;
   let seen = "";
   const started = performance.now();
   const result = await runVm(
     {
-      kernel: KERNELS[kernel]!.vmlinuz, initrd, disks: [ROOTFS], ports: [{ name: "bench.port", file: null }],
-      mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 120,
+      kernel: KERNELS[kernel]!.vmlinuz, initrd: fromDisk ? null : image, disks: fromDisk ? [image, ROOTFS] : [ROOTFS],
+      ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
+      append: fromDisk ? "root=/dev/vda init=/init burrow.root=/dev/vdb" : "", timeoutSeconds: 120,
       extraArgs: ["-snapshot"],
     },
     (text) => {
@@ -99,7 +106,7 @@ for (const kernel of kernels) {
     for (const variant of variantNames) {
       const row = byInit.get(variant)!;
       try {
-        const sample = await bootOnce(kernel, built[variant]!);
+        const sample = await bootOnce(kernel, built[variant]!, variant);
         row.samples.push(sample);
         console.error(`bench: ${kernel}/${variant} run ${run + 1}: init ${sample.initMs.toFixed(0)} ms, wall to agent ${sample.wallToAgentMs.toFixed(0)} ms, MemAvailable ${sample.memAvailableKiB} KiB`);
       } catch (error) {

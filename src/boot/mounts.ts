@@ -31,15 +31,21 @@ export function mountedAt(target: string, mounts = readMounts()): MountEntry | u
   return mounts.filter((entry) => entry.mountPoint === target).at(-1);
 }
 
-export type MountOutcome = "mounted" | "already";
+export type MountOutcome = "mounted" | "remounted" | "already";
 
 /**
- * Mount unless the same filesystem type is already mounted there (the preload library, the kernel,
- * or an earlier step may have done it). Creates the target directory when missing.
+ * Mount unless the same filesystem type is already mounted there (the preload library, the kernel's
+ * devtmpfs automount, or an earlier step may have done it). Then a bind-remount sets exactly the
+ * requested per-mount flags (nosuid, noexec, …) and leaves the superblock alone. Creates the target
+ * directory when missing.
  */
 export function ensureMount(source: string, target: string, fstype: string, flags: number, data: string | null = null): MountOutcome {
   const existing = mountedAt(target);
-  if (existing && existing.fstype === fstype) return "already";
+  if (existing && existing.fstype === fstype) {
+    if (flags === 0) return "already";
+    sys.mount("none", target, null, sys.MountFlags.REMOUNT | sys.MountFlags.BIND | flags);
+    return "remounted";
+  }
   mkdirSync(target, { recursive: true, mode: 0o755 });
   try {
     sys.mount(source, target, fstype, flags, data);

@@ -1,11 +1,11 @@
 // The paravisor's system setup, as data where the reference has data: the mounts, the stdio
 // wiring, the kernel/sysfs writes (in underhill_init's order) and the host entropy.
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
-import { mountedAt } from "../../boot/mounts";
+import { existsSync, readFileSync } from "node:fs";
+import { ensureMount } from "../../boot/mounts";
 import { log } from "../../log";
 import * as sys from "../../sys";
 
-const { NOSUID, NODEV, NOEXEC, RELATIME, REMOUNT, BIND } = sys.MountFlags;
+const { NOSUID, NODEV, NOEXEC, RELATIME } = sys.MountFlags;
 
 export interface MountSpec { source: string; target: string; fstype: string; flags: number }
 
@@ -23,15 +23,8 @@ export const MOUNTS: readonly MountSpec[] = [
  */
 export function mountFilesystems(mounts: readonly MountSpec[] = MOUNTS): void {
   for (const spec of mounts) {
-    mkdirSync(spec.target, { recursive: true, mode: 0o755 });
-    const existing = mountedAt(spec.target);
-    if (existing && existing.fstype === spec.fstype) {
-      sys.mount("none", spec.target, null, REMOUNT | BIND | spec.flags);
-      log.debug(`remounted ${spec.target} (${spec.fstype}) with flags 0x${spec.flags.toString(16)}`);
-    } else {
-      sys.mount(spec.source, spec.target, spec.fstype, spec.flags);
-      log.debug(`mounted ${spec.fstype} on ${spec.target}`);
-    }
+    const outcome = ensureMount(spec.source, spec.target, spec.fstype, spec.flags);
+    log.debug(`${spec.target} (${spec.fstype}): ${outcome} with flags 0x${spec.flags.toString(16)}`);
   }
 }
 
