@@ -63,7 +63,8 @@ export function setupZram(config: Config, sysBlock = "/sys/block/zram0", device 
   const priority = config.zramPriority & sys.SwapFlags.PRIO_MASK;
   sys.swapon(device, sys.SwapFlags.PREFER | priority);
   const outcome = { device, bytes: size.bytes, algorithm, priority, uuid: formatUuid(uuid) };
-  log.info(`zram: ${device} ${size.bytes / 2 ** 20} MiB (${config.zram.kind === "percent" ? `${config.zram.percent}% of ` : ""}MemTotal ${Math.round(memTotal / 2 ** 20)} MiB), ${algorithm}, swap priority ${priority}, label ${ZRAM_LABEL}, uuid ${outcome.uuid}`);
+  const share = config.zram.kind === "percent" ? `${config.zram.percent}% of` : "of";
+  log.info(`zram: ${device} ${(size.bytes / 2 ** 20).toFixed(1)} MiB (${size.bytes} bytes, ${share} MemTotal ${Math.round(memTotal / 2 ** 20)} MiB), ${algorithm}, swap priority ${priority}, label ${ZRAM_LABEL}, uuid ${outcome.uuid}`);
   return outcome;
 }
 
