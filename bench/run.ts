@@ -63,7 +63,8 @@ async function bootOnce(kernel: string, image: string, variant: string): Promise
     {
       kernel: KERNELS[kernel]!.vmlinuz, initrd: fromDisk ? null : image, disks: fromDisk ? [image, ROOTFS] : [ROOTFS],
       ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
-      append: fromDisk ? "root=/dev/vda init=/init burrow.root=/dev/vdb" : "", timeoutSeconds: 120,
+      // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
+      append: `printk.time=1${fromDisk ? " root=/dev/vda init=/init burrow.root=/dev/vdb" : ""}`, timeoutSeconds: 120,
       extraArgs: ["-snapshot"],
     },
     (text) => {
