@@ -42,7 +42,7 @@ boot: deps image rootfs
     dist/burrow run --kernel {{kernel_dir}}/vmlinuz --initrd dist/initramfs.img --disk dist/rootfs.ext4 --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --append "burrow.zram=25% -- hello from the kernel command line"
 
 # The test suite: unit tests, namespace tests and QEMU boot tests.
-test: deps image rootfs
+test: deps image rootfs kernel-micro
     {{bun}} test --timeout 300000
 
 # Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
-import { ROOT, ROOTFS } from "../helpers/artifacts";
+import { buildImage } from "../../src/image/build";
+import { BURROW, KERNEL_MICRO, requireArtifacts, ROOT, ROOTFS } from "../helpers/artifacts";
 import { boot, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 150_000;
@@ -182,5 +183,36 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  }, BOOT_TIMEOUT_MS);
+});
+
+describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no modules)", () => {
+  const work = mkdtempSync(join(tmpdir(), "burrow-micro-"));
+  const initramfs = join(work, "initramfs.img");
+  const bootDisk = join(work, "boot.ext4");
+
+  test("from an initramfs with no modules: root, zram, ports, clean exec, initramfs reclaimed", async () => {
+    requireArtifacts(KERNEL_MICRO, BURROW);
+    await buildImage({ binary: BURROW, out: initramfs, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0 });
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: initramfs, machine: "microvm", disks: [ROOTFS], ports: [{ name: "demo.port", file: null }], append: "burrow.zram=25% -- micro" });
+    expectHealthyAgent(result, ["micro"]);
+    expect(values(result, "mount")).toContain("/ ext4 /dev/vda rw,noatime");
+    expect(values(result, "swap")[0]).toMatch(/^\/dev\/zram0 type=partition size_kib=\d+ prio=100$/);
+    expect(values(result, "port")).toContain("demo.port -> ../vport1p1");
+    expect(values(result, "modules")[0]?.trim() ?? "").toBe("");
+    const mem = meminfo(result);
+    expect(mem.MemAvailable!).toBeGreaterThan(mem.MemTotal! - 100 * 1024);
+  }, BOOT_TIMEOUT_MS);
+
+  test("without an initramfs: the kernel mounts burrow's ext4 boot disk, burrow moves to the real root", async () => {
+    requireArtifacts(KERNEL_MICRO, BURROW);
+    await buildImage({ binary: BURROW, out: bootDisk, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0, format: "ext4" });
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], append: "root=/dev/vda init=/init burrow.root=/dev/vdb -- disk" });
+    expect(result.output).toMatch(/VFS: Mounted root \(ext4 filesystem\) readonly/);
+    expectHealthyAgent(result, ["disk"]);
+    expect(values(result, "mount")).toContain("/ ext4 /dev/vdb rw,noatime");
+    expect(result.output).toMatch(/burrow: switched root: old root kept \(not ramfs\/tmpfs\)/);
+    expect(values(result, "mount").find((line) => line.startsWith("/dev devtmpfs"))).toMatch(/nosuid/);
+    rmSync(work, { recursive: true, force: true });
   }, BOOT_TIMEOUT_MS);
 });

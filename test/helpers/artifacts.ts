@@ -8,6 +8,8 @@ export const BURROW = join(ROOT, "dist/burrow");
 export const KERNEL_DIR = join(ROOT, "build/kernel");
 export const KERNEL = join(KERNEL_DIR, "vmlinuz");
 export const INITRAMFS = join(ROOT, "dist/initramfs.img");
+/** The kernel built from kernel-config/ (`just kernel-micro`): drivers built in, no modules. */
+export const KERNEL_MICRO = join(ROOT, "build/kernel-micro/vmlinuz");
 export const ROOTFS = join(ROOT, "dist/rootfs.ext4");
 
 export function requireArtifacts(...paths: string[]): void {
