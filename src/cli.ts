@@ -1,0 +1,156 @@
+// The burrow CLI (init, image, run, cmdline). citty's runMain calls process.exit, fatal for
+// PID 1, so commands run through runCommand inside our own try/catch.
+import { defineCommand, runCommand, renderUsage } from "citty";
+import { log } from "./log";
+import { BURROW_VERSION } from "./boot/version";
+
+const init = defineCommand({
+  meta: { name: "init", description: "Run the boot plan (what the binary does as PID 1)" },
+  async run() {
+    const { runInit } = await import("./boot/pid1");
+    await runInit();
+  },
+});
+
+const image = defineCommand({
+  meta: { name: "image", description: "Build the initramfs (cpio newc): burrow, its runtime, device nodes, modules" },
+  args: {
+    binary: { type: "string", description: "burrow executable to put at /init (default: this executable if compiled, else dist/burrow)" },
+    "kernel-dir": { type: "string", description: "unpacked kernel holding lib/modules/<release>/ (default build/kernel; \"none\": no modules, drivers built in)" },
+    "kernel-release": { type: "string", description: "which release under lib/modules when there are several" },
+    modules: { type: "string", description: "extra modules, comma-separated (added to the default set)" },
+    "only-modules": { type: "boolean", description: "use only --modules, not the default set" },
+    "module-layout": { type: "enum", options: ["tree", "ordered"], default: "tree", description: "tree: /lib/modules/<release>/… with its index; ordered: /lib/modules/NNN/<name>.ko in load order (paravisor mode)" },
+    add: { type: "string", description: "extra file or tree SRC:DEST (repeatable)" },
+    compress: { type: "enum", options: ["none", "gzip", "zstd"], default: "none", description: "compression (cpio)" },
+    format: { type: "enum", options: ["cpio", "ext4"], default: "cpio", description: "cpio initramfs, or an ext4 boot disk (no initramfs: root=/dev/vda ro init=/init)" },
+    out: { type: "string", default: "dist/initramfs.img", description: "output path" },
+  },
+  async run({ args, rawArgs }) {
+    const { buildImage } = await import("./image/build");
+    const adds = collectRepeated(rawArgs, "--add").map((spec) => {
+      const colon = spec.lastIndexOf(":");
+      if (colon <= 0 || colon === spec.length - 1) throw new UsageError(`--add needs SRC:DEST, got ${JSON.stringify(spec)}`);
+      return [spec.slice(0, colon), spec.slice(colon + 1)] as [string, string];
+    });
+    const epoch = process.env.SOURCE_DATE_EPOCH;
+    const summary = await buildImage({
+      binary: args.binary ?? (Bun.isStandaloneExecutable ? process.execPath : "dist/burrow"),
+      out: args.out,
+      kernelDir: args["kernel-dir"] === "none" ? null : (args["kernel-dir"] ?? "build/kernel"),
+      kernelRelease: args["kernel-release"],
+      modules: (args.modules ?? "").split(",").map((m) => m.trim()).filter(Boolean),
+      noDefaultModules: args["only-modules"],
+      moduleLayout: args["module-layout"] as "tree" | "ordered",
+      add: adds,
+      compress: args.compress as "none" | "gzip" | "zstd",
+      format: args.format as "cpio" | "ext4",
+      mtime: epoch && /^\d+$/.test(epoch) ? Number(epoch) : 0,
+    });
+    log.info(`wrote ${summary.out}: ${(summary.bytes / 2 ** 20).toFixed(1)} MiB, ${summary.entries} entries, ${summary.modules.length} modules${summary.kernelRelease ? ` for ${summary.kernelRelease}` : ""}`);
+    log.debug(`modules: ${summary.modules.join(" ")}`);
+  },
+});
+
+const run = defineCommand({
+  meta: { name: "run", description: "Boot a kernel and initramfs in QEMU and stream the guest console" },
+  args: {
+    kernel: { type: "string", default: "build/kernel/vmlinuz", description: "kernel image" },
+    initrd: { type: "string", default: "dist/initramfs.img", description: "initramfs" },
+    disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
+    port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
+    mem: { type: "string", default: "512M", description: "guest memory" },
+    smp: { type: "string", default: "1", description: "vCPUs" },
+    machine: { type: "enum", options: ["microvm", "q35"], default: "microvm", description: "QEMU machine" },
+    accel: { type: "enum", options: ["tcg", "kvm"], default: "tcg", description: "accelerator" },
+    append: { type: "string", default: "", description: "kernel command line (burrow.* keys, -- init args)" },
+    timeout: { type: "string", default: "120", description: "seconds before the guest is killed" },
+  },
+  async run({ args, rawArgs }) {
+    const { runVm, parsePortSpec } = await import("./host/qemu");
+    const result = await runVm(
+      {
+        kernel: args.kernel,
+        initrd: args.initrd || null,
+        disks: collectRepeated(rawArgs, "--disk"),
+        ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
+        mem: args.mem,
+        smp: parseNumber(args.smp, "--smp"),
+        machine: args.machine as "microvm" | "q35",
+        accel: args.accel as "tcg" | "kvm",
+        append: args.append,
+        timeoutSeconds: parseNumber(args.timeout, "--timeout"),
+      },
+      (text) => process.stdout.write(text),
+    );
+    const line = `burrow run: ${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`;
+    if (result.exitCode === 0) log.info(line.replace("burrow run: ", ""));
+    else log.error(line.replace("burrow run: ", ""));
+    process.exitCode = result.exitCode;
+  },
+});
+
+const cmdline = defineCommand({
+  meta: { name: "cmdline", description: "Parse a kernel command line (default /proc/cmdline) and print the effective configuration" },
+  args: { line: { type: "positional", required: false, description: "command line to parse" } },
+  async run({ args }) {
+    const { describeCmdline } = await import("./config/describe");
+    const text = args.line ?? (await Bun.file("/proc/cmdline").text());
+    const { json, warnings } = describeCmdline(text);
+    for (const warning of warnings) log.warn(warning);
+    process.stdout.write(JSON.stringify(json, null, 2) + "\n");
+  },
+});
+
+export const main = defineCommand({
+  meta: { name: "burrow", version: BURROW_VERSION, description: "A PID 1 for microVMs and paravisors" },
+  subCommands: { init, image, run, cmdline },
+});
+
+class UsageError extends Error {}
+
+function parseNumber(value: string, flag: string): number {
+  const number = Number(value);
+  if (!Number.isFinite(number)) throw new UsageError(`${flag} needs a number, got ${JSON.stringify(value)}`);
+  return number;
+}
+
+/** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
+function collectRepeated(rawArgs: string[], flag: string): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const arg = rawArgs[i]!;
+    if (arg === flag && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
+    else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
+  }
+  return values;
+}
+
+export async function cli(rawArgs: string[]): Promise<number> {
+  if (rawArgs.length === 0 || rawArgs[0] === "--help" || rawArgs[0] === "-h") {
+    process.stdout.write((await renderUsage(main)) + "\n");
+    return 0;
+  }
+  if (rawArgs[0] === "--version") {
+    process.stdout.write(`${BURROW_VERSION}\n`);
+    return 0;
+  }
+  const sub = rawArgs[0]!;
+  const command = (main.subCommands as Record<string, Parameters<typeof renderUsage>[0]>)[sub];
+  if (!command) {
+    log.error(`unknown command ${JSON.stringify(sub)}; commands: init, image, run, cmdline`);
+    return 2;
+  }
+  if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
+    process.stdout.write((await renderUsage(command, main)) + "\n");
+    return 0;
+  }
+  try {
+    await runCommand(main, { rawArgs });
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    log.error((error as Error).message);
+    return 1;
+  }
+}
+
