@@ -84,7 +84,9 @@ if [ -f "$cdir/bzImage" ]; then log "built meanwhile by another process"; instal
 
 t0=$(date +%s)
 src="$workroot/linux-source-6.1-$srcver"
+kind="incremental build in the existing tree $src"
 if [ ! -f "$src/.unpacked" ]; then
+  kind="clean build (tarball unpacked in this run)"
   log "unpacking $tarball -> $src"
   rm -rf "$src" "$workroot/unpack.tmp"
   mkdir -p "$workroot/unpack.tmp"
@@ -101,8 +103,9 @@ sed -nE -e 's/^(CONFIG_[A-Za-z0-9_]+=[^[:space:]#]+).*/\1/p' \
 
 mk() { nice -n "$nice" make -C "$src" ARCH=x86_64 "$@"; }
 log "make tinyconfig + merge fragment"
-mk -s tinyconfig >&2
-(cd "$src" && ARCH=x86_64 ./scripts/kconfig/merge_config.sh -m .config "$clean" >&2)
+mk -s tinyconfig > "$workroot/merge.log" 2>&1 || { cat "$workroot/merge.log" >&2; die "make tinyconfig failed"; }
+(cd "$src" && ARCH=x86_64 ./scripts/kconfig/merge_config.sh -m .config "$clean" >> "$workroot/merge.log" 2>&1) \
+  || { cat "$workroot/merge.log" >&2; die "merge_config.sh failed"; }
 mk -s olddefconfig >&2
 
 # Every option the fragment asks for must have survived olddefconfig.
@@ -131,9 +134,10 @@ tmp="$cache/.kernel-micro-$key.tmp.$$"
 rm -rf "$tmp"; mkdir -p "$tmp"
 cp "$src/arch/x86/boot/bzImage" "$tmp/bzImage"
 cp "$src/.config" "$tmp/config"
+cp "$fragment" "$tmp/microvm.config"   # the fragment this was built from
 {
   echo "linux-source-6.1 $srcver, key $key"
-  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cpus with -j$jobs: $((t1 - t0)) s (incremental if $src was built before)"
+  echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cpus with -j$jobs in $((t1 - t0)) s: $kind"
 } > "$tmp/build-info"
 rm -rf "$cdir"
 mv "$tmp" "$cdir"

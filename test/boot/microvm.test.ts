@@ -198,6 +198,7 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
     expectHealthyAgent(result, ["micro"]);
     expect(values(result, "mount")).toContain("/ ext4 /dev/vda rw,noatime");
     expect(values(result, "swap")[0]).toMatch(/^\/dev\/zram0 type=partition size_kib=\d+ prio=100$/);
+    expect(values(result, "sysctl")).toEqual(["page-cluster=0 swappiness=100 watermark_boost_factor=0"]);
     expect(values(result, "port")).toContain("demo.port -> ../vport1p1");
     expect(values(result, "modules")[0]?.trim() ?? "").toBe("");
     const mem = meminfo(result);
