@@ -16,7 +16,7 @@ const { values } = parseArgs({
     kernels: { type: "string", default: "debian,micro" },
     mem: { type: "string", default: "512M" },
     compress: { type: "string", default: "none" },
-    variants: { type: "string", default: "burrow,busybox" },
+    variants: { type: "string", default: "burrow,busybox,burrow-disk" },
   },
 });
 const runs = Number(values.runs);
