@@ -10,6 +10,7 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { moduleParamString, type Config } from "../config/config";
 import { log } from "../log";
+import { finitModuleFile } from "../modules/load";
 import * as sys from "../sys";
 import { DEV_MSHV } from "./devices";
 import { isHardwareIsolated, type Partition } from "./partition";
@@ -29,20 +30,13 @@ export function ensureMshvDevices(config: Pick<Config, "moduleParams">, partitio
   let params = moduleParamString(config as Config, "mshv_sim");
   // The simulator's isolation must match the description's unless the command line says otherwise.
   if (!/(^|\s)isolation=/.test(params)) params = `${params} isolation=${ISOLATION_CODE[partition.isolation]}`.trim();
-  let fd: number;
   try {
-    fd = sys.open(path, sys.OpenFlags.RDONLY | sys.OpenFlags.CLOEXEC);
+    finitModuleFile(path, params, "mshv_sim");
   } catch (error) {
     // The background walk may have loaded it and removed /lib/modules meanwhile.
-    if (sys.isErrno(error, "ENOENT") && existsSync(DEV_MSHV)) return { loaded: false, why: "loaded by the module walk" };
-    throw error;
-  }
-  try {
-    sys.finitModule(fd, params, 0, "mshv_sim");
-  } catch (error) {
-    if (!sys.isErrno(error, "EEXIST")) throw error;
-  } finally {
-    sys.close(fd);
+    const openFailed = error instanceof sys.SysError && error.call === "open";
+    if (openFailed && error.code === "ENOENT" && existsSync(DEV_MSHV)) return { loaded: false, why: "loaded by the module walk" };
+    if (openFailed || !sys.isErrno(error, "EEXIST")) throw error;
   }
   if (!existsSync(DEV_MSHV)) throw new Error(`loaded ${path} but ${DEV_MSHV} did not appear`);
   log.info(`memory: loaded the mshv simulator ${path} ${params}`);

@@ -5,10 +5,11 @@
 // Measured under TCG (see the report of issue 3): the whole default closure loads in less time
 // than starting one Worker, and with one vCPU the kernel work of finit_module (relocation,
 // symbol resolution, the module's init) cannot overlap anyway.
-import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { moduleParamString, type Config } from "../../config/config";
 import { log } from "../../log";
 import { ModuleIndex, type LoadNode } from "../../modules";
+import { finitModuleFile } from "../../modules/load";
 import * as sys from "../../sys";
 
 export interface ModuleRequest {
@@ -60,15 +61,7 @@ export type Loader = (node: LoadNode, params: string) => void;
 
 /** finit_module on the file; compressed modules are handed to the kernel to decompress. */
 export function finitLoader(moduleDir: string): Loader {
-  return (node, params) => {
-    const fd = openSync(`${moduleDir}/${node.path}`, "r");
-    try {
-      const compressed = /\.ko\.(xz|gz|zst)$/.test(node.path) ? sys.ModuleInitFlags.COMPRESSED_FILE : 0;
-      sys.finitModule(fd, params, compressed, node.name);
-    } finally {
-      closeSync(fd);
-    }
-  };
+  return (node, params) => finitModuleFile(`${moduleDir}/${node.path}`, params, node.name);
 }
 
 /** Load the closure in order; a module whose hard dependency failed is not tried. Never throws. */

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { normalizeModuleName } from "../../config/cmdline";
 import { moduleParamString, type Config } from "../../config/config";
 import { log } from "../../log";
+import { finitModuleFile, moduleInitFlags } from "../../modules/load";
 import * as sys from "../../sys";
 
 export const MODULES_ROOT = "/lib/modules";
@@ -60,7 +61,7 @@ export function listModules(config: Pick<Config, "moduleParams">, root = MODULES
       name,
       path,
       params: moduleParamString(config as Config, name),
-      flags: /\.ko$/.test(base) ? 0 : sys.ModuleInitFlags.COMPRESSED_FILE,
+      flags: moduleInitFlags(base),
     });
   }
   return modules;
@@ -111,22 +112,13 @@ export type LoadResult = "loaded" | "already";
 
 /** finit_module one file; EEXIST (already loaded, or built in twice) is not an error. */
 export function loadModuleFile(module: ModuleFile): LoadResult {
-  let fd: number;
   try {
-    fd = sys.open(module.path, sys.OpenFlags.RDONLY | sys.OpenFlags.CLOEXEC);
-  } catch (error) {
-    const e = error as sys.SysError;
-    throw new ModuleLoadError(module, e.errno ?? 0, `open: ${e.code ?? String(error)}`);
-  }
-  try {
-    sys.finitModule(fd, module.params, module.flags, module.name);
+    finitModuleFile(module.path, module.params, module.name, module.flags);
     return "loaded";
   } catch (error) {
     if (sys.isErrno(error, "EEXIST")) return "already";
-    const e = error as sys.SysError;
-    throw new ModuleLoadError(module, e.errno, e.code);
-  } finally {
-    sys.close(fd);
+    if (!(error instanceof sys.SysError)) throw new ModuleLoadError(module, 0, `open: ${String(error)}`);
+    throw new ModuleLoadError(module, error.errno, error.call === "open" ? `open: ${error.code}` : error.code);
   }
 }
 
