@@ -5,7 +5,7 @@ import { parseConfig, type Config, type OnFail } from "../config/config";
 import { closeLogging, configureLogging, log, setLogLevel } from "../log";
 import * as sys from "../sys";
 import { BootFailure, describeError, type BootReport } from "./plan";
-import { ensureMount } from "./mounts";
+import { ensureMount, mountedAt } from "./mounts";
 import { BURROW_VERSION } from "./version";
 
 export interface InitRuntime {
@@ -30,13 +30,14 @@ export async function runInit(): Promise<void> {
   configureLogging({ console: true, kmsg: false, uptime: true }, now);
 
   // /proc is needed to read the command line; the preload library has usually mounted it
-  // (and /dev) already, before Bun's main ran.
+  // (and /dev) already, before Bun's main ran. Presence is all that matters here: each mode's
+  // mount step sets the flags it wants.
   for (const [source, target, fstype, flags] of [
     ["proc", "/proc", "proc", sys.MountFlags.NOSUID | sys.MountFlags.NODEV | sys.MountFlags.NOEXEC],
     ["devtmpfs", "/dev", "devtmpfs", sys.MountFlags.NOSUID],
   ] as const) {
     try {
-      ensureMount(source, target, fstype, flags, fstype === "devtmpfs" ? "mode=0755" : null);
+      if (mountedAt(target)?.fstype !== fstype) ensureMount(source, target, fstype, flags, fstype === "devtmpfs" ? "mode=0755" : null);
     } catch (error) {
       log.error(`early mount of ${target} failed: ${describeError(error)}`);
     }
