@@ -1,18 +1,72 @@
 /*
- * burrow's early-mounts library, named in the initramfs's /etc/ld.so.preload.
+ * burrow's early-mounts library, named in the image's /etc/ld.so.preload.
  *
  * Why: a glibc Bun binary aborts before main() when /proc is not mounted (glibc's
  * pthread_getattr_np() reads /proc/self/maps for the main thread), and on minimal kernels
  * also when /dev is not populated. The kernel starts /init with neither. Constructors of
  * preloaded libraries run before the program's main(), so mounting here lets Bun start.
- * Only PID 1 does anything; burrow removes /etc/ld.so.preload once it runs.
+ *
+ * The kernel also turns every dot-less KEY=VALUE word of its command line into init's
+ * environment, and Bun, JavaScriptCore and glibc read some of those before burrow's first line
+ * (BUN_BE_BUN=1 makes the binary the bun CLI; BUN_OPTIONS=--preload=FILE runs FILE). The
+ * command line may come from an untrusted host, so PID 1 re-executes itself without them: the
+ * loader has already acted on LD_* by now, and a fresh exec is the only clean slate.
+ *
+ * Only PID 1 does anything; the programs it starts load this library too and skip it.
  */
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-__attribute__((constructor)) static void burrow_early_mounts(void)
+/* Keep in step with RUNTIME_ENV_PREFIXES in src/config/environment.ts. */
+static const char *const runtime_prefixes[] = {
+	"BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_", NULL,
+};
+
+static int steers_runtime(const char *entry)
 {
+	for (const char *const *prefix = runtime_prefixes; *prefix; prefix++)
+		if (strncmp(entry, *prefix, strlen(*prefix)) == 0)
+			return 1;
+	return 0;
+}
+
+/* The kernel caps init's environment at 32 entries; anything beyond is not from it. */
+#define MAX_CLEAN_ENV 64
+
+static void drop_runtime_variables(char **argv, char **envp)
+{
+	char *clean[MAX_CLEAN_ENV + 1];
+	int kept = 0, dropped = 0;
+
+	for (char **entry = envp; entry && *entry; entry++) {
+		if (steers_runtime(*entry))
+			dropped++;
+		else if (kept < MAX_CLEAN_ENV)
+			clean[kept++] = *entry;
+	}
+	if (!dropped)
+		return;
+	clean[kept] = NULL;
+	execve("/proc/self/exe", argv, clean);
+	/* No re-exec: at least Bun and JSC, which read the environment in main(), miss them. */
+	for (char **entry = envp; entry && *entry;) {
+		if (steers_runtime(*entry)) {
+			char **rest = entry;
+			do
+				rest[0] = rest[1];
+			while (*++rest);
+		} else {
+			entry++;
+		}
+	}
+}
+
+__attribute__((constructor)) static void burrow_early_mounts(int argc, char **argv, char **envp)
+{
+	(void)argc;
 	if (getpid() != 1)
 		return;
 	if (access("/proc/self/maps", R_OK) != 0) {
@@ -24,4 +78,5 @@ __attribute__((constructor)) static void burrow_early_mounts(void)
 		mkdir("/dev", 0755);
 		mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
 	}
+	drop_runtime_variables(argv, envp);
 }

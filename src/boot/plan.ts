@@ -1,5 +1,7 @@
 // Boot plans: a mode is an ordered list of named steps. Each step is a small function with a
 // declared failure policy; the runner times every step (CLOCK_BOOTTIME) into the boot report.
+import type { Config } from "../config/config";
+import { describeError } from "../errors";
 import { log } from "../log";
 
 export type FailurePolicy = "fatal" | "warn";
@@ -30,6 +32,17 @@ export interface BootReport {
   steps: StepRecord[];
 }
 
+/** What every mode's plan gets from PID 1's start. */
+export interface InitRuntime {
+  config: Config;
+  report: BootReport;
+  /** CLOCK_BOOTTIME ms. */
+  now: () => number;
+  /** CLOCK_BOOTTIME ns when burrow started (exported as KERNEL_BOOT_TIME). */
+  startNs: bigint;
+  kernelRelease: string;
+}
+
 /** A fatal step failure: the caller takes the configured fallback. */
 export class BootFailure extends Error {
   readonly step: string;
@@ -38,11 +51,6 @@ export class BootFailure extends Error {
     this.name = "BootFailure";
     this.step = step;
   }
-}
-
-export function describeError(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
 }
 
 export async function runPlan<Context>(

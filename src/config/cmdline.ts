@@ -1,6 +1,8 @@
-// Kernel command line → tokens, following the kernel's next_arg(): whitespace separates
-// parameters, double quotes group them and are removed ("a b" and key="a b"), and a bare
-// "--" ends the kernel's parameters: what follows goes to init as its argv.
+// Kernel command line → tokens, exactly as the kernel splits it: next_arg() in lib/cmdline.c and
+// parse_args() in kernel/params.c, on bytes. Whitespace is the kernel's isspace() (which includes
+// byte 0xA0 and nothing beyond Latin-1), double quotes toggle grouping wherever they appear and
+// only a leading quote of the word or of the value is stripped, and the first bare "--" (quoted
+// or not) ends the kernel's parameters; the kernel then hands init the words up to the next "--".
 
 export interface CmdlineToken {
   key: string;
@@ -10,68 +12,153 @@ export interface CmdlineToken {
 export interface TokenizedCmdline {
   params: CmdlineToken[];
   initArgs: string[];
+  /** Words after a second "--": the kernel drops them (parse_args stops there). */
+  droppedWords: number;
 }
 
-/** Split a command line into raw words, honouring double quotes. */
-export function splitWords(line: string): string[] {
-  const words: string[] = [];
-  let index = 0;
-  const text = line.replace(/\n$/, "");
-  while (index < text.length) {
-    while (index < text.length && /\s/.test(text[index]!)) index++;
-    if (index >= text.length) break;
-    let inQuote = false;
-    const start = index;
-    for (; index < text.length; index++) {
-      const char = text[index]!;
-      if (/\s/.test(char) && !inQuote) break;
-      if (char === '"') inQuote = !inQuote;
+const QUOTE = 0x22;
+const EQUALS = 0x3d;
+
+/** The kernel's isspace(): \t \n \v \f \r, space, and 0xA0 (NBSP in its Latin-1 ctype table). */
+export function isKernelSpace(byte: number): boolean {
+  return (byte >= 9 && byte <= 13) || byte === 32 || byte === 0xa0;
+}
+
+const decoder = new TextDecoder("utf-8", { fatal: false });
+const encoder = new TextEncoder();
+
+export function cmdlineBytes(line: string | Uint8Array): Uint8Array {
+  const bytes = typeof line === "string" ? encoder.encode(line) : line;
+  // /proc/cmdline is a C string: nothing after a NUL reaches the kernel's parser.
+  const nul = bytes.indexOf(0);
+  return nul < 0 ? bytes : bytes.subarray(0, nul);
+}
+
+interface RawArg {
+  param: Uint8Array;
+  value: Uint8Array | null;
+  /** Where the word ends (exclusive) and where the next one starts. */
+  end: number;
+  next: number;
+}
+
+function skipSpaces(bytes: Uint8Array, index: number): number {
+  while (index < bytes.length && isKernelSpace(bytes[index]!)) index++;
+  return index;
+}
+
+/** A C string inside `word`: from `start` up to the first cut (the kernel's written NULs). */
+function cString(word: Uint8Array, start: number, cuts: number[]): Uint8Array {
+  let end = word.length;
+  for (const cut of cuts) if (cut >= start && cut < end) end = cut;
+  return word.subarray(start, end);
+}
+
+/** One next_arg() step from `start` (which is not a space); a line-for-line port. */
+function nextArg(bytes: Uint8Array, start: number): RawArg {
+  let args = start;
+  let inQuote = false;
+  let quoted = false;
+  if (bytes[args] === QUOTE) {
+    args++;
+    inQuote = true;
+    quoted = true;
+  }
+  let i = 0;
+  let equals = 0; // 0 means "none yet": an "=" at offset 0 is not a separator, as in the kernel
+  for (; args + i < bytes.length; i++) {
+    const byte = bytes[args + i]!;
+    if (isKernelSpace(byte) && !inQuote) break;
+    if (equals === 0 && byte === EQUALS) equals = i;
+    if (byte === QUOTE) inQuote = !inQuote;
+  }
+  const word = bytes.subarray(args, args + i);
+  const cuts: number[] = [];
+  let value: Uint8Array | null = null;
+  let valueStart = 0;
+  if (equals !== 0) {
+    cuts.push(equals);
+    valueStart = equals + 1;
+    if (word[valueStart] === QUOTE) {
+      valueStart++;
+      if (word[i - 1] === QUOTE) cuts.push(i - 1);
     }
-    words.push(text.slice(start, index));
+  }
+  if (quoted && i > 0 && word[i - 1] === QUOTE) cuts.push(i - 1);
+  const param = cString(word, 0, cuts);
+  if (equals !== 0) value = valueStart <= word.length ? cString(word, valueStart, cuts) : new Uint8Array();
+  const after = args + i < bytes.length ? args + i + 1 : args + i;
+  return { param, value, end: args + i, next: skipSpaces(bytes, after) };
+}
+
+const text = (bytes: Uint8Array) => decoder.decode(bytes);
+
+/** Every parameter of a command line, in order, until the first bare "--" (kernel parse_args). */
+function parseArgs(bytes: Uint8Array, start: number): { tokens: CmdlineToken[]; rest: number | null } {
+  const tokens: CmdlineToken[] = [];
+  let index = skipSpaces(bytes, start);
+  while (index < bytes.length) {
+    const arg = nextArg(bytes, index);
+    index = arg.next;
+    const key = text(arg.param);
+    if (arg.value === null && key === "--") return { tokens, rest: index };
+    tokens.push({ key, value: arg.value === null ? null : text(arg.value) });
+  }
+  return { tokens, rest: null };
+}
+
+/** The kernel rebuilds init's words as "key=value" without the quotes (repair_env_string). */
+export function wordOf(token: CmdlineToken): string {
+  return token.value === null ? token.key : `${token.key}=${token.value}`;
+}
+
+export function tokenize(line: string | Uint8Array): TokenizedCmdline {
+  const bytes = cmdlineBytes(line);
+  const kernel = parseArgs(bytes, 0);
+  if (kernel.rest === null) return { params: kernel.tokens, initArgs: [], droppedWords: 0 };
+  const init = parseArgs(bytes, kernel.rest);
+  const droppedWords = init.rest === null ? 0 : parseArgs(bytes, init.rest).tokens.length + 1;
+  return { params: kernel.tokens, initArgs: init.tokens.map(wordOf), droppedWords };
+}
+
+/** The words of a line as the kernel separates them, quotes kept (for tools that rebuild a line). */
+export function splitWords(line: string): string[] {
+  const bytes = cmdlineBytes(line);
+  const words: string[] = [];
+  let index = skipSpaces(bytes, 0);
+  while (index < bytes.length) {
+    const { end, next } = nextArg(bytes, index);
+    words.push(text(bytes.subarray(index, end)));
+    index = next;
   }
   return words;
 }
 
 /** One word → key/value with the kernel's quote stripping. */
 export function parseWord(word: string): CmdlineToken {
-  let text = word;
-  let quoted = false;
-  if (text.startsWith('"')) {
-    text = text.slice(1);
-    quoted = true;
-  }
-  const equals = text.indexOf("=");
-  if (equals < 0) {
-    if (quoted && text.endsWith('"')) text = text.slice(0, -1);
-    return { key: text, value: null };
-  }
-  const key = text.slice(0, equals);
-  let value = text.slice(equals + 1);
-  if (value.startsWith('"')) {
-    value = value.slice(1);
-    if (value.endsWith('"')) value = value.slice(0, -1);
-  } else if (quoted && value.endsWith('"')) {
-    value = value.slice(0, -1);
-  }
-  return { key, value };
-}
-
-export function tokenize(line: string): TokenizedCmdline {
-  const words = splitWords(line);
-  const dashes = words.indexOf("--");
-  const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
-  const initWords = dashes < 0 ? [] : words.slice(dashes + 1);
-  return {
-    params: kernelWords.map(parseWord),
-    // Init arguments keep "=" (the kernel rebuilds key=value) but lose their quotes.
-    initArgs: initWords.map((word) => {
-      const token = parseWord(word);
-      return token.value === null ? token.key : `${token.key}=${token.value}`;
-    }),
-  };
+  const bytes = cmdlineBytes(word);
+  const start = skipSpaces(bytes, 0);
+  if (start >= bytes.length) return { key: "", value: null };
+  const arg = nextArg(bytes, start);
+  return { key: text(arg.param), value: arg.value === null ? null : text(arg.value) };
 }
 
 /** Module names: the kernel treats "-" and "_" alike. */
 export function normalizeModuleName(name: string): string {
   return name.replace(/-/g, "_");
+}
+
+/**
+ * `key=value` written so that the kernel's parser (finit_module's parse_args) reads back exactly
+ * this key and value, and nothing more; null when no spelling can (no escape exists for quotes).
+ */
+export function encodeParam(key: string, value: string): string | null {
+  for (const candidate of [`${key}=${value}`, `${key}="${value}"`]) {
+    // An even number of quotes leaves next_arg outside a quote at the end, so the next
+    // parameter after a space starts a word of its own.
+    if ((candidate.match(/"/g)?.length ?? 0) % 2 !== 0) continue;
+    const { params, initArgs } = tokenize(candidate);
+    if (params.length === 1 && initArgs.length === 0 && params[0]!.key === key && params[0]!.value === value) return candidate;
+  }
+  return null;
 }

@@ -1,8 +1,11 @@
 // The typed configuration, parsed once from the kernel command line. Every burrow.* key is
-// declared in KEYS; anything else under burrow.* is reported, never silently ignored. A bad
-// value is kept as a problem (with the key and the value) so the step that owns it can say
-// one clear line and take its fallback.
-import { normalizeModuleName, tokenize, type CmdlineToken } from "./cmdline";
+// declared in KEYS; anything else under burrow.* or init.* is reported, never silently ignored,
+// and so is every bad value (with the key and the value). Parsing is total: any byte string
+// gives a Config and its problems, never an exception — keys are looked up in Maps, so a word
+// named like an Object.prototype member is just an unknown word.
+import { RUN_ID_PATTERN } from "../boot/exit-marker";
+import { encodeParam, normalizeModuleName, tokenize, type CmdlineToken } from "./cmdline";
+import { environmentProblems } from "./environment";
 
 export type Mode = "microvm" | "paravisor";
 export type LogLevelName = "error" | "warn" | "info" | "debug" | "trace";
@@ -21,14 +24,16 @@ export interface Problem {
   message: string;
 }
 
+/** module (normalized) → its parameters, each already spelled for finit_module. */
+export type ModuleParams = ReadonlyMap<string, readonly string[]>;
+
 export interface Config {
   mode: Mode;
   log: LogLevelName;
   onfail: OnFail;
   /** Extra modules requested with burrow.modules=. */
   modules: string[];
-  /** module → ["param=value", …] from module.param=value pairs (names normalized). */
-  moduleParams: Record<string, string[]>;
+  moduleParams: ModuleParams;
   net: boolean;
   balloon: boolean;
   root: string;
@@ -46,11 +51,15 @@ export interface Config {
   onexit: OnExit;
   entropyPath: string;
   partition: string | null;
-  /** Unknown keys and bad values, in command-line order. */
+  /** The host's id for this run (burrow.runid=), echoed in the exit-status line. */
+  runId: string | null;
+  /** Unknown keys, bad values and dangerous words, in command-line order. */
   problems: Problem[];
 }
 
-export const DEFAULTS: Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules"> = {
+type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms">;
+
+export const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
   mode: "microvm",
   log: "info",
   onfail: "poweroff",
@@ -63,18 +72,24 @@ export const DEFAULTS: Omit<Config, "problems" | "moduleParams" | "initArgs" | "
   rootwaitMs: 5000,
   agent: "/usr/local/bin/guest-agent",
   zram: { kind: "percent", percent: 50 },
-  zramAlgorithms: ["lz4", "lzo-rle", "lzo"],
+  zramAlgorithms: Object.freeze(["lz4", "lzo-rle", "lzo"]),
   zramPriority: 100,
   swappiness: 100,
   worker: "/bin/openvmm_hcl",
   onexit: "exit",
   entropyPath: "/proc/device-tree/openhcl/entropy/reg",
   partition: null,
-};
+  runId: null,
+} as const);
+
+/** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
+export const MAX_MODULE_REQUEST = 255;
 
 type Setter = (config: Config, value: string | null, key: string) => string | void;
 
-function oneOf<T extends string>(field: keyof Config, options: readonly T[]): Setter {
+const ONFAIL: readonly OnFail[] = ["poweroff", "shell", "halt"];
+
+function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit", options: readonly T[]): Setter {
   return (config, value) => {
     if (value === null || !options.includes(value as T)) return `expected one of ${options.join("|")}`;
     (config as unknown as Record<string, unknown>)[field] = value;
@@ -96,9 +111,16 @@ function text(field: "root" | "agent" | "worker" | "entropyPath" | "rootfstype" 
   };
 }
 
+function path(field: "agent" | "worker" | "entropyPath" | "partition"): Setter {
+  return (config, value) => {
+    if (value === null || !value.startsWith("/")) return "expected an absolute path";
+    config[field] = value;
+  };
+}
+
 function integer(field: "rootwaitMs" | "zramPriority" | "swappiness", min: number, max: number): Setter {
   return (config, value) => {
-    const parsed = value !== null && /^\d+$/.test(value) ? Number(value) : NaN;
+    const parsed = value !== null && /^\d{1,9}$/.test(value) ? Number(value) : NaN;
     if (!(parsed >= min && parsed <= max)) return `expected a whole number from ${min} to ${max}`;
     config[field] = parsed;
   };
@@ -106,45 +128,67 @@ function integer(field: "rootwaitMs" | "zramPriority" | "swappiness", min: numbe
 
 const list = (value: string | null) => (value ?? "").split(",").map((item) => item.trim()).filter(Boolean);
 
-const KEYS: Record<string, Setter> = {
-  "burrow.mode": oneOf("mode", ["microvm", "paravisor"]),
-  "burrow.log": oneOf("log", ["error", "warn", "info", "debug", "trace"]),
-  "burrow.onfail": oneOf("onfail", ["poweroff", "shell", "halt"]),
-  "burrow.onexit": oneOf("onexit", ["poweroff", "reboot", "exit"]),
-  "burrow.modules": (config, value) => {
-    const names = list(value);
-    if (names.length === 0) return "expected a comma-separated list of module names";
-    config.modules.push(...names);
-  },
-  "burrow.net": flag("net"),
-  "init.net": flag("net"),
-  "burrow.balloon": flag("balloon"),
-  "init.balloon": flag("balloon"),
-  "burrow.root": text("root"),
-  root: text("root"),
-  rootfstype: text("rootfstype"),
-  rootflags: text("rootflags"),
-  ro: (config, value) => (value === null ? void (config.readOnly = true) : "takes no value"),
-  rw: (config, value) => (value === null ? void (config.readOnly = false) : "takes no value"),
-  "burrow.rootwait": integer("rootwaitMs", 0, 600_000),
-  "burrow.agent": text("agent"),
-  "burrow.zram": (config, value) => {
-    config.zram = parseZram(value);
-  },
-  "burrow.zram.algo": (config, value) => {
-    const names = list(value);
-    if (names.length === 0) return "expected a comma-separated list of compressors";
-    config.zramAlgorithms = names;
-  },
-  "burrow.zram.prio": integer("zramPriority", 0, 32767),
-  "burrow.swappiness": integer("swappiness", 0, 200),
-  "burrow.worker": text("worker"),
-  "burrow.entropy.path": text("entropyPath"),
-  "burrow.partition": text("partition"),
-};
+const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
+  ["burrow.mode", oneOf("mode", ["microvm", "paravisor"])],
+  ["burrow.log", oneOf("log", ["error", "warn", "info", "debug", "trace"])],
+  ["burrow.onfail", oneOf("onfail", ONFAIL)],
+  ["burrow.onexit", oneOf("onexit", ["poweroff", "reboot", "exit"])],
+  [
+    "burrow.modules",
+    (config, value) => {
+      const names = list(value);
+      if (names.length === 0) return "expected a comma-separated list of module names";
+      const absurd = names.find((name) => name.length > MAX_MODULE_REQUEST || /[\s"\0-\x1f\x7f]/.test(name));
+      if (absurd !== undefined) return `module name ${JSON.stringify(absurd.slice(0, 40))}${absurd.length > 40 ? "…" : ""} is not a module name (at most ${MAX_MODULE_REQUEST} printable characters)`;
+      config.modules.push(...names);
+    },
+  ],
+  ["burrow.net", flag("net")],
+  ["init.net", flag("net")],
+  ["burrow.balloon", flag("balloon")],
+  ["init.balloon", flag("balloon")],
+  ["burrow.root", text("root")],
+  ["root", text("root")],
+  ["rootfstype", text("rootfstype")],
+  ["rootflags", text("rootflags")],
+  ["ro", (config, value) => (value === null ? void (config.readOnly = true) : "takes no value")],
+  ["rw", (config, value) => (value === null ? void (config.readOnly = false) : "takes no value")],
+  ["burrow.rootwait", integer("rootwaitMs", 0, 600_000)],
+  ["burrow.agent", path("agent")],
+  [
+    "burrow.zram",
+    (config, value) => {
+      config.zram = parseZram(value);
+      if (config.zram.kind === "invalid") return `${config.zram.reason}; no zram swap`;
+    },
+  ],
+  [
+    "burrow.zram.algo",
+    (config, value) => {
+      const names = list(value);
+      if (names.length === 0) return "expected a comma-separated list of compressors";
+      config.zramAlgorithms = names;
+    },
+  ],
+  ["burrow.zram.prio", integer("zramPriority", 0, 32767)],
+  ["burrow.swappiness", integer("swappiness", 0, 200)],
+  ["burrow.worker", path("worker")],
+  ["burrow.entropy.path", path("entropyPath")],
+  ["burrow.partition", path("partition")],
+  [
+    "burrow.runid",
+    (config, value) => {
+      if (value === null || !RUN_ID_PATTERN.test(value)) return "expected 8 to 64 letters and digits";
+      config.runId = value;
+    },
+  ],
+]);
 
-/** Keys burrow reads that belong to the kernel too; they are never module parameters. */
-const NOT_MODULE_PREFIXES = new Set(["burrow", "init"]);
+/** Prefixes that are burrow's own: an unknown key under them is a typo, never a module parameter. */
+const OWN_PREFIXES = ["burrow.", "init."];
+/** What finit_module accepts as a module name (MODULE_NAME_LEN is 56 with the NUL). */
+const MODULE_NAME = /^[A-Za-z0-9_-]{1,55}$/;
+const PARAM_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
 
 export function parseBoolean(value: string | null): boolean | null {
   if (value === null) return true; // a bare "burrow.net" means on
@@ -154,25 +198,26 @@ export function parseBoolean(value: string | null): boolean | null {
   return null;
 }
 
-const SIZE_UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 };
+const SIZE_UNITS: ReadonlyMap<string, number> = new Map([["", 1], ["k", 2 ** 10], ["m", 2 ** 20], ["g", 2 ** 30], ["t", 2 ** 40]]);
 
 /** "512M", "1G", "1.5g", "4096", "64KiB" → bytes; null when not a size. */
 export function parseSize(value: string): number | null {
-  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
+  const match = /^(\d{1,15}(?:\.\d{1,9})?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
   if (!match) return null;
-  const bytes = Number(match[1]) * SIZE_UNITS[match[2]!.toLowerCase()]!;
-  return Number.isFinite(bytes) ? Math.floor(bytes) : null;
+  const bytes = Number(match[1]) * SIZE_UNITS.get(match[2]!.toLowerCase())!;
+  return Number.isSafeInteger(Math.floor(bytes)) ? Math.floor(bytes) : null;
 }
 
 export function parseZram(value: string | null): ZramSetting {
   const raw = value ?? "";
   if (["off", "0%", "no", "false", "none"].includes(raw.toLowerCase())) return { kind: "off" };
-  const percent = /^(\d+(?:\.\d+)?)%$/.exec(raw);
+  const percent = /^(\d{1,3}(?:\.\d{1,6})?)%$/.exec(raw);
   if (percent) {
     const number = Number(percent[1]);
     if (number <= 0 || number > 100) return { kind: "invalid", value: raw, reason: "a percentage must be above 0 and at most 100" };
     return { kind: "percent", percent: number };
   }
+  if (raw.endsWith("%")) return { kind: "invalid", value: raw, reason: "a percentage must be above 0 and at most 100" };
   const bytes = parseSize(raw);
   if (bytes === null) return { kind: "invalid", value: raw, reason: "not a size (use off, 50%, 512M, 1G…)" };
   if (bytes === 0) return { kind: "invalid", value: raw, reason: "size 0" };
@@ -180,41 +225,75 @@ export function parseZram(value: string | null): ZramSetting {
   return { kind: "bytes", bytes };
 }
 
-export function parseConfig(cmdline: string): Config {
-  const { params, initArgs } = tokenize(cmdline);
-  const config: Config = { ...DEFAULTS, modules: [], moduleParams: {}, initArgs, problems: [] };
-  for (const token of params) applyToken(config, token);
-  // burrow.root= names burrow's root even when the kernel's root= is set too (booting without an
-  // initramfs, root= is the disk that holds burrow itself).
-  const burrowRoot = params.filter((token) => token.key === "burrow.root" && token.value).at(-1);
-  if (burrowRoot) config.root = burrowRoot.value!;
+/** What a failed boot does, read on its own so that even a bug in parsing ends in the user's fallback. */
+export function readOnFail(cmdline: string | Uint8Array): OnFail {
+  let policy: OnFail = DEFAULTS.onfail;
+  try {
+    for (const { key, value } of tokenize(cmdline).params) {
+      if (key === "burrow.onfail" && ONFAIL.includes(value as OnFail)) policy = value as OnFail;
+    }
+  } catch {
+    // The defaults stand; parseConfig reports what went wrong.
+  }
+  return policy;
+}
+
+export function parseConfig(cmdline: string | Uint8Array): Config {
+  const config = defaultConfig();
+  try {
+    const { params, initArgs, droppedWords } = tokenize(cmdline);
+    config.initArgs = initArgs;
+    const moduleParams = new Map<string, string[]>();
+    for (const token of params) applyToken(config, moduleParams, token);
+    config.moduleParams = moduleParams;
+    // burrow.root= names burrow's root even when the kernel's root= is set too (booting without an
+    // initramfs, root= is the disk that holds burrow itself).
+    const burrowRoot = params.filter((token) => token.key === "burrow.root" && token.value).at(-1);
+    if (burrowRoot) config.root = burrowRoot.value!;
+    config.problems.push(...environmentProblems(params, initArgs, droppedWords));
+  } catch (error) {
+    // Not expected; but PID 1 must boot on defaults (and the user's onfail) rather than die here.
+    const fresh = defaultConfig();
+    fresh.onfail = readOnFail(cmdline);
+    fresh.problems.push({ key: "", value: null, message: `cannot parse the command line (${error instanceof Error ? error.message : String(error)}); using the defaults` });
+    return fresh;
+  }
   return config;
 }
 
-function applyToken(config: Config, { key, value }: CmdlineToken): void {
-  const setter = KEYS[key];
+function defaultConfig(): Config {
+  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], problems: [] };
+}
+
+function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {
+  const setter = KEYS.get(key);
+  const shown = `${key}${value === null ? "" : `=${value}`}`;
   if (setter) {
     const problem = setter(config, value, key);
-    if (problem) config.problems.push({ key, value, message: `${key}${value === null ? "" : `=${value}`}: ${problem}` });
+    if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });
     return;
   }
-  if (key.startsWith("burrow.")) {
+  if (OWN_PREFIXES.some((prefix) => key.startsWith(prefix))) {
     config.problems.push({ key, value, message: `unknown key ${key} (ignored)` });
     return;
   }
   const dot = key.indexOf(".");
-  if (dot > 0 && value !== null && !NOT_MODULE_PREFIXES.has(key.slice(0, dot))) {
-    const moduleName = normalizeModuleName(key.slice(0, dot));
-    (config.moduleParams[moduleName] ??= []).push(`${key.slice(dot + 1)}=${quoteParam(value)}`);
+  if (dot <= 0 || value === null) return; // the kernel's own parameter, or init's environment
+  const moduleName = normalizeModuleName(key.slice(0, dot));
+  const param = key.slice(dot + 1);
+  // Not a loadable module's parameter (the kernel ignores it too): nothing for burrow to pass on.
+  if (!MODULE_NAME.test(moduleName)) return;
+  const encoded = PARAM_NAME.test(param) ? encodeParam(param, value) : null;
+  if (encoded === null) {
+    config.problems.push({ key, value, message: `${shown}: cannot be passed to module ${moduleName} unchanged (quotes or odd characters); not passed` });
+    return;
   }
-}
-
-/** finit_module parses "p=v" with the same quoting rules; keep spaces inside quotes. */
-function quoteParam(value: string): string {
-  return /\s/.test(value) ? `"${value}"` : value;
+  const list = moduleParams.get(moduleName) ?? [];
+  list.push(encoded);
+  moduleParams.set(moduleName, list);
 }
 
 /** The string finit_module takes for one module. */
-export function moduleParamString(config: Config, moduleName: string): string {
-  return (config.moduleParams[normalizeModuleName(moduleName)] ?? []).join(" ");
+export function moduleParamString(moduleParams: ModuleParams, moduleName: string): string {
+  return (moduleParams.get(normalizeModuleName(moduleName)) ?? []).join(" ");
 }

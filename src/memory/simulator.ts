@@ -27,7 +27,7 @@ export function ensureMshvDevices(config: Pick<Config, "moduleParams">, partitio
   if (existsSync(DEV_MSHV)) return { loaded: false, why: `${DEV_MSHV} present` };
   const path = SIM_MODULE_PATHS.find((candidate) => existsSync(candidate));
   if (!path) throw new Error(`${DEV_MSHV} is missing and no mshv simulator module is at ${SIM_MODULE_PATHS.join(" or ")}`);
-  let params = moduleParamString(config as Config, "mshv_sim");
+  let params = moduleParamString(config.moduleParams, "mshv_sim");
   // The simulator's isolation must match the description's unless the command line says otherwise.
   if (!/(^|\s)isolation=/.test(params)) params = `${params} isolation=${ISOLATION_CODE[partition.isolation]}`.trim();
   try {

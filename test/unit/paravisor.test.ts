@@ -8,10 +8,10 @@ import { join } from "node:path";
 import { parseConfig } from "../../src/config/config";
 import { buildImage } from "../../src/image/build";
 import { formatKmsgRecord, CONSOLA_LEVEL } from "../../src/log";
-import { describeStatus, runSetupScript, workerBaseEnv, workerCommand } from "../../src/modes/paravisor/boot";
+import { describeStatus, runSetupScript, workerBaseEnv } from "../../src/modes/paravisor/boot";
 import { envTruthy, readConfidentiality } from "../../src/modes/paravisor/confidential";
 import { listModules, moduleDepends, moduleNameOf, walkSorted } from "../../src/modes/paravisor/modules";
-import { parseParavisorArgs } from "../../src/modes/paravisor/options";
+import { paravisorWorkerArgv, parseParavisorArgs } from "../../src/modes/paravisor/options";
 import { Reaper } from "../../src/modes/paravisor/reaper";
 import {
   applyWrite, firstMissing, MAX_ENTROPY_SIZE, NVME_VFIO_WRITE, RNDADDENTROPY, systemWrites, useHostEntropy, writeValue,
@@ -46,7 +46,7 @@ describe("init arguments (underhill_init options)", () => {
     const config = parseConfig('burrow.mode=paravisor -- --setup-script "echo A=1" --foo bar');
     const options = parseParavisorArgs(config.initArgs);
     expect(options).toEqual({ setupScripts: ["echo A=1"], workerArgs: ["--foo", "bar"] });
-    expect(workerCommand(config.worker, options)).toEqual(["/bin/openvmm_hcl", "--pid", "/run/underhill.pid", "--foo", "bar"]);
+    expect(paravisorWorkerArgv(config.worker, options.workerArgs)).toEqual(["/bin/openvmm_hcl", "--pid", "/run/underhill.pid", "--foo", "bar"]);
   });
 });
 

@@ -1,8 +1,8 @@
 // The agent's environment and exec. PID stays 1; only what the agent needs crosses over.
+import { isRuntimeVariable } from "../../config/environment";
+
 export const AGENT_PATH_VAR = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/** Variables of the runtime (Bun, JSC, Node, the loader) that must never reach the agent. */
-const DROPPED = /^(BUN_|JSC_|NODE_|__BUN|LD_|BUNFS)/;
 const OWN = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "PWD", "OLDPWD", "SHLVL", "_"]);
 
 /**
@@ -14,7 +14,7 @@ export function buildAgentEnv(inherited: Record<string, string | undefined>, sta
   const term = inherited.TERM && /^[\w.+-]+$/.test(inherited.TERM) ? inherited.TERM : "linux";
   const env = [AGENT_PATH_VAR, "HOME=/root", `TERM=${term}`, `KERNEL_BOOT_TIME=${startNs}`];
   for (const [key, value] of Object.entries(inherited).sort(([a], [b]) => a.localeCompare(b))) {
-    if (value === undefined || OWN.has(key) || DROPPED.test(key) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) continue;
+    if (value === undefined || OWN.has(key) || isRuntimeVariable(key) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) continue;
     env.push(`${key}=${value}`);
   }
   return env;

@@ -1,10 +1,9 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root,
 // switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
-// failure ends in the configured fallback (pid1.ts), never in a hang or an uncaught throw.
+// failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
 import { existsSync } from "node:fs";
-import type { InitRuntime } from "../../boot/pid1";
-import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/pid1";
-import { runPlan, type Step } from "../../boot/plan";
+import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
+import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { log } from "../../log";
 import * as sys from "../../sys";
 import { agentArgv, buildAgentEnv } from "./agent";

@@ -3,7 +3,7 @@
 // until a deadline. The socket is opened before modules load, so no device's "add" is missed.
 import { log } from "../../log";
 import * as sys from "../../sys";
-import { describeError } from "../../boot/plan";
+import { describeError } from "../../errors";
 
 export interface Uevent {
   action: string;

@@ -2,20 +2,20 @@
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
-import type { InitRuntime } from "../../boot/pid1";
-import { endVm, takeFallback, writeReport } from "../../boot/pid1";
-import { BootFailure, describeError, runPlan, type Step } from "../../boot/plan";
+import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
+import { BootFailure, runPlan, type InitRuntime, type Step } from "../../boot/plan";
+import { isRuntimeVariable } from "../../config/environment";
+import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
 import * as sys from "../../sys";
 import { readConfidentiality, type Confidentiality } from "./confidential";
 import { listModules, loadWithDependencies, MODULES_ROOT, startBackgroundLoad, type ModuleFile } from "./modules";
-import { parseParavisorArgs, type ParavisorOptions } from "./options";
+import { paravisorWorkerArgv, parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
 import {
   applyWrite, dumpStatFiles, mountFilesystems, NVME_VFIO_WRITE, systemWrites, useHostEntropy, wireStdio,
 } from "./system";
 
-export const WORKER_PID_FILE = "/run/underhill.pid";
 export const NOFILE_LIMIT = 0x100000n;
 
 export interface ParavisorContext {
@@ -124,7 +124,7 @@ export const plan: Step<ParavisorContext>[] = [
       ctx.modulesSettled = load.done.then(() => null, (error: Error) => error);
       if (!waitsForModules(ctx)) {
         void ctx.modulesSettled.then((error) => {
-          if (error) void fatal(ctx, `modules: ${error.message}`);
+          if (error) void fatal(`modules: ${error.message}`);
         });
       }
     },
@@ -199,18 +199,14 @@ export function describeStatus(child: Pick<Subprocess, "exitCode" | "signalCode"
   return child.exitCode !== null ? `exit status ${child.exitCode}` : `signal ${child.signalCode ?? "unknown"}`;
 }
 
-/** The environment we were given, minus what configures Bun/JSC or burrow itself. */
+/** The environment we were given, minus what steers the runtime or the loader, or burrow itself. */
 export function workerBaseEnv(env: Record<string, string | undefined> = process.env): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
-    if (value === undefined || /^(BUN_|JSC_|BURROW_)/.test(key)) continue;
+    if (value === undefined || isRuntimeVariable(key) || key.startsWith("BURROW_")) continue;
     result[key] = value;
   }
   return result;
-}
-
-export function workerCommand(worker: string, options: ParavisorOptions): string[] {
-  return [worker, "--pid", WORKER_PID_FILE, ...options.workerArgs];
 }
 
 function spawnWorker(ctx: ParavisorContext, extraFds: number[] = []): Subprocess {
@@ -218,7 +214,7 @@ function spawnWorker(ctx: ParavisorContext, extraFds: number[] = []): Subprocess
   sys.prlimit(sys.Rlimit.NOFILE, { soft: NOFILE_LIMIT, hard: NOFILE_LIMIT });
   const env = workerBaseEnv(ctx.env);
   for (const [key, value] of ctx.workerEnv) env[key] = value;
-  const argv = workerCommand(ctx.runtime.config.worker, ctx.options);
+  const argv = paravisorWorkerArgv(ctx.runtime.config.worker, ctx.options.workerArgs);
   log.info(`running ${argv.map((arg) => (/^[\w./=:-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`);
   let child: Subprocess;
   try {
@@ -233,26 +229,9 @@ function spawnWorker(ctx: ParavisorContext, extraFds: number[] = []): Subprocess
   return child;
 }
 
-/** End the VM with `status` the way burrow.onexit says: exit (init's exit code reaches the host), poweroff or reboot. */
-async function finish(ctx: ParavisorContext, status: number): Promise<never> {
-  const how = ctx.runtime.config.onexit;
-  if (how === "exit") {
-    log.info(`exiting with status ${status}`);
-    process.exit(status);
-  }
-  return endVm(how, status);
-}
-
-let ending = false;
-
-/** A fatal failure (a step, or the background module load): one line, then end with status 1. */
-async function fatal(ctx: ParavisorContext, message: string): Promise<never> {
-  if (ending) return new Promise<never>(() => {});
-  ending = true;
-  log.error(`fatal: ${message}`);
-  writeReport(ctx.runtime.report);
-  if (ctx.runtime.config.onfail === "shell") return takeFallback("shell", 1);
-  return finish(ctx, 1);
+/** A fatal failure (a step, or the background module load): one line, then the configured fallback. */
+function fatal(message: string): Promise<never> {
+  return failBoot(`fatal: ${message}`);
 }
 
 export function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
@@ -276,14 +255,14 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
   try {
     await runPlan(plan, ctx, runtime.report, runtime.now);
   } catch (error) {
-    return fatal(ctx, error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
+    return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
   }
   writeReport(runtime.report);
   const worker = ctx.worker!;
   await worker.exited.catch(() => {});
   ctx.reaper.untrack(worker.pid);
-  if (ending) return new Promise<never>(() => {});
+  if (isEnding()) return new Promise<never>(() => {});
   if (worker.exitCode === 0) log.info("worker exited successfully");
   else log.error(`worker terminated unsuccessfully: ${describeStatus(worker)}`);
-  return finish(ctx, worker.exitCode ?? 255);
+  return finishRun(worker.exitCode ?? 255);
 }

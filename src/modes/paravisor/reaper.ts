@@ -5,7 +5,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { log } from "../../log";
 import * as sys from "../../sys";
-import { describeError } from "../../boot/plan";
+import { describeError } from "../../errors";
 
 const PEEK = sys.Wait.WEXITED | sys.Wait.WNOHANG | sys.Wait.WNOWAIT;
 
