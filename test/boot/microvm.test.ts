@@ -141,10 +141,10 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     expectPoweredOffWith(result, /boot failed: root: cannot mount root \/dev\/vda on \/sysroot rw: tried xfs: ENODEV/);
   }, BOOT_TIMEOUT_MS);
 
-  test("missing agent: path and errno, then the fallback", async () => {
+  test("missing agent: found before the initramfs is emptied; path and errno, then the fallback", async () => {
     const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.agent=/nope burrow.zram=off" });
-    expectPoweredOffWith(result, /boot failed: exec-agent: cannot exec agent \/nope: ENOENT/);
-    expect(result.output).toMatch(/switched root/);
+    expectPoweredOffWith(result, /boot failed: switch-root: cannot switch root to \/sysroot: agent \/nope does not exist on the new root \(ENOENT\) \(initramfs kept\)/);
+    expect(result.output).not.toMatch(/switched root/);
   }, BOOT_TIMEOUT_MS);
 
   test("bad zram size: one warning naming the value, boot continues without swap", async () => {
@@ -169,8 +169,8 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     expect(network.endMs - network.startMs).toBeLessThan(500);
   }, BOOT_TIMEOUT_MS);
 
-  test("agent not executable (variant rootfs built here with make-rootfs.sh): execve's errno, then the fallback", async () => {
-    // An agent that is present but not executable: execve's own errno (EACCES) is reported.
+  test("agent not executable (variant rootfs built here with make-rootfs.sh): found before the switch, then the fallback", async () => {
+    // An agent that is present but not executable: refused while the initramfs (and its shell) is still there.
     const dir = mkdtempSync(join(tmpdir(), "burrow-rootfs-"));
     try {
       const agent = join(dir, "agent");
@@ -179,7 +179,8 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
       const made = spawnSync([join(ROOT, "scripts/make-rootfs.sh"), disk, agent, "16M"], { stdout: "pipe", stderr: "pipe", env: { ...process.env, AGENT_MODE: "0644" } });
       expect(made.exitCode).toBe(0);
       const result = await boot({ machine: "microvm", disks: [disk], append: "burrow.zram=off" });
-      expectPoweredOffWith(result, /boot failed: exec-agent: cannot exec agent \/usr\/local\/bin\/guest-agent: (EACCES|ENOEXEC)/);
+      expectPoweredOffWith(result, /boot failed: switch-root: cannot switch root to \/sysroot: agent \/usr\/local\/bin\/guest-agent is not executable \(mode 644\)/);
+      expect(result.output).not.toMatch(/switched root/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

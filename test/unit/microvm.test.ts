@@ -80,6 +80,10 @@ describe("ext superblock parser", () => {
     expect(parseRootSpec("vdb1")).toEqual({ kind: "path", path: "/dev/vdb1" });
     expect(parseRootSpec("LABEL=burrow-root")).toEqual({ kind: "label", label: "burrow-root" });
     expect(parseRootSpec("UUID=6F1D2C3B-4A59-4E21-9B7C-5D0E8F1A2B3C")).toEqual({ kind: "uuid", uuid: "6f1d2c3b-4a59-4e21-9b7c-5d0e8f1a2b3c" });
+    // Specs no device can match fail at once rather than after burrow.rootwait.
+    expect(parseRootSpec("UUID=xyz")).toEqual({ kind: "invalid", reason: "root=UUID=xyz: not a UUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)" });
+    expect(parseRootSpec("LABEL=")).toEqual({ kind: "invalid", reason: "root=LABEL=: an ext4 label has 1 to 16 bytes" });
+    expect(parseRootSpec("LABEL=" + "x".repeat(17)).kind).toBe("invalid");
   });
 });
 

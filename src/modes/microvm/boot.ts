@@ -11,7 +11,7 @@ import { findRootDevice, linkVirtioPorts, listNetworkInterfaces, listVirtioPorts
 import { finitLoader, loadModules, readModuleIndex, wantedModules } from "./modules";
 import { makeStdioBlocking, mountApiFilesystems, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { mountRoot, rootFsTypes } from "./root";
-import { checkSwitch, switchRoot } from "./switchroot";
+import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 
@@ -51,7 +51,8 @@ export const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   {
     name: "zram",
     policy: "warn",
-    when: (context) => context.runtime.config.zram.kind !== "off",
+    // An invalid burrow.zram= was reported with the command line's problems: no swap, no second line.
+    when: (context) => context.runtime.config.zram.kind !== "off" && context.runtime.config.zram.kind !== "invalid",
     run(context) {
       if (setupZram(context.runtime.config)) applyVmTunings(context.runtime.config);
     },
@@ -97,6 +98,7 @@ function loadModulesStep(context: MicrovmContext): void {
 async function waitForRootDevice(context: MicrovmContext): Promise<void> {
   const { config } = context.runtime;
   const spec = parseRootSpec(config.root);
+  if (spec.kind === "invalid") throw new Error(`${spec.reason} (EINVAL; no device can match, not waiting)`);
   const watcher = context.watcher ?? UeventWatcher.open();
   context.watcher = watcher;
   const started = now(context);
@@ -134,6 +136,8 @@ function mountRootStep(context: MicrovmContext): void {
 function switchRootStep(context: MicrovmContext): void {
   const check = checkSwitch(NEW_ROOT);
   if (!check.ok) throw new Error(`cannot switch root to ${NEW_ROOT}: ${check.reason}`);
+  const problem = checkNewRoot(NEW_ROOT, context.runtime.config.agent, MOVED_MOUNTS);
+  if (problem) throw new Error(`cannot switch root to ${NEW_ROOT}: ${problem} (initramfs kept)`);
   // Every libc call left to make, bound while libc.so.6 is still a file we can open.
   sys.prebind(["mount", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
   context.watcher?.close();

@@ -20,13 +20,29 @@ export function parseExtSuperblock(device: Uint8Array): FsIdentity | null {
   return { type: "ext", uuid, label };
 }
 
-export type RootSpec = { kind: "path"; path: string } | { kind: "label"; label: string } | { kind: "uuid"; uuid: string };
+export type RootSpec =
+  | { kind: "path"; path: string }
+  | { kind: "label"; label: string }
+  | { kind: "uuid"; uuid: string }
+  /** No device can ever match: fail at once instead of waiting out burrow.rootwait. */
+  | { kind: "invalid"; reason: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** ext4's s_volume_name holds 16 bytes. */
+const MAX_LABEL_BYTES = 16;
 
 export function parseRootSpec(root: string): RootSpec {
-  if (root.startsWith("LABEL=")) return { kind: "label", label: root.slice(6) };
-  if (root.startsWith("UUID=")) return { kind: "uuid", uuid: root.slice(5).toLowerCase() };
-  if (root.startsWith("/dev/disk/by-label/")) return { kind: "label", label: root.slice("/dev/disk/by-label/".length) };
-  if (root.startsWith("/dev/disk/by-uuid/")) return { kind: "uuid", uuid: root.slice("/dev/disk/by-uuid/".length).toLowerCase() };
+  const label = root.startsWith("LABEL=") ? root.slice(6) : root.startsWith("/dev/disk/by-label/") ? root.slice("/dev/disk/by-label/".length) : null;
+  if (label !== null) {
+    const bytes = Buffer.byteLength(label);
+    if (bytes === 0 || bytes > MAX_LABEL_BYTES) return { kind: "invalid", reason: `root=${root}: an ext4 label has 1 to ${MAX_LABEL_BYTES} bytes` };
+    return { kind: "label", label };
+  }
+  const uuid = root.startsWith("UUID=") ? root.slice(5) : root.startsWith("/dev/disk/by-uuid/") ? root.slice("/dev/disk/by-uuid/".length) : null;
+  if (uuid !== null) {
+    if (!UUID.test(uuid.toLowerCase())) return { kind: "invalid", reason: `root=${root}: not a UUID (expected xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)` };
+    return { kind: "uuid", uuid: uuid.toLowerCase() };
+  }
   return { kind: "path", path: root.startsWith("/") ? root : `/dev/${root}` };
 }
 
@@ -63,6 +79,7 @@ export function listBlockDevices(sysClassBlock = "/sys/class/block"): string[] {
 
 /** The device path for a root spec if it is present now, else null. */
 export function findRootDevice(spec: RootSpec): string | null {
+  if (spec.kind === "invalid") return null;
   if (spec.kind === "path") return isBlockDevice(spec.path) ? spec.path : null;
   for (const name of listBlockDevices()) {
     const path = `/dev/${name}`;

@@ -1,8 +1,10 @@
 // switch_root for an initramfs: empty the initramfs (it cannot be unmounted, only emptied, to
 // give its RAM back), move the API mounts into the new root, MS_MOVE the new root onto "/",
 // chroot ".", chdir "/". Like busybox switch_root, it refuses unless PID 1 with a ramfs/tmpfs
-// root and a new root that is a different mount.
-import { lstatSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from "node:fs";
+// root and a new root that is a different mount. Everything that can fail on the new root is
+// checked before anything is deleted: after that, the fallback shell is gone with the initramfs.
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
+import { describeError } from "../../errors";
 import { readMounts, type MountEntry } from "../../boot/mounts";
 import * as sys from "../../sys";
 
@@ -37,6 +39,72 @@ export function checkSwitch(newRoot: string, pid = process.pid): SwitchCheck {
   }
   if (sameMount) return { ok: false, initramfs, reason: `${newRoot} is not a mount point (same device as /)` };
   return { ok: true, initramfs };
+}
+
+/** Linux's limit on symlinks followed while resolving one path (MAXSYMLINKS). */
+const MAX_SYMLINKS = 40;
+
+/**
+ * `path` resolved as it will be once `root` is "/": absolute symlink targets and ".." stay inside
+ * `root`. Returns the host-side path, or a reason (too many links, a component that is not a
+ * directory). Missing final components are returned unresolved; the caller stats them.
+ */
+export function resolveInRoot(root: string, path: string): { path: string } | { problem: string } {
+  const pending = path.split("/").filter(Boolean).reverse();
+  const resolved: string[] = [];
+  let links = 0;
+  while (pending.length > 0) {
+    const part = pending.pop()!;
+    if (part === ".") continue;
+    if (part === "..") {
+      resolved.pop();
+      continue;
+    }
+    const hostPath = `${root}/${[...resolved, part].join("/")}`;
+    let info;
+    try {
+      info = lstatSync(hostPath);
+    } catch {
+      resolved.push(part, ...pending.reverse());
+      return { path: `${root}/${resolved.join("/")}` };
+    }
+    if (!info.isSymbolicLink()) {
+      if (pending.length > 0 && !info.isDirectory()) return { problem: `/${[...resolved, part].join("/")} is not a directory` };
+      resolved.push(part);
+      continue;
+    }
+    if (++links > MAX_SYMLINKS) return { problem: `too many levels of symbolic links (ELOOP) at /${[...resolved, part].join("/")}` };
+    const target = readlinkSync(hostPath);
+    if (target.startsWith("/")) resolved.length = 0;
+    pending.push(...target.split("/").filter(Boolean).reverse());
+  }
+  return { path: `${root}/${resolved.join("/")}` };
+}
+
+/**
+ * What must hold on the new root before the initramfs is emptied: the agent is an executable
+ * file there, and every mount point the API filesystems move to exists or can be made now.
+ * Returns the first problem as one line, or null.
+ */
+export function checkNewRoot(newRoot: string, agent: string, moved: readonly string[]): string | null {
+  const agentPath = resolveInRoot(newRoot, agent);
+  if ("problem" in agentPath) return `agent ${agent}: ${agentPath.problem}`;
+  let info;
+  try {
+    info = statSync(agentPath.path);
+  } catch {
+    return `agent ${agent} does not exist on the new root (ENOENT)`;
+  }
+  if (!info.isFile()) return `agent ${agent} is not a regular file`;
+  if ((info.mode & 0o111) === 0) return `agent ${agent} is not executable (mode ${(info.mode & 0o7777).toString(8)})`;
+  for (const path of moved) {
+    try {
+      mkdirSync(`${newRoot}${path}`, { recursive: true, mode: 0o755 });
+    } catch (error) {
+      return `cannot create mount point ${path} on the new root: ${describeError(error)}`;
+    }
+  }
+  return null;
 }
 
 /**
