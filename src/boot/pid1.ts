@@ -1,6 +1,7 @@
 // PID 1 runtime: early mounts, configuration, logging, the mode's plan, and the fallback.
 // Nothing may escape from here: PID 1 exiting (or throwing out of main) panics the kernel.
 import { readFileSync, writeFileSync } from "node:fs";
+import { fromProcCmdline } from "../config/cmdline";
 import { parseConfig, readOnFail } from "../config/config";
 import { describeError } from "../errors";
 import { configureLogging, log, setLogLevel } from "../log";
@@ -66,7 +67,7 @@ function mountProcAndDev(): void {
 /** Bytes, not text: the kernel splits its command line on bytes (0xA0 is a space to it). */
 function readCmdline(): Uint8Array {
   try {
-    return new Uint8Array(readFileSync("/proc/cmdline"));
+    return fromProcCmdline(new Uint8Array(readFileSync("/proc/cmdline")));
   } catch (error) {
     log.error(`cannot read /proc/cmdline (${describeError(error)}); using defaults`);
     return new Uint8Array();

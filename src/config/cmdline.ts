@@ -34,6 +34,11 @@ export function cmdlineBytes(line: string | Uint8Array): Uint8Array {
   return nul < 0 ? bytes : bytes.subarray(0, nul);
 }
 
+/** /proc/cmdline is the boot command line plus one "\n" the proc file adds; the kernel parsed it without. */
+export function fromProcCmdline(raw: Uint8Array): Uint8Array {
+  return raw.length > 0 && raw[raw.length - 1] === 0x0a ? raw.subarray(0, raw.length - 1) : raw;
+}
+
 interface RawArg {
   param: Uint8Array;
   value: Uint8Array | null;

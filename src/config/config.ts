@@ -261,13 +261,18 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
   return config;
 }
 
+/** Values in problem lines: enough to recognise, short enough for one console and kmsg line. */
+function clip(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
+}
+
 function defaultConfig(): Config {
   return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], problems: [] };
 }
 
 function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {
   const setter = KEYS.get(key);
-  const shown = `${key}${value === null ? "" : `=${value}`}`;
+  const shown = `${key}${value === null ? "" : `=${clip(value)}`}`;
   if (setter) {
     const problem = setter(config, value, key);
     if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });

@@ -39,7 +39,7 @@ export function environmentProblems(params: readonly CmdlineToken[], initArgs: r
   for (const { key, value } of params) {
     if (value === null || key.includes(".") || KERNEL_PARAMETERS.has(key)) continue;
     if (isRuntimeVariable(key)) {
-      problems.push({ key, value, message: `${key}=${value} would steer the runtime or the loader; removed from PID 1's environment and never passed on` });
+      problems.push({ key, value, message: `${key}=${value.length > 80 ? `${value.slice(0, 80)}…` : value} would steer the runtime or the loader; removed from PID 1's environment and never passed on` });
     }
     if (ENV_NAME.test(key) && key !== "HOME" && key !== "TERM") envNames.add(key);
   }

@@ -1,7 +1,13 @@
 // The kernel module index (modules.dep, modules.softdep, modules.alias, modules.builtin) and the
 // dependency walk. Used on the host to pick what goes into an image and in the guest to load it:
 // the guest has no kmod, so the walk is ours.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { normalizeModuleName } from "../config/cmdline";
+import { compileGlob, globMatches, isGlob, type CompiledGlob } from "./glob";
+import { moduleNameFromPath } from "./names";
+
+export { MODULE_FILE_PATTERN, moduleCompression, moduleNameFromPath } from "./names";
 
 export interface ModuleEntry {
   name: string;
@@ -16,21 +22,40 @@ export interface Softdep { pre: string[]; post: string[] }
 export type Resolution =
   | { kind: "module"; names: string[] }
   | { kind: "builtin" }
-  | { kind: "missing" };
+  | { kind: "missing"; reason: string };
 
-export function moduleNameFromPath(path: string): string {
-  const base = path.slice(path.lastIndexOf("/") + 1);
-  return normalizeModuleName(base.replace(/\.ko(\.(xz|gz|zst))?$/, ""));
+/**
+ * Longer requested names are refused before any lookup. Module names are at most 55 characters
+ * (MODULE_NAME_LEN) and the longest alias of a distribution kernel is under 100; the limit only
+ * keeps a hostile command line from making every alias pattern walk a huge string.
+ */
+export const MAX_MODULE_NAME_LENGTH = 255;
+
+export const NOT_IN_INDEX = "not found in modules.dep, modules.builtin or modules.alias";
+
+/** kmod's alias_normalize: "-" becomes "_" except inside a bracket class, where it is a range. */
+export function normalizeAliasPattern(pattern: string): string {
+  let out = "";
+  let inClass = false;
+  for (const char of pattern) {
+    if (char === "[") inClass = true;
+    else if (char === "]") inClass = false;
+    out += char === "-" && !inClass ? "_" : char;
+  }
+  return out;
 }
 
-function globToRegExp(pattern: string): RegExp {
-  let source = "";
-  for (const char of pattern) {
-    if (char === "*") source += ".*";
-    else if (char === "?") source += ".";
-    else source += char.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${source}$`);
+/** The index files of `/lib/modules/<release>/`, or null when it has no modules.dep (everything built in). */
+export function readModuleIndex(moduleDir: string): ModuleIndex | null {
+  const depPath = join(moduleDir, "modules.dep");
+  if (!existsSync(depPath)) return null;
+  const readIfExists = (file: string) => (existsSync(join(moduleDir, file)) ? readFileSync(join(moduleDir, file), "utf8") : "");
+  return ModuleIndex.parse({
+    dep: readFileSync(depPath, "utf8"),
+    softdep: readIfExists("modules.softdep"),
+    alias: readIfExists("modules.alias"),
+    builtin: readIfExists("modules.builtin"),
+  });
 }
 
 export class ModuleIndex {
@@ -38,7 +63,7 @@ export class ModuleIndex {
   readonly softdeps = new Map<string, Softdep>();
   readonly builtin = new Set<string>();
   private readonly exactAliases = new Map<string, string[]>();
-  private readonly globAliases: { pattern: RegExp; module: string }[] = [];
+  private readonly globAliases: { glob: CompiledGlob; module: string }[] = [];
 
   static parse(files: { dep: string; softdep?: string; alias?: string; builtin?: string }): ModuleIndex {
     const index = new ModuleIndex();
@@ -66,7 +91,7 @@ export class ModuleIndex {
       const words = line.trim().split(/\s+/);
       if (words[0] !== "alias" || words.length < 3) continue;
       const module = normalizeModuleName(words[2]!);
-      if (/[*?[]/.test(words[1]!)) index.globAliases.push({ pattern: globToRegExp(words[1]!), module });
+      if (isGlob(words[1]!)) index.globAliases.push({ glob: compileGlob(normalizeAliasPattern(words[1]!)), module });
       else {
         const key = normalizeModuleName(words[1]!);
         const list = index.exactAliases.get(key) ?? [];
@@ -82,33 +107,37 @@ export class ModuleIndex {
 
   /** A requested name → the module(s) that provide it, or builtin, or missing. */
   resolve(requested: string): Resolution {
+    if (requested.length > MAX_MODULE_NAME_LENGTH) {
+      return { kind: "missing", reason: `not looked up: the name is ${requested.length} characters long (at most ${MAX_MODULE_NAME_LENGTH})` };
+    }
     const name = normalizeModuleName(requested);
     if (this.modules.has(name)) return { kind: "module", names: [name] };
     if (this.builtin.has(name)) return { kind: "builtin" };
-    const aliased = [...(this.exactAliases.get(name) ?? []), ...this.globAliases.filter((a) => a.pattern.test(requested)).map((a) => a.module)];
-    const loadable = [...new Set(aliased)].filter((module) => this.modules.has(module));
+    const aliased = new Set(this.exactAliases.get(name));
+    for (const alias of this.globAliases) if (globMatches(alias.glob, name)) aliased.add(alias.module);
+    const loadable = [...aliased].filter((module) => this.modules.has(module));
     if (loadable.length > 0) return { kind: "module", names: loadable };
-    if (aliased.some((module) => this.builtin.has(module))) return { kind: "builtin" };
-    return { kind: "missing" };
+    if ([...aliased].some((module) => this.builtin.has(module))) return { kind: "builtin" };
+    return { kind: "missing", reason: NOT_IN_INDEX };
   }
 
   /**
    * The closure of the requested names: every module needed, with the modules each must wait
    * for (its hard dependencies and its softdep "pre" modules). "post" softdeps are added with a
-   * dependency on the module they follow. Missing names are returned, not thrown.
+   * dependency on the module they follow. Missing names are returned, not thrown, each with why.
    */
-  closure(requested: readonly string[]): { order: LoadNode[]; missing: string[]; builtin: string[] } {
+  closure(requested: readonly string[]): { order: LoadNode[]; missing: string[]; missingReasons: Map<string, string>; builtin: string[] } {
     const nodes = new Map<string, LoadNode>();
-    const missing: string[] = [];
-    const builtin: string[] = [];
+    const missingReasons = new Map<string, string>();
+    const builtin = new Set<string>();
     const visit = (name: string, optional: boolean): string[] => {
       const resolution = this.resolve(name);
       if (resolution.kind === "missing") {
-        if (!optional && !missing.includes(name)) missing.push(name);
+        if (!optional && !missingReasons.has(name)) missingReasons.set(name, resolution.reason);
         return [];
       }
       if (resolution.kind === "builtin") {
-        if (!builtin.includes(name)) builtin.push(name);
+        builtin.add(name);
         return [];
       }
       // Several providers of one alias (crc32c_intel, crc32c_generic): each may fail on its own.
@@ -138,7 +167,7 @@ export class ModuleIndex {
     };
     for (const name of requested) visit(name, false);
     for (const node of nodes.values()) node.after = [...new Set(node.after)].filter((dep) => dep !== node.name);
-    return { order: topologicalOrder(nodes), missing, builtin };
+    return { order: topologicalOrder(nodes), missing: [...missingReasons.keys()], missingReasons, builtin: [...builtin] };
   }
 }
 

@@ -2,7 +2,7 @@
 // init/main.c repair_env_string), one row per rule, and the parser against hostile input.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { encodeParam, isKernelSpace, parseWord, splitWords, tokenize } from "../../src/config/cmdline";
+import { encodeParam, fromProcCmdline, isKernelSpace, parseWord, splitWords, tokenize } from "../../src/config/cmdline";
 import { moduleParamString, parseConfig, readOnFail } from "../../src/config/config";
 import { MAX_INIT_ARGS } from "../../src/config/environment";
 
@@ -52,6 +52,12 @@ describe("next_arg rules", () => {
 
   test("an unbalanced quote runs to the end of the line", () => {
     expect(tokenize('a="b c -- d').params).toEqual([{ key: "a", value: "b c -- d" }]);
+  });
+
+  test("the newline /proc/cmdline adds is not part of the command line (it matters inside an open quote)", () => {
+    const raw = new TextEncoder().encode('a -- "open\n');
+    expect(tokenize(fromProcCmdline(raw)).initArgs).toEqual(["open"]);
+    expect(fromProcCmdline(new TextEncoder().encode("a\n\n")).length).toBe(2);
   });
 
   test("nothing after a NUL byte reaches the parser", () => {
@@ -168,7 +174,7 @@ describe("nothing is silently ignored", () => {
   });
 
   test("absurd module names are refused before any lookup", () => {
-    expect(messages(`burrow.modules=${"a".repeat(1400)}`)[0]).toMatch(/is not a module name \(at most 255 printable characters\)$/);
+    expect(messages(`burrow.modules=${"a".repeat(1400)}`)).toEqual([`burrow.modules=${"a".repeat(80)}…: module name "${"a".repeat(40)}"… is not a module name (at most 255 printable characters)`]);
     expect(parseConfig(`burrow.modules=${"a".repeat(1400)}`).modules).toEqual([]);
   });
 

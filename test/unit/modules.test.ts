@@ -1,14 +1,15 @@
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { readdirSync } from "node:fs";
-import { loadModuleIndex } from "../../src/image/build";
-import { ModuleIndex } from "../../src/modules";
+import { readdirSync, readFileSync } from "node:fs";
+import { MAX_MODULE_NAME_LENGTH, MODULE_FILE_PATTERN, ModuleIndex, moduleCompression, moduleNameFromPath, normalizeAliasPattern, NOT_IN_INDEX, readModuleIndex } from "../../src/modules";
+import { compileGlob, globMatches } from "../../src/modules/glob";
 import { KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 
 describe("module closure against Debian's real modules.dep", () => {
   requireArtifacts(join(KERNEL_DIR, "lib/modules"));
   const release = readdirSync(join(KERNEL_DIR, "lib/modules"))[0]!;
-  const index = loadModuleIndex(join(KERNEL_DIR, "lib/modules", release));
+  const moduleDir = join(KERNEL_DIR, "lib/modules", release);
+  const index = readModuleIndex(moduleDir)!;
   const position = (order: { name: string }[], name: string) => order.findIndex((node) => node.name === name);
 
   test("ext4 pulls jbd2, mbcache, crc16 before it and its crc32c softdep", () => {
@@ -37,21 +38,47 @@ describe("module closure against Debian's real modules.dep", () => {
     expect(builtin).toEqual(["lzo", "lzo-rle"]);
   });
 
-  test("unknown names are returned as missing", () => {
-    expect(index.closure(["no_such_module_xyz"]).missing).toEqual(["no_such_module_xyz"]);
+  test("unknown names are returned as missing, with why", () => {
+    const { missing, missingReasons } = index.closure(["no_such_module_xyz"]);
+    expect(missing).toEqual(["no_such_module_xyz"]);
+    expect(missingReasons.get("no_such_module_xyz")).toBe(NOT_IN_INDEX);
   });
 
-  test("aliases resolve (crypto-crc32c)", () => {
+  test("exact aliases resolve to every provider", () => {
     const resolution = index.resolve("crypto-crc32c");
     expect(resolution.kind).toBe("module");
+    if (resolution.kind === "module") expect(resolution.names.sort()).toEqual(["crc32c_generic", "crc32c_intel"]);
+    expect(index.resolve("fs-ext4")).toEqual({ kind: "module", names: ["ext4"] });
+  });
+
+  test("glob aliases resolve, bracket classes included", () => {
+    expect(index.resolve("virtio:d00000002v00001AF4")).toEqual({ kind: "module", names: ["virtio_blk"] });
+    expect(index.resolve("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00")).toEqual({ kind: "module", names: ["virtio_pci"] });
+    // Only "usb:v0D96p5200d000[1-9]dc*…" matches bcdDevice 0005: a literal "[" would miss it.
+    expect(index.resolve("usb:v0D96p5200d0005dc00dsc00dp00ic00isc00ip00in00")).toEqual({ kind: "module", names: ["usb_storage"] });
+  });
+
+  test("a 10,000-character name runs through every alias pattern of the kernel", () => {
+    const patterns = readFileSync(join(moduleDir, "modules.alias"), "utf8").split("\n").map((line) => line.split(/\s+/)[1]).filter((word): word is string => !!word);
+    expect(patterns.length).toBeGreaterThan(10_000);
+    const globs = patterns.map((pattern) => compileGlob(normalizeAliasPattern(pattern)));
+    for (const name of ["usb:v13FDp3940d00" + "dc".repeat(5_000), "pci:v" + "0".repeat(10_000), "a".repeat(10_000)]) {
+      expect(globs.filter((glob) => globMatches(glob, name)).length).toBe(0);
+    }
+    // Matches only after the last "*" has backtracked across almost the whole name.
+    const matching = "usb:v13FDp3940d00" + "dc".repeat(4_990) + "dsc00dp00ic00isc00ip00in00";
+    expect(matching.length).toBeGreaterThan(10_000);
+    expect(globs.filter((glob) => globMatches(glob, matching)).length).toBeGreaterThan(0);
+    // The index itself refuses to look such a name up.
+    expect(index.resolve("usb:v" + "dc".repeat(5_000)).kind).toBe("missing");
   });
 });
 
 describe("module index parsing", () => {
   const index = ModuleIndex.parse({
-    dep: "kernel/a.ko: kernel/b.ko kernel/c.ko\nkernel/b.ko: kernel/c.ko\nkernel/c.ko:\nkernel/d-x.ko:\n",
+    dep: "kernel/a.ko: kernel/b.ko kernel/c.ko\nkernel/b.ko: kernel/c.ko\nkernel/c.ko:\nkernel/d-x.ko:\nkernel/f.ko.zst:\n",
     softdep: "softdep a pre: d-x post: e\n",
-    alias: "alias fs-foo a\nalias pci:v00001AF4d* b\n",
+    alias: "alias fs-foo a\nalias pci:v00001AF4d* b\nalias usb:v1234d0[0-2]* c\nalias of:N*T*Cvendor-dev f\nalias gone-* e\n",
     builtin: "kernel/e.ko\n",
   });
 
@@ -65,5 +92,51 @@ describe("module index parsing", () => {
 
   test("glob aliases", () => {
     expect(index.resolve("pci:v00001AF4d00001001")).toEqual({ kind: "module", names: ["b"] });
+    expect(index.resolve("pci:v00001AF5d00001001")).toEqual({ kind: "missing", reason: NOT_IN_INDEX });
+  });
+
+  test("bracket classes are classes, not literal text", () => {
+    expect(index.resolve("usb:v1234d01ff")).toEqual({ kind: "module", names: ["c"] });
+    expect(index.resolve("usb:v1234d03ff")).toEqual({ kind: "missing", reason: NOT_IN_INDEX });
+    expect(index.resolve("usb:v1234d0[0-2]")).toEqual({ kind: "missing", reason: NOT_IN_INDEX });
+  });
+
+  test("dashes and underscores are equal in glob aliases too (kmod normalizes both sides)", () => {
+    expect(index.resolve("of:NfooTbarCvendor_dev")).toEqual({ kind: "module", names: ["f"] });
+    expect(index.resolve("of:NfooTbarCvendor-dev")).toEqual({ kind: "module", names: ["f"] });
+    expect(normalizeAliasPattern("usb-x[a-c]-y")).toBe("usb_x[a-c]_y");
+  });
+
+  test("an alias of a built-in module resolves to built in", () => {
+    expect(index.resolve("gone-anything")).toEqual({ kind: "builtin" });
+  });
+
+  test("absurdly long names are refused before any lookup, and say so", () => {
+    const long = "pci:v00001AF4d" + "0".repeat(1_400);
+    const resolution = index.resolve(long);
+    expect(resolution).toEqual({ kind: "missing", reason: `not looked up: the name is ${long.length} characters long (at most ${MAX_MODULE_NAME_LENGTH})` });
+    const { missing, missingReasons } = index.closure([long, "c"]);
+    expect(missing).toEqual([long]);
+    expect(missingReasons.get(long)).toMatch(/characters long/);
+    // At the limit it is still looked up (and matches the glob).
+    expect(index.resolve("pci:v00001AF4d" + "0".repeat(MAX_MODULE_NAME_LENGTH - 14))).toEqual({ kind: "module", names: ["b"] });
+  });
+});
+
+describe("module file names", () => {
+  test.each([
+    ["kernel/crypto/crc32c-intel.ko.zst", "crc32c_intel", "zst"],
+    ["kernel/fs/ext4/ext4.ko", "ext4", null],
+    ["a-b.ko.xz", "a_b", "xz"],
+    ["zsmalloc.ko.gz", "zsmalloc", "gz"],
+  ] as const)("%s", (path, name, compression) => {
+    expect(MODULE_FILE_PATTERN.test(path)).toBe(true);
+    expect(moduleNameFromPath(path)).toBe(name);
+    expect(moduleCompression(path)).toBe(compression);
+  });
+
+  test("other files are not module files", () => {
+    for (const path of ["modules.dep", "x.ko.bz2", "x.kok", "ko"]) expect(MODULE_FILE_PATTERN.test(path)).toBe(false);
+    expect(moduleCompression("x.ko.bz2")).toBeNull();
   });
 });

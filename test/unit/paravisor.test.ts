@@ -10,7 +10,8 @@ import { buildImage } from "../../src/image/build";
 import { formatKmsgRecord, CONSOLA_LEVEL } from "../../src/log";
 import { describeStatus, runSetupScript, workerBaseEnv } from "../../src/modes/paravisor/boot";
 import { envTruthy, readConfidentiality } from "../../src/modes/paravisor/confidential";
-import { listModules, moduleDepends, moduleNameOf, walkSorted } from "../../src/modes/paravisor/modules";
+import { moduleNameFromPath } from "../../src/modules";
+import { listModules, moduleDepends, walkSorted } from "../../src/modes/paravisor/modules";
 import { paravisorWorkerArgv, parseParavisorArgs } from "../../src/modes/paravisor/options";
 import { Reaper } from "../../src/modes/paravisor/reaper";
 import {
@@ -224,7 +225,7 @@ describe("module files", () => {
     expect(modules.map((module) => [module.name, module.params, module.flags])).toEqual([
       ["ttyprintk", "", 0], ["a_b", "", 4], ["zsmalloc", "", 0], ["zram", 'num_devices=2 x="a b"', 0], ["hv_storvsc", "ring=4", 0],
     ]);
-    expect(moduleNameOf("crc32c-intel.ko.zst")).toBe("crc32c_intel");
+    expect(moduleNameFromPath("crc32c-intel.ko.zst")).toBe("crc32c_intel");
   });
 
   test("depends= from .modinfo", () => {

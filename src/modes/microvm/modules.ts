@@ -5,12 +5,13 @@
 // Measured under TCG (see the report of issue 3): the whole default closure loads in less time
 // than starting one Worker, and with one vCPU the kernel work of finit_module (relocation,
 // symbol resolution, the module's init) cannot overlap anyway.
-import { existsSync, readFileSync } from "node:fs";
 import { moduleParamString, type Config } from "../../config/config";
 import { log } from "../../log";
-import { ModuleIndex, type LoadNode } from "../../modules";
-import { finitModuleFile } from "../../modules/load";
+import type { LoadNode, ModuleIndex } from "../../modules";
+import { finitModuleFile, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
 import * as sys from "../../sys";
+
+// The index reader lives with the index; re-exported until microvm/boot.ts imports it from there.
 
 export interface ModuleRequest {
   /** Names whose absence is worth a warning. */
@@ -36,18 +37,6 @@ export function wantedModules(config: Config): ModuleRequest {
   return { required: [...new Set(required)], optional: [...new Set(optional)].filter((name) => !required.includes(name)) };
 }
 
-export function readModuleIndex(dir: string): ModuleIndex | null {
-  const read = (file: string) => {
-    try {
-      return readFileSync(`${dir}/${file}`, "utf8");
-    } catch {
-      return "";
-    }
-  };
-  if (!existsSync(`${dir}/modules.dep`)) return null;
-  return ModuleIndex.parse({ dep: read("modules.dep"), softdep: read("modules.softdep"), alias: read("modules.alias"), builtin: read("modules.builtin") });
-}
-
 export interface LoadResult {
   loaded: string[];
   already: string[];
@@ -64,25 +53,35 @@ export function finitLoader(moduleDir: string): Loader {
   return (node, params) => finitModuleFile(`${moduleDir}/${node.path}`, params, node.name);
 }
 
-/** Load the closure in order; a module whose hard dependency failed is not tried. Never throws. */
-export function loadModules(index: ModuleIndex, request: ModuleRequest, config: Config, load: Loader, now: () => number): LoadResult {
+/**
+ * Load the closure in order; a module whose hard dependency failed is not tried, nor is any
+ * module once `budgetMs` (on the `now` clock, in ms) has passed since the first. Never throws.
+ */
+export function loadModules(index: ModuleIndex, request: ModuleRequest, config: Config, load: Loader, now: () => number, budgetMs = MODULES_STEP_BUDGET_MS): LoadResult {
   const result: LoadResult = { loaded: [], already: [], builtin: [], failed: new Map(), ms: {} };
-  const { order, missing, builtin } = index.closure(request.required);
+  const { order, missingReasons, builtin } = index.closure(request.required);
   const optional = index.closure(request.optional);
   result.builtin.push(...builtin, ...optional.builtin);
-  for (const name of missing) result.failed.set(name, "not found in modules.dep, modules.builtin or modules.alias");
-  const seen = new Set(order.map((node) => node.name));
-  const nodes = [...order, ...optional.order.filter((node) => !seen.has(node.name)).map((node) => ({ ...node, optional: true }))];
+  for (const [name, reason] of missingReasons) result.failed.set(name, reason);
+  const byName = new Map(order.map((node) => [node.name, node]));
+  for (const node of optional.order) if (!byName.has(node.name)) byName.set(node.name, { ...node, optional: true });
+  const nodes = [...byName.values()];
   const ok = new Set<string>();
-  for (const node of nodes) {
-    const brokenDep = node.after.find((dep) => result.failed.has(dep) && !ok.has(dep) && nodes.find((n) => n.name === dep && !n.optional));
+  const deadline = now() + budgetMs;
+  for (const [position, node] of nodes.entries()) {
+    if (now() >= deadline) {
+      for (const untried of nodes.slice(position)) result.failed.set(untried.name, notTriedReason(budgetMs));
+      break;
+    }
+    // Only a required dependency's failure is recorded; an optional one's users still get their try.
+    const brokenDep = node.after.find((dep) => result.failed.has(dep) && !ok.has(dep) && byName.get(dep)?.optional === false);
     if (brokenDep) {
       result.failed.set(node.name, `needs ${brokenDep}, which failed`);
       continue;
     }
     const started = now();
     try {
-      load(node, moduleParamString(config, node.name));
+      load(node, moduleParamString(config.moduleParams, node.name));
       result.loaded.push(node.name);
       ok.add(node.name);
     } catch (error) {

@@ -2,12 +2,16 @@
 // (the image lays them out as 000/, 001/, … so that order is dependency order), loaded by a
 // background thread while boot goes on, then the directory is removed to give the memory back.
 // ttyprintk is the exception: stderr needs it, so it (and what it depends on) loads first.
+// The background load has a time budget, checked between modules; what it had no time for is
+// reported as failed, and the directory is then left in place.
 import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeModuleName } from "../../config/cmdline";
 import { moduleParamString, type Config } from "../../config/config";
 import { log } from "../../log";
-import { finitModuleFile, moduleInitFlags } from "../../modules/load";
+import { MODULE_FILE_PATTERN, moduleNameFromPath } from "../../modules";
+import { readElfSections, sectionData } from "../../modules/elf-sections";
+import { finitModuleFile, moduleInitFlags, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
 import * as sys from "../../sys";
 
 export const MODULES_ROOT = "/lib/modules";
@@ -18,12 +22,6 @@ export interface ModuleFile {
   params: string;
   /** finit_module flags (MODULE_INIT_COMPRESSED_FILE for .ko.xz/.gz/.zst). */
   flags: number;
-}
-
-const MODULE_FILE = /\.ko(\.(xz|gz|zst))?$/;
-
-export function moduleNameOf(fileName: string): string {
-  return normalizeModuleName(fileName.replace(MODULE_FILE, ""));
 }
 
 /** Every file under `root`, depth first, each directory's entries sorted by name (WalkDir sort_by_file_name). */
@@ -52,15 +50,15 @@ export function listModules(config: Pick<Config, "moduleParams">, root = MODULES
   const modules: ModuleFile[] = [];
   for (const path of walkSorted(root)) {
     const base = path.slice(path.lastIndexOf("/") + 1);
-    if (!MODULE_FILE.test(base)) {
+    if (!MODULE_FILE_PATTERN.test(base)) {
       log.debug(`modules: ${path} is not a module file; left alone`);
       continue;
     }
-    const name = moduleNameOf(base);
+    const name = moduleNameFromPath(base);
     modules.push({
       name,
       path,
-      params: moduleParamString(config as Config, name),
+      params: moduleParamString(config.moduleParams, name),
       flags: moduleInitFlags(base),
     });
   }
@@ -69,32 +67,17 @@ export function listModules(config: Pick<Config, "moduleParams">, root = MODULES
 
 /** The `depends=` list from a module's .modinfo section (empty for compressed or unreadable files). */
 export function moduleDepends(bytes: Uint8Array): string[] {
-  if (bytes.length < 64 || bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[4] !== 2) return [];
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const shoff = Number(view.getBigUint64(0x28, true));
-  const shentsize = view.getUint16(0x3a, true);
-  const shnum = view.getUint16(0x3c, true);
-  const shstrndx = view.getUint16(0x3e, true);
-  if (shoff === 0 || shoff + shnum * shentsize > bytes.length || shstrndx >= shnum) return [];
-  const section = (index: number) => {
-    const base = shoff + index * shentsize;
-    return { name: view.getUint32(base, true), offset: Number(view.getBigUint64(base + 24, true)), size: Number(view.getBigUint64(base + 32, true)) };
-  };
-  const strings = section(shstrndx);
-  const decoder = new TextDecoder();
-  const nameAt = (offset: number) => {
-    const start = strings.offset + offset;
-    const end = bytes.indexOf(0, start);
-    return decoder.decode(bytes.subarray(start, end < 0 ? start : end));
-  };
-  for (let i = 0; i < shnum; i++) {
-    const header = section(i);
-    if (nameAt(header.name) !== ".modinfo") continue;
-    const text = decoder.decode(bytes.subarray(header.offset, header.offset + header.size));
-    const depends = text.split("\0").find((entry) => entry.startsWith("depends="));
-    return depends ? depends.slice("depends=".length).split(",").filter(Boolean).map(normalizeModuleName) : [];
+  let modinfo: Uint8Array;
+  try {
+    const section = readElfSections(bytes).find((candidate) => candidate.name === ".modinfo");
+    if (!section) return [];
+    modinfo = sectionData(bytes, section);
+  } catch {
+    return []; // not ELF (a compressed module): the kernel's own error will name what is missing
   }
-  return [];
+  // .modinfo is a run of NUL-terminated "key=value" strings.
+  const depends = new TextDecoder().decode(modinfo).split("\0").find((entry) => entry.startsWith("depends="));
+  return depends ? depends.slice("depends=".length).split(",").filter(Boolean).map(normalizeModuleName) : [];
 }
 
 export class ModuleLoadError extends Error {
@@ -156,10 +139,17 @@ export function loadWithDependencies(name: string, modules: readonly ModuleFile[
 export type LoaderMessage =
   | { type: "loaded"; name: string; path: string; params: string; result: LoadResult; ms: number }
   | { type: "failed"; name: string; path: string; errno: number; message: string }
+  /** The budget ran out with `names` still to load; nothing follows. */
+  | { type: "not-tried"; names: string[]; reason: string }
   | { type: "done"; removed: boolean; removeError?: string };
 
 /** Messages to the loader thread. */
-export interface LoaderRequest { modules: ModuleFile[]; root: string }
+export interface LoaderRequest {
+  modules: ModuleFile[];
+  root: string;
+  /** Milliseconds from the first module after which no more are tried (default MODULES_STEP_BUDGET_MS). */
+  budgetMs?: number;
+}
 
 /** Load one module for the loader; false (after posting the failure) when it failed. */
 export function loadOne(module: ModuleFile, post: (message: LoaderMessage) => void): boolean {
@@ -185,10 +175,40 @@ export function removeModulesRoot(root: string, post: (message: LoaderMessage) =
   }
 }
 
+/**
+ * The loader's walk, one module per `step()`: false once it has finished (all loaded and the
+ * directory removed, a module failed, or the budget ran out), having posted how it ended.
+ * `now` is a millisecond clock; the budget starts at the first step. `load` is for tests.
+ */
+export function moduleLoaderSteps(
+  request: LoaderRequest,
+  post: (message: LoaderMessage) => void,
+  now: () => number = () => performance.now(),
+  load: (module: ModuleFile, post: (message: LoaderMessage) => void) => boolean = loadOne,
+): { step(): boolean } {
+  const budgetMs = request.budgetMs ?? MODULES_STEP_BUDGET_MS;
+  let deadline: number | null = null;
+  let next = 0;
+  return {
+    step() {
+      deadline ??= now() + budgetMs;
+      if (next >= request.modules.length) {
+        removeModulesRoot(request.root, post);
+        return false;
+      }
+      if (now() >= deadline) {
+        post({ type: "not-tried", names: request.modules.slice(next).map((module) => module.name), reason: notTriedReason(budgetMs) });
+        return false;
+      }
+      return load(request.modules[next++]!, post);
+    },
+  };
+}
+
 /** Load `modules` in order, then remove `root`. Runs in the loader thread. */
-export function loadAll(request: LoaderRequest, post: (message: LoaderMessage) => void): void {
-  for (const module of request.modules) if (!loadOne(module, post)) return;
-  removeModulesRoot(request.root, post);
+export function loadAll(request: LoaderRequest, post: (message: LoaderMessage) => void, now?: () => number): void {
+  const loader = moduleLoaderSteps(request, post, now);
+  while (loader.step());
 }
 
 /** Where the loader thread's code is: an extra entrypoint of the compiled binary, or the source file. */
@@ -197,10 +217,8 @@ export function loaderWorkerUrl(): string {
 }
 
 export interface BackgroundLoad {
-  /** Resolves when every module is loaded and the directory is gone; rejects on the first failure. */
+  /** Resolves when every module is loaded and the directory is gone; rejects on the first failure or when the budget runs out. */
   done: Promise<void>;
-  /** "worker" (a Bun Worker thread) or "main-thread" (fallback when the worker entry is missing). */
-  how: "worker" | "main-thread";
 }
 
 /** Start loading in the background; progress is logged here, on the main thread (which owns kmsg). */
@@ -216,6 +234,9 @@ export function startBackgroundLoad(request: LoaderRequest): BackgroundLoad {
     } else if (message.type === "failed") {
       finished = true;
       reject(new Error(message.message));
+    } else if (message.type === "not-tried") {
+      finished = true;
+      reject(new Error(notTriedMessage(message)));
     } else {
       finished = true;
       if (message.removed) log.info(`modules: all ${request.modules.length} loaded; removed ${request.root}`);
@@ -231,7 +252,6 @@ export function startBackgroundLoad(request: LoaderRequest): BackgroundLoad {
     return fallback(`cannot start the loader thread: ${(error as Error).message}`);
   }
   let started = false;
-  const result: BackgroundLoad = { done, how: "worker" };
   worker.onmessage = (event: MessageEvent) => {
     const message = event.data as LoaderMessage | { type: "ready" };
     if (message.type === "ready") {
@@ -247,7 +267,6 @@ export function startBackgroundLoad(request: LoaderRequest): BackgroundLoad {
       // The compiled binary lacks the worker entrypoint: keep going on this thread.
       worker.terminate();
       fallback(`loader thread unavailable (${event.message})`);
-      result.how = "main-thread";
       return;
     }
     if (!finished) {
@@ -255,17 +274,21 @@ export function startBackgroundLoad(request: LoaderRequest): BackgroundLoad {
       reject(new Error(`module loader thread failed: ${event.message}`));
     }
   };
-  return result;
+  return { done };
 
   function fallback(why: string): BackgroundLoad {
     log.warn(`modules: ${why}; loading on the main thread, one module per event-loop turn`);
-    const queue = [...request.modules];
+    const loader = moduleLoaderSteps(request, onMessage);
     const step = () => {
-      const module = queue.shift();
-      if (!module) return removeModulesRoot(request.root, onMessage);
-      if (loadOne(module, onMessage)) setTimeout(step, 0);
+      if (loader.step()) setTimeout(step, 0);
     };
     setTimeout(step, 0);
-    return { done, how: "main-thread" };
+    return { done };
   }
+}
+
+/** One line for every module the budget left untried: "failed" with the reason, as other failures read. */
+export function notTriedMessage(message: Extract<LoaderMessage, { type: "not-tried" }>): string {
+  const names = message.names.join(", ");
+  return `${message.names.length === 1 ? "kernel module" : `${message.names.length} kernel modules`} ${names} failed: ${message.reason}`;
 }
