@@ -108,14 +108,16 @@ export async function endVm(how: "poweroff" | "halt" | "reboot", status: number)
   log.info(`${how === "poweroff" ? "powering off" : how === "halt" ? "halting" : "rebooting"}`);
   announceExitStatus(status);
   sys.sync();
+  // Only PID 1 may call reboot(): anywhere else (a CLI run, a test as root) it would end the host.
+  // As PID 1 of a PID namespace the kernel kills us with a signal instead, which tests rely on.
+  if (process.pid !== 1) process.exit(status);
   const command = how === "halt" ? sys.RebootCmd.HALT : how === "reboot" ? sys.RebootCmd.RESTART : sys.RebootCmd.POWER_OFF;
   try {
     sys.reboot(command);
   } catch (error) {
     log.error(`reboot(${how}) failed: ${describeError(error)}`);
   }
-  // Not PID 1 (e.g. a namespace test) or reboot refused: never return into a dead boot.
-  if (process.pid !== 1) process.exit(status);
+  // Halted, or reboot refused: never return into a dead boot.
   return parkForever();
 }
 
