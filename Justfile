@@ -50,6 +50,10 @@ test: deps image rootfs kernel-micro
 bench: deps build kernel kernel-micro rootfs
     {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}
 
+# Partition validator timing: generated descriptions of 10^3..10^6 ranges, valid and with one fault at the end.
+bench-partition:
+    {{bun}} bench/partition.ts
+
 # The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
 sim:
     test/fixtures/mshv-sim/build.sh

@@ -124,7 +124,7 @@ export function spread<T>(items: readonly T[], workers: number): T[][] {
   return lanes;
 }
 
-/** Merge adjacent ranges of a sorted list. */
+/** Merge adjacent ranges of a sorted, non-overlapping list. */
 export function coalesce(ranges: readonly Range[]): Range[] {
   const out: Range[] = [];
   for (const r of ranges) {
@@ -133,4 +133,73 @@ export function coalesce(ranges: readonly Range[]): Range[] {
     else out.push({ ...r });
   }
   return out;
+}
+
+// The validator's cross-list checks. Both take any lists (unsorted, overlapping, even empty or
+// inverted ranges) and give exactly the answer of the pairwise loop they replaced, first offender
+// included, in O((n + m) log m): sort one side by start once, keep the running maximum end, then
+// binary-search each range of the other side.
+
+interface StartIndex {
+  /** Starts in ascending order. */
+  starts: Float64Array;
+  /** maxEnd[k]: the largest end among the ranges of starts[0..k]. */
+  maxEnd: Float64Array;
+}
+
+function startIndex(list: readonly Range[]): StartIndex {
+  const order = Array.from({ length: list.length }, (_, i) => i);
+  let sorted = true;
+  for (let i = 1; i < list.length && sorted; i++) sorted = list[i]!.start >= list[i - 1]!.start;
+  if (!sorted) order.sort((x, y) => list[x]!.start - list[y]!.start);
+  const starts = new Float64Array(list.length);
+  const maxEnd = new Float64Array(list.length);
+  let running = -Infinity;
+  order.forEach((index, k) => {
+    starts[k] = list[index]!.start;
+    running = Math.max(running, list[index]!.end);
+    maxEnd[k] = running;
+  });
+  return { starts, maxEnd };
+}
+
+/** How many of the ascending `starts` are below `value` (or at it, with `orEqual`). */
+function countStartsBelow(starts: Float64Array, value: number, orEqual: boolean): number {
+  let low = 0;
+  let high = starts.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1; // an index, not a GPA: 32-bit math is fine here
+    if (starts[middle]! < value || (orEqual && starts[middle] === value)) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/**
+ * The first pair (lowest index in `a`, then in `b`) with a.start < b.end && b.start < a.end, or
+ * null when no range of `a` overlaps one of `b`.
+ */
+export function firstOverlap(a: readonly Range[], b: readonly Range[]): [number, number] | null {
+  if (a.length === 0 || b.length === 0) return null;
+  const index = startIndex(b);
+  for (let i = 0; i < a.length; i++) {
+    const r = a[i]!;
+    const startingBefore = countStartsBelow(index.starts, r.end, false);
+    if (startingBefore > 0 && index.maxEnd[startingBefore - 1]! > r.start) {
+      // Found the first range of `a`; one linear pass names its first partner in `b`.
+      return [i, b.findIndex((o) => r.start < o.end && o.start < r.end)];
+    }
+  }
+  return null;
+}
+
+/** The index of the first range of `inner` that no single range of `outer` contains, or null. */
+export function firstOutside(inner: readonly Range[], outer: readonly Range[]): number | null {
+  const index = startIndex(outer);
+  for (let i = 0; i < inner.length; i++) {
+    const r = inner[i]!;
+    const startingAtOrBefore = countStartsBelow(index.starts, r.start, true);
+    if (startingAtOrBefore === 0 || index.maxEnd[startingAtOrBefore - 1]! < r.end) return i;
+  }
+  return null;
 }

@@ -63,7 +63,7 @@ describe("partition validator", () => {
     expect(reject({ vtl0AliasMap: "0x10000000000" })).toMatch(/^vtl0AliasMap 0x10000000000: a hardware-isolated \(snp\) partition has no alias map/);
   });
   test("VTL1 without the alias map on x86, allowed on aarch64 and with the alias", () => {
-    const none = { ...base, isolation: "none", vtom: undefined, sharedPool: [], maxVtl: 1 };
+    const none = { ...base, isolation: "none", vtom: undefined, sharedPool: [], accepted: [], maxVtl: 1 };
     expect(() => parsePartition(none)).toThrow("maxVtl 1: cannot safely support VTL 1 without using the alias map");
     expect(parsePartition({ ...none, arch: "aarch64" }).maxVtl).toBe(1);
     expect(parsePartition({ ...none, vtl0AliasMap: "0x10000000000" }).vtl0AliasMap).toBe(2 ** 40);

@@ -1,6 +1,6 @@
 // The paravisor's system setup, as data where the reference has data: the mounts, the stdio
 // wiring, the kernel/sysfs writes (in underhill_init's order) and the host entropy.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, fstatSync, readFileSync } from "node:fs";
 import { ensureMount } from "../../boot/mounts";
 import { log } from "../../log";
 import * as sys from "../../sys";
@@ -180,21 +180,57 @@ export function rndAddEntropyArgument(bytes: Uint8Array): Uint8Array {
 }
 
 /**
+ * The most read from the entropy source. The real one is a small device-tree property; the bound
+ * keeps a hostile burrow.entropy.path (/dev/zero, a huge file) from filling memory.
+ */
+export const ENTROPY_READ_LIMIT = 4096;
+
+export interface BoundedRead {
+  /** At most `limit` bytes. */
+  data: Uint8Array;
+  /** The source held more than `limit` bytes; `data` is its first `limit`. */
+  truncated: boolean;
+}
+
+/**
+ * One read() of at most limit + 1 bytes (the extra byte tells "exactly limit" from "more") from a
+ * regular file (a device-tree property is one) or a character device. Opened non-blocking, so a
+ * FIFO or a device with nothing to give fails (EAGAIN) instead of stalling PID 1; any other file
+ * type is refused. Throws SysError, or Error for the wrong file type.
+ */
+export function readBounded(path: string, limit: number): BoundedRead {
+  const { RDONLY, NONBLOCK, CLOEXEC } = sys.OpenFlags;
+  const fd = sys.open(path, RDONLY | NONBLOCK | CLOEXEC);
+  try {
+    const stat = fstatSync(fd);
+    if (!stat.isFile() && !stat.isCharacterDevice()) throw new Error("not a regular file or character device");
+    const buffer = new Uint8Array(limit + 1);
+    const count = sys.read(fd, buffer);
+    return { data: buffer.subarray(0, Math.min(count, limit)), truncated: count > limit };
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/**
  * Mix the host's entropy into the pool. Outside a confidential VM it is credited (RNDADDENTROPY);
  * in one the host is not trusted, so it is only written (mixed in without credit).
  */
 export function useHostEntropy(options: EntropyOptions): EntropyOutcome {
-  let data: Uint8Array;
+  let read: BoundedRead;
   try {
-    data = new Uint8Array(readFileSync(options.source));
+    read = readBounded(options.source, ENTROPY_READ_LIMIT);
   } catch (error) {
-    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+    const reason = error instanceof sys.SysError ? error.code : (error as Error).message;
     log.warn(`did not get entropy from the host: ${options.source}: ${reason}`);
     return { kind: "missing", reason };
   }
+  let data = read.data;
+  // truncatedFrom: the bytes received (at most ENTROPY_READ_LIMIT; read.truncated says there were more).
   let truncatedFrom: number | undefined;
-  if (data.length > MAX_ENTROPY_SIZE) {
-    log.warn(`truncating host-provided entropy (received ${data.length} bytes)`);
+  if (read.truncated || data.length > MAX_ENTROPY_SIZE) {
+    const received = read.truncated ? `more than ${ENTROPY_READ_LIMIT} bytes; read the first ${ENTROPY_READ_LIMIT}` : `${data.length} bytes`;
+    log.warn(`truncating host-provided entropy (received ${received}; using ${MAX_ENTROPY_SIZE})`);
     truncatedFrom = data.length;
     data = data.subarray(0, MAX_ENTROPY_SIZE);
   }
