@@ -1,6 +1,7 @@
 // The burrow CLI (init, image, run, cmdline). citty's runMain calls process.exit, fatal for
 // PID 1, so commands run through runCommand inside our own try/catch.
 import { defineCommand, runCommand, renderUsage } from "citty";
+import { stripAnsi } from "consola/utils";
 import { log } from "./log";
 import { BURROW_VERSION } from "./boot/version";
 
@@ -64,22 +65,24 @@ const run = defineCommand({
     machine: { type: "enum", options: ["microvm", "q35"], default: "microvm", description: "QEMU machine" },
     accel: { type: "enum", options: ["tcg", "kvm"], default: "tcg", description: "accelerator" },
     append: { type: "string", default: "", description: "kernel command line (burrow.* keys, -- init args)" },
-    timeout: { type: "string", default: "120", description: "seconds before the guest is killed" },
+    timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
   },
   async run({ args, rawArgs }) {
     const { runVm, parsePortSpec } = await import("./host/qemu");
+    const { parseMem, parseSmp, parseTimeout } = await import("./host/options");
     const result = await runVm(
       {
         kernel: args.kernel,
         initrd: args.initrd || null,
         disks: collectRepeated(rawArgs, "--disk"),
         ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
-        mem: args.mem,
-        smp: parseNumber(args.smp, "--smp"),
+        // Checked here so a bad value is refused with one line before anything starts.
+        mem: parseMem(args.mem),
+        smp: parseSmp(args.smp),
         machine: args.machine as "microvm" | "q35",
         accel: args.accel as "tcg" | "kvm",
         append: args.append,
-        timeoutSeconds: parseNumber(args.timeout, "--timeout"),
+        timeoutSeconds: parseTimeout(args.timeout),
       },
       (text) => process.stdout.write(text),
     );
@@ -95,7 +98,8 @@ const cmdline = defineCommand({
   args: { line: { type: "positional", required: false, description: "command line to parse" } },
   async run({ args }) {
     const { describeCmdline } = await import("./config/describe");
-    const text = args.line ?? (await Bun.file("/proc/cmdline").text());
+    const { fromProcCmdline } = await import("./config/cmdline");
+    const text = args.line ?? fromProcCmdline(await Bun.file("/proc/cmdline").bytes());
     const { json, warnings } = describeCmdline(text);
     for (const warning of warnings) log.warn(warning);
     process.stdout.write(JSON.stringify(json, null, 2) + "\n");
@@ -109,12 +113,6 @@ export const main = defineCommand({
 
 class UsageError extends Error {}
 
-function parseNumber(value: string, flag: string): number {
-  const number = Number(value);
-  if (!Number.isFinite(number)) throw new UsageError(`${flag} needs a number, got ${JSON.stringify(value)}`);
-  return number;
-}
-
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
 function collectRepeated(rawArgs: string[], flag: string): string[] {
   const values: string[] = [];
@@ -126,9 +124,15 @@ function collectRepeated(rawArgs: string[], flag: string): string[] {
   return values;
 }
 
+/** Colour only on a terminal, and never with NO_COLOR set (https://no-color.org). */
+function plainUnlessTerminal(text: string): string {
+  const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
+  return colour ? text : stripAnsi(text);
+}
+
 export async function cli(rawArgs: string[]): Promise<number> {
   if (rawArgs.length === 0 || rawArgs[0] === "--help" || rawArgs[0] === "-h") {
-    process.stdout.write((await renderUsage(main)) + "\n");
+    process.stdout.write(plainUnlessTerminal(await renderUsage(main)) + "\n");
     return 0;
   }
   if (rawArgs[0] === "--version") {
@@ -136,13 +140,15 @@ export async function cli(rawArgs: string[]): Promise<number> {
     return 0;
   }
   const sub = rawArgs[0]!;
-  const command = (main.subCommands as Record<string, Parameters<typeof renderUsage>[0]>)[sub];
+  const commands = main.subCommands as Record<string, Parameters<typeof renderUsage>[0]>;
+  // Own keys only: "burrow toString" is an unknown command, not Object.prototype.toString.
+  const command = Object.hasOwn(commands, sub) ? commands[sub] : undefined;
   if (!command) {
     log.error(`unknown command ${JSON.stringify(sub)}; commands: init, image, run, cmdline`);
     return 2;
   }
   if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
-    process.stdout.write((await renderUsage(command, main)) + "\n");
+    process.stdout.write(plainUnlessTerminal(await renderUsage(command, main)) + "\n");
     return 0;
   }
   try {

@@ -2,7 +2,7 @@
 import { parseConfig } from "./config";
 import { paravisorWorkerArgv, parseParavisorArgs } from "../modes/paravisor/options";
 
-export function describeCmdline(text: string): { json: Record<string, unknown>; warnings: string[] } {
+export function describeCmdline(text: string | Uint8Array): { json: Record<string, unknown>; warnings: string[] } {
   const config = parseConfig(text);
   const { problems, moduleParams, ...rest } = config;
   const json: Record<string, unknown> = { ...rest, moduleParams: Object.fromEntries(moduleParams) };

@@ -1,7 +1,13 @@
 // `burrow run`: boot a kernel + initramfs in QEMU, stream the guest console, and turn how the
 // guest ended into an exit status the host can act on.
-import { existsSync, readFileSync } from "node:fs";
+import { getRandomValues } from "node:crypto";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../boot/exit-marker";
 import { splitWords } from "../config/cmdline";
+import { RunError } from "./errors";
+import { checkSmp, checkTimeout, parseMem, qemuOptionValue } from "./options";
+
+export { RunError } from "./errors";
 
 export type Machine = "microvm" | "q35";
 export type Accel = "tcg" | "kvm";
@@ -22,9 +28,18 @@ export interface RunOptions {
   qemu?: string;
   /** Extra raw QEMU arguments (tests use them for odd devices). */
   extraArgs?: string[];
+  /** This run's id (burrow.runid=); runVm draws a random one when absent. */
+  runId?: string;
+  /**
+   * Put the serial console on a unix socket (QEMU the server) instead of stdio, for driving a
+   * guest shell. QEMU waits for the first client before it starts the guest, so nothing printed
+   * is lost; the console then goes to that client, not to the run's output, and the verdict rests
+   * on QEMU's exit status.
+   */
+  consoleSocket?: string;
+  /** Aborting kills QEMU (a caller that gave up on the guest). */
+  signal?: AbortSignal;
 }
-
-export class RunError extends Error {}
 
 /**
  * The host's TSC frequency in kHz when the host knows it exactly (tsc_known_freq). Under TCG the
@@ -46,8 +61,22 @@ function readCpuinfo(): string {
   }
 }
 
+const RUN_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/** A fresh run id: 24 letters/digits from the system CSPRNG (~143 bits), matching RUN_ID_PATTERN. */
+export function newRunId(length = 24): string {
+  let id = "";
+  while (id.length < length) {
+    for (const byte of getRandomValues(new Uint8Array(length))) {
+      // 248 = 4 × 62: dropping the rest keeps every character equally likely.
+      if (byte < 248 && id.length < length) id += RUN_ID_ALPHABET[byte % 62];
+    }
+  }
+  return id;
+}
+
 /** Kernel parameters every burrow boot wants unless the user set them; init arguments stay last. */
-export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null): string {
+export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null, runId: string | null = null): string {
   const words = splitWords(append);
   const dashes = words.indexOf("--");
   const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
@@ -60,33 +89,52 @@ export function kernelCommandLine(append: string, machine: Machine, tscKhz: numb
   if (tscKhz && !has("tsc_early_khz")) defaults.push(`tsc_early_khz=${tscKhz}`);
   // The same TSC is then trustworthy: keep the clocksource watchdog from demoting it to jiffies.
   if (tscKhz && !has("tsc")) defaults.push("tsc=reliable");
-  return [...defaults, ...kernelWords, ...(dashes < 0 ? [] : words.slice(dashes))].join(" ");
+  // The run id goes last among the kernel's words, never after "--" (init would get it as an argument).
+  const id = runId ? [`burrow.runid=${runId}`] : [];
+  return [...defaults, ...kernelWords, ...id, ...(dashes < 0 ? [] : words.slice(dashes))].join(" ");
+}
+
+/** How QEMU opens a disk: by driver name, never by guessing a protocol (nbd:, json:, …) from the path. */
+function diskDriver(path: string): "file" | "host_device" {
+  try {
+    return statSync(path).isBlockDevice() ? "host_device" : "file";
+  } catch {
+    return "file";
+  }
 }
 
 export function qemuArgs(options: RunOptions): string[] {
   const pci = options.machine === "q35";
   const bus = (device: string) => `${device}-${pci ? "pci" : "device"}`;
+  checkSmp(options.smp);
   const args = [
     options.qemu ?? "qemu-system-x86_64",
     "-machine", options.machine === "microvm" ? "microvm,rtc=on" : "q35",
     "-accel", options.accel,
     "-cpu", options.accel === "kvm" ? "host" : "max",
-    "-m", options.mem,
+    "-m", parseMem(options.mem),
     "-smp", String(options.smp),
     "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-    "-chardev", "stdio,id=console,signal=off",
+    "-chardev", options.consoleSocket
+      ? `socket,id=console,path=${qemuOptionValue(options.consoleSocket, "console socket path")},server=on,wait=on`
+      : "stdio,id=console,signal=off",
     "-serial", "chardev:console",
+    // -kernel, -initrd and -append are taken whole (no option-list parsing): no escaping.
     "-kernel", options.kernel,
-    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null),
+    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null, options.runId ?? null),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
   options.disks.forEach((disk, index) => {
-    args.push("-drive", `id=disk${index},file=${disk},format=raw,if=none`, "-device", `${bus("virtio-blk")},drive=disk${index}`);
+    const file = qemuOptionValue(disk, `disk path ${JSON.stringify(disk)}`);
+    // file.filename (not file=): QEMU would read "nbd:…" or "json:{…}" in file= as a protocol.
+    args.push("-drive", `id=disk${index},if=none,format=raw,file.driver=${diskDriver(disk)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}`);
   });
   if (options.ports.length > 0) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
     options.ports.forEach((port, index) => {
-      args.push("-chardev", port.file ? `file,id=port${index},path=${port.file}` : `null,id=port${index}`);
+      checkPortName(port.name, port.name);
+      const path = port.file === null ? null : qemuOptionValue(port.file, `port ${port.name} file`);
+      args.push("-chardev", path !== null ? `file,id=port${index},path=${path}` : `null,id=port${index}`);
       args.push("-device", `virtserialport,bus=vser0.0,chardev=port${index},name=${port.name}`);
     });
   }
@@ -94,15 +142,19 @@ export function qemuArgs(options: RunOptions): string[] {
   return args;
 }
 
+function checkPortName(name: string, spec: string): void {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RunError(`bad port name ${JSON.stringify(name)} in --port ${spec} (letters, digits, . _ -)`);
+}
+
 /** "NAME" or "NAME=FILE". */
 export function parsePortSpec(spec: string): PortSpec {
   const equals = spec.indexOf("=");
   const name = equals < 0 ? spec : spec.slice(0, equals);
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RunError(`bad port name ${JSON.stringify(name)} in --port ${spec} (letters, digits, . _ -)`);
+  checkPortName(name, spec);
   return { name, file: equals < 0 ? null : spec.slice(equals + 1) };
 }
 
-export type Outcome = "poweroff" | "exit-status" | "init-exited" | "panic" | "timeout" | "qemu-failed";
+export type Outcome = "poweroff" | "exit-status" | "halted" | "init-exited" | "panic" | "timeout" | "qemu-failed";
 
 export interface RunResult {
   outcome: Outcome;
@@ -111,19 +163,48 @@ export interface RunResult {
   reason: string;
   output: string;
   wallMs: number;
+  /** The id this run put on the kernel command line. */
+  runId: string;
 }
 
-const EXIT_MARKER = /burrow: guest exit status (\d+)/;
+/** How the run ended, besides the console text. */
+export interface RunEnd {
+  qemuStatus: number | null;
+  timedOut: boolean;
+  timeoutSeconds: number;
+  /** Only marker lines carrying this id count; null: none do. */
+  runId: string | null;
+}
+
+/** `burrow run`'s exit code for a halted guest that reported no status. */
+export const HALTED_EXIT_CODE = 3;
+
 const INIT_EXIT = /Attempted to kill init! exitcode=0x([0-9a-f]+)/;
 const PANIC = /Kernel panic - not syncing: ([^\r\n]*)/;
+/** The kernel's own line for reboot(HALT), alone on its line (after an optional printk time). */
+export const HALTED = /^(?:\[\s*\d+\.\d+\] )?reboot: System halted\r?$/m;
+
+/** The status from the LAST marker line carrying this run's id (an earlier one may be replayed text). */
+function trustedExitStatus(output: string, runId: string | null): number | null {
+  if (!runId || !RUN_ID_PATTERN.test(runId)) return null;
+  let status: number | null = null;
+  for (const match of output.matchAll(exitStatusPattern(runId))) status = Number(match[1]);
+  // Only 0-255 can come from burrow; clamp rather than let 256 wrap to a success.
+  return status === null ? null : Math.min(status, 255);
+}
 
 /** Classify a finished run from the console text and QEMU's own status. */
-export function classify(output: string, qemuStatus: number | null, timedOut: boolean, timeoutSeconds: number): Omit<RunResult, "output" | "wallMs"> {
-  const marker = EXIT_MARKER.exec(output);
+export function classify(output: string, end: RunEnd): Omit<RunResult, "output" | "wallMs" | "runId"> {
+  const status = trustedExitStatus(output, end.runId);
   const initExit = INIT_EXIT.exec(output);
   const panic = PANIC.exec(output);
-  if (timedOut) {
-    return { outcome: "timeout", exitCode: 124, reason: `guest did not finish within ${timeoutSeconds} s${panic ? ` (kernel panic: ${panic[1]})` : ""}` };
+  if (end.timedOut) {
+    return { outcome: "timeout", exitCode: 124, reason: `guest did not finish within ${end.timeoutSeconds} s${panic ? ` (kernel panic: ${panic[1]})` : ""}` };
+  }
+  if (HALTED.test(output)) {
+    return status === null
+      ? { outcome: "halted", exitCode: HALTED_EXIT_CODE, reason: `guest halted without reporting an exit status` }
+      : { outcome: "halted", exitCode: status, reason: `guest halted with exit status ${status}` };
   }
   if (initExit) {
     // An init that exits hands its status to the kernel (wait status, exit code in bits 8-15).
@@ -132,12 +213,13 @@ export function classify(output: string, qemuStatus: number | null, timedOut: bo
     return { outcome: "init-exited", exitCode: code, reason: `init exited with status ${code}` };
   }
   if (panic) return { outcome: "panic", exitCode: 125, reason: `kernel panic: ${panic[1]!.trim()}` };
-  if (qemuStatus !== 0) return { outcome: "qemu-failed", exitCode: 126, reason: `qemu exited with status ${qemuStatus}` };
-  if (marker) {
-    const code = Number(marker[1]);
-    return { outcome: "exit-status", exitCode: code, reason: code === 0 ? "guest powered off" : `guest reported exit status ${code}` };
+  if (end.qemuStatus !== 0) return { outcome: "qemu-failed", exitCode: 126, reason: `qemu exited with status ${end.qemuStatus}` };
+  if (status !== null) {
+    return { outcome: "exit-status", exitCode: status, reason: status === 0 ? "guest powered off" : `guest reported exit status ${status}` };
   }
-  return { outcome: "poweroff", exitCode: 0, reason: "guest powered off" };
+  // Say so when a marker without this run's id was ignored: a guest burrow too old to echo the id, or forged text.
+  const ignored = output.includes(EXIT_STATUS_MARKER) ? ` (ignored "${EXIT_STATUS_MARKER}" lines without this run's id)` : "";
+  return { outcome: "poweroff", exitCode: 0, reason: `guest powered off${ignored}` };
 }
 
 export function checkRunInputs(options: RunOptions): void {
@@ -146,14 +228,21 @@ export function checkRunInputs(options: RunOptions): void {
   if (options.initrd && !existsSync(options.initrd)) missing.push(`initrd ${options.initrd}`);
   for (const disk of options.disks) if (!existsSync(disk)) missing.push(`disk ${disk}`);
   if (missing.length) throw new RunError(`not found: ${missing.join(", ")}`);
-  if (!(options.timeoutSeconds > 0)) throw new RunError(`--timeout must be a positive number of seconds`);
-  if (!(options.smp >= 1)) throw new RunError(`--smp must be at least 1`);
+  checkTimeout(options.timeoutSeconds);
+  checkSmp(options.smp);
+  parseMem(options.mem);
+  if (options.runId !== undefined && !RUN_ID_PATTERN.test(options.runId)) throw new RunError(`bad run id ${JSON.stringify(options.runId)} (8 to 64 letters and digits)`);
+  const words = splitWords(options.append);
+  const kernelWords = words.includes("--") ? words.slice(0, words.indexOf("--")) : words;
+  // The id must come from this run alone, or a guest could be told which marker to forge.
+  if (kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new RunError(`burrow.runid= is set by burrow run itself; remove it from --append`);
 }
 
 /** Boot, stream the console to `onOutput`, and classify the end. */
 export async function runVm(options: RunOptions, onOutput: (text: string) => void = () => {}): Promise<RunResult> {
-  checkRunInputs(options);
-  const args = qemuArgs(options);
+  const runId = options.runId ?? newRunId();
+  checkRunInputs({ ...options, runId });
+  const args = qemuArgs({ ...options, runId });
   const started = performance.now();
   let child;
   try {
@@ -166,18 +255,37 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
     timedOut = true;
     child.kill("SIGKILL");
   }, options.timeoutSeconds * 1000);
+  const abort = () => child.kill("SIGKILL");
+  options.signal?.addEventListener("abort", abort, { once: true });
+  if (options.signal?.aborted) abort();
+  let halting: ReturnType<typeof setTimeout> | null = null;
   let output = "";
+  let scanned = 0;
   const decoder = new TextDecoder();
+  const errDecoder = new TextDecoder();
   const pump = async (stream: ReadableStream<Uint8Array>, stderr: boolean) => {
     for await (const chunk of stream) {
-      const text = decoder.decode(chunk, { stream: true });
+      const text = (stderr ? errDecoder : decoder).decode(chunk, { stream: true });
       if (!stderr) output += text;
       else output += text.split("\n").map((line) => (line ? `[qemu] ${line}` : line)).join("\n");
       onOutput(text);
+      // A halted guest leaves QEMU running until the timeout: stop it once the kernel says so.
+      // Only complete lines are scanned, each once (a line may arrive split across chunks).
+      const lastNewline = output.lastIndexOf("\n");
+      if (!halting && lastNewline >= scanned) {
+        const lines = output.slice(scanned, lastNewline + 1);
+        scanned = lastNewline + 1;
+        if (HALTED.test(lines)) {
+          child.kill("SIGTERM");
+          halting = setTimeout(() => child.kill("SIGKILL"), 5000);
+        }
+      }
     }
   };
   await Promise.all([pump(child.stdout, false), pump(child.stderr, true), child.exited]);
   clearTimeout(timer);
-  const verdict = classify(output, child.exitCode, timedOut, options.timeoutSeconds);
-  return { ...verdict, output, wallMs: performance.now() - started };
+  if (halting) clearTimeout(halting);
+  options.signal?.removeEventListener("abort", abort);
+  const verdict = classify(output, { qemuStatus: child.exitCode, timedOut, timeoutSeconds: options.timeoutSeconds, runId });
+  return { ...verdict, output, wallMs: performance.now() - started, runId };
 }

@@ -1,6 +1,9 @@
 import { describe, expect, test } from "bun:test";
-import { classify, hostTscKhz, kernelCommandLine, parsePortSpec, qemuArgs } from "../../src/host/qemu";
+import { exitStatusLine, RUN_ID_PATTERN } from "../../src/boot/exit-marker";
+import { checkRunInputs, classify, HALTED_EXIT_CODE, hostTscKhz, kernelCommandLine, newRunId, parsePortSpec, qemuArgs } from "../../src/host/qemu";
 
+const ID = "Q7xk2Lm9Pz4Rt8Vb1Nc5Hd3F";
+const OTHER = "Zz0Yy1Xx2Ww3Vv4Uu5Tt6Ss7";
 const base = { kernel: "k", initrd: "i", disks: ["d.img"], ports: [{ name: "p", file: null }], mem: "512M", smp: 2, accel: "tcg" as const, append: "", timeoutSeconds: 10 };
 
 describe("qemu command line", () => {
@@ -37,20 +40,90 @@ describe("qemu command line", () => {
 });
 
 describe("how a run ended", () => {
+  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID };
   test("clean power-off", () => {
-    expect(classify("burrow: guest exit status 0\nreboot: Power down\n", 0, false, 10)).toMatchObject({ outcome: "exit-status", exitCode: 0 });
-    expect(classify("reboot: Power down\n", 0, false, 10)).toMatchObject({ outcome: "poweroff", exitCode: 0 });
+    expect(classify(`${exitStatusLine(0, ID)}\nreboot: Power down\n`, end)).toMatchObject({ outcome: "exit-status", exitCode: 0 });
+    expect(classify("reboot: Power down\n", end)).toMatchObject({ outcome: "poweroff", exitCode: 0 });
   });
   test("guest exit status passes through", () => {
-    expect(classify("burrow: guest exit status 7\n", 0, false, 10)).toMatchObject({ exitCode: 7 });
+    expect(classify(`${exitStatusLine(7, ID)}\n`, end)).toMatchObject({ outcome: "exit-status", exitCode: 7 });
+    expect(classify(`${exitStatusLine(7, ID)}\r\n`, end)).toMatchObject({ outcome: "exit-status", exitCode: 7 });
   });
   test("init exit code from the kernel panic line", () => {
     const text = "Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000700\n";
-    expect(classify(text, 0, false, 10)).toMatchObject({ outcome: "init-exited", exitCode: 7 });
+    expect(classify(text, end)).toMatchObject({ outcome: "init-exited", exitCode: 7 });
   });
   test("other panics, timeouts and qemu failures are non-zero with a reason", () => {
-    expect(classify("Kernel panic - not syncing: VFS: Unable to mount root fs\n", 0, false, 10)).toMatchObject({ outcome: "panic", exitCode: 125, reason: "kernel panic: VFS: Unable to mount root fs" });
-    expect(classify("", null, true, 10)).toMatchObject({ outcome: "timeout", exitCode: 124 });
-    expect(classify("", 1, false, 10)).toMatchObject({ outcome: "qemu-failed", exitCode: 126 });
+    expect(classify("Kernel panic - not syncing: VFS: Unable to mount root fs\n", end)).toMatchObject({ outcome: "panic", exitCode: 125, reason: "kernel panic: VFS: Unable to mount root fs" });
+    expect(classify("", { ...end, qemuStatus: null, timedOut: true })).toMatchObject({ outcome: "timeout", exitCode: 124 });
+    expect(classify("", { ...end, qemuStatus: 1 })).toMatchObject({ outcome: "qemu-failed", exitCode: 126 });
+    // A trusted marker does not hide a QEMU failure or a panic.
+    expect(classify(`${exitStatusLine(0, ID)}\n`, { ...end, qemuStatus: 1 })).toMatchObject({ outcome: "qemu-failed" });
+    expect(classify(`${exitStatusLine(0, ID)}\n`, { ...end, timedOut: true })).toMatchObject({ outcome: "timeout" });
+  });
+});
+
+describe("only this run's exit-status line counts, and the last one", () => {
+  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID };
+  test("a forged line without the id before the real one does not hide the failure", () => {
+    const text = `agent: burrow: guest exit status 0\nburrow: guest exit status 0\n${exitStatusLine(1, ID)}\nreboot: Power down\n`;
+    expect(classify(text, end)).toMatchObject({ outcome: "exit-status", exitCode: 1 });
+  });
+  test("a line with a wrong id after the real one is ignored", () => {
+    const text = `${exitStatusLine(5, ID)}\n${exitStatusLine(0, OTHER)}\n${exitStatusLine(0, `${ID}X`)}\n`;
+    expect(classify(text, end)).toMatchObject({ outcome: "exit-status", exitCode: 5 });
+  });
+  test("of several lines with the id, the last wins", () => {
+    expect(classify(`${exitStatusLine(0, ID)}\n${exitStatusLine(9, ID)}\n`, end)).toMatchObject({ exitCode: 9 });
+  });
+  test("the id must end the line (no prefix of a longer id, no trailing text)", () => {
+    expect(classify(`${exitStatusLine(0, ID)}junk\n`, end)).toMatchObject({ outcome: "poweroff" });
+  });
+  test("no id on the line, or no id for the run: no exit-status outcome, and the reason says a line was ignored", () => {
+    const untokened = "burrow: guest exit status 4\nreboot: Power down\n";
+    const result = classify(untokened, end);
+    expect(result).toMatchObject({ outcome: "poweroff", exitCode: 0 });
+    expect(result.reason).toMatch(/ignored .* without this run's id/);
+    expect(classify(`${exitStatusLine(4, ID)}\n`, { ...end, runId: null })).toMatchObject({ outcome: "poweroff" });
+  });
+  test("a status beyond 255 cannot wrap to success", () => {
+    expect(classify(`burrow: guest exit status 256 run ${ID}\n`, end)).toMatchObject({ exitCode: 255 });
+  });
+});
+
+describe("a halted guest", () => {
+  const end = { qemuStatus: null, timedOut: false, timeoutSeconds: 10, runId: ID };
+  test("reports the guest's status when it gave one", () => {
+    const text = `burrow: boot failed: root-device: …\n${exitStatusLine(1, ID)}\n[    3.141592] reboot: System halted\n`;
+    expect(classify(text, end)).toMatchObject({ outcome: "halted", exitCode: 1, reason: "guest halted with exit status 1" });
+  });
+  test("otherwise a fixed non-zero code", () => {
+    expect(classify("reboot: System halted\r\n", end)).toMatchObject({ outcome: "halted", exitCode: HALTED_EXIT_CODE });
+    expect(HALTED_EXIT_CODE).not.toBe(0);
+  });
+  test("the halt line counts only alone on its line", () => {
+    expect(classify("agent: echo reboot: System halted\n", { ...end, qemuStatus: 0 })).toMatchObject({ outcome: "poweroff" });
+  });
+  test("a timeout still reads as a timeout", () => {
+    expect(classify("reboot: System halted\n", { ...end, timedOut: true })).toMatchObject({ outcome: "timeout" });
+  });
+});
+
+describe("run ids", () => {
+  test("random, alphanumeric, accepted by the guest's pattern, on the kernel command line before --", () => {
+    const ids = new Set(Array.from({ length: 200 }, () => newRunId()));
+    expect(ids.size).toBe(200);
+    for (const id of ids) {
+      expect(id).toMatch(RUN_ID_PATTERN);
+      expect(id.length).toBeGreaterThanOrEqual(16);
+    }
+    expect(kernelCommandLine("burrow.log=debug -- a b", "q35", null, ID)).toBe(`console=ttyS0 panic=-1 burrow.log=debug burrow.runid=${ID} -- a b`);
+    expect(kernelCommandLine("", "q35", null, ID)).toBe(`console=ttyS0 panic=-1 burrow.runid=${ID}`);
+    expect(qemuArgs({ ...base, machine: "q35", runId: ID }).join(" ")).toContain(`burrow.runid=${ID}`);
+  });
+  test("the user cannot choose the id", () => {
+    expect(() => checkRunInputs({ ...base, kernel: "/dev/null", initrd: null, disks: [], machine: "q35", append: "burrow.runid=AAAAAAAAAAAA" })).toThrow(/burrow.runid= is set by burrow run/);
+    // After "--" it is only an init argument.
+    expect(() => checkRunInputs({ ...base, kernel: "/dev/null", initrd: null, disks: [], machine: "q35", append: "-- burrow.runid=AAAAAAAAAAAA" })).not.toThrow();
   });
 });

@@ -1,0 +1,64 @@
+// `burrow run`'s user-supplied values, checked and quoted before they reach QEMU's command line.
+// QEMU parses `-drive`, `-chardev` and `-device` values as `key=value,key=value`: a comma in a
+// path would end the value and start a new option (`x.raw,snapshot=on` injects `snapshot=on`),
+// so every value built from user input goes through qemuOptionValue.
+import { RunError } from "./errors";
+
+/** QEMU's own escaping inside an option list: a literal comma is written as two. */
+export function qemuOptionValue(value: string, what: string): string {
+  if (value === "") throw new RunError(`${what} is empty`);
+  // argv strings cannot carry NUL; refuse it here rather than let the spawn fail obscurely.
+  if (value.includes("\0")) throw new RunError(`${what} contains a NUL byte`);
+  return value.replaceAll(",", ",,");
+}
+
+/** Past ~24.8 days setTimeout overflows and fires at once; a week is more than any boot needs. */
+export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
+
+/** `--timeout`: decimal seconds, positive, at most a week. */
+export function parseTimeout(value: string): number {
+  const seconds = /^\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
+  checkTimeout(seconds, value);
+  return seconds;
+}
+
+export function checkTimeout(seconds: number, shown: string | number = seconds): void {
+  if (!(Number.isFinite(seconds) && seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
+    throw new RunError(`--timeout must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${JSON.stringify(String(shown))}`);
+  }
+}
+
+/** QEMU's x86 machines take at most 288 vCPUs; more is a typo, not a plan. */
+export const MAX_SMP = 288;
+
+/** `--smp`: a plain vCPU count (QEMU's -smp also takes `sockets=…,maxcpus=…`, which we do not pass through). */
+export function parseSmp(value: string): number {
+  const count = /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+  checkSmp(count, value);
+  return count;
+}
+
+export function checkSmp(count: number, shown: string | number = count): void {
+  if (!(Number.isInteger(count) && count >= 1 && count <= MAX_SMP)) {
+    throw new RunError(`--smp must be a whole number of vCPUs from 1 to ${MAX_SMP}, got ${JSON.stringify(String(shown))}`);
+  }
+}
+
+const MEM_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+const MIN_MEM = 2 ** 20;
+const MAX_MEM = 4 * 2 ** 40;
+
+/**
+ * `--mem`: a size with an optional K/M/G/T suffix (no suffix: MiB, as QEMU reads it), between
+ * 1 MiB and 4 TiB. Returned in the form QEMU's -m takes; anything else (QEMU's -m also takes
+ * `size=…,maxmem=…`) is refused.
+ */
+export function parseMem(value: string): string {
+  const match = /^([1-9]\d{0,12})([KMGT])?$/i.exec(value.trim());
+  const unit = (match?.[2] ?? "M").toUpperCase();
+  const bytes = match ? Number(match[1]) * MEM_UNITS[unit]! : NaN;
+  if (!(bytes >= MIN_MEM && bytes <= MAX_MEM)) {
+    throw new RunError(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}`);
+  }
+  return `${match![1]}${unit}`;
+}

@@ -1,0 +1,175 @@
+// burrow run's user values on QEMU's command line: every -drive/-chardev/-device value built from
+// them must read back, under QEMU's own option-list rules, as exactly the options we meant with
+// the user's value intact; numbers are bounded and refused with one clear line.
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { parsePortSpec, qemuArgs, type RunOptions } from "../../src/host/qemu";
+import { MAX_TIMEOUT_SECONDS, parseMem, parseSmp, parseTimeout, qemuOptionValue } from "../../src/host/options";
+
+const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "kvm", append: "", timeoutSeconds: 10 };
+
+/**
+ * QEMU's QemuOpts reading of "a=b,c,d=e" (util/qemu-option.c): names end at "=" or ","; a value
+ * runs to the next single comma, ",," standing for one literal comma; an element without "=" is
+ * a bare name (the implied first option, or a flag).
+ */
+function parseQemuOpts(text: string): [string, string | null][] {
+  const options: [string, string | null][] = [];
+  let i = 0;
+  for (;;) {
+    let name = "";
+    while (i < text.length && text[i] !== "=" && text[i] !== ",") name += text[i++];
+    if (text[i] !== "=") {
+      options.push([name, null]);
+    } else {
+      i++;
+      let value = "";
+      while (i < text.length) {
+        if (text[i] === ",") {
+          if (text[i + 1] !== ",") break;
+          i++;
+        }
+        value += text[i++];
+      }
+      options.push([name, value]);
+    }
+    if (i >= text.length) return options;
+    i++; // the separating comma
+  }
+}
+
+/** The values following each `flag` in argv, parsed. */
+function optionLists(args: string[], flag: string): [string, string | null][][] {
+  return args.flatMap((arg, index) => (args[index - 1] === flag ? [parseQemuOpts(arg)] : []));
+}
+
+const names = (list: [string, string | null][]) => list.map(([name]) => name);
+const get = (list: [string, string | null][], name: string) => list.find(([key]) => key === name)?.[1];
+
+describe("the test's own QemuOpts parser", () => {
+  test("reads QEMU's escaping", () => {
+    expect(parseQemuOpts("file,id=p,path=a,,b")).toEqual([["file", null], ["id", "p"], ["path", "a,b"]]);
+    expect(parseQemuOpts("a=x,,,b=y")).toEqual([["a", "x,"], ["b", "y"]]);
+    expect(parseQemuOpts("a=")).toEqual([["a", ""]]);
+  });
+});
+
+describe("hostile paths stay one option each", () => {
+  test("a comma in a disk path is part of the path (was: Could not open 'my')", () => {
+    const drives = optionLists(qemuArgs({ ...base, disks: ["my,disk.raw"] }), "-drive");
+    expect(drives).toHaveLength(1);
+    expect(names(drives[0]!)).toEqual(["id", "if", "format", "file.driver", "file.filename"]);
+    expect(get(drives[0]!, "file.filename")).toBe("my,disk.raw");
+  });
+
+  test("a disk path cannot inject snapshot=, file.locking= or another drive", () => {
+    const path = "x.raw,snapshot=on,file.locking=off,if=virtio";
+    const args = qemuArgs({ ...base, disks: [path] });
+    const drives = optionLists(args, "-drive");
+    expect(drives).toHaveLength(1);
+    expect(names(drives[0]!)).toEqual(["id", "if", "format", "file.driver", "file.filename"]);
+    expect(get(drives[0]!, "if")).toBe("none");
+    expect(get(drives[0]!, "file.filename")).toBe(path);
+  });
+
+  test("a protocol-looking disk path is opened as a file, not as nbd:/json:", () => {
+    for (const path of ["nbd:localhost:10809", 'json:{"driver":"null-co"}']) {
+      const drive = optionLists(qemuArgs({ ...base, disks: [path] }), "-drive")[0]!;
+      expect(get(drive, "file.driver")).toBe("file");
+      expect(get(drive, "file")).toBeUndefined();
+      expect(get(drive, "file.filename")).toBe(path);
+    }
+  });
+
+  test("a port file cannot inject append= or other chardev options", () => {
+    const port = parsePortSpec("a=/tmp/log,append=on,mux=on");
+    expect(port).toEqual({ name: "a", file: "/tmp/log,append=on,mux=on" });
+    const args = qemuArgs({ ...base, ports: [port] });
+    const chardevs = optionLists(args, "-chardev").filter((list) => get(list, "id") === "port0");
+    expect(chardevs).toHaveLength(1);
+    expect(chardevs[0]).toEqual([["file", null], ["id", "port0"], ["path", "/tmp/log,append=on,mux=on"]]);
+    const devices = optionLists(args, "-device");
+    expect(devices.map((list) => names(list))).toEqual([["virtio-serial-device", "id"], ["virtserialport", "bus", "chardev", "name"]]);
+    // Port names are checked even when a caller builds PortSpec itself.
+    expect(() => qemuArgs({ ...base, ports: [{ name: "a,mux=on", file: null }] })).toThrow(/bad port name/);
+  });
+
+  test("the console socket path is escaped too", () => {
+    const console = optionLists(qemuArgs({ ...base, consoleSocket: "/tmp/a,b=c/console.sock" }), "-chardev")[0]!;
+    expect(console).toEqual([["socket", null], ["id", "console"], ["path", "/tmp/a,b=c/console.sock"], ["server", "on"], ["wait", "on"]]);
+  });
+
+  test("values QEMU cannot take are refused with one line", () => {
+    expect(() => qemuArgs({ ...base, disks: [""] })).toThrow(/disk path "" is empty/);
+    expect(() => qemuOptionValue("a\0b", "x")).toThrow(/NUL/);
+  });
+
+  test("property: any path (commas, =, spaces, any Unicode) reads back as itself, one option per value", () => {
+    const piece = fc.oneof(fc.constantFrom(",", ",,", "=", " ", "file=", ",snapshot=on", "\\", '"', "\n"), fc.string({ unit: "binary", maxLength: 8 }));
+    const path = fc.array(piece, { minLength: 1, maxLength: 10 }).map((parts) => parts.join("")).filter((text) => text !== "" && !text.includes("\0"));
+    fc.assert(
+      fc.property(path, path, (disk, file) => {
+        const args = qemuArgs({ ...base, disks: [disk], ports: [{ name: "p", file }] });
+        const drives = optionLists(args, "-drive");
+        expect(drives).toHaveLength(1);
+        expect(names(drives[0]!)).toEqual(["id", "if", "format", "file.driver", "file.filename"]);
+        expect(get(drives[0]!, "file.filename")).toBe(disk);
+        const port = optionLists(args, "-chardev").find((list) => get(list, "id") === "port0")!;
+        expect(names(port)).toEqual(["file", "id", "path"]);
+        expect(get(port, "path")).toBe(file);
+      }),
+      { seed: 20240609, numRuns: 500 },
+    );
+  });
+});
+
+describe("QEMU itself opens a disk whose name has commas and option text", () => {
+  test("info block names the whole path, read-write, no snapshot", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "burrow-qemu-opts-"));
+    try {
+      const disk = join(dir, "my,disk.raw,snapshot=on,read-only=on");
+      writeFileSync(disk, new Uint8Array(1 << 20));
+      const drive = qemuArgs({ ...base, disks: [disk] }).filter((_, index, args) => args[index - 1] === "-drive")[0]!;
+      // -machine none: no guest, just QEMU's block layer and its monitor on stdio.
+      const child = Bun.spawn(["qemu-system-x86_64", "-machine", "none", "-nodefaults", "-display", "none", "-monitor", "stdio", "-drive", drive], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+      child.stdin.write("info block\nquit\n");
+      await child.stdin.end();
+      const [out, err] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+      expect(err).toBe("");
+      // Injected read-only=on would print "(raw, read-only)", snapshot=on a temporary qcow2 overlay instead of the path.
+      expect(out).toContain(`: ${disk} (raw)\r\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("numbers are bounded", () => {
+  test("--timeout: finite, positive, at most 7 days (setTimeout overflows past ~24.8 days)", () => {
+    expect(parseTimeout("120")).toBe(120);
+    expect(parseTimeout("0.5")).toBe(0.5);
+    expect(parseTimeout(String(MAX_TIMEOUT_SECONDS))).toBe(MAX_TIMEOUT_SECONDS);
+    expect(MAX_TIMEOUT_SECONDS * 1000).toBeLessThan(2 ** 31 - 1);
+    for (const bad of ["0", "-1", "", "abc", "Infinity", "NaN", "1e9", "0x10", String(MAX_TIMEOUT_SECONDS + 1), "2147484"]) {
+      expect(() => parseTimeout(bad)).toThrow(/^--timeout must be a number of seconds above 0 and at most 604800 \(7 days\), got /);
+    }
+  });
+  test("--smp: a whole number of vCPUs", () => {
+    expect(parseSmp("4")).toBe(4);
+    for (const bad of ["0", "1.5", "-1", "4,maxcpus=8", "sockets=2", "", "289", "1e2"]) expect(() => parseSmp(bad)).toThrow(/^--smp must be a whole number of vCPUs from 1 to 288/);
+    expect(() => qemuArgs({ ...base, smp: 0 })).toThrow(/--smp/);
+  });
+  test("--mem: a size with K/M/G/T, nothing else reaches -m", () => {
+    expect(parseMem("512M")).toBe("512M");
+    expect(parseMem("512")).toBe("512M");
+    expect(parseMem("2g")).toBe("2G");
+    expect(parseMem("4096K")).toBe("4096K");
+    for (const bad of ["512M,maxmem=8G", "size=1G", "0", "512MB", "1.5G", "-1G", "", "8T", "512K", "99999999999999G"]) {
+      expect(() => parseMem(bad)).toThrow(/^--mem must be a size like 512M or 2G/);
+    }
+    expect(() => qemuArgs({ ...base, mem: "1G,slots=2" })).toThrow(/--mem/);
+  });
+});
