@@ -2,6 +2,7 @@
 // Entries are sorted and carry fixed owners, inode numbers and mtimes, so the same inputs
 // always give the same bytes.
 import { FileMode } from "../sys/constants";
+import { describePath, NEWC_FIELD_MAX, newcSizeProblem, pathProblem, symlinkTargetProblem } from "./limits";
 
 export type CpioEntry =
   | { type: "dir"; path: string; mode?: number }
@@ -18,8 +19,12 @@ const MAGIC = "070701";
 const TRAILER = "TRAILER!!!";
 
 function hex8(value: number): string {
-  if (value < 0 || value > 0xffffffff || !Number.isInteger(value)) throw new RangeError(`cpio field out of range: ${value}`);
+  if (value < 0 || value > NEWC_FIELD_MAX || !Number.isInteger(value)) throw new RangeError(`cpio field out of range: ${value}`);
   return value.toString(16).padStart(8, "0");
+}
+
+function isField(value: number): boolean {
+  return Number.isInteger(value) && value >= 0 && value <= NEWC_FIELD_MAX;
 }
 
 function pad4(length: number): number {
@@ -36,27 +41,50 @@ function header(fields: { ino: number; mode: number; nlink: number; mtime: numbe
 }
 
 /** Normalize "/a/b/" → "a/b" (cpio names are relative, without a leading slash). */
+function normalize(path: string): string {
+  return path.replace(/^\/+/, "").replace(/\/+$/, "").replace(/\/{2,}/g, "/");
+}
+
+/** Why no image can hold `path` ("." or "..", a NUL, over PATH_MAX or NAME_MAX), or null. */
+export function cpioNameProblem(path: string): string | null {
+  const name = normalize(path);
+  if (name === "") return "it names the root";
+  if (name.split("/").some((part) => part === ".." || part === ".")) return 'it has a "." or ".." component';
+  return pathProblem(name);
+}
+
 export function cpioName(path: string): string {
-  const name = path.replace(/^\/+/, "").replace(/\/+$/, "").replace(/\/{2,}/g, "/");
-  if (name === "" || name.split("/").some((part) => part === ".." || part === ".")) throw new Error(`bad archive path: ${JSON.stringify(path)}`);
-  return name;
+  const problem = cpioNameProblem(path);
+  if (problem) throw new Error(`bad archive path ${describePath(path)}: ${problem}`);
+  return normalize(path);
 }
 
 /**
  * Collects entries; parents are added as directories (0755) when not given. Later additions of
- * the same path replace earlier ones.
+ * the same path replace earlier ones, except that a directory is only ever replaced by a
+ * directory: its contents would otherwise end up under a file or a symlink, and whoever unpacks
+ * the archive would write them through that symlink.
  */
 export class CpioArchive {
   private readonly entries = new Map<string, CpioEntry>();
 
   add(entry: CpioEntry): this {
     const name = cpioName(entry.path);
+    if (entry.type === "symlink") {
+      const problem = symlinkTargetProblem(entry.target);
+      if (problem) throw new Error(`bad symlink ${describePath(name)}: ${problem}`);
+    }
     const parts = name.split("/");
     for (let depth = 1; depth < parts.length; depth++) {
       const parent = parts.slice(0, depth).join("/");
       const existing = this.entries.get(parent);
-      if (!existing) this.entries.set(parent, { type: "dir", path: parent, mode: 0o755 });
-      else if (existing.type !== "dir") throw new Error(`archive path ${parent} is a ${existing.type}, not a directory (adding ${name})`);
+      if (existing && existing.type !== "dir") throw new Error(`archive path ${describePath(parent)} is a ${existing.type}, not a directory (adding ${describePath(name)})`);
+    }
+    const existing = this.entries.get(name);
+    if (existing?.type === "dir" && entry.type !== "dir") throw new Error(`archive path ${describePath(name)} is a directory; a ${entry.type} does not replace it`);
+    for (let depth = 1; depth < parts.length; depth++) {
+      const parent = parts.slice(0, depth).join("/");
+      if (!this.entries.has(parent)) this.entries.set(parent, { type: "dir", path: parent, mode: 0o755 });
     }
     this.entries.set(name, { ...entry, path: name });
     return this;
@@ -66,6 +94,23 @@ export class CpioArchive {
     return this.entries.has(cpioName(path));
   }
 
+  get(path: string): CpioEntry | undefined {
+    return this.entries.get(cpioName(path));
+  }
+
+  /** Every number a newc header would carry fits its 8 hex digits; throws naming the first entry that does not. */
+  checkNewcFields(options: CpioOptions = {}): void {
+    const mtime = options.mtime ?? 0;
+    if (!Number.isInteger(mtime) || mtime < 0 || mtime > NEWC_FIELD_MAX) throw new Error(`mtime ${mtime} (SOURCE_DATE_EPOCH) does not fit a cpio newc header (0 to ${NEWC_FIELD_MAX})`);
+    for (const entry of this.entries.values()) {
+      const problem =
+        entry.type === "file" ? newcSizeProblem(entry.data.byteLength)
+        : (entry.type === "char" || entry.type === "block") && !(isField(entry.major) && isField(entry.minor)) ? `device number ${entry.major}:${entry.minor} does not fit a cpio newc header`
+        : null;
+      if (problem) throw new Error(`cannot store ${describePath("/" + entry.path)} in the initramfs: ${problem}`);
+    }
+  }
+
   list(): CpioEntry[] {
     // Byte order of names puts every directory before its contents.
     return [...this.entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
@@ -73,6 +118,7 @@ export class CpioArchive {
 
   /** The archive as chunks (avoids one more 100+ MB copy); concatenate or stream them. */
   chunks(options: CpioOptions = {}): Uint8Array[] {
+    this.checkNewcFields(options);
     const mtime = options.mtime ?? 0;
     const out: Uint8Array[] = [];
     let ino = 1;

@@ -1,4 +1,4 @@
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { BURROW, KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 
 const work = mkdtempSync(join(tmpdir(), "burrow-image-test-"));
+// bun test does not run process "exit" handlers per file.
+afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 function burrowImage(...args: string[]) {
   const result = spawnSync([BURROW, "image", ...args], { stderr: "pipe", stdout: "pipe", env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000" } });
@@ -77,4 +79,3 @@ describe("burrow image", () => {
   });
 });
 
-process.on("exit", () => rmSync(work, { recursive: true, force: true }));

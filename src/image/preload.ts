@@ -1,0 +1,26 @@
+// The early-mounts library (image/early-mounts.c), compiled on the host and named in
+// /etc/ld.so.preload: a glibc Bun binary needs /proc and /dev before its main() runs.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import earlyMountsSource from "../../image/early-mounts.c" with { type: "text" };
+import type { CpioArchive } from "./cpio";
+import { ImageError } from "./error";
+import { runTool } from "./tool";
+
+export const EARLY_MOUNTS_PATH = "/lib/burrow/early-mounts.so";
+
+export function addEarlyMounts(archive: CpioArchive, scratch: string): void {
+  archive.add({ type: "file", path: EARLY_MOUNTS_PATH, data: compileEarlyMounts(scratch), mode: 0o755 });
+  archive.add({ type: "file", path: "/etc/ld.so.preload", data: Buffer.from(`${EARLY_MOUNTS_PATH}\n`), mode: 0o644 });
+}
+
+function compileEarlyMounts(scratch: string): Uint8Array {
+  const source = join(scratch, "early-mounts.c");
+  const output = join(scratch, "early-mounts.so");
+  writeFileSync(source, earlyMountsSource);
+  const compiler = Bun.which("cc") ?? Bun.which("gcc");
+  if (!compiler) throw new ImageError("no C compiler (cc/gcc) found to build the early-mounts library (install gcc: `just deps`)");
+  // The scratch path and a build id would make every build's bytes different.
+  runTool([compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", `-ffile-prefix-map=${scratch}=.`, "-Wl,--build-id=none", "-o", output, source], { what: "building the early-mounts library" });
+  return new Uint8Array(readFileSync(output));
+}
