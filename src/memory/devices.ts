@@ -2,10 +2,11 @@
 // kernel (through src/sys). Everything above works on the MemoryOps interface, so unit tests can
 // run the same logic against a fake.
 import * as sys from "../sys";
+import type { HypercallFn } from "./hv";
 import {
-  allowBitmap, HypercallError, hvcallArgument, hvcallSetupArgument, hvcallStatus, Ioctl, pvalidateArgument, readTdcall,
-  rmpadjustArgument, tdcallArgument, type HypercallFn, type TdcallRegs,
-} from "./hv";
+  allowBitmap, hvcallArgument, hvcallSetupArgument, hvcallStatus, Ioctl, pvalidateArgument, readTdcall, rmpadjustArgument,
+  tdcallArgument, type TdcallRegs,
+} from "./hv-abi";
 
 export const DEV_MSHV = "/dev/mshv";
 export const DEV_HVCALL = "/dev/mshv_hvcall";
@@ -87,5 +88,3 @@ export function tdcallOn(vtlFd: number) {
 export function inheritable(fd: number): void {
   sys.fcntl(fd, sys.Fcntl.F_SETFD, 0);
 }
-
-export { HypercallError };

@@ -3,7 +3,7 @@
 // /dev/mshv_vtl_low at base + GPA, so VA ≡ GPA modulo 1 GiB and the kernel can use huge pages.
 // Bitmaps: one bit per page, LSB first, in a NORESERVE anonymous mapping (untouched = free).
 import * as sys from "../sys";
-import { alignUp, fmt, hex, len, ONE_GB, PAGE, TWO_MB, type Range } from "./ranges";
+import { alignUp, coalesce, fmt, hex, len, ONE_GB, PAGE, TWO_MB, type Range } from "./ranges";
 
 /** Bit 63 of the file offset selects the shared (decrypted) alias. */
 export const SHARED_MEMORY_FLAG = 1n << 63n;
@@ -95,13 +95,8 @@ export class Bitmap {
       }
       if (runStart >= 0) runs.push({ start: runStart * PAGE, end: end * PAGE });
     }
-    // Merge runs that continue across adjacent ranges.
-    return runs.reduce<Range[]>((out, run) => {
-      const last = out[out.length - 1];
-      if (last && last.end === run.start) last.end = run.end;
-      else out.push(run);
-      return out;
-    }, []);
+    // A run may continue into the next range when the two are adjacent.
+    return coalesce(runs);
   }
 }
 
@@ -158,3 +153,37 @@ export function addBitmap(mapping: GuestMapping, name: string, initial: boolean)
 }
 
 export const vaOf = (mapping: GuestMapping, gpa: number): number => mapping.reservation.base + gpa;
+
+/**
+ * read() moves at most about 2 GiB per call (MAX_RW_COUNT); 1 GiB pieces stay below that, so a
+ * failure is reported within 1 GiB of where it happened.
+ */
+const ZERO_CHUNK_BYTES = ONE_GB;
+
+/**
+ * Zero `ranges` (GPAs) through the mapping by read()ing /dev/zero into it: the kernel does the
+ * stores, so a bad page is an EFAULT, not a SIGBUS in PID 1. Returns the bytes zeroed.
+ */
+export function zeroThrough(mapping: GuestMapping, ranges: readonly Range[]): number {
+  let zeroed = 0;
+  const zero = sys.open("/dev/zero", sys.OpenFlags.RDONLY | sys.OpenFlags.CLOEXEC);
+  try {
+    for (const r of ranges) {
+      for (let gpa = r.start; gpa < r.end; ) {
+        const n = Math.min(r.end - gpa, ZERO_CHUNK_BYTES);
+        let done: number;
+        try {
+          done = sys.readToAddress(zero, vaOf(mapping, gpa), n);
+        } catch (error) {
+          throw new Error(`zeroing ${fmt(r)} through the ${mapping.kind} mapping failed near ${hex(gpa)}: ${(error as Error).message}`);
+        }
+        if (done <= 0) throw new Error(`zeroing ${fmt(r)}: short read at ${hex(gpa)}`);
+        gpa += done;
+        zeroed += done;
+      }
+    }
+  } finally {
+    sys.close(zero);
+  }
+  return zeroed;
+}

@@ -2,16 +2,14 @@
 // protections (not isolated), accept + initial lower-VTL protections (isolated), shared-pool
 // visibility. Work is split the seed's way (2 GiB protection units round-robin over the VPs;
 // 2 MiB-aligned accept chunks per VP plus the unaligned edges) and then run as sequential
-// batches — see README note in src/memory/index.ts for why not threads.
+// batches — the comment at the top of src/memory/index.ts says why not threads.
 import type { MemoryOps } from "./devices";
-import {
-  acceptPagesCall, gpnListCall, gpnRange, HvCall, HostVisibility, InputVtl, MapFlags, sevRmpAdjust, TDX_VTL0_ALL,
-  TdxLeaf, TdxStatus, tdxCode, tdxPageRcx, type CallStats,
-} from "./hv";
+import { acceptPagesCall, gpnListCall, gpnRange, type CallStats } from "./hv";
+import { HvCall, HostVisibility, InputVtl, MapFlags, sevRmpAdjust, TDX_VTL0_ALL, TdxLeaf, TdxStatus, tdxCode, tdxPageRcx } from "./hv-abi";
 import type { Isolation } from "./partition";
 import {
-  alignedSubranges, fmt, hex, isAligned, len, overlappingRanges, pageCount, planAccept, spread, subtractRanges, TWO_GB, TWO_MB,
-  type Range,
+  alignedSubranges, fmt, hex, isAligned, len, overlappingRanges, PAGE, pageCount, planAccept, spread, subtractRanges, TWO_GB,
+  TWO_MB, type Range,
 } from "./ranges";
 
 export interface OpStats extends CallStats {
@@ -94,14 +92,14 @@ export function acceptorFor(isolation: Isolation, ops: MemoryOps, stats: OpStats
       return {
         accept(r) {
           bump(stats.ioctls, "pvalidate");
-          const code = ops.pvalidate(r.start / 4096, pageCount(r), true);
+          const code = ops.pvalidate(r.start / PAGE, pageCount(r), true);
           if (code !== 0) throw new MemoryOpError(`PVALIDATE of ${fmt(r)} failed: ISA code ${code}`);
           stats.pagesAccepted += pageCount(r);
         },
         applyInitialLowerVtlProtections(r) {
           bump(stats.ioctls, "rmpadjust");
           const value = sevRmpAdjust(0, MapFlags.ALL);
-          const code = ops.rmpadjust(r.start / 4096, pageCount(r), value);
+          const code = ops.rmpadjust(r.start / PAGE, pageCount(r), value);
           if (code !== 0) throw new MemoryOpError(`RMPADJUST(VTL0 ${hex(value)}) of ${fmt(r)} failed: ISA code ${code}`);
         },
         acceptGrantsVtl0: false,
@@ -153,7 +151,7 @@ export function tdxWalk(ops: MemoryOps, r: Range, stats: OpStats, accept: boolea
   };
   for (const sub of alignedSubranges(r, TWO_MB)) {
     if (len(sub) === TWO_MB && isAligned(sub.start, TWO_MB) && one(sub.start, 1)) continue;
-    for (let gpa = sub.start; gpa < sub.end; gpa += 4096) one(gpa, 0);
+    for (let gpa = sub.start; gpa < sub.end; gpa += PAGE) one(gpa, 0);
   }
 }
 

@@ -7,18 +7,22 @@
 // Having loaded it, burrow also plays the boot loader's part that the simulator cannot know:
 // the description's `accepted` ranges are marked accepted (VTL2-only on hardware isolation) via
 // debugfs `set`, as the boot shim would have left them.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { moduleParamString, type Config } from "../config/config";
 import { log } from "../log";
 import { finitModuleFile } from "../modules/load";
 import * as sys from "../sys";
 import { DEV_MSHV } from "./devices";
 import { isHardwareIsolated, type Partition } from "./partition";
-import { fmt, pageCount } from "./ranges";
+import { fmt, PAGE, pageCount } from "./ranges";
 
 export const SIM_MODULE_PATHS = ["/lib/burrow/mshv_sim.ko", "/lib/modules/mshv_sim.ko"];
 export const SIM_DEBUGFS = "/sys/kernel/debug/mshv_sim";
 export const ISOLATION_CODE = { none: 0, vbs: 1, snp: 2, tdx: 3 } as const;
+/** The simulator's isolation knob (it stands in for CPUID 0x4000000C). */
+const SIM_ISOLATION_PARAMETER = "/sys/module/mshv_sim/parameters/isolation";
+/** The most pages one write to debugfs `set` may name (mshv_sim.c set_write refuses more). */
+export const SIM_SET_MAX_PAGES = 2 ** 26;
 
 export type SimulatorLoad = { loaded: false; why: string } | { loaded: true; path: string; params: string };
 
@@ -59,10 +63,9 @@ export function bootLoaderState(partition: Partition): string[] {
   if (partition.isolation === "none") return [];
   const extra = isHardwareIsolated(partition) ? " prot0=0 prot1=0" : "";
   const lines: string[] = [];
-  const MAX = 2 ** 26;
   for (const r of partition.accepted) {
-    for (let gpn = r.start / 4096, left = pageCount(r); left > 0; gpn += MAX, left -= MAX) {
-      lines.push(`0x${gpn.toString(16)} ${Math.min(MAX, left)} acc=1${extra}`);
+    for (let gpn = r.start / PAGE, left = pageCount(r); left > 0; gpn += SIM_SET_MAX_PAGES, left -= SIM_SET_MAX_PAGES) {
+      lines.push(`0x${gpn.toString(16)} ${Math.min(SIM_SET_MAX_PAGES, left)} acc=1${extra}`);
     }
   }
   return lines;
@@ -74,4 +77,17 @@ function modelBootLoader(partition: Partition): void {
   ensureDebugfs();
   for (const line of lines) writeFileSync(`${SIM_DEBUGFS}/set`, line);
   log.info(`memory: simulator: boot loader state for ${partition.accepted.map(fmt).join(" ")} (${lines.length} set writes)`);
+}
+
+/** When the devices are the simulator's, its isolation must agree with the description's. */
+export function checkSimulatorIsolation(partition: Partition): void {
+  let text: string;
+  try {
+    text = readFileSync(SIM_ISOLATION_PARAMETER, "utf8").trim();
+  } catch {
+    return; // not the simulator
+  }
+  if (Number(text) !== ISOLATION_CODE[partition.isolation]) {
+    throw new Error(`the partition says isolation ${partition.isolation} (${ISOLATION_CODE[partition.isolation]}) but the mshv simulator runs with isolation=${text}`);
+  }
 }

@@ -1,22 +1,26 @@
 // Paravisor (VTL2) boot: underhill_init's sequence as a plan of named, timed steps. burrow stays
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
+// The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { BootFailure, runPlan, type InitRuntime, type Step } from "../../boot/plan";
-import { isRuntimeVariable } from "../../config/environment";
 import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
-import * as sys from "../../sys";
+import type { MemoryState } from "../../memory";
 import { readConfidentiality, type Confidentiality } from "./confidential";
 import { listModules, loadWithDependencies, MODULES_ROOT, startBackgroundLoad, type ModuleFile } from "./modules";
-import { paravisorWorkerArgv, parseParavisorArgs, type ParavisorOptions } from "./options";
+import { parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
+import { describeStatus, runSetupScript } from "./setup-scripts";
 import {
   applyWrite, dumpStatFiles, mountFilesystems, NVME_VFIO_WRITE, systemWrites, useHostEntropy, wireStdio,
 } from "./system";
+import { spawnWorker } from "./worker";
 
-export const NOFILE_LIMIT = 0x100000n;
+// Kept while test/unit/paravisor.test.ts imports them from here.
+export { describeStatus, runSetupScript } from "./setup-scripts";
+export { workerBaseEnv } from "./worker";
 
 export interface ParavisorContext {
   runtime: InitRuntime;
@@ -30,6 +34,8 @@ export interface ParavisorContext {
   loadedEarly: Set<string>;
   /** Settles with the loader's error, or null, once the background load ends. */
   modulesSettled: Promise<Error | null> | null;
+  /** What the memory step set up (null without a partition); its fds go to the worker. */
+  memory: MemoryState | null;
   worker: Subprocess | null;
 }
 
@@ -139,94 +145,28 @@ export const plan: Step<ParavisorContext>[] = [
     },
   },
   {
-    // Lower-VTL memory setup (underhill_mem_init's job) is a separate change that fills this step;
-    // it runs only for a partition named on the command line, and always before the worker.
+    // Lower-VTL memory setup (underhill_mem's init), only for a partition named on the command
+    // line; imported on demand so boots without one never load it.
     name: "memory",
     policy: "fatal",
     when: (ctx) => ctx.runtime.config.partition !== null,
     async run(ctx) {
       const { initMemory } = await import("../../memory");
-      await initMemory(ctx.runtime.config);
+      ctx.memory = await initMemory(ctx.runtime.config);
     },
   },
   {
     name: "worker",
     policy: "fatal",
-    async run(ctx) {
+    run(ctx) {
       // The mshv fds the memory step opened go to the worker as fds 3, 4, … (listed in memory.json).
-      const handoff = ctx.runtime.config.partition !== null ? (await import("../../memory")).memoryHandoffFds() : [];
-      ctx.worker = spawnWorker(ctx, handoff);
+      ctx.worker = spawnWorker(ctx, ctx.memory?.fds.map((entry) => entry.fd) ?? []);
     },
   },
 ];
 
 function waitsForModules(ctx: ParavisorContext): boolean {
   return ctx.env.OPENHCL_WAIT_FOR_MODULES === "1";
-}
-
-/** /bin/sh -c SCRIPT: stderr inherited, stdout captured; each KEY=VALUE line is for the worker. */
-export async function runSetupScript(script: string, ctx: Pick<ParavisorContext, "reaper">, env: Record<string, string> = workerBaseEnv()): Promise<[string, string][]> {
-  log.info(`running provided setup script ${script}`);
-  let child;
-  try {
-    child = Bun.spawn(["/bin/sh", "-c", script], { stdin: "ignore", stdout: "pipe", stderr: "inherit", env });
-  } catch (error) {
-    throw new Error(`setup script ${JSON.stringify(script)} failed to start: ${describeError(error)}`);
-  }
-  ctx.reaper.track(child.pid);
-  try {
-    const [stdout] = await Promise.all([new Response(child.stdout).text(), child.exited]);
-    if (child.exitCode !== 0) throw new Error(`setup script ${JSON.stringify(script)} failed: ${describeStatus(child)}`);
-    const pairs: [string, string][] = [];
-    for (const line of stdout.split("\n")) {
-      const equals = line.indexOf("=");
-      if (equals < 0) continue;
-      if (equals === 0) {
-        log.warn(`setup script ${JSON.stringify(script)}: ignoring ${JSON.stringify(line)} (no variable name)`);
-        continue;
-      }
-      const pair: [string, string] = [line.slice(0, equals), line.slice(equals + 1)];
-      log.info(`setting env var ${pair[0]}=${pair[1]}`);
-      pairs.push(pair);
-    }
-    return pairs;
-  } finally {
-    ctx.reaper.untrack(child.pid);
-  }
-}
-
-export function describeStatus(child: Pick<Subprocess, "exitCode" | "signalCode">): string {
-  return child.exitCode !== null ? `exit status ${child.exitCode}` : `signal ${child.signalCode ?? "unknown"}`;
-}
-
-/** The environment we were given, minus what steers the runtime or the loader, or burrow itself. */
-export function workerBaseEnv(env: Record<string, string | undefined> = process.env): Record<string, string> {
-  const result: Record<string, string> = {};
-  for (const [key, value] of Object.entries(env)) {
-    if (value === undefined || isRuntimeVariable(key) || key.startsWith("BURROW_")) continue;
-    result[key] = value;
-  }
-  return result;
-}
-
-function spawnWorker(ctx: ParavisorContext, extraFds: number[] = []): Subprocess {
-  // Large VMs need many fds; the worker inherits this.
-  sys.prlimit(sys.Rlimit.NOFILE, { soft: NOFILE_LIMIT, hard: NOFILE_LIMIT });
-  const env = workerBaseEnv(ctx.env);
-  for (const [key, value] of ctx.workerEnv) env[key] = value;
-  const argv = paravisorWorkerArgv(ctx.runtime.config.worker, ctx.options.workerArgs);
-  log.info(`running ${argv.map((arg) => (/^[\w./=:-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`);
-  let child: Subprocess;
-  try {
-    // stdin/stdout are /dev/null and stderr is ttyprintk, as for init itself.
-    // Bun.spawn closes every other fd in the child, CLOEXEC or not: hand-off fds go through stdio.
-    child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit", ...extraFds] });
-  } catch (error) {
-    throw new Error(`worker ${ctx.runtime.config.worker} failed to start: ${describeError(error)}`);
-  }
-  ctx.reaper.track(child.pid);
-  log.info(`worker started: pid ${child.pid}`);
-  return child;
 }
 
 /** A fatal failure (a step, or the background module load): one line, then the configured fallback. */
@@ -244,6 +184,7 @@ export function createContext(runtime: InitRuntime, env: Record<string, string |
     workerEnv: [],
     loadedEarly: new Set(),
     modulesSettled: null,
+    memory: null,
     worker: null,
   };
 }
