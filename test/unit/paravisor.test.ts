@@ -1,23 +1,23 @@
 // Paravisor mode pieces: init arguments, kmsg records, confidentiality, system writes, entropy,
-// setup scripts, the worker's environment, module files, the reaper, and the ordered image layout.
+// setup scripts, the worker's environment, module files and the reaper. What needs root is in
+// test/privileged/entropy.test.ts, what needs build artifacts in test/boot/paravisor-artifacts.test.ts.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/config";
-import { buildImage } from "../../src/image/build";
 import { formatKmsgRecord, CONSOLA_LEVEL } from "../../src/log";
 import { describeStatus, runSetupScript, workerBaseEnv } from "../../src/modes/paravisor/boot";
 import { envTruthy, readConfidentiality } from "../../src/modes/paravisor/confidential";
 import { moduleNameFromPath } from "../../src/modules";
-import { listModules, moduleDepends, walkSorted } from "../../src/modes/paravisor/modules";
+import { listModules, walkSorted } from "../../src/modes/paravisor/modules";
 import { paravisorWorkerArgv, parseParavisorArgs } from "../../src/modes/paravisor/options";
 import { Reaper } from "../../src/modes/paravisor/reaper";
 import {
   applyWrite, firstMissing, MAX_ENTROPY_SIZE, NVME_VFIO_WRITE, RNDADDENTROPY, systemWrites, useHostEntropy, writeValue,
 } from "../../src/modes/paravisor/system";
-import { BURROW, KERNEL_DIR, ROOT, requireArtifacts } from "../helpers/artifacts";
+import { ROOT } from "../helpers/artifacts";
 
 const work = mkdtempSync(join(tmpdir(), "burrow-paravisor-unit-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -160,32 +160,6 @@ describe("host entropy", () => {
     expect(new DataView(argument.buffer).getInt32(0, true)).toBe(256);
     expect(new DataView(argument.buffer).getInt32(4, true)).toBe(32);
   });
-
-  // Privileged: a private mount namespace with a regular file bind-mounted over /dev/random.
-  const inNamespace = (confidential: "0" | "1") => {
-    const fake = join(work, `fake-random-${confidential}`);
-    writeFileSync(fake, "");
-    const script = `mount --bind "$1" /dev/random && exec "$2" "$3" "$4" "$5" "$1"`;
-    const result = spawnSync(
-      ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", fake, BUN, join(ROOT, "test/fixtures/paravisor/entropy-check.ts"), source, confidential],
-      { stdout: "pipe", stderr: "pipe" },
-    );
-    if (result.exitCode !== 0) throw new Error(`namespace run failed (${result.exitCode}): ${result.stderr.toString()}`);
-    return JSON.parse(result.stdout.toString()) as { outcome?: unknown; error?: string; devRandom: string; fake: string };
-  };
-
-  test("confidential: a plain write of the bytes to /dev/random, no credit (fake device in a mount namespace)", () => {
-    const result = inNamespace("1");
-    expect(result.outcome).toEqual({ kind: "written", bytes: 256, truncatedFrom: 300 });
-    expect(result.fake).toBe(Buffer.from(bytes.subarray(0, 256)).toString("hex"));
-    expect(result.devRandom).toBe(result.fake); // /dev/random was the fake
-  }, 30_000);
-
-  test("not confidential: the ioctl goes to /dev/random (a regular-file fake answers ENOTTY, nothing written)", () => {
-    const result = inNamespace("0");
-    expect(result.error).toMatch(/^ioctl\(.*request="0x40085203", what="RNDADDENTROPY", path="\/dev\/random"\) failed: ENOTTY/);
-    expect(result.fake).toBe("");
-  }, 30_000);
 });
 
 describe("setup scripts and the worker's environment", () => {
@@ -227,15 +201,6 @@ describe("module files", () => {
     ]);
     expect(moduleNameFromPath("crc32c-intel.ko.zst")).toBe("crc32c_intel");
   });
-
-  test("depends= from .modinfo", () => {
-    requireArtifacts(join(KERNEL_DIR, "lib/modules"));
-    const release = spawnSync(["ls", join(KERNEL_DIR, "lib/modules")]).stdout.toString().trim().split("\n")[0]!;
-    const read = (path: string) => new Uint8Array(readFileSync(join(KERNEL_DIR, "lib/modules", release, path)));
-    expect(moduleDepends(read("kernel/drivers/block/zram/zram.ko"))).toEqual(["zsmalloc"]);
-    expect(moduleDepends(read("kernel/drivers/char/ttyprintk.ko"))).toEqual([]);
-    expect(moduleDepends(new Uint8Array(16))).toEqual([]);
-  });
 });
 
 describe("reaper", () => {
@@ -246,19 +211,4 @@ describe("reaper", () => {
     expect(report).toMatchObject({ exitCode: 9, exitError: null, zombies: [] });
     expect(report.reaped).toBeGreaterThanOrEqual(3);
   }, 30_000);
-});
-
-describe("image: ordered module layout", () => {
-  test("the closure in load order as /lib/modules/NNN/<name>.ko and nothing else", async () => {
-    requireArtifacts(BURROW, join(KERNEL_DIR, "lib/modules"));
-    const out = join(work, "ordered.img");
-    const summary = await buildImage({
-      binary: BURROW, out, kernelDir: KERNEL_DIR, modules: ["zram", "ttyprintk"], noDefaultModules: true,
-      moduleLayout: "ordered", add: [], compress: "none", mtime: 0,
-    });
-    const listing = spawnSync(["cpio", "-it", "--quiet"], { stdin: readFileSync(out) }).stdout.toString().split("\n");
-    const underModules = listing.filter((line) => line.startsWith("lib/modules/") && !/^lib\/modules\/\d+$/.test(line));
-    expect(underModules).toEqual(["lib/modules/000/ttyprintk.ko", "lib/modules/001/zsmalloc.ko", "lib/modules/002/zram.ko"]);
-    expect(summary.modules).toEqual(["ttyprintk", "zsmalloc", "zram"]);
-  }, 120_000);
 });

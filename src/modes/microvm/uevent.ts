@@ -37,6 +37,12 @@ export function parseUevents(data: Uint8Array): Uevent[] {
 
 type Wake = () => void;
 
+/** The polling backoff when no uevent socket wakes us: 1, 2, 4, … ms, capped at 32 ms. */
+export const MAX_BACKOFF_MS = 32;
+export function nextBackoffMs(ms: number): number {
+  return Math.min(ms * 2, MAX_BACKOFF_MS);
+}
+
 export class UeventWatcher {
   private readonly wakers = new Set<Wake>();
   private reader: { read(): Promise<{ done: boolean; value?: Uint8Array }>; cancel(): Promise<void> } | null = null;
@@ -53,8 +59,13 @@ export class UeventWatcher {
       return watcher;
     } catch (error) {
       log.warn(`uevents: cannot open the netlink socket (${describeError(error)}); device waits will poll`);
-      return new UeventWatcher(null);
+      return UeventWatcher.polling();
     }
+  }
+
+  /** A watcher without a socket (what open() falls back to): waits poll with nextBackoffMs. */
+  static polling(): UeventWatcher {
+    return new UeventWatcher(null);
   }
 
   get eventDriven(): boolean {
@@ -113,7 +124,7 @@ export class UeventWatcher {
       if (result !== null) return result;
       if (now() >= deadline) return null;
       await this.next(deadline, now, backoff);
-      backoff = Math.min(backoff * 2, 32);
+      backoff = nextBackoffMs(backoff);
     }
   }
 
