@@ -9,11 +9,6 @@ import {
 import { PAGE } from "./ranges";
 
 // Kept while test/unit/memory.test.ts imports the interface from here.
-export {
-  acceptInput, allowBitmap, control, encodeResult, gpnListInput, HvCall, HvStatus, hvcallArgument, parseResult, pvalidateArgument,
-  readTdcall, rmpadjustArgument, sevRmpAdjust, tdcallArgument, TdxStatus,
-} from "./hv-abi";
-
 /** One raw hypercall: control word and input bytes in, 64-bit result out. */
 export type HypercallFn = (controlWord: bigint, input: Uint8Array) => bigint;
 

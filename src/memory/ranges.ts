@@ -12,7 +12,6 @@ export const TWO_MB = 0x20_0000;
 export const ONE_GB = 0x4000_0000;
 export const TWO_GB = 0x8000_0000;
 
-export const range = (start: number, end: number): Range => ({ start, end });
 export const len = (r: Range): number => r.end - r.start;
 export const pageCount = (r: Range): number => (r.end - r.start) / PAGE;
 export const isEmpty = (r: Range): boolean => r.end <= r.start;

@@ -1,11 +1,11 @@
 // The memory step's pure parts: the partition validator, range math, hypercall batching/resume and
 // failure reporting (against a fake hypervisor), the struct encoders, the TDX page walk, bitmaps.
 import { describe, expect, test } from "bun:test";
+import { acceptPagesCall, gpnListCall, gpnRange, HypercallError, type HypercallFn } from "../../src/memory/hv";
 import {
-  acceptInput, acceptPagesCall, allowBitmap, control, encodeResult, gpnListCall, gpnListInput, gpnRange, HvCall, HvStatus,
-  HypercallError, hvcallArgument, parseResult, pvalidateArgument, readTdcall, rmpadjustArgument, sevRmpAdjust, tdcallArgument,
-  TdxStatus, type HypercallFn,
-} from "../../src/memory/hv";
+  acceptInput, allowBitmap, control, encodeResult, gpnListInput, HvCall, HvStatus, hvcallArgument, parseResult, pvalidateArgument,
+  readTdcall, rmpadjustArgument, sevRmpAdjust, tdcallArgument, TdxStatus,
+} from "../../src/memory/hv-abi";
 import { Bitmap, reservationAlign, summarize } from "../../src/memory/mapping";
 import { acceptorFor, acceptVtl0, newOpStats, planVtl2Protections, tdxWalk } from "../../src/memory/ops";
 import type { MemoryOps } from "../../src/memory/devices";

@@ -1,10 +1,8 @@
 // The shared ELF64 section reader (module .modinfo, a binary's .dynamic), on real and broken files.
 import { describe, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { checkElf64, cStringAt, readElfSections, sectionData } from "../../src/modules/elf-sections";
 import { moduleDepends } from "../../src/modes/paravisor/modules";
-import { KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 
 const SHT_DYNAMIC = 6;
 
@@ -17,15 +15,6 @@ describe("real files", () => {
     const dynamic = sections.find((section) => section.type === SHT_DYNAMIC)!;
     expect(sections[dynamic.link]!.name).toBe(".dynstr");
     expect(sectionData(bytes, dynamic).length).toBe(dynamic.size);
-  });
-
-  test("a kernel module's .modinfo", () => {
-    requireArtifacts(join(KERNEL_DIR, "lib/modules"));
-    const release = readdirSync(join(KERNEL_DIR, "lib/modules"))[0]!;
-    const bytes = new Uint8Array(readFileSync(join(KERNEL_DIR, "lib/modules", release, "kernel/drivers/block/zram/zram.ko")));
-    const modinfo = readElfSections(bytes).find((section) => section.name === ".modinfo")!;
-    expect(new TextDecoder().decode(sectionData(bytes, modinfo))).toContain("name=zram\0");
-    expect(moduleDepends(bytes)).toEqual(["zsmalloc"]);
   });
 });
 

@@ -19,8 +19,6 @@ import {
 import { spawnWorker } from "./worker";
 
 // Kept while test/unit/paravisor.test.ts imports them from here.
-export { describeStatus, runSetupScript } from "./setup-scripts";
-export { workerBaseEnv } from "./worker";
 
 export interface ParavisorContext {
   runtime: InitRuntime;
