@@ -66,10 +66,51 @@ const run = defineCommand({
     accel: { type: "enum", options: ["tcg", "kvm"], default: "tcg", description: "accelerator" },
     append: { type: "string", default: "", description: "kernel command line (burrow.* keys, -- init args)" },
     timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
+    "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
+    "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
+    env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
   },
   async run({ args, rawArgs }) {
     const { runVm, parsePortSpec } = await import("./host/qemu");
     const { parseMem, parseSmp, parseTimeout } = await import("./host/options");
+    if (args["snapshot-restore"]) {
+      const { restoreSnapshot } = await import("./host/snapshot");
+      const dashes = rawArgs.indexOf("--");
+      const env = collectRepeated(rawArgs, "--env").map((pair): [string, string] => {
+        const equals = pair.indexOf("=");
+        if (equals <= 0) throw new UsageError(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
+        return [pair.slice(0, equals), pair.slice(equals + 1)];
+      });
+      const result = await restoreSnapshot(args["snapshot-restore"], {
+        ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
+        args: dashes < 0 ? null : rawArgs.slice(dashes + 1),
+        env,
+        timeoutSeconds: parseTimeout(args.timeout),
+      }, (text) => process.stdout.write(text));
+      const t = result.timings;
+      if (t) log.info(`restore ${result.instance}: QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
+      (result.exitCode === 0 ? log.info : log.error)(`${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`);
+      process.exitCode = result.exitCode;
+      return;
+    }
+    const options = {
+      kernel: args.kernel,
+      initrd: args.initrd || null,
+      disks: collectRepeated(rawArgs, "--disk"),
+      ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
+      mem: parseMem(args.mem),
+      smp: parseSmp(args.smp),
+      machine: args.machine as "microvm" | "q35",
+      accel: args.accel as "tcg" | "kvm",
+      append: args.append,
+      timeoutSeconds: parseTimeout(args.timeout),
+    };
+    if (args["snapshot-save"]) {
+      const { saveSnapshot } = await import("./host/snapshot");
+      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
+      log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+      return;
+    }
     const result = await runVm(
       {
         kernel: args.kernel,
@@ -97,7 +138,7 @@ const cmdline = defineCommand({
   meta: { name: "cmdline", description: "Parse a kernel command line (default /proc/cmdline) and print the effective configuration" },
   args: { line: { type: "positional", required: false, description: "command line to parse" } },
   async run({ args }) {
-    const { describeCmdline } = await import("./config/describe");
+    const { describeCmdline } = await import("./describe-cmdline");
     const { fromProcCmdline } = await import("./config/cmdline");
     const text = args.line ?? fromProcCmdline(await Bun.file("/proc/cmdline").bytes());
     const { json, warnings } = describeCmdline(text);

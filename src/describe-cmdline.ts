@@ -1,6 +1,7 @@
-// `burrow cmdline`: the effective configuration as JSON, with the problems as warnings.
-import { parseConfig } from "./config";
-import { paravisorWorkerArgv, parseParavisorArgs } from "../modes/paravisor/options";
+// `burrow cmdline`: the effective configuration as JSON, with the problems as warnings. A CLI
+// view (it shows each mode's plan), so it lives beside the CLI, above config/ and the modes.
+import { parseConfig } from "./config/config";
+import { paravisorWorkerArgv, parseParavisorArgs } from "./modes/paravisor/options";
 
 export function describeCmdline(text: string | Uint8Array): { json: Record<string, unknown>; warnings: string[] } {
   const config = parseConfig(text);

@@ -36,6 +36,8 @@ export interface Config {
   moduleParams: ModuleParams;
   net: boolean;
   balloon: boolean;
+  /** burrow.snapshot=1: stop before the agent's exec, announce "ready" and wait for a resume message. */
+  snapshot: boolean;
   root: string;
   rootfstype: string | null;
   rootflags: string | null;
@@ -65,6 +67,7 @@ export const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] }
   onfail: "poweroff",
   net: false,
   balloon: false,
+  snapshot: false,
   root: "/dev/vda",
   rootfstype: null,
   rootflags: null,
@@ -96,7 +99,7 @@ function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit", op
   };
 }
 
-function flag(field: "net" | "balloon"): Setter {
+function flag(field: "net" | "balloon" | "snapshot"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -147,6 +150,7 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["init.net", flag("net")],
   ["burrow.balloon", flag("balloon")],
   ["init.balloon", flag("balloon")],
+  ["burrow.snapshot", flag("snapshot")],
   ["burrow.root", text("root")],
   ["root", text("root")],
   ["rootfstype", text("rootfstype")],

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../boot/exit-marker";
 import { splitWords } from "../config/cmdline";
 import { RunError } from "./errors";
+import { CONTROL_PORT } from "../snapshot/protocol";
 import { checkSmp, checkTimeout, parseMem, qemuOptionValue } from "./options";
 
 export { RunError } from "./errors";
@@ -39,6 +40,16 @@ export interface RunOptions {
   consoleSocket?: string;
   /** Aborting kills QEMU (a caller that gave up on the guest). */
   signal?: AbortSignal;
+  /** Open every disk with snapshot=on: guest writes go to a throw-away overlay, never to the file. */
+  snapshotDisks?: boolean;
+  /** A unix socket (QEMU the server) behind the virtio-serial port burrow.control (snapshots). */
+  controlSocket?: string;
+  /** A unix socket for QMP (QEMU the server). */
+  qmpSocket?: string;
+  /** -incoming URI: start from a saved state instead of booting. */
+  incoming?: string;
+  /** Called once QEMU runs, for callers that drive it (QMP, the control port) while the console streams. */
+  onSpawn?: (qemu: { kill(signal?: NodeJS.Signals): void; exited: Promise<number> }) => void;
 }
 
 /**
@@ -127,9 +138,10 @@ export function qemuArgs(options: RunOptions): string[] {
   options.disks.forEach((disk, index) => {
     const file = qemuOptionValue(disk, `disk path ${JSON.stringify(disk)}`);
     // file.filename (not file=): QEMU would read "nbd:…" or "json:{…}" in file= as a protocol.
-    args.push("-drive", `id=disk${index},if=none,format=raw,file.driver=${diskDriver(disk)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}`);
+    const snapshot = options.snapshotDisks ? ",snapshot=on" : "";
+    args.push("-drive", `id=disk${index},if=none,format=raw${snapshot},file.driver=${diskDriver(disk)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}`);
   });
-  if (options.ports.length > 0) {
+  if (options.ports.length > 0 || options.controlSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
     options.ports.forEach((port, index) => {
       checkPortName(port.name, port.name);
@@ -137,7 +149,14 @@ export function qemuArgs(options: RunOptions): string[] {
       args.push("-chardev", path !== null ? `file,id=port${index},path=${path}` : `null,id=port${index}`);
       args.push("-device", `virtserialport,bus=vser0.0,chardev=port${index},name=${port.name}`);
     });
+    if (options.controlSocket) {
+      // The control port comes last, so a saved VM and its restores agree on the device order.
+      args.push("-chardev", `socket,id=control,path=${qemuOptionValue(options.controlSocket, "control socket path")},server=on,wait=off`);
+      args.push("-device", `virtserialport,bus=vser0.0,chardev=control,name=${CONTROL_PORT}`);
+    }
   }
+  if (options.qmpSocket) args.push("-qmp", `unix:${qemuOptionValue(options.qmpSocket, "QMP socket path")},server=on,wait=off`);
+  if (options.incoming) args.push("-incoming", options.incoming);
   args.push(...(options.extraArgs ?? []));
   return args;
 }
@@ -255,6 +274,7 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
     timedOut = true;
     child.kill("SIGKILL");
   }, options.timeoutSeconds * 1000);
+  options.onSpawn?.({ kill: (signal = "SIGKILL") => child.kill(signal), exited: child.exited });
   const abort = () => child.kill("SIGKILL");
   options.signal?.addEventListener("abort", abort, { once: true });
   if (options.signal?.aborted) abort();

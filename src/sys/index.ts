@@ -5,3 +5,4 @@ export * from "./proc";
 export * from "./mem";
 export * from "./socket";
 export { errno, prebind } from "./libc";
+export * from "./random";

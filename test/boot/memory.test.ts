@@ -8,7 +8,7 @@ import { mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
 import { BURROW, KERNEL, KERNEL_DIR, ROOT } from "../helpers/artifacts";
-import { boot, tail, type BootResult } from "../helpers/boot";
+import { boot, consoleLines, tail, type BootResult } from "../helpers/boot";
 
 const FIXTURES = join(ROOT, "test/fixtures/partitions");
 const SIM_DIR = join(ROOT, "test/fixtures/mshv-sim");
@@ -64,7 +64,7 @@ async function run(name: string, partition: string, extra = ""): Promise<Report>
   const initrd = await image(name, partition);
   const result = await boot({ kernel: KERNEL, initrd, machine: "q35", mem: "1G", smp: 1, timeoutSeconds: name.startsWith("large") ? 850 : 120, append: `${BASE_APPEND} ${extra}`.trim() });
   writeFileSync(join(WORK, `${name}.log`), result.output);
-  const lines = result.output.split(/\r?\n/).map((line) => /\[U\] mem: (.*)$/.exec(line)?.[1]).filter((line): line is string => line !== undefined);
+  const lines = consoleLines(result.output).map((line) => /\[U\] mem: (.*)$/.exec(line)?.[1]).filter((line): line is string => line !== undefined);
   const counters = new Map<string, Record<string, number>>();
   const runs: Record<string, string>[] = [];
   const mem = new Map<string, string>();
@@ -83,7 +83,7 @@ async function run(name: string, partition: string, extra = ""): Promise<Report>
       json += line.split(" ")[2] ?? "";
     }
   }
-  const burrowLines = result.output.split(/\r?\n/).filter((line) => /burrow: /.test(line));
+  const burrowLines = consoleLines(result.output).filter((line) => /burrow: /.test(line));
   return { result, lines, counters, runs, mem, json: json ? JSON.parse(Buffer.from(json, "base64").toString("utf8")) : null, burrowLines };
 }
 

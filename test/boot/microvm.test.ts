@@ -52,7 +52,7 @@ function expectHealthyAgent(result: BootResult, args: string[]): void {
   const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string; startMs: number; endMs: number }[] };
   expect(report).not.toBeNull();
   const steps = report.steps.map((step) => step.name);
-  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "switch-root", "exec-agent"]);
+  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "switch-root", "snapshot", "exec-agent"]);
   for (const step of report.steps) {
     expect(["ok", "skipped", "failed"]).toContain(step.status);
     expect(step.endMs).toBeGreaterThanOrEqual(step.startMs);

@@ -7,24 +7,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
 import { BURROW, KERNEL, KERNEL_DIR, ROOT, requireArtifacts } from "../helpers/artifacts";
-import { boot, tail, type BootResult } from "../helpers/boot";
+import { boot, keyedLines, tail, type BootResult } from "../helpers/boot";
 
 const WORKER = join(ROOT, "test/fixtures/paravisor/openvmm_hcl.sh");
 const work = mkdtempSync(join(tmpdir(), "burrow-paravisor-boot-"));
 const image = join(work, "paravisor.img");
 
 /** "[U] hcl: key rest" lines: key → values in order. */
-function hclReports(result: BootResult): Map<string, string[]> {
-  const reports = new Map<string, string[]>();
-  for (const raw of result.output.split(/\r?\n/)) {
-    const match = /\[U\] hcl: (\S+)(?: (.*))?$/.exec(raw.replace(/\r$/, ""));
-    if (!match) continue;
-    const list = reports.get(match[1]!) ?? [];
-    list.push(match[2] ?? "");
-    reports.set(match[1]!, list);
-  }
-  return reports;
-}
+const hclReports = (result: BootResult) => keyedLines(result.output, "[U] hcl: ");
 
 describe("boot: paravisor mode", () => {
   beforeAll(async () => {

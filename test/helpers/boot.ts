@@ -36,20 +36,36 @@ function vmOptions(options: Partial<RunOptions>): RunOptions {
   };
 }
 
-function parseBoot(result: RunResult): BootResult {
-  const agent = new Map<string, string[]>();
-  const burrow: string[] = [];
-  for (const raw of result.output.split(/\r?\n/)) {
-    const line = raw.replace(/^\[\s*[\d.]+\]\s*/, "");
-    const agentMatch = /^agent: (\S+?)(?:[ =](.*))?$/.exec(line);
-    if (agentMatch) {
-      const list = agent.get(agentMatch[1]!) ?? [];
-      list.push(agentMatch[2] ?? "");
-      agent.set(agentMatch[1]!, list);
-    }
-    if (/^burrow(\/\w+)?: /.test(line)) burrow.push(line);
+/** The console's lines without printk timestamps or carriage returns. */
+export function consoleLines(output: string): string[] {
+  return output.split(/\r?\n/).map((raw) => raw.replace(/\r$/, "").replace(/^\[\s*[\d.]+\]\s*/, ""));
+}
+
+/**
+ * Report lines "<tag>key rest" (agent: …, [U] hcl: …; the tag starts the line) as key → values in order. The key ends at
+ * the first space, or also at "=" when `splitAtEquals` ("pid=1 ppid=0" is key pid).
+ */
+export function keyedLines(output: string, tag: string, splitAtEquals = false): Map<string, string[]> {
+  const escaped = tag.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const pattern = new RegExp(`^${escaped}(\\S+?)(?:${splitAtEquals ? "[ =]" : " "}(.*))?$`);
+  const reports = new Map<string, string[]>();
+  for (const line of consoleLines(output)) {
+    const match = pattern.exec(line);
+    if (!match) continue;
+    const list = reports.get(match[1]!) ?? [];
+    list.push(match[2] ?? "");
+    reports.set(match[1]!, list);
   }
-  return { ...result, agent, burrow };
+  return reports;
+}
+
+/** What a microvm boot printed: the demo agent's reports and burrow's own lines. */
+export function parseConsole(output: string): { agent: Map<string, string[]>; burrow: string[] } {
+  return { agent: keyedLines(output, "agent: ", true), burrow: consoleLines(output).filter((line) => /^burrow(\/\w+)?: /.test(line)) };
+}
+
+function parseBoot(result: RunResult): BootResult {
+  return { ...result, ...parseConsole(result.output) };
 }
 
 /** Explain a failed expectation with the guest's console tail. */

@@ -12,7 +12,9 @@ import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
 import { makeStdioBlocking, mountApiFilesystems, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { mountRoot, rootFsTypes } from "./root";
+import { snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
+import type { ResumeMessage } from "../../snapshot/protocol";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 
@@ -27,6 +29,8 @@ export interface MicrovmContext {
   rootDevice: string | null;
   rootType: string | null;
   switched: boolean;
+  /** Set when a snapshot was resumed: the instance's arguments and variables replace the command line's. */
+  resume: { message: ResumeMessage; record: ResumeRecord } | null;
 }
 
 const now = (context: MicrovmContext) => context.runtime.now();
@@ -74,6 +78,14 @@ export const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   },
   { name: "root", policy: "fatal", run: mountRootStep },
   { name: "switch-root", policy: "fatal", run: switchRootStep },
+  {
+    name: "snapshot",
+    policy: "fatal",
+    when: (context) => context.runtime.config.snapshot,
+    run(context) {
+      context.resume = snapshotPoint(() => now(context));
+    },
+  },
   { name: "exec-agent", policy: "fatal", run: execAgent },
 ];
 
@@ -151,8 +163,10 @@ function switchRootStep(context: MicrovmContext): void {
 
 function execAgent(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
-  const argv = agentArgv(config.agent, config.initArgs);
+  const resume = context.resume?.message ?? null;
+  const argv = agentArgv(config.agent, resume?.args ?? config.initArgs);
   const env = buildAgentEnv(process.env, startNs);
+  if (resume) env.push(`BURROW_INSTANCE=${resume.instance}`, ...resume.env.map(([name, value]) => `${name}=${value}`));
   if (!existsSync(config.agent)) throw new Error(`cannot exec agent ${config.agent}: ENOENT (no such file or directory)`);
   // Ports that got their names while the root was mounted.
   try {
@@ -160,6 +174,7 @@ function execAgent(context: MicrovmContext): void {
   } catch {}
   const record = report.steps.at(-1);
   if (record) record.endMs = now(context);
+  if (context.resume) report.resume = { ...context.resume.record, execMs: now(context) };
   writeReport(report);
   log.info(`exec ${argv.map((arg) => JSON.stringify(arg)).join(" ")} (${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started)`);
   makeStdioBlocking();
@@ -176,6 +191,6 @@ function execAgent(context: MicrovmContext): void {
 }
 
 export async function bootMicrovm(runtime: InitRuntime): Promise<void> {
-  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, switched: false };
+  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, switched: false, resume: null };
   await runPlan(MICROVM_PLAN, context, runtime.report, runtime.now);
 }

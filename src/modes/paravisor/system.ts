@@ -155,8 +155,7 @@ export function applyWrite(write: SystemWrite): WriteOutcome {
 }
 
 export const MAX_ENTROPY_SIZE = 256;
-/** RNDADDENTROPY = _IOW('R', 0x03, int[2]). */
-export const RNDADDENTROPY = 0x40085203;
+export const RNDADDENTROPY = sys.RNDADDENTROPY;
 
 export interface EntropyOptions {
   source: string;
@@ -168,16 +167,6 @@ export interface EntropyOptions {
 }
 
 export type EntropyOutcome = { kind: "missing"; reason: string } | { kind: "credited" | "written"; bytes: number; truncatedFrom?: number };
-
-/** struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; } with a 256-byte buffer. */
-export function rndAddEntropyArgument(bytes: Uint8Array): Uint8Array {
-  const argument = new Uint8Array(8 + MAX_ENTROPY_SIZE);
-  const view = new DataView(argument.buffer);
-  view.setInt32(0, bytes.length * 8, true);
-  view.setInt32(4, bytes.length, true);
-  argument.set(bytes, 8);
-  return argument;
-}
 
 /**
  * The most read from the entropy source. The real one is a small device-tree property; the bound
@@ -243,7 +232,7 @@ export function useHostEntropy(options: EntropyOptions): EntropyOutcome {
       return { kind: "written", bytes: data.length, ...(truncatedFrom ? { truncatedFrom } : {}) };
     }
     const ioctl = options.ioctl ?? ((f, request, argument) => sys.ioctlPtr(f, request, argument, { what: "RNDADDENTROPY", path: randomPath }));
-    ioctl(fd, RNDADDENTROPY, rndAddEntropyArgument(data));
+    ioctl(fd, RNDADDENTROPY, sys.rndAddEntropyArgument(data, MAX_ENTROPY_SIZE));
     return { kind: "credited", bytes: data.length, ...(truncatedFrom ? { truncatedFrom } : {}) };
   } finally {
     sys.close(fd);

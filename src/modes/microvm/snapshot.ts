@@ -1,0 +1,108 @@
+// The snapshot point (burrow.snapshot=1): after every init step but the agent's exec, announce
+// "ready" on the control port and block until the host sends a resume message. The host saves
+// the VM while it waits; every restore continues here, with the host's entropy (credited, then
+// a forced CRNG reseed), the host's wall clock, and the instance's own arguments and variables.
+// Fail closed: a malformed message ends in the configured fallback, never in the agent.
+import { log } from "../../log";
+import * as sys from "../../sys";
+import { CONTROL_PORT, encodeReady, encodeResumed, MAX_MESSAGE_BYTES, parseResume, type ResumeMessage } from "../../snapshot/protocol";
+import { listVirtioPorts } from "./devices";
+
+/** While the host side of the port is closed, read() returns 0 at once: retry at this pace. */
+const CLOSED_PORT_RETRY_MS = 5;
+
+export interface ResumeRecord {
+  instance: string;
+  /** CLOCK_BOOTTIME ms: "ready" written, resume message complete (the gap spans the saved time). */
+  readyMs: number;
+  resumeMs: number;
+  entropyBytes: number;
+  args: string[] | null;
+  env: string[];
+}
+
+/** The control port's device node, found by name in sysfs (the /dev/virtio-ports link may be gone with the initramfs). */
+export function controlPortDevice(ports = listVirtioPorts()): string | null {
+  const port = ports.find((entry) => entry.name === CONTROL_PORT);
+  return port ? `/dev/${port.device}` : null;
+}
+
+/**
+ * Bytes up to the first "\n" from `readChunk` (null: the host side is closed for now, try again
+ * after `pause`). Refuses a line longer than `limit` without reading further.
+ */
+export function readLine(readChunk: () => Uint8Array | null, pause: () => void, limit = MAX_MESSAGE_BYTES): string {
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (;;) {
+    const chunk = readChunk();
+    if (chunk === null) {
+      pause();
+      continue;
+    }
+    const newline = chunk.indexOf(0x0a);
+    const part = newline < 0 ? chunk : chunk.subarray(0, newline);
+    length += part.length;
+    if (length > limit) throw new Error(`resume message longer than ${limit} bytes`);
+    chunks.push(part);
+    if (newline >= 0) return Buffer.concat(chunks).toString("utf8");
+  }
+}
+
+function writeText(fd: number, text: string): void {
+  for (;;) {
+    try {
+      sys.writeAll(fd, text);
+      return;
+    } catch (error) {
+      // The host has not opened its side yet.
+      if (!sys.isErrno(error, "EAGAIN", "ENOTCONN", "EPIPE")) throw error;
+      Bun.sleepSync(CLOSED_PORT_RETRY_MS);
+    }
+  }
+}
+
+/** Announce ready, wait for the resume message, apply it. Throws one line on any problem. */
+export function snapshotPoint(now: () => number): { message: ResumeMessage; record: ResumeRecord } {
+  const device = controlPortDevice();
+  if (device === null) throw new Error(`burrow.snapshot=1 but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
+  const fd = sys.open(device, sys.OpenFlags.RDWR | sys.OpenFlags.CLOEXEC);
+  try {
+    // Said before "ready" is sent: the host may stop the VM the moment it reads it.
+    log.info(`snapshot point: ready on ${CONTROL_PORT}; waiting for the host's resume message`);
+    writeText(fd, encodeReady(now()));
+    const readyMs = now();
+    const buffer = new Uint8Array(4096);
+    const line = readLine(
+      () => {
+        const count = sys.read(fd, buffer);
+        return count === 0 ? null : buffer.slice(0, count);
+      },
+      () => Bun.sleepSync(CLOSED_PORT_RETRY_MS),
+    );
+    const resumeMs = now();
+    const parsed = parseResume(line);
+    if (!parsed.ok) throw new Error(`malformed resume message on ${CONTROL_PORT}: ${parsed.problem}; not starting the agent from a cloned state`);
+    const message = parsed.message;
+    applyResume(message);
+    writeText(fd, encodeResumed(message.instance));
+    log.info(`resumed as instance ${message.instance}: ${message.entropy.length} bytes of host entropy, CRNG reseeded, clock set`);
+    return {
+      message,
+      record: { instance: message.instance, readyMs, resumeMs, entropyBytes: message.entropy.length, args: message.args, env: message.env.map(([name]) => name) },
+    };
+  } finally {
+    sys.close(fd);
+  }
+}
+
+/** Fresh randomness first (nothing random may be drawn from the cloned state), then the clock. */
+function applyResume(message: ResumeMessage): void {
+  const random = sys.open("/dev/urandom", sys.OpenFlags.WRONLY | sys.OpenFlags.CLOEXEC);
+  try {
+    sys.addEntropyAndReseed(random, message.entropy);
+  } finally {
+    sys.close(random);
+  }
+  sys.setClockNs(sys.Clock.REALTIME, message.realtimeNs);
+}
