@@ -1,13 +1,15 @@
 // `just bench`: burrow against a busybox shell-script init doing the same steps, on the same
 // kernel, disk, ports, memory and QEMU command line; N boots each, interleaved A B A B.
 // Reports the init phase (kernel "Run /init" → agent start, both read from the guest clock),
-// QEMU wall time to the agent, MemAvailable seen by the agent, and the image size.
+// QEMU wall time to the agent, MemAvailable seen by the agent, and the image size. The restore
+// row boots burrow once to its snapshot point, saves it, then times restores (launch → agent).
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImage, type Compression } from "../src/image/build";
-import { runVm } from "../src/host/qemu";
+import { runVm, type RunOptions } from "../src/host/qemu";
+import { restoreSnapshot, saveSnapshot, type RestoreTimings } from "../src/host/snapshot";
 
 const ROOT = resolve(import.meta.dir, "..");
 const { values } = parseArgs({
@@ -16,14 +18,15 @@ const { values } = parseArgs({
     kernels: { type: "string", default: "debian,micro" },
     mem: { type: "string", default: "512M" },
     compress: { type: "string", default: "none" },
-    variants: { type: "string", default: "burrow,busybox,burrow-disk" },
+    variants: { type: "string", default: "burrow,busybox,burrow-disk,restore" },
   },
 });
 const runs = Number(values.runs);
 const kernels = values.kernels!.split(",").filter(Boolean);
 const variantNames = values.variants!.split(",").filter(Boolean);
 
-interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number }
+/** initMs is NaN for restores: their guest clock still counts the boot that was saved. */
+interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number; restore?: RestoreTimings }
 interface Row { kernel: string; init: string; imageBytes: number; samples: Sample[]; failures: string[] }
 
 const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null }> = {
@@ -52,38 +55,50 @@ async function images(kernel: string): Promise<Record<string, string>> {
       await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), format: "ext4" });
     }
     else if (variant === "busybox") await buildImage({ ...common, binary: BUSYBOX, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
+    else if (variant === "restore") {
+      // The same initramfs as the burrow row, booted once to its snapshot point and saved.
+      await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
+      const snapshot = join(work, `${kernel}-snapshot`);
+      const { manifest } = await saveSnapshot(vmOptions(kernel, out, false), snapshot);
+      console.error(`bench: ${kernel}/restore saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+      built[variant] = snapshot;
+      continue;
+    }
     else throw new Error(`unknown variant ${variant}`);
     built[variant] = out;
   }
   return built;
 }
 
+function vmOptions(kernel: string, image: string, fromDisk: boolean): RunOptions {
+  return {
+    kernel: KERNELS[kernel]!.vmlinuz, initrd: fromDisk ? null : image, disks: fromDisk ? [image, ROOTFS] : [ROOTFS],
+    ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
+    // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
+    append: `printk.time=1${fromDisk ? " root=/dev/vda init=/init burrow.root=/dev/vdb" : ""}`, timeoutSeconds: 120,
+    snapshotDisks: true,
+  };
+}
+
 async function bootOnce(kernel: string, image: string, variant: string): Promise<Sample> {
-  const fromDisk = variant === "burrow-disk";
   let agentSeenMs = 0;
   let seen = "";
   const started = performance.now();
-  const result = await runVm(
-    {
-      kernel: KERNELS[kernel]!.vmlinuz, initrd: fromDisk ? null : image, disks: fromDisk ? [image, ROOTFS] : [ROOTFS],
-      ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
-      // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
-      append: `printk.time=1${fromDisk ? " root=/dev/vda init=/init burrow.root=/dev/vdb" : ""}`, timeoutSeconds: 120,
-      extraArgs: ["-snapshot"],
-    },
-    (text) => {
-      if (agentSeenMs) return;
-      seen = (seen + text).slice(-4096);
-      if (seen.includes("agent: start")) agentSeenMs = performance.now() - started;
-    },
-  );
+  const onOutput = (text: string) => {
+    if (agentSeenMs) return;
+    seen = (seen + text).slice(-4096);
+    if (seen.includes("agent: start")) agentSeenMs = performance.now() - started;
+  };
+  const restore = variant === "restore" ? await restoreSnapshot(image, { timeoutSeconds: 120 }, onOutput) : null;
+  const result = restore ?? await runVm(vmOptions(kernel, image, variant === "burrow-disk"), onOutput);
   const runInit = /\[\s*([\d.]+)\] Run \/init as init process/.exec(result.output);
   const agentStart = /agent: start uptime=([\d.]+)/.exec(result.output);
   const memAvailable = /agent: meminfo MemAvailable=(\d+)/.exec(result.output);
-  if (!runInit || !agentStart || !memAvailable) {
+  if ((!runInit && !restore) || !agentStart || !memAvailable) {
     throw new Error(`boot did not reach the agent (${result.reason}): ${result.output.split("\n").slice(-8).join(" | ")}`);
   }
-  return { initMs: (Number(agentStart[1]) - Number(runInit[1])) * 1000, wallToAgentMs: agentSeenMs, memAvailableKiB: Number(memAvailable[1]) };
+  const initMs = runInit ? (Number(agentStart[1]) - Number(runInit[1])) * 1000 : NaN;
+  return { initMs, wallToAgentMs: agentSeenMs, memAvailableKiB: Number(memAvailable[1]), ...(restore?.timings ? { restore: restore.timings } : {}) };
 }
 
 const median = (xs: number[]) => {
@@ -103,7 +118,9 @@ for (const kernel of kernels) {
   const built = await images(kernel);
   const byInit = new Map<string, Row>();
   for (const variant of variantsFor(kernel)) {
-    const row: Row = { kernel, init: variant, imageBytes: statSync(built[variant]!).size, samples: [], failures: [] };
+    // A restore's "image" is the saved memory it loads.
+    const imageBytes = statSync(variant === "restore" ? join(built[variant]!, "memory") : built[variant]!).size;
+    const row: Row = { kernel, init: variant, imageBytes, samples: [], failures: [] };
     byInit.set(variant, row);
     rows.push(row);
   }
@@ -128,11 +145,11 @@ function table(): string {
     `|---|---|---|---|---|---|---|`,
   ];
   for (const row of rows) {
-    const init = row.samples.map((s) => s.initMs);
+    const init = row.samples.map((s) => s.initMs).filter((ms) => !Number.isNaN(ms));
     const wall = row.samples.map((s) => s.wallToAgentMs);
     const mem = row.samples.map((s) => s.memAvailableKiB);
     const ok = row.samples.length > 0;
-    lines.push(`| ${row.kernel} | ${row.init} | ${ok ? `${median(init).toFixed(0)} (${range(init)})` : "–"} | ${ok ? `${median(wall).toFixed(0)} (${range(wall)})` : "–"} | ${ok ? median(mem).toFixed(0) : "–"} | ${(row.imageBytes / 2 ** 20).toFixed(1)} | ${row.samples.length}/${row.samples.length + row.failures.length} |`);
+    lines.push(`| ${row.kernel} | ${row.init} | ${init.length ? `${median(init).toFixed(0)} (${range(init)})` : "–"} | ${ok ? `${median(wall).toFixed(0)} (${range(wall)})` : "–"} | ${ok ? median(mem).toFixed(0) : "–"} | ${(row.imageBytes / 2 ** 20).toFixed(1)} | ${row.samples.length}/${row.samples.length + row.failures.length} |`);
   }
   const ratios: string[] = [];
   for (const kernel of kernels) {
@@ -142,6 +159,13 @@ function table(): string {
       const ratio = median(burrow.samples.map((s) => s.initMs)) / median(busybox.samples.map((s) => s.initMs));
       const memDelta = median(burrow.samples.map((s) => s.memAvailableKiB)) - median(busybox.samples.map((s) => s.memAvailableKiB));
       ratios.push(`- ${kernel}: burrow init phase = ${ratio.toFixed(2)}× busybox's (goal ≤ 0.60×); MemAvailable burrow − busybox = ${memDelta} KiB (goal ≥ 0)`);
+    }
+    const restore = rows.find((r) => r.kernel === kernel && r.init === "restore");
+    const wall = (row: Row | undefined) => (row?.samples.length ? median(row.samples.map((s) => s.wallToAgentMs)) : NaN);
+    if (restore?.samples.length) {
+      const parts = restore.samples.map((s) => s.restore!).filter(Boolean);
+      const part = (key: keyof RestoreTimings) => median(parts.map((t) => t[key])).toFixed(0);
+      ratios.push(`- ${kernel}: restore to agent ${wall(restore).toFixed(0)} ms (goal ≤ 500) = busybox cold ÷ ${(wall(busybox) / wall(restore)).toFixed(1)}, burrow cold ÷ ${(wall(burrow) / wall(restore)).toFixed(1)}; made of QMP up ${part("qmpMs")} ms, RAM loaded ${part("loadedMs")} ms, guest resumed ${part("resumedMs")} ms (medians, from launch)`);
     }
   }
   return lines.join("\n") + (ratios.length ? `\n\n${ratios.join("\n")}` : "") + "\n";
@@ -153,18 +177,20 @@ function svg(): string {
   const gap = 10;
   const left = 170;
   const valid = rows.filter((row) => row.samples.length);
-  const max = Math.max(1, ...valid.flatMap((row) => row.samples.map((s) => s.initMs)));
+  // Restores have no init phase of their own: their bar is launch → agent.
+  const barValue = (s: Sample) => (Number.isNaN(s.initMs) ? s.wallToAgentMs : s.initMs);
+  const max = Math.max(1, ...valid.flatMap((row) => row.samples.map(barValue)));
   const scale = (width - left - 60) / max;
   const height = 50 + valid.length * (barHeight + gap);
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
     `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">init phase (Run /init → agent start), ms: median bar, min–max whisker</text>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">init phase (Run /init → agent start; restore: launch → agent), ms: median, min–max</text>`,
   ];
   valid.forEach((row, index) => {
     const y = 40 + index * (barHeight + gap);
-    const values = row.samples.map((s) => s.initMs);
-    const colour = row.init === "burrow" ? "#4a7ebb" : "#d08c3a";
+    const values = row.samples.map((s) => (Number.isNaN(s.initMs) ? s.wallToAgentMs : s.initMs));
+    const colour = row.init === "restore" ? "#5a9e5a" : row.init.startsWith("burrow") ? "#4a7ebb" : "#d08c3a";
     parts.push(`<text x="10" y="${y + 15}">${row.kernel} / ${row.init}</text>`);
     parts.push(`<rect x="${left}" y="${y}" width="${(median(values) * scale).toFixed(1)}" height="${barHeight}" fill="${colour}"/>`);
     const y2 = y + barHeight / 2;

@@ -68,3 +68,39 @@ describe("reading the resume line", () => {
     expect(reads).toBe(3);
   });
 });
+
+describe("host side of snapshots", () => {
+  test("snapshot boots add burrow.snapshot=1 and ro before --, unless the line says otherwise", async () => {
+    const { withKernelWords } = await import("../../src/host/snapshot");
+    expect(withKernelWords("burrow.zram=64M -- a b", ["burrow.snapshot=1", "ro"])).toBe("burrow.zram=64M burrow.snapshot=1 ro -- a b");
+    expect(withKernelWords("rw burrow.snapshot=1", ["burrow.snapshot=1", "ro"])).toBe("rw burrow.snapshot=1");
+  });
+
+  test("the migration URI's path is quoted for the shell QEMU runs it with", async () => {
+    const { shellQuote } = await import("../../src/host/snapshot");
+    expect(shellQuote("/tmp/a b/it's")).toBe(`'/tmp/a b/it'\\''s'`);
+    const echoed = Bun.spawnSync(["sh", "-c", `printf %s ${shellQuote("x'; touch /tmp/pwned; '$(id)")}`]).stdout.toString();
+    expect(echoed).toBe("x'; touch /tmp/pwned; '$(id)");
+  });
+
+  test("a file's identity notices size, time and content changes", async () => {
+    const { fileIdentity, identityChange } = await import("../../src/host/snapshot");
+    const { mkdtempSync, rmSync, writeFileSync, utimesSync } = await import("node:fs");
+    const dir = mkdtempSync("/tmp/burrow-identity-");
+    try {
+      const path = `${dir}/f`;
+      writeFileSync(path, "a".repeat(3 << 20));
+      const saved = fileIdentity(path);
+      expect(identityChange(saved)).toBeNull();
+      writeFileSync(path, "b".repeat(3 << 20));
+      utimesSync(path, saved.mtimeMs / 1000, saved.mtimeMs / 1000);
+      expect(identityChange(saved)).toBe(`${path} has different contents`);
+      writeFileSync(path, "a");
+      expect(identityChange(saved)).toMatch(/changed size/);
+      rmSync(path);
+      expect(identityChange(saved)).toBe(`${path} is gone (ENOENT)`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
