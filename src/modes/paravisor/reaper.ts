@@ -1,7 +1,9 @@
 // PID 1 reaps every orphan, but must not take the status of a child Bun.spawn is waiting for
 // (Bun reaps those itself through their pidfds; stealing one makes `exited` reject with ECHILD).
 // So: peek with waitid(P_ALL, WEXITED|WNOHANG|WNOWAIT); a zombie that is not ours to reap is
-// waitpid'ed by pid; one of Bun's stays for Bun. Runs on SIGCHLD and on a timer.
+// waitpid'ed by pid; one of Bun's stays for Bun. Runs on SIGCHLD only: every exit of a child
+// raises one (a signal that arrives while reap() runs is delivered again afterwards), so an idle
+// VTL2 PID 1 wakes for nothing.
 import { readdirSync, readFileSync } from "node:fs";
 import { log } from "../../log";
 import * as sys from "../../sys";
@@ -12,19 +14,20 @@ const PEEK = sys.Wait.WEXITED | sys.Wait.WNOHANG | sys.Wait.WNOWAIT;
 export class Reaper {
   /** Children Bun.spawn owns: never reaped here. */
   private readonly spawned = new Set<number>();
-  private timer: ReturnType<typeof setInterval> | null = null;
+  private started = false;
   private readonly onSignal = () => this.reap();
   reaped = 0;
 
-  start(intervalMs = 1000): void {
-    if (this.timer) return;
+  start(): void {
+    if (this.started) return;
+    this.started = true;
     process.on("SIGCHLD", this.onSignal);
-    this.timer = setInterval(this.onSignal, intervalMs);
+    // Orphans that died before the handler was installed.
+    this.reap();
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    this.started = false;
     process.off("SIGCHLD", this.onSignal);
   }
 
