@@ -2,8 +2,9 @@
 // PID 1, so commands run through runCommand inside our own try/catch.
 import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
-import { log } from "./log";
 import { BURROW_VERSION } from "./boot/version";
+import { describeError } from "./errors";
+import { log } from "./log";
 
 const init = defineCommand({
   meta: { name: "init", description: "Run the boot plan (what the binary does as PID 1)" },
@@ -31,7 +32,7 @@ const image = defineCommand({
     const { buildImage } = await import("./image/build");
     const adds = collectRepeated(rawArgs, "--add").map((spec) => {
       const colon = spec.lastIndexOf(":");
-      if (colon <= 0 || colon === spec.length - 1) throw new UsageError(`--add needs SRC:DEST, got ${JSON.stringify(spec)}`);
+      if (colon <= 0 || colon === spec.length - 1) throw new Error(`--add needs SRC:DEST, got ${JSON.stringify(spec)}`);
       return [spec.slice(0, colon), spec.slice(colon + 1)] as [string, string];
     });
     const epoch = process.env.SOURCE_DATE_EPOCH;
@@ -78,7 +79,7 @@ const run = defineCommand({
       const dashes = rawArgs.indexOf("--");
       const env = collectRepeated(rawArgs, "--env").map((pair): [string, string] => {
         const equals = pair.indexOf("=");
-        if (equals <= 0) throw new UsageError(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
+        if (equals <= 0) throw new Error(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
         return [pair.slice(0, equals), pair.slice(equals + 1)];
       });
       const result = await restoreSnapshot(args["snapshot-restore"], {
@@ -147,12 +148,10 @@ const cmdline = defineCommand({
   },
 });
 
-export const main = defineCommand({
+const main = defineCommand({
   meta: { name: "burrow", version: BURROW_VERSION, description: "A PID 1 for microVMs and paravisors" },
   subCommands: { init, image, run, cmdline },
 });
-
-class UsageError extends Error {}
 
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
 function collectRepeated(rawArgs: string[], flag: string): string[] {
@@ -196,7 +195,7 @@ export async function cli(rawArgs: string[]): Promise<number> {
     await runCommand(main, { rawArgs });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    log.error((error as Error).message);
+    log.error(describeError(error));
     return 1;
   }
 }

@@ -1,15 +1,17 @@
 // Logging through consola with one reporter: one line per record on the console (fd 2) and,
 // as PID 1, one write() per record to /dev/kmsg in syslog form "<pri>burrow: message".
 import { createConsola, type ConsolaInstance, type LogObject } from "consola";
-import { closeSync, openSync, readFileSync, writeSync, constants as fsConstants } from "node:fs";
+import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { inspect } from "node:util";
 import type { LogLevelName } from "./config/config";
+import { describeError } from "./errors";
+import { OpenFlags } from "./sys/constants";
 
 /** consola's numeric levels for our level names. */
 export const CONSOLA_LEVEL: Record<LogLevelName, number> = { error: 0, warn: 1, info: 3, debug: 4, trace: 5 };
 
 /** Kernel log levels for a consola level: error→ERR(3), warn→WARNING(4), info→NOTICE(5), debug→INFO(6), trace→DEBUG(7). */
-export function kmsgSeverity(consolaLevel: number): number {
+function kmsgSeverity(consolaLevel: number): number {
   if (consolaLevel <= 0) return 3;
   if (consolaLevel <= 1) return 4;
   if (consolaLevel <= 3) return 5;
@@ -17,7 +19,7 @@ export function kmsgSeverity(consolaLevel: number): number {
   return 7;
 }
 
-export const KMSG_MAX_RECORD = 1000;
+const KMSG_MAX_RECORD = 1000;
 
 /** One /dev/kmsg record: "<facility*8+severity>tag: message\n", capped below the 1 KiB record limit. */
 export function formatKmsgRecord(facility: number, consolaLevel: number, tag: string, message: string): string {
@@ -95,10 +97,10 @@ export function configureLogging(next: Partial<LogSinks>, boottimeMs?: () => num
   if (boottimeMs) boottimeReader = boottimeMs;
   if (sinks.kmsg && kmsgFd === null) {
     try {
-      kmsgFd = openSync("/dev/kmsg", fsConstants.O_WRONLY | 0o2000000 /* O_CLOEXEC */);
+      kmsgFd = openSync("/dev/kmsg", OpenFlags.WRONLY | OpenFlags.CLOEXEC);
     } catch (error) {
       sinks.kmsg = false;
-      log.warn(`cannot open /dev/kmsg: ${(error as Error).message}`);
+      log.warn(`cannot open /dev/kmsg: ${describeError(error)}`);
     }
   }
   if (sinks.kmsg && kmsgFd !== null) {
@@ -125,7 +127,9 @@ export function closeLogging(): void {
   if (kmsgFd !== null) {
     try {
       closeSync(kmsgFd);
-    } catch {}
+    } catch {
+      // Already closed: nothing can leak.
+    }
     kmsgFd = null;
   }
   sinks.kmsg = false;

@@ -7,10 +7,10 @@ import { describeError } from "../errors";
 import { closeLogging, log } from "../log";
 import * as sys from "../sys";
 import { exitStatusLine } from "./exit-marker";
+import { EXEC_PATH_VAR } from "./paths";
 import type { BootReport } from "./plan";
 
-export const REPORT_PATH = "/run/burrow/boot.json";
-export const SHELL_PATH_VAR = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const REPORT_PATH = "/run/burrow/boot.json";
 
 interface EndingSettings {
   onfail: OnFail;
@@ -83,7 +83,7 @@ function startShell(): void {
     log.warn(`dropping to ${shell} (burrow.onfail=shell)`);
     try {
       prepareForExec();
-      sys.execve(shell, shell.endsWith("busybox") ? [shell, "sh"] : [shell], [SHELL_PATH_VAR, "HOME=/root", "TERM=linux"]);
+      sys.execve(shell, shell.endsWith("busybox") ? [shell, "sh"] : [shell], [EXEC_PATH_VAR, "HOME=/root", "TERM=linux"]);
     } catch (error) {
       log.error(`cannot start ${shell}: ${describeError(error)}`);
     }
@@ -103,7 +103,7 @@ function enterFallbackRoot(): void {
 }
 
 /** sync and power off/halt/reboot. Prints the exit-status line first so the host learns the status. */
-export async function endVm(how: "poweroff" | "halt" | "reboot", status: number): Promise<never> {
+async function endVm(how: "poweroff" | "halt" | "reboot", status: number): Promise<never> {
   finishing = true;
   log.info(`${how === "poweroff" ? "powering off" : how === "halt" ? "halting" : "rebooting"}`);
   announceExitStatus(status);

@@ -1,6 +1,11 @@
-// Mount helpers shared by the modes: idempotent mounts that read /proc/self/mountinfo.
+// Mounts for every mode: idempotent mounts that read /proc/self/mountinfo, and the walk over a
+// mode's table of API filesystems.
 import { mkdirSync, readFileSync } from "node:fs";
+import { log } from "../log";
 import * as sys from "../sys";
+
+/** One row of a mode's mount table. */
+export interface MountSpec { source: string; target: string; fstype: string; flags: number; data?: string }
 
 export interface MountEntry { mountPoint: string; fstype: string; source: string; options: string }
 
@@ -9,7 +14,7 @@ export function readMounts(path = "/proc/self/mountinfo"): MountEntry[] {
   try {
     text = readFileSync(path, "utf8");
   } catch {
-    return [];
+    return []; // no /proc: nothing is known to be mounted, so ensureMount mounts
   }
   return text.split("\n").filter(Boolean).map(parseMountinfoLine);
 }
@@ -54,4 +59,12 @@ export function ensureMount(source: string, target: string, fstype: string, flag
     throw error;
   }
   return "mounted";
+}
+
+/** ensureMount each row in order: a row may mount under an earlier one (/dev/pts under /dev). */
+export function mountTable(table: readonly MountSpec[]): void {
+  for (const spec of table) {
+    const outcome = ensureMount(spec.source, spec.target, spec.fstype, spec.flags, spec.data ?? null);
+    log.debug(`mount ${spec.target} (${spec.fstype}): ${outcome}, flags 0x${spec.flags.toString(16)}`);
+  }
 }

@@ -93,6 +93,6 @@ function safe<T>(fn: () => T, fallback: T): T {
   try {
     return fn();
   } catch {
-    return fallback;
+    return fallback; // for values the boot can go on without (the kernel's release name)
   }
 }

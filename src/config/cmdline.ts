@@ -9,6 +9,11 @@ export interface CmdlineToken {
   value: string | null; // null: a bare word without "="
 }
 
+/** What is wrong with a word of the command line (key "" or "--": with the line as a whole). */
+export interface Problem extends CmdlineToken {
+  message: string;
+}
+
 export interface TokenizedCmdline {
   params: CmdlineToken[];
   initArgs: string[];
@@ -27,7 +32,7 @@ export function isKernelSpace(byte: number): boolean {
 const decoder = new TextDecoder("utf-8", { fatal: false });
 const encoder = new TextEncoder();
 
-export function cmdlineBytes(line: string | Uint8Array): Uint8Array {
+function cmdlineBytes(line: string | Uint8Array): Uint8Array {
   const bytes = typeof line === "string" ? encoder.encode(line) : line;
   // /proc/cmdline is a C string: nothing after a NUL reaches the kernel's parser.
   const nul = bytes.indexOf(0);
@@ -113,7 +118,7 @@ function parseArgs(bytes: Uint8Array, start: number): { tokens: CmdlineToken[]; 
 }
 
 /** The kernel rebuilds init's words as "key=value" without the quotes (repair_env_string). */
-export function wordOf(token: CmdlineToken): string {
+function wordOf(token: CmdlineToken): string {
   return token.value === null ? token.key : `${token.key}=${token.value}`;
 }
 

@@ -4,7 +4,8 @@
 // gives a Config and its problems, never an exception — keys are looked up in Maps, so a word
 // named like an Object.prototype member is just an unknown word.
 import { RUN_ID_PATTERN } from "../boot/exit-marker";
-import { encodeParam, normalizeModuleName, tokenize, type CmdlineToken } from "./cmdline";
+import { describeError } from "../errors";
+import { encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
 
 export type Mode = "microvm" | "paravisor";
@@ -17,12 +18,6 @@ export type ZramSetting =
   | { kind: "percent"; percent: number }
   | { kind: "bytes"; bytes: number }
   | { kind: "invalid"; value: string; reason: string };
-
-export interface Problem {
-  key: string;
-  value: string | null;
-  message: string;
-}
 
 /** module (normalized) → its parameters, each already spelled for finit_module. */
 export type ModuleParams = ReadonlyMap<string, readonly string[]>;
@@ -61,7 +56,7 @@ export interface Config {
 
 type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms">;
 
-export const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
+const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
   mode: "microvm",
   log: "info",
   onfail: "poweroff",
@@ -86,7 +81,7 @@ export const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] }
 } as const);
 
 /** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
-export const MAX_MODULE_REQUEST = 255;
+const MAX_MODULE_REQUEST = 255;
 
 type Setter = (config: Config, value: string | null, key: string) => string | void;
 
@@ -194,7 +189,7 @@ const OWN_PREFIXES = ["burrow.", "init."];
 const MODULE_NAME = /^[A-Za-z0-9_-]{1,55}$/;
 const PARAM_NAME = /^[A-Za-z0-9_.-]{1,255}$/;
 
-export function parseBoolean(value: string | null): boolean | null {
+function parseBoolean(value: string | null): boolean | null {
   if (value === null) return true; // a bare "burrow.net" means on
   const lowered = value.toLowerCase();
   if (["1", "on", "true", "yes", "y"].includes(lowered)) return true;
@@ -259,7 +254,7 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
     // Not expected; but PID 1 must boot on defaults (and the user's onfail) rather than die here.
     const fresh = defaultConfig();
     fresh.onfail = readOnFail(cmdline);
-    fresh.problems.push({ key: "", value: null, message: `cannot parse the command line (${error instanceof Error ? error.message : String(error)}); using the defaults` });
+    fresh.problems.push({ key: "", value: null, message: `cannot parse the command line (${describeError(error)}); using the defaults` });
     return fresh;
   }
   return config;

@@ -3,8 +3,7 @@
 // CONFIG_INIT_ENV_ARG_LIMIT (32: more makes the kernel panic before init runs). Some variables
 // steer Bun, JavaScriptCore, glibc's loader or Node before burrow's first line; the preload
 // constructor (image/early-mounts.c) removes them, and the programs burrow starts never see them.
-import type { CmdlineToken } from "./cmdline";
-import type { Problem } from "./config";
+import type { CmdlineToken, Problem } from "./cmdline";
 
 /** Variables that steer the runtime or the dynamic loader. Keep in step with early-mounts.c. */
 export const RUNTIME_ENV_PREFIXES = ["BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_"] as const;
@@ -16,7 +15,7 @@ export function isRuntimeVariable(name: string): boolean {
 /** init's argv holds "init" plus at most this many words. */
 export const MAX_INIT_ARGS = 31;
 /** init's environment holds HOME and TERM plus at most this many more. */
-export const MAX_INIT_ENV_WORDS = 30;
+const MAX_INIT_ENV_WORDS = 30;
 
 /**
  * Parameters the kernel consumes itself (a common subset of __setup/early_param names): they

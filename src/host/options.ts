@@ -2,13 +2,12 @@
 // QEMU parses `-drive`, `-chardev` and `-device` values as `key=value,key=value`: a comma in a
 // path would end the value and start a new option (`x.raw,snapshot=on` injects `snapshot=on`),
 // so every value built from user input goes through qemuOptionValue.
-import { RunError } from "./errors";
 
 /** QEMU's own escaping inside an option list: a literal comma is written as two. */
 export function qemuOptionValue(value: string, what: string): string {
-  if (value === "") throw new RunError(`${what} is empty`);
+  if (value === "") throw new Error(`${what} is empty`);
   // argv strings cannot carry NUL; refuse it here rather than let the spawn fail obscurely.
-  if (value.includes("\0")) throw new RunError(`${what} contains a NUL byte`);
+  if (value.includes("\0")) throw new Error(`${what} contains a NUL byte`);
   return value.replaceAll(",", ",,");
 }
 
@@ -24,12 +23,12 @@ export function parseTimeout(value: string): number {
 
 export function checkTimeout(seconds: number, shown: string | number = seconds): void {
   if (!(Number.isFinite(seconds) && seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) {
-    throw new RunError(`--timeout must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${JSON.stringify(String(shown))}`);
+    throw new Error(`--timeout must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS} (7 days), got ${JSON.stringify(String(shown))}`);
   }
 }
 
 /** QEMU's x86 machines take at most 288 vCPUs; more is a typo, not a plan. */
-export const MAX_SMP = 288;
+const MAX_SMP = 288;
 
 /** `--smp`: a plain vCPU count (QEMU's -smp also takes `sockets=…,maxcpus=…`, which we do not pass through). */
 export function parseSmp(value: string): number {
@@ -40,7 +39,7 @@ export function parseSmp(value: string): number {
 
 export function checkSmp(count: number, shown: string | number = count): void {
   if (!(Number.isInteger(count) && count >= 1 && count <= MAX_SMP)) {
-    throw new RunError(`--smp must be a whole number of vCPUs from 1 to ${MAX_SMP}, got ${JSON.stringify(String(shown))}`);
+    throw new Error(`--smp must be a whole number of vCPUs from 1 to ${MAX_SMP}, got ${JSON.stringify(String(shown))}`);
   }
 }
 
@@ -58,7 +57,7 @@ export function parseMem(value: string): string {
   const unit = (match?.[2] ?? "M").toUpperCase();
   const bytes = match ? Number(match[1]) * MEM_UNITS[unit]! : NaN;
   if (!(bytes >= MIN_MEM && bytes <= MAX_MEM)) {
-    throw new RunError(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}`);
+    throw new Error(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}`);
   }
   return `${match![1]}${unit}`;
 }

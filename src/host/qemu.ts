@@ -4,11 +4,9 @@ import { getRandomValues } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../boot/exit-marker";
 import { splitWords } from "../config/cmdline";
-import { RunError } from "./errors";
+import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
 import { checkSmp, checkTimeout, parseMem, qemuOptionValue } from "./options";
-
-export { RunError } from "./errors";
 
 export type Machine = "microvm" | "q35";
 export type Accel = "tcg" | "kvm";
@@ -68,7 +66,7 @@ function readCpuinfo(): string {
   try {
     return readFileSync("/proc/cpuinfo", "utf8");
   } catch {
-    return "";
+    return ""; // no cpuinfo: no TSC frequency to pass on
   }
 }
 
@@ -110,7 +108,7 @@ function diskDriver(path: string): "file" | "host_device" {
   try {
     return statSync(path).isBlockDevice() ? "host_device" : "file";
   } catch {
-    return "file";
+    return "file"; // missing: checkRunInputs refuses it before QEMU starts
   }
 }
 
@@ -162,7 +160,7 @@ export function qemuArgs(options: RunOptions): string[] {
 }
 
 function checkPortName(name: string, spec: string): void {
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RunError(`bad port name ${JSON.stringify(name)} in --port ${spec} (letters, digits, . _ -)`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new Error(`bad port name ${JSON.stringify(name)} in --port ${spec} (letters, digits, . _ -)`);
 }
 
 /** "NAME" or "NAME=FILE". */
@@ -201,7 +199,7 @@ export const HALTED_EXIT_CODE = 3;
 const INIT_EXIT = /Attempted to kill init! exitcode=0x([0-9a-f]+)/;
 const PANIC = /Kernel panic - not syncing: ([^\r\n]*)/;
 /** The kernel's own line for reboot(HALT), alone on its line (after an optional printk time). */
-export const HALTED = /^(?:\[\s*\d+\.\d+\] )?reboot: System halted\r?$/m;
+const HALTED = /^(?:\[\s*\d+\.\d+\] )?reboot: System halted\r?$/m;
 
 /** The status from the LAST marker line carrying this run's id (an earlier one may be replayed text). */
 function trustedExitStatus(output: string, runId: string | null): number | null {
@@ -246,15 +244,15 @@ export function checkRunInputs(options: RunOptions): void {
   if (!existsSync(options.kernel)) missing.push(`kernel ${options.kernel}`);
   if (options.initrd && !existsSync(options.initrd)) missing.push(`initrd ${options.initrd}`);
   for (const disk of options.disks) if (!existsSync(disk)) missing.push(`disk ${disk}`);
-  if (missing.length) throw new RunError(`not found: ${missing.join(", ")}`);
+  if (missing.length) throw new Error(`not found: ${missing.join(", ")}`);
   checkTimeout(options.timeoutSeconds);
   checkSmp(options.smp);
   parseMem(options.mem);
-  if (options.runId !== undefined && !RUN_ID_PATTERN.test(options.runId)) throw new RunError(`bad run id ${JSON.stringify(options.runId)} (8 to 64 letters and digits)`);
+  if (options.runId !== undefined && !RUN_ID_PATTERN.test(options.runId)) throw new Error(`bad run id ${JSON.stringify(options.runId)} (8 to 64 letters and digits)`);
   const words = splitWords(options.append);
   const kernelWords = words.includes("--") ? words.slice(0, words.indexOf("--")) : words;
   // The id must come from this run alone, or a guest could be told which marker to forge.
-  if (kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new RunError(`burrow.runid= is set by burrow run itself; remove it from --append`);
+  if (kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new Error(`burrow.runid= is set by burrow run itself; remove it from --append`);
 }
 
 /** Boot, stream the console to `onOutput`, and classify the end. */
@@ -267,7 +265,7 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
   try {
     child = Bun.spawn(args, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   } catch (error) {
-    throw new RunError(`cannot start ${args[0]}: ${(error as Error).message} (install qemu-system-x86: \`just deps\`)`);
+    throw new Error(`cannot start ${args[0]}: ${describeError(error)} (install qemu-system-x86: \`just deps\`)`);
   }
   let timedOut = false;
   const timer = setTimeout(() => {

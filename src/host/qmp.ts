@@ -1,7 +1,7 @@
 // A small QMP client (QEMU's JSON machine protocol) over a unix socket: typed commands, one at a
 // time, replies matched by id; asynchronous events are kept for whoever waits on them.
 import type { Socket } from "bun";
-import { RunError } from "./errors";
+import { describeError } from "../errors";
 
 export interface QmpGreeting { version: { qemu: { major: number; minor: number; micro: number }; package: string } }
 
@@ -31,13 +31,13 @@ export class QmpClient {
           unix: path,
           socket: {
             data: (_socket, data) => client.receive(data.toString()),
-            close: () => client.fail(new RunError("QMP connection closed by QEMU")),
-            error: (_socket, error) => client.fail(new RunError(`QMP: ${error.message}`)),
+            close: () => client.fail(new Error("QMP connection closed by QEMU")),
+            error: (_socket, error) => client.fail(new Error(`QMP: ${error.message}`)),
           },
         });
         break;
       } catch (error) {
-        if (performance.now() > deadline) throw new RunError(`cannot connect to QMP socket ${path}: ${(error as Error).message}`);
+        if (performance.now() > deadline) throw new Error(`cannot connect to QMP socket ${path}: ${describeError(error)}`);
         await Bun.sleep(5);
       }
     }
@@ -57,7 +57,7 @@ export class QmpClient {
       try {
         message = JSON.parse(line);
       } catch {
-        continue;
+        continue; // QMP speaks only JSON: a broken line carries nothing to act on
       }
       if ("QMP" in message) {
         this.greeting = message.QMP as QmpGreeting;
@@ -70,7 +70,7 @@ export class QmpClient {
         const [entry] = this.pending.splice(index, 1);
         if ("error" in message) {
           const error = message.error as { class?: string; desc?: string };
-          entry!.reject(new RunError(`QMP ${entry!.command} failed: ${error.class ?? "Error"}: ${error.desc ?? "no description"}`));
+          entry!.reject(new Error(`QMP ${entry!.command} failed: ${error.class ?? "Error"}: ${error.desc ?? "no description"}`));
         } else {
           entry!.resolve(message.return);
         }
@@ -86,7 +86,7 @@ export class QmpClient {
 
   /** Run one command and return its "return" value. */
   execute<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
-    if (this.closed || !this.socket) return Promise.reject(new RunError(`QMP ${command}: connection closed`));
+    if (this.closed || !this.socket) return Promise.reject(new Error(`QMP ${command}: connection closed`));
     const id = `burrow-${this.nextId++}`;
     return new Promise<T>((resolve, reject) => {
       this.pending.push({ id, command, resolve: resolve as (value: unknown) => void, reject });
@@ -100,7 +100,7 @@ export class QmpClient {
     for (;;) {
       const value = await this.execute<T>(command);
       if (done(value)) return value;
-      if (performance.now() > deadline) throw new RunError(`QMP ${command}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
+      if (performance.now() > deadline) throw new Error(`QMP ${command}: still ${JSON.stringify(value)} after ${timeoutMs} ms`);
       await Bun.sleep(pauseMs);
     }
   }

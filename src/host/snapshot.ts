@@ -12,7 +12,7 @@ import { join, resolve } from "node:path";
 import type { Socket } from "bun";
 import { splitWords } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
-import { RunError } from "./errors";
+import { describeError } from "../errors";
 import { QmpClient } from "./qmp";
 import { newRunId, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
 
@@ -134,7 +134,7 @@ class LineSocket {
         });
         return client;
       } catch (error) {
-        if (performance.now() > deadline) throw new RunError(`cannot connect to the control socket ${path}: ${(error as Error).message}`);
+        if (performance.now() > deadline) throw new Error(`cannot connect to the control socket ${path}: ${describeError(error)}`);
         await Bun.sleep(5);
       }
     }
@@ -180,9 +180,9 @@ function prepareSnapshotDir(dir: string): void {
     mkdirSync(dir, { recursive: true });
     return;
   }
-  if (!statSync(dir).isDirectory()) throw new RunError(`--snapshot-save ${dir}: not a directory`);
+  if (!statSync(dir).isDirectory()) throw new Error(`--snapshot-save ${dir}: not a directory`);
   const foreign = readdirSync(dir).filter((name) => name !== MANIFEST && name !== MEMORY);
-  if (foreign.length > 0) throw new RunError(`--snapshot-save ${dir}: the directory holds other files (${foreign.slice(0, 3).join(", ")}); give an empty or new directory`);
+  if (foreign.length > 0) throw new Error(`--snapshot-save ${dir}: the directory holds other files (${foreign.slice(0, 3).join(", ")}); give an empty or new directory`);
 }
 
 export interface SaveResult {
@@ -215,7 +215,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
           const control = await LineSocket.connect(controlSocket, 10_000);
           for (;;) {
             const line = await control.nextLine();
-            if (line === null) throw new RunError("the guest never announced its snapshot point (control port closed)");
+            if (line === null) throw new Error("the guest never announced its snapshot point (control port closed)");
             if (parseReady(line).ok) break;
           }
           const readyAfterMs = performance.now() - started;
@@ -223,10 +223,11 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
           await qmp.execute("stop");
           await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(partial)}` });
           const status = await qmp.waitFor<{ status?: string; "error-desc"?: string }>("query-migrate", (value) => value.status === "completed" || value.status === "failed", 600_000, 10);
-          if (status.status !== "completed") throw new RunError(`saving the VM failed: ${status["error-desc"] ?? status.status}`);
+          if (status.status !== "completed") throw new Error(`saving the VM failed: ${status["error-desc"] ?? status.status}`);
           renameSync(partial, memoryPath);
           const saveMs = performance.now() - saveStarted;
           const version = qmp.greeting?.version.qemu;
+          // QEMU may close the socket before it answers quit; it is ending either way.
           await qmp.execute("quit").catch(() => {});
           control.close();
           qmp.close();
@@ -237,9 +238,9 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
         }
       })();
     } }, onOutput);
-    if (!driven) throw new RunError(`QEMU did not start: ${run.reason}`);
-    const saved = await (driven as Promise<{ qemu: string; readyAfterMs: number; saveMs: number }>).catch((error: Error) => {
-      throw new RunError(`${error.message} (guest: ${run.reason})`);
+    if (!driven) throw new Error(`QEMU did not start: ${run.reason}`);
+    const saved = await (driven as Promise<{ qemu: string; readyAfterMs: number; saveMs: number }>).catch((error: unknown) => {
+      throw new Error(`${describeError(error)} (guest: ${run.reason})`);
     });
     const manifest: SnapshotManifest = {
       burrowSnapshot: MANIFEST_VERSION,
@@ -285,10 +286,10 @@ export function readManifest(dir: string): SnapshotManifest {
   try {
     manifest = JSON.parse(readFileSync(path, "utf8"));
   } catch (error) {
-    throw new RunError(`--snapshot-restore ${dir}: no readable ${MANIFEST} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+    throw new Error(`--snapshot-restore ${dir}: no readable ${MANIFEST} (${(error as NodeJS.ErrnoException).code ?? describeError(error)})`);
   }
-  if (manifest?.burrowSnapshot !== MANIFEST_VERSION) throw new RunError(`--snapshot-restore ${dir}: ${MANIFEST} is not a burrow snapshot manifest of version ${MANIFEST_VERSION}`);
-  if (!existsSync(join(dir, MEMORY))) throw new RunError(`--snapshot-restore ${dir}: no saved memory (${MEMORY})`);
+  if (manifest?.burrowSnapshot !== MANIFEST_VERSION) throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} is not a burrow snapshot manifest of version ${MANIFEST_VERSION}`);
+  if (!existsSync(join(dir, MEMORY))) throw new Error(`--snapshot-restore ${dir}: no saved memory (${MEMORY})`);
   return manifest;
 }
 
@@ -329,11 +330,11 @@ export interface RestoreResult extends RunResult {
 export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOutput: (text: string) => void = () => {}): Promise<RestoreResult> {
   const manifest = readManifest(dir);
   const problem = restoreProblem(manifest);
-  if (problem) throw new RunError(`cannot restore ${dir}: ${problem}`);
+  if (problem) throw new Error(`cannot restore ${dir}: ${problem}`);
   const saved = manifest.options;
   const ports = saved.ports.map((port) => restore.ports?.find((entry) => entry.name === port.name) ?? port);
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
-  if (unknown.length > 0) throw new RunError(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
+  if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
   const instance = restore.instance ?? `i${newRunId(12)}`;
   const sockets = mkdtempSync(join(tmpdir(), "burrow-restore-"));
   const controlSocket = join(sockets, "control");
@@ -374,7 +375,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
             let resumedMs = -1;
             for (;;) {
               const line = await control.nextLine();
-              if (line === null) throw new RunError("the control port closed before the guest resumed");
+              if (line === null) throw new Error("the control port closed before the guest resumed");
               if (parseResumed(line).ok) {
                 resumedMs = performance.now() - started;
                 break;
@@ -390,9 +391,9 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
         })();
       },
     }, onOutput);
-    let driverError: Error | null = null;
-    const timings = driven ? await (driven as Promise<RestoreTimings>).catch((error: Error) => ((driverError = error), null)) : null;
-    if (driverError) throw new RunError(`restore of ${dir} failed: ${(driverError as Error).message} (guest: ${run.reason})`);
+    let driverError: unknown = null;
+    const timings = driven ? await (driven as Promise<RestoreTimings>).catch((error: unknown) => ((driverError = error), null)) : null;
+    if (driverError) throw new Error(`restore of ${dir} failed: ${describeError(driverError)} (guest: ${run.reason})`);
     return { ...run, instance, timings };
   } finally {
     rmSync(sockets, { recursive: true, force: true });

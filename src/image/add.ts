@@ -5,6 +5,7 @@
 // kernel's unpacker through it in the guest.
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from "node:fs";
 import { join } from "node:path";
+import { describeError } from "../errors";
 import { cpioName, cpioNameProblem, type CpioArchive, type CpioEntry } from "./cpio";
 import { ImageError } from "./error";
 import { newcSizeProblem, shortPath } from "./limits";
@@ -44,7 +45,7 @@ function addEntry(archive: CpioArchive, source: string, destination: string, rul
   try {
     archive.add(entry);
   } catch (error) {
-    throw refuse((error as Error).message);
+    throw refuse(describeError(error));
   }
   if (type === "dir") {
     for (const child of readdirSync(source).sort()) addEntry(archive, join(source, child), join(destination, child), rules);
@@ -77,6 +78,6 @@ function isSymlink(path: string): boolean {
   try {
     return lstatSync(path).isSymbolicLink();
   } catch {
-    return false;
+    return false; // nothing there: the caller reports the source as not found
   }
 }

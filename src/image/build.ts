@@ -14,11 +14,8 @@ import { writeAtomically, writeInto } from "./output";
 import { addEarlyMounts } from "./preload";
 import { withScratch } from "./scratch";
 
-export { ImageError } from "./error";
+// bench/run.ts names the compression type of ImageOptions.compress through this entry point.
 export { type Compression } from "./compress";
-export { ROOT_MOUNT_POINT } from "./layout";
-export { DEFAULT_MODULES, loadModuleIndex, type ModuleLayout } from "./modules";
-export { EARLY_MOUNTS_PATH } from "./preload";
 
 export interface ImageOptions {
   binary: string;

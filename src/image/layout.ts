@@ -1,8 +1,6 @@
 // The directories and device nodes every image has, whatever the kernel and the binary.
+import { ROOT_MOUNT_POINT } from "../boot/paths";
 import type { CpioArchive } from "./cpio";
-
-/** Where the microVM plan mounts the real root before switching to it. */
-export const ROOT_MOUNT_POINT = "/sysroot";
 
 const DIRECTORIES: [string, number][] = [
   ["/proc", 0o755], ["/sys", 0o755], ["/dev", 0o755], ["/run", 0o755], ["/tmp", 0o1777],

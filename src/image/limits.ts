@@ -2,9 +2,9 @@
 // that could not be stored or that the guest could not open.
 
 /** Linux PATH_MAX counts the terminating NUL: an absolute path has at most 4095 bytes. */
-export const PATH_MAX = 4096;
+const PATH_MAX = 4096;
 /** Linux (and ext4) NAME_MAX: bytes per path component. */
-export const NAME_MAX = 255;
+const NAME_MAX = 255;
 /** newc headers hold every number as 8 hex digits. */
 export const NEWC_FIELD_MAX = 0xffffffff;
 

@@ -9,7 +9,7 @@ import { ImageError } from "./error";
 import { runTool, systemTool } from "./tool";
 
 /** What microvm mode loads on Debian's kernel, where every driver is a module. */
-export const DEFAULT_MODULES = [
+const DEFAULT_MODULES = [
   "virtio_mmio", "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "virtio_balloon",
   "ext4", "crc32c", "zram", "zsmalloc", "lz4", "lzo", "lzo-rle",
 ];
@@ -31,7 +31,7 @@ export interface ModuleRequest {
   layout?: ModuleLayout;
 }
 
-export function loadModuleIndex(moduleDir: string): ModuleIndex {
+function loadModuleIndex(moduleDir: string): ModuleIndex {
   const index = readModuleIndex(moduleDir);
   if (!index) throw new ImageError(`${join(moduleDir, "modules.dep")} is missing (run depmod, or \`just kernel\`)`);
   return index;

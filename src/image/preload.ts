@@ -7,7 +7,7 @@ import type { CpioArchive } from "./cpio";
 import { ImageError } from "./error";
 import { runTool } from "./tool";
 
-export const EARLY_MOUNTS_PATH = "/lib/burrow/early-mounts.so";
+const EARLY_MOUNTS_PATH = "/lib/burrow/early-mounts.so";
 
 export function addEarlyMounts(archive: CpioArchive, scratch: string): void {
   archive.add({ type: "file", path: EARLY_MOUNTS_PATH, data: compileEarlyMounts(scratch), mode: 0o755 });

@@ -14,7 +14,7 @@ export async function withScratch<T>(use: (scratch: string) => T | Promise<T>): 
 }
 
 /** Removes a tree even when --add gave some of its directories modes that keep their owner out (0555, 0000). */
-export function removeTree(root: string): void {
+function removeTree(root: string): void {
   const unlock = (path: string) => {
     if (!lstatSync(path, { throwIfNoEntry: false })?.isDirectory()) return;
     chmodSync(path, 0o700);

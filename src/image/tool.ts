@@ -3,6 +3,7 @@
 // whatever characters they hold.
 import { spawnSync } from "bun";
 import { existsSync } from "node:fs";
+import { describeError } from "../errors";
 import { ImageError } from "./error";
 
 /** A system tool from /usr/sbin or /sbin (often missing from a user's PATH), else from PATH. */
@@ -25,7 +26,7 @@ export function runTool(argv: string[], run: ToolRun): { stdout: string; stderr:
   try {
     result = spawnSync(argv, { stdout: "pipe", stderr: "pipe", env: run.env ?? process.env });
   } catch (error) {
-    throw new ImageError(`${run.what} failed: cannot run ${argv[0]}: ${(error as Error).message}${hint}`);
+    throw new ImageError(`${run.what} failed: cannot run ${argv[0]}: ${describeError(error)}${hint}`);
   }
   if (result.exitCode !== 0) {
     const stderr = result.stderr.toString().trim().split("\n").map((line) => line.trim()).filter(Boolean).join("; ");

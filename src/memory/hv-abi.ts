@@ -1,8 +1,9 @@
 // The kernel and hypervisor interface of the memory step: ioctl numbers for /dev/mshv, the
 // mshv_vtl fd and /dev/mshv_hvcall, hypercall codes and statuses, TDX leaves, and the encoders of
-// their structs (numbers and layouts: /work/shared/reference/mshv-vtl-uapi.md §1.1, §3, §4). Pure
-// data: every struct is a little-endian byte buffer, built and read with DataView. The driver that
-// issues the calls is hv.ts.
+// their structs. Numbers and layouts are those of OpenHCL's mshv_vtl UAPI (the OHCL-Linux-Kernel's
+// include/uapi/linux/mshv.h) as OpenVMM's openhcl/hcl uses them; where the two differ, OpenVMM,
+// the userspace that ships, wins. Pure data: every struct is a little-endian byte buffer, built
+// and read with DataView. The driver that issues the calls is hv.ts.
 import { PAGE } from "./ranges";
 
 export const Ioctl = {
@@ -37,7 +38,7 @@ export const HvStatus = {
 const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(HvStatus).map(([name, code]) => [code, name]));
 export const statusName = (status: number): string => `${STATUS_NAMES[status] ?? "HvStatus"}(0x${status.toString(16)})`;
 
-export const PARTITION_ID_SELF = 0xffff_ffff_ffff_ffffn;
+const PARTITION_ID_SELF = 0xffff_ffff_ffff_ffffn;
 /** A hypercall's input must fit one page, which caps the rep elements per call. */
 const INPUT_PAGE_BYTES = PAGE;
 /** 510: u64 GPN elements after the 16-byte header. */

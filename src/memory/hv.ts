@@ -8,7 +8,6 @@ import {
 } from "./hv-abi";
 import { PAGE } from "./ranges";
 
-// Kept while test/unit/memory.test.ts imports the interface from here.
 /** One raw hypercall: control word and input bytes in, 64-bit result out. */
 export type HypercallFn = (controlWord: bigint, input: Uint8Array) => bigint;
 
@@ -35,7 +34,6 @@ export interface CallStats {
   timeouts: number;
 }
 
-export const newStats = (): CallStats => ({ calls: {}, timeouts: 0 });
 const countCall = (stats: CallStats | undefined, code: number) => {
   if (!stats) return;
   const key = `0x${code.toString(16).padStart(4, "0")}`;
@@ -43,13 +41,13 @@ const countCall = (stats: CallStats | undefined, code: number) => {
 };
 
 /** Consecutive Timeouts without progress before we give up (OV retries forever). */
-export const MAX_STALLED_TIMEOUTS = 64;
+const MAX_STALLED_TIMEOUTS = 64;
 
 /**
  * Issue one rep hypercall of `count` elements, resuming from `processed` on Timeout.
  * Returns null on success, or { status, processed } for a failure (processed = the failing element).
  */
-export function repCall(call: HypercallFn, code: number, count: number, input: Uint8Array, stats?: CallStats): HvResult | null {
+function repCall(call: HypercallFn, code: number, count: number, input: Uint8Array, stats?: CallStats): HvResult | null {
   let start = 0;
   let stalled = 0;
   for (;;) {

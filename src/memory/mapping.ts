@@ -2,11 +2,12 @@
 // to 1 GiB (2 MiB / 4 KiB for small spaces), each RAM range mapped MAP_SHARED|MAP_FIXED from
 // /dev/mshv_vtl_low at base + GPA, so VA ≡ GPA modulo 1 GiB and the kernel can use huge pages.
 // Bitmaps: one bit per page, LSB first, in a NORESERVE anonymous mapping (untouched = free).
+import { describeError } from "../errors";
 import * as sys from "../sys";
 import { alignUp, coalesce, fmt, hex, len, ONE_GB, PAGE, TWO_MB, type Range } from "./ranges";
 
 /** Bit 63 of the file offset selects the shared (decrypted) alias. */
-export const SHARED_MEMORY_FLAG = 1n << 63n;
+const SHARED_MEMORY_FLAG = 1n << 63n;
 
 export interface Reservation {
   base: number;
@@ -175,7 +176,7 @@ export function zeroThrough(mapping: GuestMapping, ranges: readonly Range[]): nu
         try {
           done = sys.readToAddress(zero, vaOf(mapping, gpa), n);
         } catch (error) {
-          throw new Error(`zeroing ${fmt(r)} through the ${mapping.kind} mapping failed near ${hex(gpa)}: ${(error as Error).message}`);
+          throw new Error(`zeroing ${fmt(r)} through the ${mapping.kind} mapping failed near ${hex(gpa)}: ${describeError(error)}`);
         }
         if (done <= 0) throw new Error(`zeroing ${fmt(r)}: short read at ${hex(gpa)}`);
         gpa += done;

@@ -3,6 +3,7 @@
 // visibility. Work is split the seed's way (2 GiB protection units round-robin over the VPs;
 // 2 MiB-aligned accept chunks per VP plus the unaligned edges) and then run as sequential
 // batches — the comment at the top of src/memory/index.ts says why not threads.
+import { describeError } from "../errors";
 import type { MemoryOps } from "./devices";
 import { acceptPagesCall, gpnListCall, gpnRange, type CallStats } from "./hv";
 import { HvCall, HostVisibility, InputVtl, MapFlags, sevRmpAdjust, TDX_VTL0_ALL, TdxLeaf, TdxStatus, tdxCode, tdxPageRcx } from "./hv-abi";
@@ -24,15 +25,8 @@ export interface OpStats extends CallStats {
 export const newOpStats = (): OpStats => ({ calls: {}, timeouts: 0, ioctls: {}, tdcallLeaves: {}, pagesAccepted: 0, pagesProtected: 0, pagesShared: 0, pagesZeroed: 0 });
 const bump = (record: Record<string, number>, key: string, by = 1) => (record[key] = (record[key] ?? 0) + by);
 
-export class MemoryOpError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "MemoryOpError";
-  }
-}
-
 /** 2 GiB: "large enough for kernel large pages, small enough for parallelism". */
-export const VTL2_PROTECTION_UNIT = TWO_GB;
+const VTL2_PROTECTION_UNIT = TWO_GB;
 
 export interface ProtectionPlan {
   units: Range[];
@@ -52,7 +46,7 @@ export function applyVtl2Protections(ops: MemoryOps, plan: ProtectionPlan, stats
       try {
         gpnListCall(ops.hypercall, HvCall.ModifyVtlProtectionMask, MapFlags.NONE, InputVtl.CURRENT, gpnRange(unit.start, unit.end), "ModifyVtlProtectionMask", stats);
       } catch (error) {
-        throw new MemoryOpError(`failed to apply VTL2 protections for ${fmt(unit)}: ${(error as Error).message}`);
+        throw new Error(`failed to apply VTL2 protections for ${fmt(unit)}: ${describeError(error)}`);
       }
       stats.pagesProtected += pageCount(unit);
     }
@@ -93,14 +87,14 @@ export function acceptorFor(isolation: Isolation, ops: MemoryOps, stats: OpStats
         accept(r) {
           bump(stats.ioctls, "pvalidate");
           const code = ops.pvalidate(r.start / PAGE, pageCount(r), true);
-          if (code !== 0) throw new MemoryOpError(`PVALIDATE of ${fmt(r)} failed: ISA code ${code}`);
+          if (code !== 0) throw new Error(`PVALIDATE of ${fmt(r)} failed: ISA code ${code}`);
           stats.pagesAccepted += pageCount(r);
         },
         applyInitialLowerVtlProtections(r) {
           bump(stats.ioctls, "rmpadjust");
           const value = sevRmpAdjust(0, MapFlags.ALL);
           const code = ops.rmpadjust(r.start / PAGE, pageCount(r), value);
-          if (code !== 0) throw new MemoryOpError(`RMPADJUST(VTL0 ${hex(value)}) of ${fmt(r)} failed: ISA code ${code}`);
+          if (code !== 0) throw new Error(`RMPADJUST(VTL0 ${hex(value)}) of ${fmt(r)} failed: ISA code ${code}`);
         },
         acceptGrantsVtl0: false,
         makeShared,
@@ -118,7 +112,7 @@ export function acceptorFor(isolation: Isolation, ops: MemoryOps, stats: OpStats
         makeShared,
       };
     default:
-      throw new MemoryOpError(`no acceptor for isolation ${isolation}`);
+      throw new Error(`no acceptor for isolation ${isolation}`);
   }
 }
 
@@ -140,13 +134,13 @@ export function tdxWalk(ops: MemoryOps, r: Range, stats: OpStats, accept: boolea
       const result = tdcall(ops, stats, TdxLeaf.MEM_PAGE_ACCEPT, rcx);
       const code = tdxCode(result.rax);
       if (code === TdxStatus.PAGE_SIZE_MISMATCH && level === 1) return false;
-      if (code === TdxStatus.PAGE_ALREADY_ACCEPTED) throw new MemoryOpError(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}): page already accepted`);
-      if (code !== TdxStatus.SUCCESS) throw new MemoryOpError(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
+      if (code === TdxStatus.PAGE_ALREADY_ACCEPTED) throw new Error(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}): page already accepted`);
+      if (code !== TdxStatus.SUCCESS) throw new Error(`TDG.MEM.PAGE.ACCEPT of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
     }
     const result = tdcall(ops, stats, TdxLeaf.MEM_PAGE_ATTR_WR, rcx, TDX_VTL0_ALL.rdx, TDX_VTL0_ALL.r8);
     const code = tdxCode(result.rax);
     if (code === TdxStatus.PAGE_SIZE_MISMATCH && level === 1 && !accept) return false;
-    if (code !== TdxStatus.SUCCESS) throw new MemoryOpError(`TDG.MEM.PAGE.ATTR.WR of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
+    if (code !== TdxStatus.SUCCESS) throw new Error(`TDG.MEM.PAGE.ATTR.WR of ${hex(gpa)} (level ${level}) failed: ${hex(result.rax)}`);
     return true;
   };
   for (const sub of alignedSubranges(r, TWO_MB)) {
@@ -192,7 +186,7 @@ export function shareSharedPool(acceptor: Acceptor, isolation: Isolation, pool: 
       if (isolation === "vbs") acceptor.accept(r);
       acceptor.makeShared(r);
     } catch (error) {
-      throw new MemoryOpError(`unable to make shared pool ${fmt(r)} host-visible: ${(error as Error).message}`);
+      throw new Error(`unable to make shared pool ${fmt(r)} host-visible: ${describeError(error)}`);
     }
   }
 }

@@ -2,6 +2,7 @@
 // shim and the host. Parsed and validated completely before anything is touched; the first
 // problem is reported as one line naming the offending range. Format: schema/partition.schema.json.
 import { closeSync, constants, fstatSync, openSync, readFileSync } from "node:fs";
+import { describeError } from "../errors";
 import { coalesce, firstOutside, firstOverlap, fmt, hex, isAligned, PAGE, type Range } from "./ranges";
 
 export type Isolation = "none" | "vbs" | "snp" | "tdx";
@@ -39,11 +40,11 @@ export const isIsolated = (p: Pick<Partition, "isolation">): boolean => p.isolat
 export const isHardwareIsolated = (p: Pick<Partition, "isolation">): boolean => p.isolation === "snp" || p.isolation === "tdx";
 
 /** The architectural GPA limit (52 bits). */
-export const MAX_GPA = 2 ** 52;
+const MAX_GPA = 2 ** 52;
 /** underhill_core drops an alias map above 1 << 48 (no 5-level paging). */
-export const MAX_ALIAS_MAP = 2 ** 48;
+const MAX_ALIAS_MAP = 2 ** 48;
 /** Bitmaps hold one byte per 8 pages: hardware-isolated layouts must be 32 KiB-aligned. */
-export const BITMAP_ALIGN = 8 * PAGE;
+const BITMAP_ALIGN = 8 * PAGE;
 
 export class PartitionError extends Error {
   constructor(message: string) {
@@ -55,7 +56,7 @@ export class PartitionError extends Error {
 /** vnode bound: Linux's MAX_NUMNODES on x86_64 (NODES_SHIFT 10); anything larger is junk, not a node. */
 export const MAX_VNODES = 1024;
 /** loadPartition refuses bigger files (about a million ranges) rather than filling VTL2 memory. */
-export const MAX_DESCRIPTION_BYTES = 64 * 1024 * 1024;
+const MAX_DESCRIPTION_BYTES = 64 * 1024 * 1024;
 
 const KEYS = new Set(["$schema", "isolation", "arch", "vpCount", "maxVtl", "ram", "completeLayout", "vtl2Ram", "accepted", "sharedPool", "vtom", "vtl0AliasMap", "selfTest", "comment"]);
 const RANGE_KEYS = new Set(["start", "end", "size", "vnode"]);
@@ -291,7 +292,7 @@ export function loadPartition(path: string): Partition {
   try {
     json = JSON.parse(text);
   } catch (error) {
-    throw new PartitionError(`${path} is not JSON: ${(error as Error).message}`);
+    throw new PartitionError(`${path} is not JSON: ${describeError(error)}`);
   }
   try {
     return parsePartition(json);

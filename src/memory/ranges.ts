@@ -14,15 +14,15 @@ export const TWO_GB = 0x8000_0000;
 
 export const len = (r: Range): number => r.end - r.start;
 export const pageCount = (r: Range): number => (r.end - r.start) / PAGE;
-export const isEmpty = (r: Range): boolean => r.end <= r.start;
+const isEmpty = (r: Range): boolean => r.end <= r.start;
 export const alignUp = (value: number, align: number): number => Math.ceil(value / align) * align;
-export const alignDown = (value: number, align: number): number => Math.floor(value / align) * align;
+const alignDown = (value: number, align: number): number => Math.floor(value / align) * align;
 export const isAligned = (value: number, align: number): boolean => value % align === 0;
 export const hex = (value: number | bigint): string => `0x${value.toString(16)}`;
 export const fmt = (r: Range): string => `[${hex(r.start)}, ${hex(r.end)})`;
 
 /** The largest sub-range whose ends are `align`-aligned; empty (start === end) when there is none. */
-export function alignedSubrange(r: Range, align: number): Range {
+function alignedSubrange(r: Range, align: number): Range {
   const start = alignUp(r.start, align);
   const end = alignDown(r.end, align);
   return start <= end ? { start, end } : { start: r.start, end: r.start };
@@ -82,7 +82,7 @@ export function alignedSubranges(r: Range, maxLen = Number.MAX_SAFE_INTEGER): Ra
 }
 
 /** Split a range into pieces of at most `size` bytes (the last may be shorter). */
-export function chunks(r: Range, size: number): Range[] {
+function chunks(r: Range, size: number): Range[] {
   const out: Range[] = [];
   for (let start = r.start; start < r.end; start += size) out.push({ start, end: Math.min(r.end, start + size) });
   return out;

@@ -14,7 +14,7 @@ export const MEMORY_REPORT = "/run/burrow/memory.json";
  * The fd number the worker sees the first hand-off fd at: the worker is spawned with them right
  * after stdin, stdout and stderr, in order.
  */
-export const WORKER_FIRST_FD = 3;
+const WORKER_FIRST_FD = 3;
 
 /** Everything the memory step produced. */
 export interface MemoryOutcome {

@@ -5,6 +5,7 @@
 // Both copies are made by the kernel, through a socket connected to itself, never by touching the
 // mapping from JS: a bad page then fails read()/write() with EFAULT, which becomes one clear error,
 // where a direct access would raise SIGBUS and kill PID 1.
+import { describeError } from "../errors";
 import { log } from "../log";
 import * as sys from "../sys";
 import { vaOf, type GuestMapping, type MappingKind } from "./mapping";
@@ -39,13 +40,13 @@ export function runSelfTest(partition: Partition, mappings: readonly GuestMappin
       sys.write(loopback, marker);
       if (sys.readToAddress(loopback, va, MARKER_BYTES) !== MARKER_BYTES) throw new Error("short copy");
     } catch (error) {
-      throw new Error(`self-test: writing the marker at GPA ${hex(gpa)} through the ${kind} mapping failed: ${(error as Error).message}`);
+      throw new Error(`self-test: writing the marker at GPA ${hex(gpa)} through the ${kind} mapping failed: ${describeError(error)}`);
     }
     try {
       sys.writeFromAddress(loopback, va, MARKER_BYTES);
       sys.read(loopback, back);
     } catch (error) {
-      throw new Error(`self-test: reading the marker back at GPA ${hex(gpa)} through the ${kind} mapping failed: ${(error as Error).message}`);
+      throw new Error(`self-test: reading the marker back at GPA ${hex(gpa)} through the ${kind} mapping failed: ${describeError(error)}`);
     }
   } finally {
     sys.close(loopback);

@@ -16,13 +16,13 @@ import { DEV_MSHV } from "./devices";
 import { isHardwareIsolated, type Partition } from "./partition";
 import { fmt, PAGE, pageCount } from "./ranges";
 
-export const SIM_MODULE_PATHS = ["/lib/burrow/mshv_sim.ko", "/lib/modules/mshv_sim.ko"];
-export const SIM_DEBUGFS = "/sys/kernel/debug/mshv_sim";
-export const ISOLATION_CODE = { none: 0, vbs: 1, snp: 2, tdx: 3 } as const;
+const SIM_MODULE_PATHS = ["/lib/burrow/mshv_sim.ko", "/lib/modules/mshv_sim.ko"];
+const SIM_DEBUGFS = "/sys/kernel/debug/mshv_sim";
+const ISOLATION_CODE = { none: 0, vbs: 1, snp: 2, tdx: 3 } as const;
 /** The simulator's isolation knob (it stands in for CPUID 0x4000000C). */
 const SIM_ISOLATION_PARAMETER = "/sys/module/mshv_sim/parameters/isolation";
 /** The most pages one write to debugfs `set` may name (mshv_sim.c set_write refuses more). */
-export const SIM_SET_MAX_PAGES = 2 ** 26;
+const SIM_SET_MAX_PAGES = 2 ** 26;
 
 export type SimulatorLoad = { loaded: false; why: string } | { loaded: true; path: string; params: string };
 

@@ -13,7 +13,7 @@ export interface ElfSection {
   link: number;
 }
 
-export const SHT_NOBITS = 8;
+const SHT_NOBITS = 8;
 const SECTION_HEADER_SIZE = 64;
 
 /** Throws `${what} is not an ELF file` (or 64-bit, or little-endian) unless it is one we read. */

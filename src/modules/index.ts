@@ -195,7 +195,7 @@ function wouldCycle(nodes: Map<string, LoadNode>, from: string, to: string): boo
 }
 
 /** Dependencies first; ties broken by name so the order is stable. */
-export function topologicalOrder(nodes: Map<string, LoadNode>): LoadNode[] {
+function topologicalOrder(nodes: Map<string, LoadNode>): LoadNode[] {
   const order: LoadNode[] = [];
   const state = new Map<string, "visiting" | "done">();
   const visit = (node: LoadNode) => {

@@ -75,6 +75,7 @@ function parseFrame(line: string): Parsed<{ type: string; body: object }> {
   try {
     value = JSON.parse(line);
   } catch {
+    // The parser's own message adds nothing a host author needs; the line is simply not JSON.
     return { ok: false, problem: "not JSON" };
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) return { ok: false, problem: "not a JSON object" };

@@ -24,8 +24,6 @@ export const MountFlags = {
   LAZYTIME: 1 << 25,
 } as const;
 
-export const UmountFlags = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
-
 export const OpenFlags = {
   RDONLY: 0o0,
   WRONLY: 0o1,
@@ -77,15 +75,14 @@ export const MapFlags = {
 
 export const SwapFlags = { PREFER: 0x8000, PRIO_MASK: 0x7fff, DISCARD: 0x10000 } as const;
 
-export const AddressFamily = { UNIX: 1, NETLINK: 16, VSOCK: 40 } as const;
-export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: 0o4000, CLOEXEC: 0o2000000 } as const;
+export const AddressFamily = { UNIX: 1, NETLINK: 16 } as const;
+/** SOCK_NONBLOCK and SOCK_CLOEXEC are O_NONBLOCK and O_CLOEXEC. */
+export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: OpenFlags.NONBLOCK, CLOEXEC: OpenFlags.CLOEXEC } as const;
 export const NetlinkProtocol = { ROUTE: 0, KOBJECT_UEVENT: 15 } as const;
-export const VMADDR_CID_ANY = 0xffffffff;
-export const VMADDR_CID_HOST = 2;
 
 export const SyscallNumber = {
-  x64: { finit_module: 313, pidfd_open: 434, close_range: 436, getrandom: 318 },
-  arm64: { finit_module: 273, pidfd_open: 434, close_range: 436, getrandom: 278 },
+  x64: { finit_module: 313, close_range: 436 },
+  arm64: { finit_module: 273, close_range: 436 },
 } as const;
 
 export const ModuleInitFlags = { IGNORE_MODVERSIONS: 1, IGNORE_VERMAGIC: 2, COMPRESSED_FILE: 4 } as const;

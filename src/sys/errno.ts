@@ -49,8 +49,9 @@ export function errnoValue(name: string): number | undefined {
   return index > 0 ? index : undefined;
 }
 
-export function errnoText(errno: number): string {
-  return ERRNO_TEXT[errnoName(errno)] ?? "unknown error";
+/** "ENOENT (no such file or directory)". */
+function errnoReason(errno: number): string {
+  return `${errnoName(errno)} (${ERRNO_TEXT[errnoName(errno)] ?? "unknown error"})`;
 }
 
 /**
@@ -64,13 +65,17 @@ export class SysError extends Error {
   readonly code: string;
 
   constructor(call: string, errno: number, args: Record<string, unknown> = {}) {
-    const code = errnoName(errno);
-    super(`${call}(${formatArgs(args)}) failed: ${code} (${errnoText(errno)})`);
+    super(`${call}(${formatArgs(args)}) failed: ${errnoReason(errno)}`);
     this.name = "SysError";
     this.call = call;
     this.args = args;
     this.errno = errno;
-    this.code = code;
+    this.code = errnoName(errno);
+  }
+
+  /** Why, without the call: "ENOENT (no such file or directory)". */
+  get reason(): string {
+    return errnoReason(this.errno);
   }
 }
 

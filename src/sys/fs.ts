@@ -20,26 +20,6 @@ export function mkdir(path: string, mode = 0o755): void {
   check(libc("mkdir")(cstr(path), mode), "mkdir", { path });
 }
 
-export function mknod(path: string, mode: number, major: number, minor: number): void {
-  // glibc's makedev() encoding of dev_t.
-  const dev =
-    (BigInt(major & 0xfffff000) << 32n) | (BigInt(major & 0xfff) << 8n) |
-    (BigInt(minor & 0xffffff00) << 12n) | BigInt(minor & 0xff);
-  check(libc("mknod")(cstr(path), mode, dev), "mknod", { path, major, minor });
-}
-
-export function symlink(target: string, linkPath: string): void {
-  check(libc("symlink")(cstr(target), cstr(linkPath)), "symlink", { target, path: linkPath });
-}
-
-export function unlink(path: string): void {
-  check(libc("unlink")(cstr(path)), "unlink", { path });
-}
-
-export function rmdir(path: string): void {
-  check(libc("rmdir")(cstr(path)), "rmdir", { path });
-}
-
 export function chroot(path: string): void {
   check(libc("chroot")(cstr(path)), "chroot", { path });
 }
@@ -76,10 +56,6 @@ export function writeAll(fd: number, data: Uint8Array | string): void {
 
 export function dup2(oldFd: number, newFd: number): void {
   check(libc("dup2")(oldFd, newFd), "dup2", { oldfd: oldFd, newfd: newFd });
-}
-
-export function dup3(oldFd: number, newFd: number, flags: number): void {
-  check(libc("dup3")(oldFd, newFd, flags), "dup3", { oldfd: oldFd, newfd: newFd, flags });
 }
 
 export function fcntl(fd: number, command: number, argument = 0): number {

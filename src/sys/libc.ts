@@ -1,7 +1,7 @@
 // The only door to libc. Symbols are bound one at a time on first use, so a mode pays only
 // for the trampolines it calls. Variadic functions (ioctl, syscall, open) get fixed prototypes:
 // on x86-64 SysV and aarch64 integer varargs travel in the same registers as fixed arguments.
-import { dlopen, FFIType, linkSymbols, ptr, read, type FFIFunction, type Pointer } from "bun:ffi";
+import { dlopen, FFIType, linkSymbols, read, type FFIFunction, type Pointer } from "bun:ffi";
 import { SysError } from "./errno";
 
 const LIBC = "libc.so.6";
@@ -11,10 +11,6 @@ const DECLS = {
   mount: { args: ["ptr", "ptr", "ptr", "u64", "ptr"], returns: "i32" },
   umount2: { args: ["ptr", "i32"], returns: "i32" },
   mkdir: { args: ["ptr", "u32"], returns: "i32" },
-  mknod: { args: ["ptr", "u32", "u64"], returns: "i32" },
-  symlink: { args: ["ptr", "ptr"], returns: "i32" },
-  unlink: { args: ["ptr"], returns: "i32" },
-  rmdir: { args: ["ptr"], returns: "i32" },
   chroot: { args: ["ptr"], returns: "i32" },
   chdir: { args: ["ptr"], returns: "i32" },
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
@@ -22,7 +18,6 @@ const DECLS = {
   read: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
   write: { args: ["i32", "ptr", "u64"], returns: FFIType.i64_fast },
   dup2: { args: ["i32", "i32"], returns: "i32" },
-  dup3: { args: ["i32", "i32", "i32"], returns: "i32" },
   fcntl: { args: ["i32", "i32", "i64"], returns: "i32" },
   ioctl: { args: ["i32", "u64", "u64"], returns: "i32" },
   mmap: { args: ["u64", "u64", "i32", "i32", "i32", "i64"], returns: FFIType.u64_fast },
@@ -33,24 +28,18 @@ const DECLS = {
   clock_settime: { args: ["i32", "ptr"], returns: "i32" },
   syscall: { args: ["i64", "i64", "i64", "i64"], returns: FFIType.i64_fast },
   swapon: { args: ["ptr", "i32"], returns: "i32" },
-  swapoff: { args: ["ptr"], returns: "i32" },
   reboot: { args: ["i32"], returns: "i32" },
   sync: { args: [], returns: "void" },
   execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
   waitid: { args: ["i32", "u32", "ptr", "i32"], returns: "i32" },
   waitpid: { args: ["i32", "ptr", "i32"], returns: "i32" },
-  kill: { args: ["i32", "i32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },
-  setsid: { args: [], returns: "i32" },
   signal: { args: ["i32", "u64"], returns: FFIType.u64_fast },
   sigprocmask: { args: ["i32", "ptr", "ptr"], returns: "i32" },
   prctl: { args: ["i32", "u64", "u64", "u64", "u64"], returns: "i32" },
   socket: { args: ["i32", "i32", "i32"], returns: "i32" },
   bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
   connect: { args: ["i32", "ptr", "u32"], returns: "i32" },
-  sendto: { args: ["i32", "ptr", "u64", "i32", "ptr", "u32"], returns: FFIType.i64_fast },
-  recv: { args: ["i32", "ptr", "u64", "i32"], returns: FFIType.i64_fast },
-  setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
 export type LibcSymbol = keyof typeof DECLS;
@@ -102,5 +91,3 @@ export function check<T extends number>(result: T, call: string, args: Record<st
 export function cstr(value: string): Buffer {
   return Buffer.from(value + "\0", "utf8");
 }
-
-export { ptr, read };

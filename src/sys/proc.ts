@@ -1,6 +1,7 @@
 // Process, time, module, swap and power calls.
-import { check, cstr, errno, libc, ptr } from "./libc";
-import { SysError } from "./errno";
+import { ptr } from "bun:ffi";
+import { check, cstr, errno, libc } from "./libc";
+import { errnoName, SysError } from "./errno";
 import { Clock, IdType, SyscallNumber, Wait } from "./constants";
 
 const SYSCALLS = process.arch === "arm64" ? SyscallNumber.arm64 : SyscallNumber.x64;
@@ -52,10 +53,6 @@ export function swapon(path: string, flags: number): void {
   check(libc("swapon")(cstr(path), flags), "swapon", { path, flags: `0x${flags.toString(16)}` });
 }
 
-export function swapoff(path: string): void {
-  check(libc("swapoff")(cstr(path)), "swapoff", { path });
-}
-
 export function sync(): void {
   libc("sync")();
 }
@@ -86,7 +83,7 @@ export function waitidAny(options: number): ChildState | null {
   const result = libc("waitid")(IdType.P_ALL, 0, siginfo, options);
   if (result < 0) {
     const code = errno();
-    if (code === 10 /* ECHILD */) return null;
+    if (errnoName(code) === "ECHILD") return null;
     throw new SysError("waitid", code, { options });
   }
   const view = new DataView(siginfo.buffer);
@@ -104,15 +101,11 @@ export function waitpid(pid: number, options: number = Wait.WNOHANG): { pid: num
   const result = libc("waitpid")(pid, status, options);
   if (result < 0) {
     const code = errno();
-    if (code === 10) return null;
+    if (errnoName(code) === "ECHILD") return null;
     throw new SysError("waitpid", code, { pid, options });
   }
   if (result === 0) return null;
   return { pid: result, status: status[0]! };
-}
-
-export function kill(pid: number, signal: number): void {
-  check(libc("kill")(pid, signal), "kill", { pid, signal });
 }
 
 /** Reset a signal to SIG_DFL (ignored dispositions survive execve). */
@@ -130,10 +123,6 @@ export function unblockAllSignals(): void {
 
 export function prctl(option: number, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): number {
   return check(libc("prctl")(option, arg2, arg3, arg4, arg5), "prctl", { option });
-}
-
-export function setsid(): number {
-  return check(libc("setsid")(), "setsid");
 }
 
 export function closeRangeCloexec(first: number): void {

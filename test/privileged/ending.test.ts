@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { SHELL_PATH_VAR } from "../../src/boot/ending";
+import { EXEC_PATH_VAR } from "../../src/boot/paths";
 import { exitStatusLine } from "../../src/boot/exit-marker";
 import { ROOT } from "../helpers/artifacts";
 
@@ -114,7 +114,7 @@ describe("failBoot as PID 1 of a PID namespace", () => {
     });
     expect(end.signal).toBeNull();
     expect(end.exitCode).toBe(0);
-    expect(lines(end.stdout)).toEqual(["pid:1", `shell-says:/root:${SHELL_PATH_VAR.slice("PATH=".length)}`, "term:linux leak:none"]);
+    expect(lines(end.stdout)).toEqual(["pid:1", `shell-says:/root:${EXEC_PATH_VAR.slice("PATH=".length)}`, "term:linux leak:none"]);
     expect(lines(end.stderr)).toEqual(["burrow: error: boot failed: test cause", "burrow: warning: dropping to /bin/sh (burrow.onfail=shell)"]);
     expect(end.console).toBe(""); // the shell owns the VM now; no status was announced
   }, 30_000);

@@ -4,7 +4,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildImage, ImageError, type ImageOptions } from "../../src/image/build";
+import { buildImage, type ImageOptions } from "../../src/image/build";
+import { ImageError } from "../../src/image/error";
 import { stageEntries } from "../../src/image/stage";
 import { fakeStaticBinary, scratchDir } from "./image-fixtures";
 

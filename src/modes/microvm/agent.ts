@@ -1,7 +1,6 @@
 // The agent's environment and exec. PID stays 1; only what the agent needs crosses over.
+import { EXEC_PATH_VAR } from "../../boot/paths";
 import { isRuntimeVariable } from "../../config/environment";
-
-export const AGENT_PATH_VAR = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 const OWN = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "PWD", "OLDPWD", "SHLVL", "_"]);
 
@@ -12,7 +11,7 @@ const OWN = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "PWD", "OLDPWD"
  */
 export function buildAgentEnv(inherited: Record<string, string | undefined>, startNs: bigint): string[] {
   const term = inherited.TERM && /^[\w.+-]+$/.test(inherited.TERM) ? inherited.TERM : "linux";
-  const env = [AGENT_PATH_VAR, "HOME=/root", `TERM=${term}`, `KERNEL_BOOT_TIME=${startNs}`];
+  const env = [EXEC_PATH_VAR, "HOME=/root", `TERM=${term}`, `KERNEL_BOOT_TIME=${startNs}`];
   for (const [key, value] of Object.entries(inherited).sort(([a], [b]) => a.localeCompare(b))) {
     if (value === undefined || OWN.has(key) || isRuntimeVariable(key) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) continue;
     env.push(`${key}=${value}`);

@@ -3,6 +3,8 @@
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
 import { existsSync } from "node:fs";
 import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
+import { mountTable } from "../../boot/mounts";
+import { ROOT_MOUNT_POINT } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { log } from "../../log";
 import * as sys from "../../sys";
@@ -10,7 +12,7 @@ import { agentArgv, buildAgentEnv } from "./agent";
 import { findRootDevice, linkVirtioPorts, listNetworkInterfaces, listVirtioPorts, parseRootSpec } from "./devices";
 import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
-import { makeStdioBlocking, mountApiFilesystems, MOVED_MOUNTS, routeConsole } from "./mounts";
+import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { mountRoot, rootFsTypes } from "./root";
 import { snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
@@ -18,11 +20,10 @@ import type { ResumeMessage } from "../../snapshot/protocol";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 
-export const NEW_ROOT = "/sysroot";
 /** After the root device is there, how long unnamed virtio ports may take to get their names. */
 const PORT_NAME_GRACE_MS = 250;
 
-export interface MicrovmContext {
+interface MicrovmContext {
   runtime: InitRuntime;
   watcher: UeventWatcher | null;
   failedModules: Map<string, string>;
@@ -35,8 +36,8 @@ export interface MicrovmContext {
 
 const now = (context: MicrovmContext) => context.runtime.now();
 
-export const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
-  { name: "mounts", policy: "fatal", run: () => mountApiFilesystems() },
+const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
+  { name: "mounts", policy: "fatal", run: () => mountTable(API_MOUNTS) },
   {
     name: "console",
     policy: "warn",
@@ -141,20 +142,20 @@ async function linkPorts(context: MicrovmContext): Promise<void> {
 function mountRootStep(context: MicrovmContext): void {
   const { config } = context.runtime;
   const device = context.rootDevice!;
-  context.rootType = mountRoot(device, NEW_ROOT, config, rootFsTypes(config), context.failedModules);
-  setFallbackRoot(NEW_ROOT);
-  log.info(`root ${device} (${context.rootType}) mounted on ${NEW_ROOT} ${config.readOnly ? "ro" : "rw"},noatime${config.rootflags ? `,${config.rootflags}` : ""}`);
+  context.rootType = mountRoot(device, ROOT_MOUNT_POINT, config, rootFsTypes(config), context.failedModules);
+  setFallbackRoot(ROOT_MOUNT_POINT);
+  log.info(`root ${device} (${context.rootType}) mounted on ${ROOT_MOUNT_POINT} ${config.readOnly ? "ro" : "rw"},noatime${config.rootflags ? `,${config.rootflags}` : ""}`);
 }
 
 function switchRootStep(context: MicrovmContext): void {
-  const check = checkSwitch(NEW_ROOT);
-  if (!check.ok) throw new Error(`cannot switch root to ${NEW_ROOT}: ${check.reason}`);
-  const problem = checkNewRoot(NEW_ROOT, context.runtime.config.agent, MOVED_MOUNTS);
-  if (problem) throw new Error(`cannot switch root to ${NEW_ROOT}: ${problem} (initramfs kept)`);
+  const check = checkSwitch(ROOT_MOUNT_POINT);
+  if (!check.ok) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${check.reason}`);
+  const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
+  if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
   // Every libc call left to make, bound while libc.so.6 is still a file we can open.
   sys.prebind(["mount", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
   context.watcher?.close();
-  const outcome = switchRoot(NEW_ROOT, MOVED_MOUNTS, check.initramfs);
+  const outcome = switchRoot(ROOT_MOUNT_POINT, MOVED_MOUNTS, check.initramfs);
   context.switched = true;
   setFallbackRoot(null);
   for (const error of outcome.deleteErrors.slice(0, 5)) log.warn(`switch-root: could not delete ${error}`);
@@ -171,7 +172,9 @@ function execAgent(context: MicrovmContext): void {
   // Ports that got their names while the root was mounted.
   try {
     linkVirtioPorts(listVirtioPorts());
-  } catch {}
+  } catch {
+    // Best effort: the links the virtio-ports step made are in place.
+  }
   const record = report.steps.at(-1);
   if (record) record.endMs = now(context);
   if (context.resume) report.resume = { ...context.resume.record, execMs: now(context) };
@@ -181,12 +184,13 @@ function execAgent(context: MicrovmContext): void {
   prepareForExec();
   try {
     sys.closeRangeCloexec(3);
-  } catch {}
+  } catch {
+    // Linux before 5.11: burrow's own fds are O_CLOEXEC; only the runtime's could leak.
+  }
   try {
     sys.execve(config.agent, argv, env);
   } catch (error) {
-    const code = error instanceof sys.SysError ? `${error.code} (${sys.errnoText(error.errno)})` : String(error);
-    throw new Error(`cannot exec agent ${config.agent}: ${code}`);
+    throw new Error(`cannot exec agent ${config.agent}: ${error instanceof sys.SysError ? error.reason : String(error)}`);
   }
 }
 

@@ -3,7 +3,7 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, symlinkSync, unlinkSync } from "node:fs";
 import { formatUuid } from "./swapheader";
 
-export const EXT_SUPER_MAGIC = 0xef53;
+const EXT_SUPER_MAGIC = 0xef53;
 const SUPERBLOCK_OFFSET = 1024;
 
 export interface FsIdentity { type: "ext"; uuid: string; label: string }
@@ -50,7 +50,7 @@ function isBlockDevice(path: string): boolean {
   try {
     return statSync(path).isBlockDevice();
   } catch {
-    return false;
+    return false; // not there yet: the wait goes on
   }
 }
 
@@ -62,18 +62,18 @@ function readHead(path: string): Uint8Array | null {
     const buffer = new Uint8Array(2048);
     return readSync(fd, buffer, 0, buffer.byteLength, 0) === buffer.byteLength ? buffer : null;
   } catch {
-    return null;
+    return null; // no medium or gone again: not a candidate
   } finally {
     if (fd >= 0) closeSync(fd);
   }
 }
 
 /** Block devices the kernel has now, by /sys/class/block name (zram and loop skipped: never a root here). */
-export function listBlockDevices(sysClassBlock = "/sys/class/block"): string[] {
+function listBlockDevices(sysClassBlock = "/sys/class/block"): string[] {
   try {
     return readdirSync(sysClassBlock).filter((name) => !/^(zram|loop|ram)\d/.test(name)).sort();
   } catch {
-    return [];
+    return []; // no sysfs: no devices to look at
   }
 }
 
@@ -99,14 +99,16 @@ export function listVirtioPorts(sysClass = "/sys/class/virtio-ports"): VirtioPor
   try {
     entries = readdirSync(sysClass).filter((entry) => entry.startsWith("vport")).sort();
   } catch {
-    return [];
+    return []; // no virtio_console (yet): no ports
   }
   return entries.map((device) => {
     // "name" appears when the host sends the port's name (a KOBJ_CHANGE uevent follows).
     let name: string | null = null;
     try {
       name = readFileSync(`${sysClass}/${device}/name`, "utf8").trim() || null;
-    } catch {}
+    } catch {
+      // No name yet: the port stays unnamed until its change uevent.
+    }
     return { device, name };
   });
 }
@@ -122,7 +124,9 @@ export function linkVirtioPorts(ports: VirtioPort[], dir = "/dev/virtio-ports"):
     try {
       if (readlinkSync(link) === target) continue;
       unlinkSync(link);
-    } catch {}
+    } catch {
+      // No link there yet: symlinkSync below makes it.
+    }
     symlinkSync(target, link);
     made.push(`${port.name} -> ${port.device}`);
   }
@@ -134,7 +138,7 @@ export function listNetworkInterfaces(sysClassNet = "/sys/class/net"): string[] 
   try {
     return readdirSync(sysClassNet).filter((name) => name !== "lo").sort();
   } catch {
-    return [];
+    return []; // no sysfs: no interfaces to report
   }
 }
 

@@ -2,16 +2,15 @@
 // modules.{dep,softdep,alias,builtin}, and finit_module in dependency order.
 //
 // Sequential on purpose: FFI calls block the JS thread, so parallel loads would need Bun Workers.
-// Measured under TCG (see the report of issue 3): the whole default closure loads in less time
-// than starting one Worker, and with one vCPU the kernel work of finit_module (relocation,
-// symbol resolution, the module's init) cannot overlap anyway.
+// Measured under TCG: the whole default closure loads in less time than starting one Worker, and
+// with one vCPU the kernel work of finit_module (relocation, symbol resolution, the module's
+// init) cannot overlap anyway.
 import { moduleParamString, type Config } from "../../config/config";
+import { describeError } from "../../errors";
 import { log } from "../../log";
 import type { LoadNode, ModuleIndex } from "../../modules";
 import { finitModuleFile, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
 import * as sys from "../../sys";
-
-// The index reader lives with the index; re-exported until microvm/boot.ts imports it from there.
 
 export interface ModuleRequest {
   /** Names whose absence is worth a warning. */
@@ -89,7 +88,7 @@ export function loadModules(index: ModuleIndex, request: ModuleRequest, config: 
         result.already.push(node.name);
         ok.add(node.name);
       } else {
-        const reason = error instanceof sys.SysError ? `${error.code} (${sys.errnoText(error.errno)})` : String((error as Error)?.message ?? error);
+        const reason = error instanceof sys.SysError ? error.reason : describeError(error);
         if (node.optional) log.debug(`module ${node.name} (optional): ${reason}`);
         else result.failed.set(node.name, reason);
       }

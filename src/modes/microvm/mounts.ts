@@ -1,11 +1,8 @@
 // The API filesystems microvm mode mounts (a table), and the console routing.
-import { ensureMount } from "../../boot/mounts";
-import { log } from "../../log";
+import type { MountSpec } from "../../boot/mounts";
 import * as sys from "../../sys";
 
 const { NOSUID, NODEV, NOEXEC } = sys.MountFlags;
-
-export interface MountSpec { source: string; target: string; fstype: string; flags: number; data: string | null }
 
 /**
  * Order matters: /dev before /dev/pts and /dev/shm. /tmp is capped at 50% of RAM (the tmpfs
@@ -15,8 +12,8 @@ export interface MountSpec { source: string; target: string; fstype: string; fla
  */
 export const API_MOUNTS: readonly MountSpec[] = [
   { source: "devtmpfs", target: "/dev", fstype: "devtmpfs", flags: NOSUID, data: "mode=0755" },
-  { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID | NODEV | NOEXEC, data: null },
-  { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID | NODEV | NOEXEC, data: null },
+  { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID | NODEV | NOEXEC },
+  { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID | NODEV | NOEXEC },
   { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: NOSUID | NODEV, data: "mode=1777,size=50%" },
   { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: NOSUID | NODEV, data: "mode=0755,size=10%" },
   { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: NOSUID | NOEXEC, data: "mode=0620,ptmxmode=0666" },
@@ -26,14 +23,7 @@ export const API_MOUNTS: readonly MountSpec[] = [
 /** Mount points moved into the new root by switch_root (submounts such as /dev/pts travel along). */
 export const MOVED_MOUNTS = ["/dev", "/proc", "/sys", "/run", "/tmp"] as const;
 
-export function mountApiFilesystems(table: readonly MountSpec[] = API_MOUNTS): void {
-  for (const spec of table) {
-    const outcome = ensureMount(spec.source, spec.target, spec.fstype, spec.flags, spec.data);
-    log.debug(`mount ${spec.target} (${spec.fstype}): ${outcome}`);
-  }
-}
-
-export const CONSOLE_CANDIDATES = ["/dev/hvc0", "/dev/ttyS0", "/dev/ttyAMA0"] as const;
+const CONSOLE_CANDIDATES = ["/dev/hvc0", "/dev/ttyS0", "/dev/ttyAMA0"] as const;
 
 /** Point fds 0-2 at the first console device that opens; keep /dev/console otherwise. Returns the device. */
 export function routeConsole(candidates: readonly string[] = CONSOLE_CANDIDATES): string {
@@ -43,7 +33,7 @@ export function routeConsole(candidates: readonly string[] = CONSOLE_CANDIDATES)
       // O_NONBLOCK so a serial line without carrier cannot block the open; cleared right after.
       fd = sys.open(path, sys.OpenFlags.RDWR | sys.OpenFlags.NOCTTY | sys.OpenFlags.NONBLOCK | sys.OpenFlags.CLOEXEC);
     } catch {
-      continue;
+      continue; // not this machine's console: try the next
     }
     try {
       const flags = sys.fcntl(fd, sys.Fcntl.F_GETFL);
@@ -63,6 +53,8 @@ export function makeStdioBlocking(): void {
     try {
       const flags = sys.fcntl(fd, sys.Fcntl.F_GETFL);
       if (flags & sys.OpenFlags.NONBLOCK) sys.fcntl(fd, sys.Fcntl.F_SETFL, flags & ~sys.OpenFlags.NONBLOCK);
-    } catch {}
+    } catch {
+      // Not open: nothing to make blocking.
+    }
   }
 }

@@ -18,7 +18,9 @@ export function rootFsTypes(config: Config, procFilesystems: () => string = () =
   let text = "";
   try {
     text = procFilesystems();
-  } catch {}
+  } catch {
+    // No /proc/filesystems: ext4 below.
+  }
   const types = blockFilesystems(text);
   return types.length > 0 ? types : ["ext4"];
 }
@@ -26,8 +28,6 @@ export function rootFsTypes(config: Config, procFilesystems: () => string = () =
 export function rootMountFlags(config: Config): number {
   return sys.MountFlags.NOATIME | (config.readOnly ? sys.MountFlags.RDONLY : 0);
 }
-
-export class RootMountError extends Error {}
 
 /** Try each type; the first that mounts wins. Throws one line: device, types tried, errno each. */
 export function mountRoot(device: string, target: string, config: Config, types = rootFsTypes(config), failedModules = new Map<string, string>()): string {
@@ -43,5 +43,5 @@ export function mountRoot(device: string, target: string, config: Config, types 
       tried.push(`${type}: ${code}${moduleNote}`);
     }
   }
-  throw new RootMountError(`cannot mount root ${device} on ${target} ${config.readOnly ? "ro" : "rw"}${config.rootflags ? ` (${config.rootflags})` : ""}: tried ${tried.join("; ")}`);
+  throw new Error(`cannot mount root ${device} on ${target} ${config.readOnly ? "ro" : "rw"}${config.rootflags ? ` (${config.rootflags})` : ""}: tried ${tried.join("; ")}`);
 }

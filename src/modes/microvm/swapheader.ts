@@ -5,7 +5,7 @@
 // Integers are in the CPU's byte order (little-endian on x86_64 and aarch64).
 
 export const SWAP_PAGE_SIZE = 4096;
-export const SWAP_MAGIC = "SWAPSPACE2";
+const SWAP_MAGIC = "SWAPSPACE2";
 const OFFSET = { version: 1024, lastPage: 1028, badPages: 1032, uuid: 1036, label: 1052 } as const;
 const LABEL_BYTES = 16;
 

@@ -18,11 +18,11 @@ export function rootIsInitramfs(mounts: MountEntry[], statfsType: number | null)
   return root !== undefined && ["rootfs", "ramfs", "tmpfs"].includes(root.fstype);
 }
 
-export function statfsType(path: string): number | null {
+function statfsType(path: string): number | null {
   try {
     return Number(statfsSync(path).type) >>> 0;
   } catch {
-    return null;
+    return null; // the caller falls back to mountinfo
   }
 }
 
@@ -35,7 +35,7 @@ export function checkSwitch(newRoot: string, pid = process.pid): SwitchCheck {
   try {
     sameMount = lstatSync(newRoot).dev === lstatSync("/").dev;
   } catch (error) {
-    return { ok: false, initramfs, reason: `${newRoot}: ${(error as Error).message}` };
+    return { ok: false, initramfs, reason: `${newRoot}: ${describeError(error)}` };
   }
   if (sameMount) return { ok: false, initramfs, reason: `${newRoot} is not a mount point (same device as /)` };
   return { ok: true, initramfs };
@@ -65,6 +65,7 @@ export function resolveInRoot(root: string, path: string): { path: string } | { 
     try {
       info = lstatSync(hostPath);
     } catch {
+      // Missing from here on: returned unresolved, for the caller to stat.
       resolved.push(part, ...pending.reverse());
       return { path: `${root}/${resolved.join("/")}` };
     }
@@ -135,7 +136,7 @@ export function deleteTree(dir: string, dev: number, skip: ReadonlySet<string>):
           result.files++;
         }
       } catch (error) {
-        result.errors.push(`${child}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        result.errors.push(`${child}: ${(error as NodeJS.ErrnoException).code ?? describeError(error)}`);
       }
     }
   };

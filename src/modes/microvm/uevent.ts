@@ -133,6 +133,8 @@ export class UeventWatcher {
     this.wakeAll();
     try {
       void this.reader?.cancel().catch(() => {});
-    } catch {}
+    } catch {
+      // A reader that already ended has nothing left to cancel.
+    }
   }
 }

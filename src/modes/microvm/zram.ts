@@ -2,11 +2,12 @@
 // our own swap header, swapon with a priority, and the vm tunings that suit swap on compressed RAM.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { Config, ZramSetting } from "../../config/config";
+import { describeError } from "../../errors";
 import { log } from "../../log";
 import * as sys from "../../sys";
 import { encodeSwapHeader, formatUuid, randomUuidV4, SWAP_PAGE_SIZE } from "./swapheader";
 
-export const ZRAM_LABEL = "burrow-zram";
+const ZRAM_LABEL = "burrow-zram";
 
 export function memTotalBytes(meminfo: string): number | null {
   const match = /^MemTotal:\s+(\d+)\s*kB/m.exec(meminfo);
@@ -78,7 +79,7 @@ function chooseAlgorithm(candidates: string[], path: string): string {
       if (parseCompAlgorithms(safeRead(path)).selected === name) return name;
       refused.push(`${name}: not selected`);
     } catch (error) {
-      refused.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      refused.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? describeError(error)}`);
     }
   }
   throw new Error(`no compressor accepted (${refused.join(", ")}; kernel offers ${offered.join(" ") || "none"}); continuing without swap`);
@@ -88,11 +89,11 @@ function safeRead(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch {
-    return "";
+    return ""; // unreadable: nothing offered, nothing selected
   }
 }
 
-export const VM_TUNINGS = (config: Config): [string, number][] => [
+const VM_TUNINGS = (config: Config): [string, number][] => [
   // Reading one page at a time from compressed RAM: readahead only decompresses pages nobody asked for.
   ["page-cluster", 0],
   ["swappiness", config.swappiness],

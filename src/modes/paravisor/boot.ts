@@ -4,6 +4,7 @@
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
+import { mountTable } from "../../boot/mounts";
 import { BootFailure, runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
@@ -14,13 +15,11 @@ import { parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
 import { describeStatus, runSetupScript } from "./setup-scripts";
 import {
-  applyWrite, dumpStatFiles, mountFilesystems, NVME_VFIO_WRITE, systemWrites, useHostEntropy, wireStdio,
+  applyWrite, dumpStatFiles, NVME_VFIO_WRITE, PARAVISOR_MOUNTS, systemWrites, useHostEntropy, wireStdio,
 } from "./system";
 import { spawnWorker } from "./worker";
 
-// Kept while test/unit/paravisor.test.ts imports them from here.
-
-export interface ParavisorContext {
+interface ParavisorContext {
   runtime: InitRuntime;
   options: ParavisorOptions;
   env: Record<string, string | undefined>;
@@ -39,7 +38,7 @@ export interface ParavisorContext {
 
 const flagIs = (value: string | undefined, ...accepted: string[]) => value !== undefined && accepted.includes(value);
 
-export const plan: Step<ParavisorContext>[] = [
+const plan: Step<ParavisorContext>[] = [
   {
     name: "reaper",
     policy: "fatal",
@@ -51,7 +50,7 @@ export const plan: Step<ParavisorContext>[] = [
     name: "mounts",
     policy: "fatal",
     run(ctx) {
-      mountFilesystems();
+      mountTable(PARAVISOR_MOUNTS);
       const { setupScripts, workerArgs } = ctx.options;
       log.info(`command line args: setup scripts ${JSON.stringify(setupScripts)}, worker args ${JSON.stringify(workerArgs)}`);
     },
@@ -172,7 +171,7 @@ function fatal(message: string): Promise<never> {
   return failBoot(`fatal: ${message}`);
 }
 
-export function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
+function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
   return {
     runtime,
     options: parseParavisorArgs(runtime.config.initArgs),

@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { normalizeModuleName } from "../../config/cmdline";
 import { moduleParamString, type Config } from "../../config/config";
+import { describeError } from "../../errors";
 import { log } from "../../log";
 import { MODULE_FILE_PATTERN, moduleNameFromPath } from "../../modules";
 import { readElfSections, sectionData } from "../../modules/elf-sections";
@@ -32,7 +33,7 @@ export function walkSorted(root: string): string[] {
     try {
       entries = readdirSync(dir);
     } catch {
-      return;
+      return; // no such directory: no modules in it
     }
     for (const entry of entries.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
       const path = join(dir, entry);
@@ -80,11 +81,11 @@ export function moduleDepends(bytes: Uint8Array): string[] {
   return depends ? depends.slice("depends=".length).split(",").filter(Boolean).map(normalizeModuleName) : [];
 }
 
-export class ModuleLoadError extends Error {
+class ModuleLoadError extends Error {
   readonly module: string;
   readonly errno: number;
-  constructor(module: ModuleFile, errno: number, code: string) {
-    super(`failed to load module ${module.name} (${module.path}): finit_module: ${code} (${sys.errnoText(errno)})`);
+  constructor(module: ModuleFile, errno: number, reason: string) {
+    super(`failed to load module ${module.name} (${module.path}): finit_module: ${reason}`);
     this.name = "ModuleLoadError";
     this.module = module.name;
     this.errno = errno;
@@ -94,14 +95,14 @@ export class ModuleLoadError extends Error {
 export type LoadResult = "loaded" | "already";
 
 /** finit_module one file; EEXIST (already loaded, or built in twice) is not an error. */
-export function loadModuleFile(module: ModuleFile): LoadResult {
+function loadModuleFile(module: ModuleFile): LoadResult {
   try {
     finitModuleFile(module.path, module.params, module.name, module.flags);
     return "loaded";
   } catch (error) {
     if (sys.isErrno(error, "EEXIST")) return "already";
-    if (!(error instanceof sys.SysError)) throw new ModuleLoadError(module, 0, `open: ${String(error)}`);
-    throw new ModuleLoadError(module, error.errno, error.call === "open" ? `open: ${error.code}` : error.code);
+    if (!(error instanceof sys.SysError)) throw new ModuleLoadError(module, 0, `open: ${describeError(error)}`);
+    throw new ModuleLoadError(module, error.errno, error.call === "open" ? `open: ${error.reason}` : error.reason);
   }
 }
 
@@ -121,7 +122,9 @@ export function loadWithDependencies(name: string, modules: readonly ModuleFile[
     let depends: string[] = [];
     try {
       depends = moduleDepends(new Uint8Array(readFileSync(module.path)));
-    } catch {}
+    } catch {
+      // Unreadable: finit_module below fails with the reason.
+    }
     for (const dep of depends) {
       const file = byName.get(dep);
       if (file) visit(file);
@@ -152,7 +155,7 @@ export interface LoaderRequest {
 }
 
 /** Load one module for the loader; false (after posting the failure) when it failed. */
-export function loadOne(module: ModuleFile, post: (message: LoaderMessage) => void): boolean {
+function loadOne(module: ModuleFile, post: (message: LoaderMessage) => void): boolean {
   const started = performance.now();
   try {
     const result = loadModuleFile(module);
@@ -160,18 +163,18 @@ export function loadOne(module: ModuleFile, post: (message: LoaderMessage) => vo
     return true;
   } catch (error) {
     const errno = error instanceof ModuleLoadError ? error.errno : 0;
-    post({ type: "failed", name: module.name, path: module.path, errno, message: (error as Error).message });
+    post({ type: "failed", name: module.name, path: module.path, errno, message: describeError(error) });
     return false;
   }
 }
 
 /** The module files are in kernel memory now: free the initramfs copies. */
-export function removeModulesRoot(root: string, post: (message: LoaderMessage) => void): void {
+function removeModulesRoot(root: string, post: (message: LoaderMessage) => void): void {
   try {
     rmSync(root, { recursive: true, force: true });
     post({ type: "done", removed: true });
   } catch (error) {
-    post({ type: "done", removed: false, removeError: (error as Error).message });
+    post({ type: "done", removed: false, removeError: describeError(error) });
   }
 }
 
@@ -212,7 +215,7 @@ export function loadAll(request: LoaderRequest, post: (message: LoaderMessage) =
 }
 
 /** Where the loader thread's code is: an extra entrypoint of the compiled binary, or the source file. */
-export function loaderWorkerUrl(): string {
+function loaderWorkerUrl(): string {
   return Bun.isStandaloneExecutable ? "/$bunfs/root/modes/paravisor/modules-worker.js" : new URL("./modules-worker.ts", import.meta.url).href;
 }
 
@@ -249,7 +252,7 @@ export function startBackgroundLoad(request: LoaderRequest): BackgroundLoad {
   try {
     worker = new Worker(loaderWorkerUrl());
   } catch (error) {
-    return fallback(`cannot start the loader thread: ${(error as Error).message}`);
+    return fallback(`cannot start the loader thread: ${describeError(error)}`);
   }
   let started = false;
   worker.onmessage = (event: MessageEvent) => {

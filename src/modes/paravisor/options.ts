@@ -37,7 +37,7 @@ export function parseParavisorArgs(args: readonly string[]): ParavisorOptions {
 }
 
 /** underhill_init writes the worker's pid here; the worker is told where with --pid. */
-export const WORKER_PID_FILE = "/run/underhill.pid";
+const WORKER_PID_FILE = "/run/underhill.pid";
 
 export function paravisorWorkerArgv(worker: string, workerArgs: readonly string[]): string[] {
   return [worker, "--pid", WORKER_PID_FILE, ...workerArgs];

@@ -83,7 +83,7 @@ function safeReaddir(path: string): string[] {
   try {
     return readdirSync(path);
   } catch {
-    return [];
+    return []; // no /proc: no zombies to find
   }
 }
 
@@ -93,7 +93,7 @@ export function parseStat(pid: string): { state: string; ppid: number } | null {
   try {
     text = readFileSync(`/proc/${pid}/stat`, "utf8");
   } catch {
-    return null;
+    return null; // the process is gone
   }
   const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
   return { state: rest[0] ?? "", ppid: Number(rest[1]) };

@@ -1,32 +1,20 @@
-// The paravisor's system setup, as data where the reference has data: the mounts, the stdio
+// The paravisor's system setup, as data where underhill_init has data: the mounts, the stdio
 // wiring, the kernel/sysfs writes (in underhill_init's order) and the host entropy.
 import { existsSync, fstatSync, readFileSync } from "node:fs";
-import { ensureMount } from "../../boot/mounts";
+import type { MountSpec } from "../../boot/mounts";
+import { describeError } from "../../errors";
 import { log } from "../../log";
 import * as sys from "../../sys";
 
 const { NOSUID, NODEV, NOEXEC, RELATIME } = sys.MountFlags;
 
-export interface MountSpec { source: string; target: string; fstype: string; flags: number }
-
-export const MOUNTS: readonly MountSpec[] = [
+/** underhill_init's mounts, with its flags. */
+export const PARAVISOR_MOUNTS: readonly MountSpec[] = [
   { source: "proc", target: "/proc", fstype: "proc", flags: NOSUID | NODEV | NOEXEC | RELATIME },
   { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID | NODEV | NOEXEC | RELATIME },
   { source: "dev", target: "/dev", fstype: "devtmpfs", flags: NOSUID | NOEXEC | RELATIME },
   { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: NOSUID | NOEXEC | RELATIME },
 ];
-
-/**
- * Mount each filesystem with the reference's flags, creating the target first. A filesystem the
- * preload library (or PID 1's early mounts) already put there with other flags is bind-remounted,
- * which sets exactly these per-mount flags and leaves the superblock alone.
- */
-export function mountFilesystems(mounts: readonly MountSpec[] = MOUNTS): void {
-  for (const spec of mounts) {
-    const outcome = ensureMount(spec.source, spec.target, spec.fstype, spec.flags);
-    log.debug(`${spec.target} (${spec.fstype}): ${outcome} with flags 0x${spec.flags.toString(16)}`);
-  }
-}
 
 /** stdin and stdout to /dev/null, stderr to ttyprintk (so a crash's last words reach the kernel log). */
 export function wireStdio(stderrPath = "/dev/ttyprintk"): void {
@@ -46,14 +34,14 @@ export function wireStdio(stderrPath = "/dev/ttyprintk"): void {
     moveTo(stderrPath, WRONLY, 2);
   } catch (error) {
     // Logged while the console still works and kmsg is open: the reason must be visible.
-    const reason = error instanceof sys.SysError ? `${error.code} (${sys.errnoText(error.errno)})` : String(error);
+    const reason = error instanceof sys.SysError ? error.reason : String(error);
     log.error(`failed to open stderr output ${stderrPath}: ${reason}`);
     throw new Error(`cannot open ${stderrPath} for stderr: ${reason}`);
   }
 }
 
 /** What underhill_init dumps at trace level before its writes. */
-export const STAT_FILES = [
+const STAT_FILES = [
   "/proc/uptime", "/proc/timer_list", "/proc/interrupts", "/proc/meminfo", "/proc/iomem", "/proc/ioports",
   "/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max", "/proc/sys/vm/max_map_count",
 ];
@@ -64,7 +52,7 @@ export function dumpStatFiles(files: readonly string[] = STAT_FILES): void {
     try {
       text = readFileSync(file, "utf8");
     } catch {
-      continue; // as the reference: files that cannot be opened are left out
+      continue; // as underhill_init: files that cannot be opened are left out
     }
     log.trace(file);
     for (const line of text.split("\n")) if (line !== "") log.trace(line);
@@ -132,7 +120,7 @@ export function writeValue(path: string, value: string): void {
     fd = sys.open(path, sys.OpenFlags.WRONLY | sys.OpenFlags.CLOEXEC);
     sys.write(fd, value === "" ? "\n" : value);
   } catch (error) {
-    const reason = error instanceof sys.SysError ? `${error.call}: ${error.code} (${sys.errnoText(error.errno)})` : String(error);
+    const reason = error instanceof sys.SysError ? `${error.call}: ${error.reason}` : String(error);
     throw new Error(`failed to write ${JSON.stringify(value)} to ${path}: ${reason}`);
   } finally {
     if (fd >= 0) sys.close(fd);
@@ -210,7 +198,7 @@ export function useHostEntropy(options: EntropyOptions): EntropyOutcome {
   try {
     read = readBounded(options.source, ENTROPY_READ_LIMIT);
   } catch (error) {
-    const reason = error instanceof sys.SysError ? error.code : (error as Error).message;
+    const reason = error instanceof sys.SysError ? error.code : describeError(error);
     log.warn(`did not get entropy from the host: ${options.source}: ${reason}`);
     return { kind: "missing", reason };
   }

@@ -9,7 +9,7 @@ import * as sys from "../../sys";
 import { paravisorWorkerArgv, type ParavisorOptions } from "./options";
 import type { Reaper } from "./reaper";
 
-export const NOFILE_LIMIT = 0x100000n;
+const NOFILE_LIMIT = 0x100000n;
 
 /** What the launch needs from the paravisor context. */
 export interface WorkerLaunch {
