@@ -1,5 +1,6 @@
-// Just enough ELF64 reading to find what a dynamically linked binary needs at run time:
-// its interpreter (PT_INTERP) and its DT_NEEDED libraries.
+// What a dynamically linked binary needs at run time: its interpreter (PT_INTERP) and its
+// DT_NEEDED libraries. Section headers come from the one ELF section reader (modules/elf-sections).
+import { checkElf64, cStringAt, readElfSections, sectionData } from "../modules/elf-sections";
 
 export interface ElfDeps {
   interpreter: string | null;
@@ -8,44 +9,33 @@ export interface ElfDeps {
 
 const PT_INTERP = 3;
 const SHT_DYNAMIC = 6;
-const DT_NULL = 0;
-const DT_NEEDED = 1;
+const DT_NULL = 0n;
+const DT_NEEDED = 1n;
+const DYNAMIC_ENTRY_SIZE = 16;
 
 export function readElfDeps(bytes: Uint8Array, what = "file"): ElfDeps {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (bytes.length < 64 || view.getUint32(0, false) !== 0x7f454c46) throw new Error(`${what} is not an ELF file`);
-  if (bytes[4] !== 2) throw new Error(`${what} is not a 64-bit ELF file`);
-  if (bytes[5] !== 1) throw new Error(`${what} is not little-endian`);
+  const view = checkElf64(bytes, what);
   const u64 = (offset: number) => Number(view.getBigUint64(offset, true));
   const phoff = u64(32);
-  const shoff = u64(40);
   const phentsize = view.getUint16(54, true);
   const phnum = view.getUint16(56, true);
-  const shentsize = view.getUint16(58, true);
-  const shnum = view.getUint16(60, true);
-  const cString = (offset: number) => {
-    const end = bytes.indexOf(0, offset);
-    return Buffer.from(bytes.subarray(offset, end < 0 ? bytes.length : end)).toString("utf8");
-  };
 
   let interpreter: string | null = null;
   for (let i = 0; i < phnum; i++) {
     const base = phoff + i * phentsize;
-    if (view.getUint32(base, true) === PT_INTERP) interpreter = cString(u64(base + 8));
+    if (base + 16 <= bytes.length && view.getUint32(base, true) === PT_INTERP) interpreter = cStringAt(bytes, u64(base + 8));
   }
 
   const needed: string[] = [];
-  for (let i = 0; i < shnum; i++) {
-    const base = shoff + i * shentsize;
-    if (view.getUint32(base + 4, true) !== SHT_DYNAMIC) continue;
-    const dynOffset = u64(base + 24);
-    const dynSize = u64(base + 32);
-    const strtabIndex = view.getUint32(base + 40, true);
-    const strtabOffset = u64(shoff + strtabIndex * shentsize + 24);
-    for (let entry = dynOffset; entry + 16 <= dynOffset + dynSize; entry += 16) {
-      const tag = u64(entry);
+  const sections = readElfSections(bytes, what);
+  for (const dynamic of sections.filter((section) => section.type === SHT_DYNAMIC)) {
+    const entries = sectionData(bytes, dynamic);
+    const strings = sections[dynamic.link] ? sectionData(bytes, sections[dynamic.link]!) : new Uint8Array(0);
+    const table = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
+    for (let entry = 0; entry + DYNAMIC_ENTRY_SIZE <= entries.length; entry += DYNAMIC_ENTRY_SIZE) {
+      const tag = table.getBigUint64(entry, true);
       if (tag === DT_NULL) break;
-      if (tag === DT_NEEDED) needed.push(cString(strtabOffset + u64(entry + 8)));
+      if (tag === DT_NEEDED) needed.push(cStringAt(strings, Number(table.getBigUint64(entry + 8, true))));
     }
   }
   return { interpreter, needed };
