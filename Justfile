@@ -54,6 +54,11 @@ bench: deps build kernel kernel-micro rootfs
 bench-partition:
     {{bun}} bench/partition.ts
 
+# Knobs: RUNS=3
+# What the paravisor PID 1 costs while its worker runs: busybox init vs burrow (initramfs, boot disk).
+bench-paravisor: deps build kernel-micro
+    {{bun}} bench/paravisor.ts --runs {{env_var_or_default("RUNS", "3")}}
+
 # The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
 sim:
     test/fixtures/mshv-sim/build.sh

@@ -4,8 +4,11 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { log } from "../log";
 import * as sys from "../sys";
 
-/** One row of a mode's mount table. */
-export interface MountSpec { source: string; target: string; fstype: string; flags: number; data?: string }
+/**
+ * One row of a mode's mount table. `whenRootReadOnly`: only when "/" is mounted read-only (a boot
+ * disk instead of an initramfs), where the places a running system writes need a tmpfs.
+ */
+export interface MountSpec { source: string; target: string; fstype: string; flags: number; data?: string; whenRootReadOnly?: boolean }
 
 export interface MountEntry { mountPoint: string; fstype: string; source: string; options: string }
 
@@ -61,9 +64,15 @@ export function ensureMount(source: string, target: string, fstype: string, flag
   return "mounted";
 }
 
+/** Is "/" mounted read-only (its mountinfo options start with "ro")? */
+export function rootReadOnly(mounts = readMounts()): boolean {
+  return mountedAt("/", mounts)?.options.split(",").includes("ro") ?? false;
+}
+
 /** ensureMount each row in order: a row may mount under an earlier one (/dev/pts under /dev). */
-export function mountTable(table: readonly MountSpec[]): void {
+export function mountTable(table: readonly MountSpec[], readOnlyRoot = rootReadOnly()): void {
   for (const spec of table) {
+    if (spec.whenRootReadOnly && !readOnlyRoot) continue;
     const outcome = ensureMount(spec.source, spec.target, spec.fstype, spec.flags, spec.data ?? null);
     log.debug(`mount ${spec.target} (${spec.fstype}): ${outcome}, flags 0x${spec.flags.toString(16)}`);
   }

@@ -1,7 +1,7 @@
 // The preload constructor (image/early-mounts.c) as PID 1 of a throw-away PID namespace: words
 // of the kernel command line that steer the runtime or the loader never reach the program.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RUNTIME_ENV_PREFIXES } from "../../src/config/environment";
@@ -19,9 +19,21 @@ beforeAll(() => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-/** `printenv` as PID 1 of a new PID namespace with the library preloaded and exactly `env`. */
+/**
+ * `printenv` as PID 1 of new PID and mount namespaces, started with exactly `env`, the library named
+ * in /etc/ld.so.preload as in the image (so a re-executed PID 1 loads it again).
+ */
 function environmentOfPid1(env: string[]): string[] {
-  const run = Bun.spawnSync(["unshare", "--fork", "--pid", "--mount-proc", "env", "-i", ...env, `LD_PRELOAD=${library}`, "printenv"], { stderr: "pipe" });
+  // The host has no /etc/ld.so.preload: an overlay adds one to /etc inside the mount namespace only.
+  const upper = join(dir, "etc-upper");
+  const work = join(dir, "etc-work");
+  rmSync(upper, { recursive: true, force: true });
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(upper);
+  mkdirSync(work);
+  writeFileSync(join(upper, "ld.so.preload"), `${library}\n`);
+  const script = `mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc && shift 2 && exec env -i "$@" printenv`;
+  const run = Bun.spawnSync(["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "unshare", "--fork", "--pid", "--mount", "--mount-proc", "--propagation", "private", "sh", "-c", script, "sh", upper, work, ...env], { stderr: "pipe" });
   if (run.exitCode !== 0) throw new Error(`unshare failed: ${run.stderr.toString()}`);
   return run.stdout.toString().trim().split("\n").filter(Boolean);
 }
@@ -29,7 +41,8 @@ function environmentOfPid1(env: string[]): string[] {
 describe("early-mounts constructor", () => {
   test("PID 1 re-executes itself without BUN_*, JSC_*, NODE_*, LD_*, GLIBC_TUNABLES, MALLOC_*; the rest stays in order", () => {
     const hostile = ["BUN_BE_BUN=1", "BUN_OPTIONS=--preload=/x.js", "JSC_useJIT=0", "NODE_OPTIONS=-r /x", "__BUN_X=1", "BUNFS_ROOT=/", "GLIBC_TUNABLES=glibc.malloc.check=3", "MALLOC_ARENA_MAX=1"];
-    expect(environmentOfPid1(["HOME=/", ...hostile, "TERM=linux", "APP_MODE=fast"])).toEqual(["HOME=/", "TERM=linux", "APP_MODE=fast"]);
+    // burrow's own setting comes last: no idle-GC timer waking PID 1 every second.
+    expect(environmentOfPid1(["HOME=/", ...hostile, "LD_LIBRARY_PATH=/nope", "TERM=linux", "APP_MODE=fast"])).toEqual(["HOME=/", "TERM=linux", "APP_MODE=fast", "BUN_GC_TIMER_DISABLE=1"]);
   });
 
   test("the C list and the TypeScript list name the same prefixes", async () => {
@@ -39,8 +52,8 @@ describe("early-mounts constructor", () => {
     expect(names).toEqual([...RUNTIME_ENV_PREFIXES]);
   });
 
-  test("a clean environment is left alone, and a process that is not PID 1 is never touched", () => {
-    expect(environmentOfPid1(["A=1", "B=2"])).toEqual(["A=1", "B=2"]);
+  test("a clean environment only gains burrow's own setting, and a process that is not PID 1 is never touched", () => {
+    expect(environmentOfPid1(["A=1", "B=2"])).toEqual(["A=1", "B=2", "BUN_GC_TIMER_DISABLE=1"]);
     const child = Bun.spawnSync(["env", "-i", "BUN_X=1", `LD_PRELOAD=${library}`, "printenv"]);
     expect(child.stdout.toString().trim().split("\n")).toEqual(["BUN_X=1", `LD_PRELOAD=${library}`]);
   });

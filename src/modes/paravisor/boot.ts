@@ -196,6 +196,9 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
     return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
   }
   writeReport(runtime.report);
+  // From here PID 1 only waits and reaps for the worker's whole life: give back what the boot's
+  // garbage holds now, rather than leaving it to JSC's timers to find while the VM runs.
+  Bun.gc(true);
   const worker = ctx.worker!;
   await worker.exited.catch(() => {});
   ctx.reaper.untrack(worker.pid);

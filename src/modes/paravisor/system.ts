@@ -14,6 +14,10 @@ export const PARAVISOR_MOUNTS: readonly MountSpec[] = [
   { source: "sysfs", target: "/sys", fstype: "sysfs", flags: NOSUID | NODEV | NOEXEC | RELATIME },
   { source: "dev", target: "/dev", fstype: "devtmpfs", flags: NOSUID | NOEXEC | RELATIME },
   { source: "devpts", target: "/dev/pts", fstype: "devpts", flags: NOSUID | NOEXEC | RELATIME },
+  // From a read-only boot disk (burrow's pages evictable, not pinned in ramfs): where the worker
+  // (its --pid file) and burrow (the boot report) write.
+  { source: "tmpfs", target: "/run", fstype: "tmpfs", flags: NOSUID | NODEV | RELATIME, data: "mode=0755", whenRootReadOnly: true },
+  { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: NOSUID | NODEV | RELATIME, data: "mode=1777", whenRootReadOnly: true },
 ];
 
 /** stdin and stdout to /dev/null, stderr to ttyprintk (so a crash's last words reach the kernel log). */
@@ -74,16 +78,19 @@ export function systemWrites(confidentialFiltering: boolean): SystemWrite[] {
   return [
     { path: "/proc/sys/kernel/threads-max", value: "32768", why: "the RAM-derived default is too small for the worker" },
     { path: "/proc/sys/kernel/kptr_restrict", value: "1", why: "censor kernel pointers in logs" },
-    { path: "/sys/kernel/mm/transparent_hugepage/enabled", value: "madvise", why: "huge pages for VTL0 mappings on request" },
+    // A kernel built without THP (burrow's micro kernel) has no such directory: skipped with a warning.
+    { path: "/sys/kernel/mm/transparent_hugepage/enabled", value: "madvise", needs: "/sys/kernel/mm/transparent_hugepage", why: "huge pages for VTL0 mappings on request" },
     { path: `${UIO_HV_GENERIC}/new_id`, value: "8dedd1aa-9056-49e4-bfd6-1bf90dc38ef0", needs: UIO_HV_GENERIC, why: "GET channel to user mode" },
     { path: `${UIO_HV_GENERIC}/new_id`, value: "8b60ccf6-709f-4c11-90b5-229c959a9e6a", needs: UIO_HV_GENERIC, why: "UART channel to user mode" },
     { path: `${UIO_HV_GENERIC}/new_id`, value: "427b03e7-4ceb-4286-b5fc-486f4a1dd439", needs: UIO_HV_GENERIC, why: "crash-dump channel to user mode" },
     {
       path: "/proc/sys/kernel/core_pattern",
       value: confidentialFiltering ? "" : "|/bin/underhill-crash %p %i %s %e",
+      // A kernel without core dump support (CONFIG_COREDUMP) has neither file: skipped with a warning.
+      needs: "/proc/sys/kernel/core_pattern",
       why: confidentialFiltering ? "no crash dumps in a confidential VM" : "user-mode crashes go to underhill-crash",
     },
-    { path: "/proc/sys/kernel/core_pipe_limit", value: "1", why: "one crashing process at a time" },
+    { path: "/proc/sys/kernel/core_pipe_limit", value: "1", needs: "/proc/sys/kernel/core_pipe_limit", why: "one crashing process at a time" },
     { path: "/proc/sys/vm/panic_on_oom", value: "1", why: "panic (and dump) rather than OOM-kill" },
     { path: "/proc/sys/vm/min_free_kbytes", value: "1024", why: "lowest recommended min watermark" },
     { path: "/proc/sys/vm/watermark_scale_factor", value: "1", why: "low/high watermarks next to min" },
