@@ -30,6 +30,8 @@ export interface BootReport {
   /** CLOCK_BOOTTIME ms when burrow's code started running. */
   startedMs: number;
   steps: StepRecord[];
+  /** paravisor: PID 1's own footprint once the worker runs (kB from /proc/self/status). */
+  resident?: { rssKiB: number; anonKiB: number; fileKiB: number; shmemKiB: number; threads: number };
   /** microvm snapshot restores: the instance, and CLOCK_BOOTTIME ms of ready, resume message and exec. */
   resume?: { instance: string; readyMs: number; resumeMs: number; execMs: number; entropyBytes: number; args: string[] | null; env: string[] };
 }

@@ -18,6 +18,12 @@ describe("paravisor: PID 1's cost while the worker runs", () => {
       if (!cost) throw new Error(`${variant}: the worker did not report (${result.reason})\n${tail(result, 60)}`);
       expect(result.output).not.toMatch(/uncaught error|Kernel panic - not syncing: (?!Attempted to kill init)/);
       costs.set(variant, cost);
+      if (variant !== "reference") {
+        // burrow writes its own footprint into the boot report once the worker runs.
+        const resident = JSON.parse(/hcl: resident (\{.*\})\r?$/m.exec(result.output)?.[1] ?? "{}") as { rssKiB?: number; threads?: number };
+        expect(resident.threads ?? 0).toBeGreaterThan(1);
+        expect(resident.rssKiB ?? 0).toBeGreaterThan(1024);
+      }
     }
     const reference = costs.get("reference")!;
     const lines = [...costs].map(([variant, cost]) => `${variant}: MemAvailable ${cost.memAvailableKiB} KiB (cost ${reference.memAvailableKiB - cost.memAvailableKiB} KiB), PID 1 RSS ${cost.rssKiB} KiB (anon ${cost.anonKiB}, file ${cost.fileKiB}, shmem ${cost.shmemKiB}), ${cost.threads} threads, ${cost.wakeups3s} wake-ups in 3 s`);

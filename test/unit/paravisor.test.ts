@@ -213,3 +213,12 @@ describe("reaper", () => {
     expect(report.reaped).toBeGreaterThanOrEqual(3);
   }, 30_000);
 });
+
+describe("resident footprint", () => {
+  test("VmRSS, its parts and the thread count from /proc/self/status", async () => {
+    const { residentFootprint } = await import("../../src/modes/paravisor/boot");
+    const status = "Name:\tinit\nVmRSS:\t   36600 kB\nRssAnon:\t    7052 kB\nRssFile:\t   29548 kB\nRssShmem:\t       0 kB\nThreads:\t9\n";
+    expect(residentFootprint(status)).toEqual({ rssKiB: 36600, anonKiB: 7052, fileKiB: 29548, shmemKiB: 0, threads: 9 });
+    expect(residentFootprint("")).toEqual({ rssKiB: 0, anonKiB: 0, fileKiB: 0, shmemKiB: 0, threads: 0 });
+  });
+});

@@ -2,10 +2,10 @@
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
 // The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
 import type { Subprocess } from "bun";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
-import { BootFailure, runPlan, type InitRuntime, type Step } from "../../boot/plan";
+import { BootFailure, runPlan, type BootReport, type InitRuntime, type Step } from "../../boot/plan";
 import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
 import type { MemoryState } from "../../memory";
@@ -171,6 +171,20 @@ function fatal(message: string): Promise<never> {
   return failBoot(`fatal: ${message}`);
 }
 
+/** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable. */
+export function residentFootprint(status = safeRead("/proc/self/status")): NonNullable<BootReport["resident"]> {
+  const kib = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, "m").exec(status)?.[1] ?? 0);
+  return { rssKiB: kib("VmRSS"), anonKiB: kib("RssAnon"), fileKiB: kib("RssFile"), shmemKiB: kib("RssShmem"), threads: kib("Threads") };
+}
+
+function safeRead(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return ""; // no /proc: the report says zeros rather than failing the boot over a figure
+  }
+}
+
 function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
   return {
     runtime,
@@ -195,10 +209,11 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
   } catch (error) {
     return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
   }
-  writeReport(runtime.report);
   // From here PID 1 only waits and reaps for the worker's whole life: give back what the boot's
-  // garbage holds now, rather than leaving it to JSC's timers to find while the VM runs.
+  // garbage holds now (Bun's idle-GC timer is off in PID 1, see image/early-mounts.c).
   Bun.gc(true);
+  runtime.report.resident = residentFootprint();
+  writeReport(runtime.report);
   const worker = ctx.worker!;
   await worker.exited.catch(() => {});
   ctx.reaper.untrack(worker.pid);
