@@ -1,7 +1,7 @@
 // A small QMP client (QEMU's JSON machine protocol) over a unix socket: typed commands, one at a
 // time, replies matched by id; asynchronous events are kept for whoever waits on them.
 import type { Socket } from "bun";
-import { describeError } from "../errors";
+import { connectUnix } from "./unix-socket";
 
 export interface QmpGreeting { version: { qemu: { major: number; minor: number; micro: number }; package: string } }
 
@@ -24,23 +24,11 @@ export class QmpClient {
   /** Connect (retrying while QEMU has not made the socket yet), read the greeting, leave negotiation mode. */
   static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
     const client = new QmpClient();
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      try {
-        client.socket = await Bun.connect({
-          unix: path,
-          socket: {
-            data: (_socket, data) => client.receive(data.toString()),
-            close: () => client.fail(new Error("QMP connection closed by QEMU")),
-            error: (_socket, error) => client.fail(new Error(`QMP: ${error.message}`)),
-          },
-        });
-        break;
-      } catch (error) {
-        if (performance.now() > deadline) throw new Error(`cannot connect to QMP socket ${path}: ${describeError(error)}`);
-        await Bun.sleep(5);
-      }
-    }
+    client.socket = await connectUnix(path, {
+      data: (_socket, data) => client.receive(data.toString()),
+      close: () => client.fail(new Error("QMP connection closed by QEMU")),
+      error: (_socket, error) => client.fail(new Error(`QMP: ${error.message}`)),
+    }, timeoutMs, "QMP");
     await client.greeted;
     await client.execute("qmp_capabilities");
     return client;

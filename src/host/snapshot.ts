@@ -14,6 +14,7 @@ import { splitWords } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { describeError } from "../errors";
 import { QmpClient } from "./qmp";
+import { connectUnix } from "./unix-socket";
 import { newRunId, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
 
 export const MANIFEST = "manifest.json";
@@ -37,20 +38,8 @@ export interface SnapshotManifest {
   burrowSnapshot: number;
   qemu: string;
   savedAt: string;
-  options: {
-    kernel: string;
-    initrd: string | null;
-    disks: string[];
-    ports: PortSpec[];
-    mem: string;
-    smp: number;
-    machine: RunOptions["machine"];
-    accel: RunOptions["accel"];
-    append: string;
-    runId: string;
-    /** Raw QEMU arguments the save was given: the restore needs the same devices. */
-    extraArgs: string[];
-  };
+  /** What the save booted (paths absolute); extraArgs: the restore needs the same devices. */
+  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & { runId: string; extraArgs: string[] };
   files: { kernel: FileIdentity; initrd: FileIdentity | null; disks: FileIdentity[] };
   /** Full sha256 of kernel and initrd, for the record (restores compare identities). */
   sha256: { kernel: string; initrd: string | null };
@@ -121,23 +110,12 @@ class LineSocket {
 
   static async connect(path: string, timeoutMs: number): Promise<LineSocket> {
     const client = new LineSocket();
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      try {
-        client.socket = await Bun.connect({
-          unix: path,
-          socket: {
-            data: (_socket, data) => client.receive(data.toString()),
-            close: () => client.end(),
-            error: () => client.end(),
-          },
-        });
-        return client;
-      } catch (error) {
-        if (performance.now() > deadline) throw new Error(`cannot connect to the control socket ${path}: ${describeError(error)}`);
-        await Bun.sleep(5);
-      }
-    }
+    client.socket = await connectUnix(path, {
+      data: (_socket, data) => client.receive(data.toString()),
+      close: () => client.end(),
+      error: () => client.end(),
+    }, timeoutMs, "control");
+    return client;
   }
 
   private receive(text: string): void {
