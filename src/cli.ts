@@ -60,6 +60,7 @@ const run = defineCommand({
     kernel: { type: "string", default: "build/kernel/vmlinuz", description: "kernel image" },
     initrd: { type: "string", default: "dist/initramfs.img", description: "initramfs" },
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
+    "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
     port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
     mem: { type: "string", default: "512M", description: "guest memory" },
     smp: { type: "string", default: "1", description: "vCPUs" },
@@ -72,7 +73,7 @@ const run = defineCommand({
     env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
   },
   async run({ args, rawArgs }) {
-    const { runVm, parsePortSpec } = await import("./host/qemu");
+    const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
     const { parseMem, parseSmp, parseTimeout } = await import("./host/options");
     if (args["snapshot-restore"]) {
       const { restoreSnapshot } = await import("./host/snapshot");
@@ -107,6 +108,8 @@ const run = defineCommand({
       timeoutSeconds: parseTimeout(args.timeout),
     };
     if (args["snapshot-save"]) {
+      // The snapshot manifest records plain disks only; a restore would come up without these.
+      if (collectRepeated(rawArgs, "--serial-disk").length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
       log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
@@ -117,6 +120,7 @@ const run = defineCommand({
         kernel: args.kernel,
         initrd: args.initrd || null,
         disks: collectRepeated(rawArgs, "--disk"),
+        serialDisks: collectRepeated(rawArgs, "--serial-disk").map(parseSerialDisk),
         ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
         // Checked here so a bad value is refused with one line before anything starts.
         mem: parseMem(args.mem),

@@ -6,7 +6,7 @@ import type { OnExit, OnFail } from "../config/config";
 import { describeError } from "../errors";
 import { closeLogging, log } from "../log";
 import * as sys from "../sys";
-import { exitStatusLine } from "./exit-marker";
+import { exitStatusLine } from "../exit-marker";
 import { EXEC_PATH_VAR } from "./paths";
 import type { BootReport } from "./plan";
 

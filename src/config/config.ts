@@ -3,10 +3,11 @@
 // and so is every bad value (with the key and the value). Parsing is total: any byte string
 // gives a Config and its problems, never an exception — keys are looked up in Maps, so a word
 // named like an Object.prototype member is just an unknown word.
-import { RUN_ID_PATTERN } from "../boot/exit-marker";
+import { RUN_ID_PATTERN } from "../exit-marker";
 import { describeError } from "../errors";
 import { encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
+import { parseHardenSwitches, type HardenSwitches } from "./harden";
 
 export type Mode = "microvm" | "paravisor";
 export type LogLevelName = "error" | "warn" | "info" | "debug" | "trace";
@@ -18,6 +19,9 @@ export type ZramSetting =
   | { kind: "percent"; percent: number }
   | { kind: "bytes"; bytes: number }
   | { kind: "invalid"; value: string; reason: string };
+
+/** burrow.overlay=: none, a tmpfs upper layer, or a device spec (as root=) for a disk upper layer. */
+export type OverlaySetting = { kind: "none" } | { kind: "tmpfs" } | { kind: "device"; spec: string };
 
 /** module (normalized) → its parameters, each already spelled for finit_module. */
 export type ModuleParams = ReadonlyMap<string, readonly string[]>;
@@ -50,11 +54,23 @@ export interface Config {
   partition: string | null;
   /** The host's id for this run (burrow.runid=), echoed in the exit-status line. */
   runId: string | null;
+  /** microvm: a writable layer merged over the (then read-only) root. */
+  overlay: OverlaySetting;
+  /** burrow.overlay.format=1: mkfs.ext4 an overlay disk that holds no filesystem yet. */
+  overlayFormat: boolean;
+  /** burrow.overlay.ro=1: the overlay disk is merged read-only (a second lower layer). */
+  overlayReadOnly: boolean;
+  /** burrow.hide-root-devices=1: remove the root (and overlay) disks' device nodes once mounted. */
+  hideRootDevices: boolean;
+  /** burrow.harden= switches over each rule's default (config/harden.ts). */
+  harden: HardenSwitches;
+  /** burrow.console-stdin=1: the agent's stdin stays on the console instead of /dev/null. */
+  consoleStdin: boolean;
   /** Unknown keys, bad values and dangerous words, in command-line order. */
   problems: Problem[];
 }
 
-type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms">;
+type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms" | "harden">;
 
 const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
   mode: "microvm",
@@ -78,6 +94,11 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   entropyPath: "/proc/device-tree/openhcl/entropy/reg",
   partition: null,
   runId: null,
+  overlay: { kind: "none" },
+  overlayFormat: false,
+  overlayReadOnly: false,
+  hideRootDevices: false,
+  consoleStdin: false,
 } as const);
 
 /** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
@@ -94,7 +115,7 @@ function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit", op
   };
 }
 
-function flag(field: "net" | "balloon" | "snapshot"): Setter {
+function flag(field: "net" | "balloon" | "snapshot" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -174,6 +195,25 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["burrow.worker", path("worker")],
   ["burrow.entropy.path", path("entropyPath")],
   ["burrow.partition", path("partition")],
+  [
+    "burrow.overlay",
+    (config, value) => {
+      if (value === null || value === "") return "expected tmpfs, off or a device spec (/dev/vdb, SERIAL=…, LABEL=…, UUID=…, PARTUUID=…, PARTLABEL=…)";
+      config.overlay = value === "tmpfs" ? { kind: "tmpfs" } : ["off", "none", "0"].includes(value) ? { kind: "none" } : { kind: "device", spec: value };
+    },
+  ],
+  ["burrow.overlay.format", flag("overlayFormat")],
+  ["burrow.overlay.ro", flag("overlayReadOnly")],
+  ["burrow.hide-root-devices", flag("hideRootDevices")],
+  ["burrow.console-stdin", flag("consoleStdin")],
+  [
+    "burrow.harden",
+    (config, value) => {
+      const { switches, problems } = parseHardenSwitches(value, config.harden);
+      config.harden = switches;
+      if (problems.length) return problems.join("; ");
+    },
+  ],
   [
     "burrow.runid",
     (config, value) => {
@@ -266,7 +306,7 @@ function clip(value: string): string {
 }
 
 function defaultConfig(): Config {
-  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], problems: [] };
+  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], harden: {}, problems: [] };
 }
 
 function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {

@@ -2,7 +2,7 @@
 // guest ended into an exit status the host can act on.
 import { getRandomValues } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../boot/exit-marker";
+import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-marker";
 import { splitWords } from "../config/cmdline";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
@@ -13,10 +13,28 @@ export type Accel = "tcg" | "kvm";
 
 export interface PortSpec { name: string; file: string | null }
 
+export interface SerialDisk { serial: string; file: string }
+
+/** virtio-blk serials hold 20 bytes (VIRTIO_BLK_ID_BYTES); this set never needs QEMU escaping. */
+const SERIAL_NAME = /^[A-Za-z0-9._-]{1,20}$/;
+
+/**
+ * `--serial-disk NAME=PATH`: NAME cannot contain "=", so the first "=" ends it and PATH is the
+ * rest verbatim (it may hold "=" and ","). A separate option, so `--disk PATH` never changes meaning.
+ */
+export function parseSerialDisk(spec: string): SerialDisk {
+  const equals = spec.indexOf("=");
+  const serial = equals < 0 ? "" : spec.slice(0, equals);
+  if (!SERIAL_NAME.test(serial) || equals === spec.length - 1) throw new Error(`--serial-disk needs NAME=PATH (NAME: 1 to 20 of A-Z a-z 0-9 . _ -), got ${JSON.stringify(spec)}`);
+  return { serial, file: spec.slice(equals + 1) };
+}
+
 export interface RunOptions {
   kernel: string;
   initrd: string | null;
   disks: string[];
+  /** Disks the guest finds by virtio serial (root=SERIAL=NAME), attached after `disks`. */
+  serialDisks?: SerialDisk[];
   ports: PortSpec[];
   mem: string;
   smp: number;
@@ -133,11 +151,13 @@ export function qemuArgs(options: RunOptions): string[] {
     "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null, options.runId ?? null),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
-  options.disks.forEach((disk, index) => {
-    const file = qemuOptionValue(disk, `disk path ${JSON.stringify(disk)}`);
+  const disks: { file: string; serial: string | null }[] = [...options.disks.map((file) => ({ file, serial: null })), ...(options.serialDisks ?? [])];
+  disks.forEach((disk, index) => {
+    const file = qemuOptionValue(disk.file, `disk path ${JSON.stringify(disk.file)}`);
     // file.filename (not file=): QEMU would read "nbd:…" or "json:{…}" in file= as a protocol.
     const snapshot = options.snapshotDisks ? ",snapshot=on" : "";
-    args.push("-drive", `id=disk${index},if=none,format=raw${snapshot},file.driver=${diskDriver(disk)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}`);
+    const serial = disk.serial === null ? "" : `,serial=${qemuOptionValue(disk.serial, `disk serial ${JSON.stringify(disk.serial)}`)}`;
+    args.push("-drive", `id=disk${index},if=none,format=raw${snapshot},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
   });
   if (options.ports.length > 0 || options.controlSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
@@ -243,7 +263,7 @@ export function checkRunInputs(options: RunOptions): void {
   const missing: string[] = [];
   if (!existsSync(options.kernel)) missing.push(`kernel ${options.kernel}`);
   if (options.initrd && !existsSync(options.initrd)) missing.push(`initrd ${options.initrd}`);
-  for (const disk of options.disks) if (!existsSync(disk)) missing.push(`disk ${disk}`);
+  for (const disk of [...options.disks, ...(options.serialDisks ?? []).map((entry) => entry.file)]) if (!existsSync(disk)) missing.push(`disk ${disk}`);
   if (missing.length) throw new Error(`not found: ${missing.join(", ")}`);
   checkTimeout(options.timeoutSeconds);
   checkSmp(options.smp);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
-import { exitStatusLine } from "../../src/boot/exit-marker";
+import { exitStatusLine } from "../../src/exit-marker";
 import { buildImage } from "../../src/image/build";
 import { BURROW, INITRAMFS, KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 import { boot, bootWithConsole, tail } from "../helpers/boot";

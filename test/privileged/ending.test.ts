@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EXEC_PATH_VAR } from "../../src/boot/paths";
-import { exitStatusLine } from "../../src/boot/exit-marker";
+import { exitStatusLine } from "../../src/exit-marker";
 import { ROOT } from "../helpers/artifacts";
 
 const FIXTURE = join(ROOT, "test/fixtures/privileged/fail-boot.ts");

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { exitStatusLine, RUN_ID_PATTERN } from "../../src/boot/exit-marker";
+import { exitStatusLine, RUN_ID_PATTERN } from "../../src/exit-marker";
 import { checkRunInputs, classify, HALTED_EXIT_CODE, hostTscKhz, kernelCommandLine, newRunId, parsePortSpec, qemuArgs } from "../../src/host/qemu";
 
 const ID = "Q7xk2Lm9Pz4Rt8Vb1Nc5Hd3F";

@@ -1,5 +1,5 @@
-// microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root,
-// switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
+// microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
+// optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
 import { existsSync } from "node:fs";
 import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
@@ -9,11 +9,14 @@ import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { log } from "../../log";
 import * as sys from "../../sys";
 import { agentArgv, buildAgentEnv } from "./agent";
-import { findRootDevice, linkVirtioPorts, listNetworkInterfaces, listVirtioPorts, parseRootSpec } from "./devices";
+import { describeError } from "../../errors";
+import { deviceFilesystem, findRootDevice, linkVirtioPorts, listNetworkInterfaces, listVirtioPorts, parseRootSpec, removeDeviceNodes, type RootSpec } from "./devices";
+import { applyHardening } from "./harden";
 import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
-import { mountRoot, rootFsTypes } from "./root";
+import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
+import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
 import { snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
 import type { ResumeMessage } from "../../snapshot/protocol";
@@ -29,6 +32,8 @@ interface MicrovmContext {
   failedModules: Map<string, string>;
   rootDevice: string | null;
   rootType: string | null;
+  /** burrow.overlay=<device spec>: the upper layer's disk, found beside the root device. */
+  overlayDevice: string | null;
   switched: boolean;
   /** Set when a snapshot was resumed: the instance's arguments and variables replace the command line's. */
   resume: { message: ResumeMessage; record: ResumeRecord } | null;
@@ -78,6 +83,8 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
     },
   },
   { name: "root", policy: "fatal", run: mountRootStep },
+  { name: "overlay", policy: "fatal", when: (context) => context.runtime.config.overlay.kind !== "none", run: overlayStep },
+  { name: "harden", policy: "warn", run: hardenStep },
   { name: "switch-root", policy: "fatal", run: switchRootStep },
   {
     name: "snapshot",
@@ -109,21 +116,37 @@ function loadModulesStep(context: MicrovmContext): void {
   log.debug(`modules: ms per module ${JSON.stringify(result.ms)}`);
 }
 
-async function waitForRootDevice(context: MicrovmContext): Promise<void> {
+/** Wait for one device spec; `what` names it in the lines ("root device", "overlay device"). */
+async function waitForDevice(context: MicrovmContext, spec: RootSpec, shown: string, what: string, budgetMs: number): Promise<string> {
   const { config } = context.runtime;
-  const spec = parseRootSpec(config.root);
   if (spec.kind === "invalid") throw new Error(`${spec.reason} (EINVAL; no device can match, not waiting)`);
   const watcher = context.watcher ?? UeventWatcher.open();
   context.watcher = watcher;
   const started = now(context);
-  const device = await watcher.waitFor(() => findRootDevice(spec), config.rootwaitMs, () => now(context));
+  const device = await watcher.waitFor(() => findRootDevice(spec), budgetMs, () => now(context));
   if (device === null) {
     const types = rootFsTypes(config).join(", ");
     const moduleNote = [...context.failedModules].map(([name, reason]) => `; module ${name}: ${reason}`).join("");
-    throw new Error(`root device ${config.root} did not appear within ${config.rootwaitMs} ms (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
+    throw new Error(`${what} ${shown} did not appear within ${config.rootwaitMs} ms (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
   }
-  context.rootDevice = device;
-  log.info(`root device ${config.root}${device !== config.root ? ` is ${device}` : ""}, ready after ${(now(context) - started).toFixed(1)} ms (${watcher.eventDriven ? "uevents" : "polling"})`);
+  log.info(`${what} ${shown}${device !== shown ? ` is ${device}` : ""}, ready after ${(now(context) - started).toFixed(1)} ms (${watcher.eventDriven ? "uevents" : "polling"})`);
+  return device;
+}
+
+async function waitForRootDevice(context: MicrovmContext): Promise<void> {
+  const { config } = context.runtime;
+  const overlay = config.overlay;
+  // Both specs are checked before any wait: an impossible overlay spec fails at once too.
+  const rootSpec = parseRootSpec(config.root);
+  const overlaySpec = overlay.kind === "device" ? parseRootSpec(overlay.spec, "burrow.overlay") : null;
+  if (overlaySpec?.kind === "invalid") throw new Error(`${overlaySpec.reason} (EINVAL; no device can match, not waiting)`);
+  const started = now(context);
+  context.rootDevice = await waitForDevice(context, rootSpec, config.root, "root device", config.rootwaitMs);
+  if (overlay.kind === "device" && overlaySpec) {
+    const left = Math.max(0, config.rootwaitMs - (now(context) - started));
+    context.overlayDevice = await waitForDevice(context, overlaySpec, overlay.spec, "overlay device", left);
+    if (context.overlayDevice === context.rootDevice) throw new Error(`burrow.overlay=${overlay.spec} is the root device ${context.rootDevice} itself (EINVAL)`);
+  }
 }
 
 async function linkPorts(context: MicrovmContext): Promise<void> {
@@ -142,9 +165,47 @@ async function linkPorts(context: MicrovmContext): Promise<void> {
 function mountRootStep(context: MicrovmContext): void {
   const { config } = context.runtime;
   const device = context.rootDevice!;
-  context.rootType = mountRoot(device, ROOT_MOUNT_POINT, config, rootFsTypes(config), context.failedModules);
+  // With an overlay the root is its lower layer: read-only below, under a staging tmpfs.
+  const overlaid = config.overlay.kind !== "none";
+  if (overlaid) mountStaging();
+  const target = overlaid ? OVERLAY_LOWER : ROOT_MOUNT_POINT;
+  const rootConfig = overlaid ? { ...config, readOnly: true } : config;
+  const types = typesIdentifiedFirst(rootFsTypes(config), config.rootfstype ? null : (deviceFilesystem(device)?.type ?? null));
+  context.rootType = mountRoot(device, target, rootConfig, types, context.failedModules);
+  setFallbackRoot(target);
+  log.info(`root ${device} (${context.rootType}) mounted on ${target} ${rootConfig.readOnly ? "ro" : "rw"},noatime${config.rootflags ? `,${config.rootflags}` : ""}`);
+}
+
+function overlayStep(context: MicrovmContext): void {
+  const { config } = context.runtime;
+  const upper = context.overlayDevice;
+  let upperType: string | null = null;
+  if (upper) {
+    upperType = deviceFilesystem(upper)?.type ?? null;
+    if (upperType === null && config.overlayFormat) {
+      const mkfs = formatFromLower(upper);
+      log.info(`overlay: formatted ${upper} with the root's ${mkfs}`);
+      upperType = "ext";
+    } else if (upperType === null) {
+      throw new Error(`overlay device ${upper} holds no filesystem burrow knows (set burrow.overlay.format=1 to mkfs.ext4 it from the root)`);
+    }
+  }
+  const readOnly = config.overlayReadOnly && upper !== null;
+  if (config.overlayReadOnly && !upper) log.warn("burrow.overlay.ro=1 with a tmpfs overlay: a read-only empty layer is pointless; mounted read-write");
+  const data = mountOverlay(upper, upperType === "ext" ? "ext4" : upperType, readOnly);
   setFallbackRoot(ROOT_MOUNT_POINT);
-  log.info(`root ${device} (${context.rootType}) mounted on ${ROOT_MOUNT_POINT} ${config.readOnly ? "ro" : "rw"},noatime${config.rootflags ? `,${config.rootflags}` : ""}`);
+  log.info(`overlay on ${ROOT_MOUNT_POINT} ${readOnly ? "ro" : "rw"}: upper ${upper ?? "tmpfs"} (${data})`);
+}
+
+function hardenStep(context: MicrovmContext): void {
+  const { config } = context.runtime;
+  if (config.hideRootDevices) {
+    const removed = removeDeviceNodes([context.rootDevice, context.overlayDevice].filter((device): device is string => device !== null));
+    log.info(`hide-root-devices: removed ${removed.join(" ") || "nothing"}`);
+  }
+  const { done, failed } = applyHardening(config.harden, describeError);
+  log.debug(`harden: ${done.join("; ") || "no rules"}`);
+  if (failed.length) throw new Error(`harden: ${failed.join("; ")}`);
 }
 
 function switchRootStep(context: MicrovmContext): void {
@@ -181,6 +242,8 @@ function execAgent(context: MicrovmContext): void {
   writeReport(report);
   log.info(`exec ${argv.map((arg) => JSON.stringify(arg)).join(" ")} (${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started)`);
   makeStdioBlocking();
+  // The agent reads no console input unless asked: a stray keystroke on the console cannot reach it.
+  if (!config.consoleStdin) stdinFromDevNull();
   prepareForExec();
   try {
     sys.closeRangeCloexec(3);
@@ -194,7 +257,19 @@ function execAgent(context: MicrovmContext): void {
   }
 }
 
+function stdinFromDevNull(): void {
+  try {
+    const fd = sys.open("/dev/null", sys.OpenFlags.RDONLY | sys.OpenFlags.CLOEXEC);
+    if (fd !== 0) {
+      sys.dup2(fd, 0);
+      sys.close(fd);
+    }
+  } catch (error) {
+    log.warn(`agent stdin stays on the console: cannot open /dev/null (${describeError(error)})`);
+  }
+}
+
 export async function bootMicrovm(runtime: InitRuntime): Promise<void> {
-  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, switched: false, resume: null };
+  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, overlayDevice: null, switched: false, resume: null };
   await runPlan(MICROVM_PLAN, context, runtime.report, runtime.now);
 }

@@ -25,6 +25,15 @@ export function rootFsTypes(config: Config, procFilesystems: () => string = () =
   return types.length > 0 ? types : ["ext4"];
 }
 
+/** The kernel's type for what a device's superblock says it holds (ext2/3/4 all mount as ext4). */
+const IDENTIFIED_TYPE: Readonly<Record<string, string>> = { ext: "ext4", erofs: "erofs", squashfs: "squashfs" };
+
+/** Put the type the superblock names first: no failed mount attempts (and kernel lines) before it. */
+export function typesIdentifiedFirst(types: string[], identified: string | null): string[] {
+  const type = identified === null ? undefined : IDENTIFIED_TYPE[identified];
+  return type !== undefined && types.includes(type) ? [type, ...types.filter((other) => other !== type)] : types;
+}
+
 export function rootMountFlags(config: Config): number {
   return sys.MountFlags.NOATIME | (config.readOnly ? sys.MountFlags.RDONLY : 0);
 }
