@@ -8,8 +8,13 @@ import * as sys from "../../sys";
 import { CONTROL_PORT, encodeReady, encodeResumed, MAX_MESSAGE_BYTES, parseResume, type ResumeMessage } from "../../snapshot/protocol";
 import { listVirtioPorts } from "./devices";
 
-/** While the host side of the port is closed, read() returns 0 at once: retry at this pace. */
+/**
+ * While the host side of the port is closed, read() returns 0 at once: retry, backing off from 5
+ * to 100 ms, so a guest whose host never connects does not spin (a connected host's data wakes
+ * the blocking read at once).
+ */
 const CLOSED_PORT_RETRY_MS = 5;
+const CLOSED_PORT_RETRY_MAX_MS = 100;
 
 export interface ResumeRecord {
   instance: string;
@@ -73,12 +78,16 @@ export function snapshotPoint(now: () => number): { message: ResumeMessage; reco
     writeText(fd, encodeReady(now()));
     const readyMs = now();
     const buffer = new Uint8Array(4096);
+    let pause = CLOSED_PORT_RETRY_MS;
     const line = readLine(
       () => {
         const count = sys.read(fd, buffer);
         return count === 0 ? null : buffer.slice(0, count);
       },
-      () => Bun.sleepSync(CLOSED_PORT_RETRY_MS),
+      () => {
+        Bun.sleepSync(pause);
+        pause = Math.min(pause * 2, CLOSED_PORT_RETRY_MAX_MS);
+      },
     );
     const resumeMs = now();
     const parsed = parseResume(line);
