@@ -4,7 +4,7 @@
 import * as sys from "../sys";
 import type { HypercallFn } from "./hv";
 import {
-  allowBitmap, hvcallArgument, hvcallSetupArgument, hvcallStatus, Ioctl, pvalidateArgument, readTdcall, rmpadjustArgument,
+  addVtl0MemoryArgument, allowBitmap, hvcallArgument, hvcallSetupArgument, hvcallStatus, Ioctl, pvalidateArgument, readTdcall, rmpadjustArgument,
   tdcallArgument, type TdcallRegs,
 } from "./hv-abi";
 
@@ -63,6 +63,15 @@ export function hypercallOn(fd: number): HypercallFn {
     const argument = hvcallArgument(controlWord, input, sys.addressOf(input));
     sys.ioctlPtr(fd, Ioctl.HVCALL, argument, { what: "MSHV_HVCALL", code: `0x${(controlWord & 0xffffn).toString(16)}` });
     return hvcallStatus(argument);
+  };
+}
+
+/** MSHV_VTL_ADD_VTL0_MEMORY on a VTL fd (K mshv_vtl_ioctl_add_vtl0_mem; OV MshvVtl::add_vtl0_memory). */
+export function addVtl0MemoryOn(vtlFd: number) {
+  return (startPfn: number, lastPfn: number, shared: boolean): void => {
+    sys.ioctlPtr(vtlFd, Ioctl.ADD_VTL0_MEMORY, addVtl0MemoryArgument(startPfn, lastPfn, shared), {
+      what: "MSHV_VTL_ADD_VTL0_MEMORY", start: `0x${startPfn.toString(16)}`, last: `0x${lastPfn.toString(16)}`,
+    });
   };
 }
 

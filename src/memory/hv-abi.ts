@@ -19,6 +19,7 @@ export const Ioctl = {
 
 export const HvCall = {
   ModifyVtlProtectionMask: 0x000c,
+  SetVpRegisters: 0x0051,
   AcceptGpaPages: 0x00d9,
   ModifySparseGpaPageHostVisibility: 0x00db,
 } as const;
@@ -39,6 +40,48 @@ const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(H
 export const statusName = (status: number): string => `${STATUS_NAMES[status] ?? "HvStatus"}(0x${status.toString(16)})`;
 
 const PARTITION_ID_SELF = 0xffff_ffff_ffff_ffffn;
+/** HV_VP_INDEX_SELF (OV vm/hv1/hvdef). */
+const VP_INDEX_SELF = 0xffff_fffe;
+
+/** Register names (OV vm/hv1/hvdef HvArchRegisterName). */
+export const HvRegister = { VsmPartitionConfig: 0x000d_0007 } as const;
+
+/**
+ * HvRegisterVsmPartitionConfig as OV's set_vtl2_vsm_partition_config (openhcl/virt_mshv_vtl/src/lib.rs)
+ * builds it. Bits: 0 enable_vtl_protection, 1-4 default_vtl_protection_mask, 5 zero_memory_on_reset,
+ * 7 intercept_acceptance, 8 intercept_enable_vtl_protection, 10 intercept_cpuid_unimplemented,
+ * 11 intercept_unrecoverable_exception. The bits OV takes from HvRegisterVsmCapabilities
+ * (intercept_page 12, intercept_not_present 14, intercept_system_reset 15) stay 0: reading the
+ * capabilities needs HvCallGetVpRegisters, and the worker writes its own full value later.
+ */
+export function vsmPartitionConfig(isolated: boolean, hardwareIsolated: boolean): bigint {
+  let value = 0xfn << 1n; // default_vtl_protection_mask = 0xF
+  if (!hardwareIsolated) value |= 1n | (1n << 5n) | (1n << 10n); // enable_vtl_protection, zero_memory_on_reset, intercept_cpuid_unimplemented
+  value |= 1n << 11n; // intercept_unrecoverable_exception
+  if (isolated) value |= 1n << 7n; // intercept_acceptance
+  if (isolated && !hardwareIsolated) value |= 1n << 8n; // intercept_enable_vtl_protection
+  return value;
+}
+
+/**
+ * HvCallSetVpRegisters input (OV hvdef GetSetVpRegisters + HvRegisterAssoc): a 16-byte header
+ * {partition_id, vp_index, target_vtl, 3 reserved} then one 32-byte element per register
+ * {u32 name, 12 bytes pad, u128 value}.
+ */
+export function setVpRegistersInput(targetVtl: number, registers: readonly { name: number; value: bigint }[]): Uint8Array {
+  const input = new Uint8Array(16 + 32 * registers.length);
+  const view = new DataView(input.buffer);
+  view.setBigUint64(0, PARTITION_ID_SELF, true);
+  view.setUint32(8, VP_INDEX_SELF, true);
+  view.setUint8(12, targetVtl);
+  registers.forEach(({ name, value }, index) => {
+    const at = 16 + 32 * index;
+    view.setUint32(at, name, true);
+    view.setBigUint64(at + 16, value & 0xffff_ffff_ffff_ffffn, true);
+    view.setBigUint64(at + 24, value >> 64n, true);
+  });
+  return input;
+}
 /** A hypercall's input must fit one page, which caps the rep elements per call. */
 const INPUT_PAGE_BYTES = PAGE;
 /** 510: u64 GPN elements after the 16-byte header. */
@@ -123,6 +166,18 @@ export function hvcallSetupArgument(bitmapBytes: number, bitmapAddress: number):
   const view = new DataView(arg.buffer);
   view.setBigUint64(0, BigInt(bitmapBytes), true);
   view.setBigUint64(8, BigInt(bitmapAddress), true);
+  return arg;
+}
+
+/** Bit 51 of start_pfn marks a shared (decrypted) registration: SHARED_MEMORY_FLAG / 4096. */
+const REGISTRATION_SHARED_PFN_BIT = 1n << 51n;
+
+/** struct mshv_vtl_ram_disposition for MSHV_VTL_ADD_VTL0_MEMORY (16 bytes): start_pfn, last_pfn (exclusive). */
+export function addVtl0MemoryArgument(startPfn: number, lastPfn: number, shared: boolean): Uint8Array {
+  const arg = new Uint8Array(16);
+  const view = new DataView(arg.buffer);
+  view.setBigUint64(0, BigInt(startPfn) | (shared ? REGISTRATION_SHARED_PFN_BIT : 0n), true);
+  view.setBigUint64(8, BigInt(lastPfn), true);
   return arg;
 }
 

@@ -3,7 +3,7 @@
 // whole list. Written against a plain function (HypercallFn) so unit tests can give it a fake
 // hypervisor. The numbers and struct encoders it uses are in hv-abi.ts.
 import {
-  acceptInput, control, gpnListInput, HvCall, HvStatus, MAX_ACCEPT_PAGES_PER_CALL, MAX_GPNS_PER_CALL, parseResult, statusName,
+  acceptInput, control, gpnListInput, HvCall, HvStatus, setVpRegistersInput, MAX_ACCEPT_PAGES_PER_CALL, MAX_GPNS_PER_CALL, parseResult, statusName,
   type HvResult,
 } from "./hv-abi";
 import { PAGE } from "./ranges";
@@ -104,4 +104,10 @@ export function acceptPagesCall(call: HypercallFn, start: number, end: number, s
       throw new HypercallError("AcceptGpaPages", HvCall.AcceptGpaPages, failure.status, index, firstGpn + index);
     }
   }
+}
+
+/** HvCallSetVpRegisters of one register on this VP for `targetVtl` (an HvInputVtl), as OV's set_vp_registers_hypercall. */
+export function setVpRegister(call: HypercallFn, targetVtl: number, name: number, value: bigint, what: string, stats?: CallStats): void {
+  const failure = repCall(call, HvCall.SetVpRegisters, 1, setVpRegistersInput(targetVtl, [{ name, value }]), stats);
+  if (failure) throw new HypercallError(what, HvCall.SetVpRegisters, failure.status, failure.processed, null);
 }

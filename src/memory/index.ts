@@ -2,11 +2,13 @@
 //   1. read and validate the partition description (burrow.partition=PATH) — nothing is touched
 //      before it is known to be good;
 //   2. make sure /dev/mshv exists (load the simulator module synchronously if it is in the image);
-//   3. not isolated: VTL2 protections; isolated: accept VTL0 RAM, initial lower-VTL protections,
-//      shared pool host-visible;
-//   4. map lower-VTL memory from /dev/mshv_vtl_low (+ bitmaps; SNP: zero what was accepted);
-//   5. hand off: /run/burrow/memory.json and inheritable fds, which the returned MemoryState
-//      carries to the worker step.
+//   3. not isolated: VTL2's VsmPartitionConfig (HvCallSetVpRegisters), then VTL2 protections;
+//      isolated: accept VTL0 RAM, initial lower-VTL protections, shared pool host-visible;
+//   4. map lower-VTL memory from /dev/mshv_vtl_low (+ bitmaps, file-backed under
+//      /run/burrow/bitmaps), with kernel registration (MSHV_VTL_ADD_VTL0_MEMORY) where OV has a
+//      registrar (SNP: all of VTL0 now, then zero what was accepted; none/VBS: lazily);
+//   5. hand off: /run/burrow/memory.json and inheritable fds (mshv devices, then the bitmaps),
+//      which the returned MemoryState carries to the worker step.
 //
 // Parallelism: the work is split exactly as the seed splits it (2 GiB protection units dealt
 // round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) workers plus the
@@ -20,15 +22,16 @@
 import type { Config } from "../config/config";
 import { log } from "../log";
 import * as sys from "../sys";
-import { createVtl, DEV_HVCALL, DEV_MSHV, DEV_VTL_LOW, hypercallOn, inheritable, openDevice, openHvcall, pvalidateOn, rmpadjustOn, tdcallOn, type MemoryOps, type OpenFd } from "./devices";
+import { addVtl0MemoryOn, createVtl, DEV_HVCALL, DEV_MSHV, DEV_VTL_LOW, hypercallOn, inheritable, openDevice, openHvcall, pvalidateOn, rmpadjustOn, tdcallOn, type MemoryOps, type OpenFd } from "./devices";
 import { HvCall } from "./hv-abi";
 import { addBitmap, buildMapping, zeroThrough, type GuestMapping } from "./mapping";
 import {
-  acceptorFor, acceptVtl0, applyVtl2Protections, newOpStats, planVtl2Protections, shareSharedPool, type Acceptor, type AcceptReport,
+  acceptorFor, acceptVtl0, applyVtl2Protections, configureVsmPartition, newOpStats, planVtl2Protections, shareSharedPool, type Acceptor, type AcceptReport,
   type OpStats, type ProtectionPlan,
 } from "./ops";
 import { isHardwareIsolated, isIsolated, loadPartition, type Partition } from "./partition";
 import { hex, PAGE } from "./ranges";
+import { MemoryRegistrar } from "./registrar";
 import { buildMemoryReport, MEMORY_REPORT, summaryLine, writeMemoryReport, type MemoryOutcome, type MemoryReport } from "./report";
 import { runSelfTest, type SelfTestResult } from "./self-test";
 import { checkSimulatorIsolation, ensureMshvDevices } from "./simulator";
@@ -75,10 +78,29 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
 
   const low = openDevice(DEV_VTL_LOW);
   fds.push({ name: "vtl_low", path: DEV_VTL_LOW, fd: low, note: "mmap of lower-VTL memory: file offset = GPA (| 1<<63 for the shared alias)" });
-  const mappings = isHardwareIsolated(partition) ? mapHardwareIsolated(partition, low) : mapLowerVtls(partition, low);
+  const bitmapDir = `${reportPath.slice(0, reportPath.lastIndexOf("/"))}/bitmaps`;
+  const mappings = isHardwareIsolated(partition) ? mapHardwareIsolated(partition, low, bitmapDir) : mapLowerVtls(partition, low);
+  // Kernel registration as underhill_mem init.rs sets it up: VTL0 and VTL1 lazily when not
+  // hardware-isolated (the mapping's physical base added), SNP's private VTL0 mapping eagerly (below),
+  // TDX and every shared mapping never (openvmm #1080). burrow registers through the VTL fd it hands on.
+  const addVtl0Memory = addVtl0MemoryOn(vtl);
+  for (const mapping of mappings) {
+    const registered = mapping.kind === "vtl0" || mapping.kind === "vtl1" || (mapping.kind === "vtl0-private" && partition.isolation === "snp");
+    if (registered) mapping.registrar = new MemoryRegistrar(countingAdd(addVtl0Memory, stats), mapping.ranges, Number(mapping.fileOffsetBase), false);
+  }
+  // Item 5 of issue 12: the bitmaps go to the worker too, as files mapped MAP_SHARED (live).
+  for (const mapping of mappings) {
+    for (const [name, bitmap] of Object.entries(mapping.bitmaps)) {
+      if (bitmap.fd === null) continue;
+      fds.push({ name: "bitmap", path: bitmap.path!, fd: bitmap.fd, note: `${mapping.kind} ${name} bitmap: bit (gpn % 8) of byte (gpn / 8), 1 = accessible; shared with burrow (MAP_SHARED)` });
+    }
+  }
   clock.end("map");
   if (partition.isolation === "snp") {
     const privateMapping = mappings.find((m) => m.kind === "vtl0-private")!;
+    // "so the kernel can create PUD-sized backing for aligned 1-GB ranges" (OV init.rs): all of VTL0, before zeroing.
+    privateMapping.registrar!.registerAll();
+    clock.end("register");
     stats.pagesZeroed += zeroThrough(privateMapping, accept!.validated) / PAGE;
     clock.end("zero");
   }
@@ -97,6 +119,13 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
   writeMemoryReport(reportPath, report);
   log.info(summaryLine(outcome, reportPath));
   return { partition, mappings, fds, stats, phasesMs: clock.phasesMs, report };
+}
+
+function countingAdd(add: (startPfn: number, lastPfn: number, shared: boolean) => void, stats: OpStats) {
+  return (startPfn: number, lastPfn: number, shared: boolean): void => {
+    stats.ioctls.add_vtl0_memory = (stats.ioctls.add_vtl0_memory ?? 0) + 1;
+    add(startPfn, lastPfn, shared);
+  };
 }
 
 /** Milliseconds (to 0.1) per phase, each phase ending where the next begins. */
@@ -126,12 +155,18 @@ function openVtl(partition: Partition, fds: OpenFd[]): number {
   return vtl;
 }
 
-/** Not isolated: VTL2 RAM out of the lower VTLs' reach, through a hypercall fd used once and closed. */
+/**
+ * Not isolated: VTL2 RAM out of the lower VTLs' reach, through a hypercall fd used once and closed:
+ * VsmPartitionConfig first (HvCallSetVpRegisters), then ModifyVtlProtectionMask — the order of
+ * openvmm PR #862 (OV underhill_mem init.rs apply_vtl2_protections runs after it).
+ */
 function protectVtl2(partition: Partition, stats: OpStats): ProtectionPlan {
   const protection = planVtl2Protections(partition.vtl2Ram, partition.vpCount);
-  const hvcall = openHvcall([HvCall.ModifyVtlProtectionMask]);
+  const hvcall = openHvcall([HvCall.ModifyVtlProtectionMask, HvCall.SetVpRegisters]);
   try {
-    applyVtl2Protections({ hypercall: hypercallOn(hvcall) } as MemoryOps, protection, stats);
+    const ops = { hypercall: hypercallOn(hvcall) } as MemoryOps;
+    protection.vsmPartitionConfig = configureVsmPartition(ops, false, false, stats);
+    applyVtl2Protections(ops, protection, stats);
   } finally {
     sys.close(hvcall);
   }
@@ -148,13 +183,13 @@ function openAcceptor(partition: Partition, vtl: number, fds: OpenFd[], stats: O
 }
 
 /** SNP/TDX: the private view of VTL0 RAM (all valid) and the shared view of the whole layout (only the pool valid). */
-function mapHardwareIsolated(partition: Partition, low: number): GuestMapping[] {
+function mapHardwareIsolated(partition: Partition, low: number, bitmapDir: string): GuestMapping[] {
   const vtom = partition.vtom!;
   const priv = buildMapping(low, "vtl0-private", partition.ram, 0, false, null);
-  addBitmap(priv, "valid", true);
-  if (partition.maxVtl >= 1) for (const name of ["read", "write", "kernelExecute", "userExecute"]) addBitmap(priv, name, true);
+  addBitmap(priv, "valid", true, bitmapDir);
+  if (partition.maxVtl >= 1) for (const name of ["read", "write", "kernelExecute", "userExecute"]) addBitmap(priv, name, true, bitmapDir);
   const shared = buildMapping(low, "shared", partition.completeLayout, partition.isolation === "snp" ? vtom : 0, true, vtom);
-  const valid = addBitmap(shared, "valid", false);
+  const valid = addBitmap(shared, "valid", false, bitmapDir);
   for (const r of partition.sharedPool) valid.update(r, true);
   return [priv, shared];
 }

@@ -2,8 +2,10 @@
 // to 1 GiB (2 MiB / 4 KiB for small spaces), each RAM range mapped MAP_SHARED|MAP_FIXED from
 // /dev/mshv_vtl_low at base + GPA, so VA ≡ GPA modulo 1 GiB and the kernel can use huge pages.
 // Bitmaps: one bit per page, LSB first, in a NORESERVE anonymous mapping (untouched = free).
+import { ftruncateSync, mkdirSync } from "node:fs";
 import { describeError } from "../errors";
 import * as sys from "../sys";
+import type { MemoryRegistrar } from "./registrar";
 import { alignUp, coalesce, fmt, hex, len, ONE_GB, PAGE, TWO_MB, type Range } from "./ranges";
 
 /** Bit 63 of the file offset selects the shared (decrypted) alias. */
@@ -37,14 +39,33 @@ export class Bitmap {
   readonly bytes: Uint8Array;
   readonly pages: number;
   readonly address: number | null;
+  /** File-backed bitmaps (the worker's copy): the file and an fd on it (O_CLOEXEC until handed off). */
+  readonly path: string | null = null;
+  readonly fd: number | null = null;
 
-  /** A bitmap of `pages` bits; `backing` (tests) or a NORESERVE anonymous mapping. */
-  constructor(pages: number, backing?: Uint8Array) {
+  /**
+   * A bitmap of `pages` bits: `backing` (tests), a sparse file mapped MAP_SHARED (`{ file }`: the
+   * worker gets the fd and sees every later update), or a NORESERVE anonymous mapping.
+   */
+  constructor(pages: number, backing?: Uint8Array | { file: string }) {
     this.pages = pages;
     const size = alignUp(Math.ceil(pages / 8), PAGE);
-    if (backing) {
+    if (backing instanceof Uint8Array) {
       this.bytes = backing;
       this.address = null;
+    } else if (backing) {
+      const { RDWR, CREAT, TRUNC, NOFOLLOW, CLOEXEC } = sys.OpenFlags;
+      const fd = sys.open(backing.file, RDWR | CREAT | TRUNC | NOFOLLOW | CLOEXEC, 0o600);
+      try {
+        ftruncateSync(fd, size); // a hole: pages cost memory only once set
+        this.address = sys.mmap(0, size, sys.Prot.READ | sys.Prot.WRITE, sys.MapFlags.SHARED, fd, 0, { what: "page bitmap", file: backing.file });
+      } catch (error) {
+        sys.close(fd);
+        throw error;
+      }
+      this.bytes = new Uint8Array(sys.view(this.address, size));
+      this.path = backing.file;
+      this.fd = fd;
     } else {
       const { READ, WRITE } = sys.Prot;
       const { PRIVATE, ANONYMOUS, NORESERVE } = sys.MapFlags;
@@ -128,6 +149,8 @@ export interface GuestMapping {
   dmaBase: number | null;
   ranges: Range[];
   bitmaps: Record<string, Bitmap>;
+  /** Kernel registration of the mapped memory (OV: VTL0/VTL1 when not hardware-isolated, SNP VTL0), or null. */
+  registrar: MemoryRegistrar | null;
 }
 
 /** Map `ranges` (sorted) from /dev/mshv_vtl_low at base + GPA, file offset `physicalBase | shared`. */
@@ -142,12 +165,16 @@ export function buildMapping(fd: number, kind: MappingKind, ranges: readonly Ran
     const got = sys.mmap(want, len(r), READ | WRITE, SHARED | FIXED, fd, fileOffsetBase + BigInt(r.start), { what: `${kind} mapping of ${fmt(r)}` });
     if (got !== want) throw new Error(`${kind} mapping of ${fmt(r)} landed at ${hex(got)}, not ${hex(want)}`);
   }
-  return { kind, reservation, fileOffsetBase, shared, dmaBase, ranges: ranges.map(({ start, end }) => ({ start, end })), bitmaps: {} };
+  return { kind, reservation, fileOffsetBase, shared, dmaBase, ranges: ranges.map(({ start, end }) => ({ start, end })), bitmaps: {}, registrar: null };
 }
 
-/** Add a bitmap over the mapping's address space, set to `initial` over its ranges. */
-export function addBitmap(mapping: GuestMapping, name: string, initial: boolean): Bitmap {
-  const bitmap = new Bitmap(mapping.reservation.size / PAGE);
+/**
+ * Add a bitmap over the mapping's address space, set to `initial` over its ranges; with `dir`, backed
+ * by the file `dir/<kind>.<name>` (for the worker).
+ */
+export function addBitmap(mapping: GuestMapping, name: string, initial: boolean, dir?: string): Bitmap {
+  if (dir) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const bitmap = new Bitmap(mapping.reservation.size / PAGE, dir ? { file: `${dir}/${mapping.kind}.${name}` } : undefined);
   if (initial) for (const r of mapping.ranges) bitmap.update(r, true);
   mapping.bitmaps[name] = bitmap;
   return bitmap;

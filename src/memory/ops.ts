@@ -5,8 +5,8 @@
 // batches — the comment at the top of src/memory/index.ts says why not threads.
 import { describeError } from "../errors";
 import type { MemoryOps } from "./devices";
-import { acceptPagesCall, gpnListCall, gpnRange, type CallStats } from "./hv";
-import { HvCall, HostVisibility, InputVtl, MapFlags, sevRmpAdjust, TDX_VTL0_ALL, TdxLeaf, TdxStatus, tdxCode, tdxPageRcx } from "./hv-abi";
+import { acceptPagesCall, gpnListCall, gpnRange, setVpRegister, type CallStats } from "./hv";
+import { HvCall, HvRegister, HostVisibility, InputVtl, MapFlags, vsmPartitionConfig, sevRmpAdjust, TDX_VTL0_ALL, TdxLeaf, TdxStatus, tdxCode, tdxPageRcx } from "./hv-abi";
 import type { Isolation } from "./partition";
 import {
   alignedSubranges, fmt, hex, isAligned, len, overlappingRanges, PAGE, pageCount, planAccept, spread, subtractRanges, TWO_GB,
@@ -32,14 +32,36 @@ export interface ProtectionPlan {
   units: Range[];
   /** units dealt round-robin over the VPs (one lane per VP). */
   lanes: Range[][];
+  /** The VsmPartitionConfig value written before the protections (null until written). */
+  vsmPartitionConfig: bigint | null;
 }
 
 export function planVtl2Protections(vtl2Ram: readonly Range[], vpCount: number): ProtectionPlan {
   const units = vtl2Ram.flatMap((r) => alignedSubranges(r, VTL2_PROTECTION_UNIT));
-  return { units, lanes: spread(units, vpCount) };
+  return { units, lanes: spread(units, vpCount), vsmPartitionConfig: null };
 }
 
-/** Not isolated: lower VTLs get no access to VTL2 RAM (ModifyVtlProtectionMask NONE, current VTL). */
+/**
+ * HvRegisterVsmPartitionConfig for VTL2, written before any ModifyVtlProtectionMask: current OHCL
+ * kernels no longer write it in mshv_vtl_init, and without it the hypervisor answers 0x000C with
+ * AccessDenied at element 0 (OHCL-Linux-Kernel issue #45; openvmm PR #862,
+ * openhcl/virt_mshv_vtl/src/lib.rs set_vtl2_vsm_partition_config → hcl set_partition_vtl2_register).
+ * Returns the value written.
+ */
+export function configureVsmPartition(ops: Pick<MemoryOps, "hypercall">, isolated: boolean, hardwareIsolated: boolean, stats: OpStats): bigint {
+  const value = vsmPartitionConfig(isolated, hardwareIsolated);
+  try {
+    setVpRegister(ops.hypercall, InputVtl.VTL2, HvRegister.VsmPartitionConfig, value, "SetVpRegisters(VsmPartitionConfig)", stats);
+  } catch (error) {
+    throw new Error(`failed to write VTL2 VsmPartitionConfig 0x${value.toString(16)}: ${describeError(error)}`);
+  }
+  return value;
+}
+
+/**
+ * Not isolated: lower VTLs get no access to VTL2 RAM (ModifyVtlProtectionMask NONE, current VTL).
+ * The caller writes VsmPartitionConfig first (configureVsmPartition).
+ */
 export function applyVtl2Protections(ops: MemoryOps, plan: ProtectionPlan, stats: OpStats): void {
   for (const lane of plan.lanes) {
     for (const unit of lane) {

@@ -48,6 +48,7 @@ export function buildMemoryReport(outcome: MemoryOutcome) {
     vtl0AliasMap: partition.vtl0AliasMap === null ? null : hex(partition.vtl0AliasMap),
     simulator: outcome.simulator,
     protections: protection && {
+      vsmPartitionConfig: protection.vsmPartitionConfig === null ? null : hex(protection.vsmPartitionConfig),
       units: protection.units.length,
       maxUnitBytes: Math.max(0, ...protection.units.map(len)),
       lanes: protection.lanes.map((lane) => lane.map(fmt)),
@@ -70,7 +71,11 @@ export function buildMemoryReport(outcome: MemoryOutcome) {
       flags: "PROT_READ|PROT_WRITE, MAP_SHARED|MAP_FIXED",
       dmaBase: m.dmaBase === null ? null : hex(m.dmaBase),
       ranges: m.ranges.map(fmt),
-      bitmaps: Object.fromEntries(Object.entries(m.bitmaps).map(([name, bitmap]) => [name, summarize(bitmap, m.ranges)])),
+      registration: m.registrar && { registered: m.registrar.registrations.map(fmt) },
+      bitmaps: Object.fromEntries(Object.entries(m.bitmaps).map(([name, bitmap]) => {
+        const handed = fds.findIndex((entry) => entry.fd === bitmap.fd);
+        return [name, { ...summarize(bitmap, m.ranges), file: bitmap.path, bytes: bitmap.bytes.byteLength, workerFd: handed < 0 ? null : WORKER_FIRST_FD + handed }];
+      })),
     })),
     fds: fds.map((entry, index) => ({ ...entry, workerFd: WORKER_FIRST_FD + index })),
     stats: outcome.stats,

@@ -23,7 +23,14 @@ export interface SelfTestResult {
   mapping: MappingKind;
   va: string;
   marker: string;
+  /**
+   * Chunks registered with the kernel (MSHV_VTL_ADD_VTL0_MEMORY) once the marker's VA was exposed to
+   * it, as guestmem's expose_va does before a VA escapes to the kernel; null without a registrar
+   * (TDX, shared: OV never registers them).
+   */
+  registrations: number | null;
 }
+
 
 /** Write the marker at the self-test GPA through its mapping and read it back. */
 export function runSelfTest(partition: Partition, mappings: readonly GuestMapping[]): SelfTestResult {
@@ -33,6 +40,8 @@ export function runSelfTest(partition: Partition, mappings: readonly GuestMappin
   if (!mapping) throw new Error(`self-test: no ${kind} mapping`);
   const marker = selfTestMarker(partition.isolation, gpa);
   const va = vaOf(mapping, gpa);
+  // The VA goes to the kernel (read/write below): register its chunk first, as OV's expose_va.
+  mapping.registrar?.expose(gpa, MARKER_BYTES);
   const back = Buffer.alloc(MARKER_BYTES);
   const loopback = openLoopback();
   try {
@@ -53,7 +62,7 @@ export function runSelfTest(partition: Partition, mappings: readonly GuestMappin
   }
   if (!back.equals(marker)) throw new Error(`self-test: read back ${JSON.stringify(back.toString("latin1"))} at GPA ${hex(gpa)}, wrote ${JSON.stringify(marker.toString())}`);
   log.info(`memory: self-test marker written at GPA ${hex(gpa)} through the ${kind} mapping (va ${hex(va)}) and read back`);
-  return { gpa: hex(gpa), mapping: kind, va: hex(va), marker: marker.toString("ascii") };
+  return { gpa: hex(gpa), mapping: kind, va: hex(va), marker: marker.toString("ascii"), registrations: mapping.registrar?.registrations.length ?? null };
 }
 
 /**

@@ -112,11 +112,20 @@ function explain(report: Report): string {
 const RAM_PAGES = 0x1f38; // [0, 0x1f38000)
 const PRE_ACCEPTED = 0x123; // [0, 0x123000)
 const POOL = [0x2000, 0x2300];
+/** MSHV_VTL_ADD_VTL0_MEMORY of RAM's first 1 GiB chunk, clipped to each RAM range (debugfs vtl0_memory). */
+const RAM_REGISTRATIONS = ["reg start_pfn=0x0 last_pfn=0x1000 shared=0", "reg start_pfn=0x1000 last_pfn=0x1f38 shared=0"];
+const registrations = (report: Report) => report.lines.filter((line) => line.startsWith("reg "));
 
 describe("boot: paravisor memory step on the mshv simulator", () => {
   test("none: VTL2 protections in ≤ 2 GiB units, VTL0 (alias) and VTL1 mappings, marker via VTL1", async () => {
     const report = await run("none", "none.json");
     expect(report.lines).toContain("end worker");
+    // Issue 12 item 1: VsmPartitionConfig written once (0x0051) before the protections; the
+    // simulator answers 0x000C with AccessDenied until it is, so without it nothing below holds.
+    expect(hc(report, "0x0051")).toMatchObject({ calls: 1, success: 1, error: 0, elements: 1 });
+    expect(report.lines).toContain("info vsm_partition_config=0xc3f");
+    expect(report.json.protections.vsmPartitionConfig).toBe("0xc3f");
+    expect(report.json.stats.calls["0x0051"]).toBe(1);
     const prot = hc(report, "0x000c");
     // 1024 pages low + 3 GiB high split into [4G,6G) and [6G,7G): ceil(1024/510) + ceil(524288/510) + ceil(262144/510)
     expect(prot.success).toBe(3 + 1029 + 515);
@@ -130,6 +139,12 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase])).toEqual([["vtl0", "0x10000000000"], ["vtl1", "0x0"]]);
     expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("none", "0x1800000"));
     expect(hc(report, "0x00d9").calls + hc(report, "0x00db").calls).toBe(0);
+    // Issue 12 item 2: lazy registration (OV registrar.rs): the self-test exposed its VA in the VTL1
+    // mapping, so that chunk, clipped to RAM, was registered once; the VTL0 alias mapping was not.
+    expect(registrations(report)).toEqual(RAM_REGISTRATIONS);
+    expect(report.json.selfTest.registrations).toBe(2);
+    expect(report.json.mappings.map((m: any) => m.registration?.registered)).toEqual([[], ["[0x0, 0x1000000)", "[0x1000000, 0x1f38000)"]]);
+    expect(report.counters.get("ioctl add_vtl0_memory")).toMatchObject({ calls: 2, errors: 0 });
   }, 150_000);
 
   test("vbs: accept via AcceptGpaPages (each RAM page once), pool accepted then shared; injected Timeouts resumed", async () => {
@@ -150,6 +165,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(pagesWith(report.runs, 0, RAM_PAGES, (r) => r.vis === "0")).toBe(RAM_PAGES);
     expect(report.json.stats.timeouts).toBe(accept.timeout + vis.timeout);
     expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("vbs", "0x1800000"));
+    expect(registrations(report)).toEqual(RAM_REGISTRATIONS); // lazily, by the self-test's exposure
   }, 150_000);
 
   test("snp: PVALIDATE once per unaccepted page, RMPADJUST VTL0 access everywhere, pool shared, zeroed, marker via private mapping", async () => {
@@ -167,13 +183,28 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(report.mem.get("0x1900000")).toBe("00".repeat(64));
     expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("snp", "0x1800000"));
     expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase])).toEqual([["vtl0-private", "0x0"], ["shared", "0x8000010000000000"]]);
-    expect(report.json.mappings[1].bitmaps.valid).toEqual({ pagesSet: 768, runs: ["[0x2000000, 0x2300000)"], truncated: false });
+    expect(report.json.mappings[1].bitmaps.valid).toMatchObject({ pagesSet: 768, runs: ["[0x2000000, 0x2300000)"], truncated: false });
     expect(report.json.mappings[0].bitmaps.valid.pagesSet).toBe(RAM_PAGES);
     expect(report.json.stats.pagesZeroed).toBe(RAM_PAGES - PRE_ACCEPTED);
-    expect(report.json.fds.map((fd: any) => [fd.name, fd.workerFd])).toEqual([["mshv", 3], ["mshv_vtl", 4], ["hvcall", 5], ["vtl_low", 6]]);
+    // Issue 12 item 2: SNP registers all VTL0 RAM eagerly, before zeroing (OV underhill_mem init.rs).
+    expect(registrations(report)).toEqual(RAM_REGISTRATIONS);
+    expect(report.json.stats.ioctls.add_vtl0_memory).toBe(2);
+    expect(report.json.phasesMs.register).toBeGreaterThanOrEqual(0);
+    expect(report.json.fds.map((fd: any) => [fd.name, fd.workerFd])).toEqual([["mshv", 3], ["mshv_vtl", 4], ["hvcall", 5], ["vtl_low", 6], ["bitmap", 7], ["bitmap", 8]]);
     // The worker really holds them, at the numbers memory.json promises.
     const workerFds = new Map(report.lines.filter((line) => line.startsWith("fd ")).map((line) => line.slice(3).split(" ") as [string, string]));
-    expect([workerFds.get("3"), workerFds.get("4"), workerFds.get("5"), workerFds.get("6")]).toEqual(["/dev/mshv", "anon_inode:mshv_vtl", "/dev/mshv_hvcall", "/dev/mshv_vtl_low"]);
+    expect([3, 4, 5, 6, 7, 8].map((fd) => workerFds.get(String(fd)))).toEqual([
+      "/dev/mshv", "anon_inode:mshv_vtl", "/dev/mshv_hvcall", "/dev/mshv_vtl_low", "/run/burrow/bitmaps/vtl0-private.valid", "/run/burrow/bitmaps/shared.valid",
+    ]);
+    // Issue 12 item 5: the worker reads the bitmaps through those fds: VTL0 RAM valid in the private
+    // one (0x1f38 pages = 0x3e7 bytes of 0xff), only the pool (768 pages = 96 bytes) in the shared one.
+    expect(report.json.mappings[0].bitmaps.valid).toMatchObject({ file: "/run/burrow/bitmaps/vtl0-private.valid", workerFd: 7 });
+    expect(report.json.mappings[1].bitmaps.valid).toMatchObject({ file: "/run/burrow/bitmaps/shared.valid", workerFd: 8 });
+    const bitmaps = report.lines.filter((line) => line.startsWith("bitmap ")).sort();
+    expect(bitmaps).toEqual([
+      `bitmap 7 /run/burrow/bitmaps/vtl0-private.valid size=${report.json.mappings[0].bitmaps.valid.bytes} ff=${RAM_PAGES / 8} other=0`,
+      `bitmap 8 /run/burrow/bitmaps/shared.valid size=${report.json.mappings[1].bitmaps.valid.bytes} ff=96 other=0`,
+    ]);
   }, 150_000);
 
   test("tdx: TDCALL accept (2M where aligned, 4K edges) + ATTR.WR, pool shared, marker via the shared mapping", async () => {
@@ -188,6 +219,9 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(hc(report, "0x00db").success).toBe(2);
     expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase, m.dmaBase])).toEqual([["vtl0-private", "0x0", null], ["shared", "0x8000000000000000", "0x10000000000"]]);
     expect(ascii(report.mem.get("0x2100000")!)).toBe(marker("tdx", "0x2100000"));
+    // TDX registers nothing (OV: no registrar on the private mapping, shared memory not since #1080).
+    expect(registrations(report)).toEqual([]);
+    expect(report.json.selfTest.registrations).toBeNull();
   }, 150_000);
 
   test("snp with a failure injected in the second visibility batch: fatal, and the error names GPN 0x2205", async () => {
@@ -230,7 +264,7 @@ const noOps = { ioctls: {}, tdcallLeaves: {}, pagesAccepted: 0, pagesProtected: 
 const LARGE: Record<string, { stats: Record<string, unknown>; validated: string[] | null; window: (run: Record<string, string>) => boolean }> = {
   none: {
     // VTL2 RAM [2G, 2G + 64M) and [66G, 70G) in three ≤ 2 GiB units: ceil(16384/510) + 2 × ceil(524288/510) calls.
-    stats: { ...noOps, calls: { "0x000c": 33 + 2 * 1029 }, timeouts: 0, pagesProtected: 0x4000 + 0x100000 },
+    stats: { ...noOps, calls: { "0x000c": 33 + 2 * 1029, "0x0051": 1 }, timeouts: 0, pagesProtected: 0x4000 + 0x100000 },
     validated: null,
     window: (r) => r.prot2 === "0x0000", // none: VTL0 RAM untouched
   },
@@ -242,7 +276,7 @@ const LARGE: Record<string, { stats: Record<string, unknown>; validated: string[
   },
   snp: {
     // The boot loader accepted all RAM but [0x123000, 64M): PVALIDATE (8 calls) and zeroing over that, RMPADJUST over all RAM.
-    stats: { ...noOps, calls: { "0x00db": 33 }, timeouts: 0, ioctls: { pvalidate: 8, rmpadjust: 11 }, pagesAccepted: 0x4000 - 0x123, pagesShared: LARGE_POOL_PAGES, pagesZeroed: 0x4000 - 0x123 },
+    stats: { ...noOps, calls: { "0x00db": 33 }, timeouts: 0, ioctls: { add_vtl0_memory: 64, pvalidate: 8, rmpadjust: 11 }, pagesAccepted: 0x4000 - 0x123, pagesShared: LARGE_POOL_PAGES, pagesZeroed: 0x4000 - 0x123 },
     validated: ["[0x123000, 0x4000000)"],
     window: (r) => r.acc === "1" && r.prot0 === "0x000f",
   },

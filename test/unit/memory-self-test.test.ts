@@ -49,7 +49,7 @@ describe("runSelfTest", () => {
     const result = runSelfTest(partition, [mapping]);
     const marker = selfTestMarker("none", 0x1040);
     expect(marker.byteLength).toBe(MARKER_BYTES);
-    expect(result).toEqual({ gpa: "0x1040", mapping: "vtl0", va: `0x${(mapping.reservation.base + 0x1040).toString(16)}`, marker: marker.toString("ascii") });
+    expect(result).toEqual({ gpa: "0x1040", mapping: "vtl0", va: `0x${(mapping.reservation.base + 0x1040).toString(16)}`, marker: marker.toString("ascii"), registrations: null });
     expect(readFileSync(path).toString("latin1", 0x1040, 0x1040 + MARKER_BYTES)).toBe(marker.toString("latin1"));
   });
 
@@ -64,8 +64,20 @@ describe("runSelfTest", () => {
     const partition = parsePartition(description("none", { gpa: "0x3000" }));
     // Reserved (PROT_NONE) but never mapped: what a failed mapping would leave behind.
     const reservation = reserve(RAM_END);
-    const unmapped: GuestMapping = { kind: "vtl0", reservation, fileOffsetBase: 0n, shared: false, dmaBase: 0, ranges: [{ start: 0, end: RAM_END }], bitmaps: {} };
+    const unmapped: GuestMapping = { kind: "vtl0", reservation, fileOffsetBase: 0n, shared: false, dmaBase: 0, ranges: [{ start: 0, end: RAM_END }], bitmaps: {}, registrar: null };
     mappings.push(unmapped);
     expect(() => runSelfTest(partition, [unmapped])).toThrow(/^self-test: writing the marker at GPA 0x3000 through the vtl0 mapping failed: read\(.*EFAULT/);
+  });
+});
+
+describe("runSelfTest with a registrar (issue 12 item 2)", () => {
+  test("registers the marker's chunk before the kernel touches its VA", async () => {
+    const { MemoryRegistrar } = await import("../../src/memory/registrar");
+    const partition = parsePartition(description("none", { gpa: "0x2040" }));
+    const mapping = mapRam("vtl0");
+    const calls: number[][] = [];
+    mapping.registrar = new MemoryRegistrar((s, l) => calls.push([s, l]), mapping.ranges, 0, false);
+    expect(runSelfTest(partition, [mapping]).registrations).toBe(1);
+    expect(calls).toEqual([[0, RAM_END / 4096]]);
   });
 });
