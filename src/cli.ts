@@ -95,10 +95,12 @@ const run = defineCommand({
       process.exitCode = result.exitCode;
       return;
     }
+    // Checked here so a bad value is refused with one line before anything starts.
     const options = {
       kernel: args.kernel,
       initrd: args.initrd || null,
       disks: collectRepeated(rawArgs, "--disk"),
+      serialDisks: collectRepeated(rawArgs, "--serial-disk").map(parseSerialDisk),
       ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
       mem: parseMem(args.mem),
       smp: parseSmp(args.smp),
@@ -109,29 +111,13 @@ const run = defineCommand({
     };
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
-      if (collectRepeated(rawArgs, "--serial-disk").length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
+      if (options.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
       log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
       return;
     }
-    const result = await runVm(
-      {
-        kernel: args.kernel,
-        initrd: args.initrd || null,
-        disks: collectRepeated(rawArgs, "--disk"),
-        serialDisks: collectRepeated(rawArgs, "--serial-disk").map(parseSerialDisk),
-        ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
-        // Checked here so a bad value is refused with one line before anything starts.
-        mem: parseMem(args.mem),
-        smp: parseSmp(args.smp),
-        machine: args.machine as "microvm" | "q35",
-        accel: args.accel as "tcg" | "kvm",
-        append: args.append,
-        timeoutSeconds: parseTimeout(args.timeout),
-      },
-      (text) => process.stdout.write(text),
-    );
+    const result = await runVm(options, (text) => process.stdout.write(text));
     const line = `burrow run: ${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`;
     if (result.exitCode === 0) log.info(line.replace("burrow run: ", ""));
     else log.error(line.replace("burrow run: ", ""));
