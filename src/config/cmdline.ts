@@ -172,3 +172,8 @@ export function encodeParam(key: string, value: string): string | null {
   }
   return null;
 }
+
+/** A value in a problem line: enough to recognise, short enough for one console and kmsg line. */
+export function clipValue(value: string): string {
+  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
+}

@@ -5,7 +5,7 @@
 // named like an Object.prototype member is just an unknown word.
 import { RUN_ID_PATTERN } from "../exit-marker";
 import { describeError } from "../errors";
-import { encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
+import { clipValue, encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
 import { parseHardenSwitches, type HardenSwitches } from "./harden";
 
@@ -300,18 +300,13 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
   return config;
 }
 
-/** Values in problem lines: enough to recognise, short enough for one console and kmsg line. */
-function clip(value: string): string {
-  return value.length > 80 ? `${value.slice(0, 80)}…` : value;
-}
-
 function defaultConfig(): Config {
   return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], harden: {}, problems: [] };
 }
 
 function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {
   const setter = KEYS.get(key);
-  const shown = `${key}${value === null ? "" : `=${clip(value)}`}`;
+  const shown = `${key}${value === null ? "" : `=${clipValue(value)}`}`;
   if (setter) {
     const problem = setter(config, value, key);
     if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });

@@ -3,7 +3,7 @@
 // CONFIG_INIT_ENV_ARG_LIMIT (32: more makes the kernel panic before init runs). Some variables
 // steer Bun, JavaScriptCore, glibc's loader or Node before burrow's first line; the preload
 // constructor (image/early-mounts.c) removes them, and the programs burrow starts never see them.
-import type { CmdlineToken, Problem } from "./cmdline";
+import { clipValue, type CmdlineToken, type Problem } from "./cmdline";
 
 /** Variables that steer the runtime or the dynamic loader. Keep in step with early-mounts.c. */
 export const RUNTIME_ENV_PREFIXES = ["BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_"] as const;
@@ -38,7 +38,7 @@ export function environmentProblems(params: readonly CmdlineToken[], initArgs: r
   for (const { key, value } of params) {
     if (value === null || key.includes(".") || KERNEL_PARAMETERS.has(key)) continue;
     if (isRuntimeVariable(key)) {
-      problems.push({ key, value, message: `${key}=${value.length > 80 ? `${value.slice(0, 80)}…` : value} would steer the runtime or the loader; removed from PID 1's environment and never passed on` });
+      problems.push({ key, value, message: `${key}=${clipValue(value)} would steer the runtime or the loader; removed from PID 1's environment and never passed on` });
     }
     if (ENV_NAME.test(key) && key !== "HOME" && key !== "TERM") envNames.add(key);
   }

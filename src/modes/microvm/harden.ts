@@ -3,6 +3,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
 import { enabledRules, TMP_INODES, type HardenRuleName, type HardenSwitches } from "../../config/harden";
 import * as sys from "../../sys";
+import { memTotalBytes } from "./zram";
 
 const { NOSUID, NODEV, NOEXEC, REMOUNT } = sys.MountFlags;
 
@@ -14,10 +15,11 @@ export function tmpLimitsData(memTotalKiB: number): string {
   return `mode=1777,size=${bytes},nr_inodes=${TMP_INODES}`;
 }
 
-function memTotalKiB(meminfo = readFileSync("/proc/meminfo", "utf8")): number {
-  const match = /^MemTotal:\s+(\d+) kB$/m.exec(meminfo);
-  if (!match) throw new Error("no MemTotal in /proc/meminfo");
-  return Number(match[1]);
+/** MemTotal in KiB, read as the zram step reads it. */
+function memTotalKiB(): number {
+  const bytes = memTotalBytes(readFileSync("/proc/meminfo", "utf8"));
+  if (bytes === null) throw new Error("no MemTotal in /proc/meminfo");
+  return bytes / 1024;
 }
 
 function removeNodes(paths: readonly string[]): string {
