@@ -51,6 +51,7 @@ describe("burrow.harden=", () => {
         const { switches } = parseHardenSwitches(value);
         for (const key of Object.keys(switches)) expect(HARDEN_RULES.some((rule) => rule.name === key)).toBe(true);
       }),
+      { seed: 0x686172, numRuns: 1_000 },
     );
   });
 });
