@@ -4,6 +4,7 @@ import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
 import { describeError } from "./errors";
+import type { PortForward } from "./host/options";
 import { log } from "./log";
 
 const init = defineCommand({
@@ -18,7 +19,7 @@ const image = defineCommand({
   meta: { name: "image", description: "Build the initramfs (cpio newc): burrow, its runtime, device nodes, modules" },
   args: {
     binary: { type: "string", description: "burrow executable to put at /init (default: this executable if compiled, else dist/burrow)" },
-    "kernel-dir": { type: "string", description: "unpacked kernel holding lib/modules/<release>/ (default build/kernel; \"none\": no modules, drivers built in)" },
+    "kernel-dir": { type: "string", description: "unpacked kernel holding lib/modules/<release>/, e.g. build/kernel (default \"none\": no modules, drivers built in, as in the micro kernel)" },
     "kernel-release": { type: "string", description: "which release under lib/modules when there are several" },
     modules: { type: "string", description: "extra modules, comma-separated (added to the default set)" },
     "only-modules": { type: "boolean", description: "use only --modules, not the default set" },
@@ -39,7 +40,7 @@ const image = defineCommand({
     const summary = await buildImage({
       binary: args.binary ?? (Bun.isStandaloneExecutable ? process.execPath : "dist/burrow"),
       out: args.out,
-      kernelDir: args["kernel-dir"] === "none" ? null : (args["kernel-dir"] ?? "build/kernel"),
+      kernelDir: args["kernel-dir"] === undefined || args["kernel-dir"] === "none" ? null : args["kernel-dir"],
       kernelRelease: args["kernel-release"],
       modules: (args.modules ?? "").split(",").map((m) => m.trim()).filter(Boolean),
       noDefaultModules: args["only-modules"],
@@ -57,7 +58,7 @@ const image = defineCommand({
 const run = defineCommand({
   meta: { name: "run", description: "Boot a kernel and initramfs in QEMU and stream the guest console" },
   args: {
-    kernel: { type: "string", default: "build/kernel/vmlinuz", description: "kernel image" },
+    kernel: { type: "string", default: "build/kernel-micro/vmlinuz", description: "kernel image (`just kernel-micro`; Debian's: build/kernel/vmlinuz)" },
     initrd: { type: "string", default: "dist/initramfs.img", description: "initramfs" },
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
     "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
@@ -71,10 +72,12 @@ const run = defineCommand({
     "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
     "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
     env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
+    net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
+    forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net)" },
   },
   async run({ args, rawArgs }) {
     const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
-    const { parseMem, parseSmp, parseTimeout } = await import("./host/options");
+    const { parseForward, parseMem, parseSmp, parseTimeout } = await import("./host/options");
     if (args["snapshot-restore"]) {
       const { restoreSnapshot } = await import("./host/snapshot");
       const dashes = rawArgs.indexOf("--");
@@ -108,10 +111,12 @@ const run = defineCommand({
       accel: args.accel as "tcg" | "kvm",
       append: args.append,
       timeoutSeconds: parseTimeout(args.timeout),
+      ...net(args.net === true, collectRepeated(rawArgs, "--forward").map(parseForward)),
     };
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
       if (options.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
+      if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
       log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
@@ -142,6 +147,11 @@ const main = defineCommand({
   meta: { name: "burrow", version: BURROW_VERSION, description: "A PID 1 for microVMs and paravisors" },
   subCommands: { init, image, run, cmdline },
 });
+
+/** `--net`, or any `--forward` (which needs the NIC): the run's network, or none. */
+function net(wanted: boolean, forwards: PortForward[]): { net?: { forwards: PortForward[] } } {
+  return wanted || forwards.length > 0 ? { net: { forwards } } : {};
+}
 
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
 function collectRepeated(rawArgs: string[], flag: string): string[] {

@@ -1,6 +1,7 @@
 // Logging through consola with one reporter: one line per record on the console (fd 2) and,
 // as PID 1, one write() per record to /dev/kmsg in syslog form "<pri>burrow: message".
-import { createConsola, type ConsolaInstance, type LogObject } from "consola";
+// consola/core: the logger without the fancy reporters, prompts and boxes (a third of the code PID 1 loads).
+import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
 import { inspect } from "node:util";
 import type { LogLevelName } from "./config/config";

@@ -12,6 +12,8 @@ import { BootFailure, type BootReport, type InitRuntime } from "./plan";
 import { BURROW_VERSION } from "./version";
 
 export async function runInit(): Promise<void> {
+  // One TinyCC compile for every libc trampoline (clock_gettime's too) instead of one per symbol.
+  bindLibc();
   const startNs = sys.clockNs(sys.Clock.BOOTTIME);
   const now = () => sys.boottimeMs();
   installLastResortHandlers();
@@ -43,6 +45,15 @@ export async function runInit(): Promise<void> {
     }
   } catch (error) {
     await failBoot(error instanceof BootFailure ? `boot failed: ${error.message}` : `boot failed: unexpected error: ${describeError(error)}`);
+  }
+}
+
+/** Nothing is logged yet: a failure here only means each symbol binds on its first use instead. */
+function bindLibc(): void {
+  try {
+    sys.prebind(sys.LIBC_SYMBOLS);
+  } catch {
+    // The lazy path names the symbol and the error when it is really needed.
   }
 }
 

@@ -61,3 +61,30 @@ export function parseMem(value: string): string {
   }
   return `${match![1]}${unit}`;
 }
+
+/** A host port forwarded to a guest port through QEMU's user network (slirp). */
+export interface PortForward { protocol: "tcp" | "udp"; hostPort: number; guestPort: number }
+
+function checkPortNumber(text: string, spec: string): number {
+  const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+  if (!(port >= 1 && port <= 65535)) throw new Error(`--forward needs [tcp:|udp:]HOSTPORT:GUESTPORT with ports 1 to 65535, got ${JSON.stringify(spec)}`);
+  return port;
+}
+
+/**
+ * `--forward [tcp:|udp:]HOSTPORT:GUESTPORT`. The host side listens on 127.0.0.1 only: a sandbox
+ * port is for this host, and exposing it wider is a decision for a firewall, not a default.
+ */
+export function parseForward(spec: string): PortForward {
+  const parts = spec.split(":");
+  const protocol = parts.length === 3 ? parts.shift()! : "tcp";
+  if (parts.length !== 2 || (protocol !== "tcp" && protocol !== "udp")) {
+    throw new Error(`--forward needs [tcp:|udp:]HOSTPORT:GUESTPORT, got ${JSON.stringify(spec)}`);
+  }
+  return { protocol, hostPort: checkPortNumber(parts[0]!, spec), guestPort: checkPortNumber(parts[1]!, spec) };
+}
+
+/** QEMU's -netdev user hostfwd rule for one forward (numbers only: nothing to escape). */
+export function hostForwardRule(forward: PortForward): string {
+  return `hostfwd=${forward.protocol}:127.0.0.1:${forward.hostPort}-:${forward.guestPort}`;
+}

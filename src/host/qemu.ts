@@ -6,7 +6,7 @@ import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-m
 import { splitWords } from "../config/cmdline";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
-import { checkSmp, checkTimeout, parseMem, qemuOptionValue } from "./options";
+import { checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
 
 export type Machine = "microvm" | "q35";
 export type Accel = "tcg" | "kvm";
@@ -43,6 +43,11 @@ export interface RunOptions {
   append: string;
   timeoutSeconds: number;
   qemu?: string;
+  /**
+   * One virtio-net NIC on QEMU's user network (DHCP and DNS from QEMU, outbound through the
+   * host), with host ports forwarded into the guest; the guest gets burrow.net=1. Absent: no NIC.
+   */
+  net?: { forwards: PortForward[] };
   /** Extra raw QEMU arguments (tests use them for odd devices). */
   extraArgs?: string[];
   /** This run's id (burrow.runid=); runVm draws a random one when absent. */
@@ -103,7 +108,7 @@ export function newRunId(length = 24): string {
 }
 
 /** Kernel parameters every burrow boot wants unless the user set them; init arguments stay last. */
-export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null, runId: string | null = null): string {
+export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null, runId: string | null = null, net = false): string {
   const words = splitWords(append);
   const dashes = words.indexOf("--");
   const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
@@ -116,6 +121,8 @@ export function kernelCommandLine(append: string, machine: Machine, tscKhz: numb
   if (tscKhz && !has("tsc_early_khz")) defaults.push(`tsc_early_khz=${tscKhz}`);
   // The same TSC is then trustworthy: keep the clocksource watchdog from demoting it to jiffies.
   if (tscKhz && !has("tsc")) defaults.push("tsc=reliable");
+  // A NIC was asked for: burrow then loads virtio_net (Debian's kernel) and reports the interface.
+  if (net && !has("burrow.net") && !has("init.net")) defaults.push("burrow.net=1");
   // The run id goes last among the kernel's words, never after "--" (init would get it as an argument).
   const id = runId ? [`burrow.runid=${runId}`] : [];
   return [...defaults, ...kernelWords, ...id, ...(dashes < 0 ? [] : words.slice(dashes))].join(" ");
@@ -148,7 +155,7 @@ export function qemuArgs(options: RunOptions): string[] {
     "-serial", "chardev:console",
     // -kernel, -initrd and -append are taken whole (no option-list parsing): no escaping.
     "-kernel", options.kernel,
-    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null, options.runId ?? null),
+    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null, options.runId ?? null, options.net !== undefined),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
   const disks: { file: string; serial: string | null }[] = [...options.disks.map((file) => ({ file, serial: null })), ...(options.serialDisks ?? [])];
@@ -172,6 +179,10 @@ export function qemuArgs(options: RunOptions): string[] {
       args.push("-chardev", `socket,id=control,path=${qemuOptionValue(options.controlSocket, "control socket path")},server=on,wait=off`);
       args.push("-device", `virtserialport,bus=vser0.0,chardev=control,name=${CONTROL_PORT}`);
     }
+  }
+  if (options.net) {
+    const rules = options.net.forwards.map((forward) => `,${hostForwardRule(forward)}`).join("");
+    args.push("-netdev", `user,id=net0${rules}`, "-device", `${bus("virtio-net")},netdev=net0`);
   }
   if (options.qmpSocket) args.push("-qmp", `unix:${qemuOptionValue(options.qmpSocket, "QMP socket path")},server=on,wait=off`);
   if (options.incoming) args.push("-incoming", options.incoming);

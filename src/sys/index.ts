@@ -4,5 +4,5 @@ export * from "./fs";
 export * from "./proc";
 export * from "./mem";
 export * from "./socket";
-export { errno, prebind } from "./libc";
+export { errno, LIBC_SYMBOLS, prebind } from "./libc";
 export * from "./random";

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { spawnSync } from "bun";
 import { exitStatusLine } from "../../src/exit-marker";
 import { buildImage } from "../../src/image/build";
-import { BURROW, INITRAMFS, KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
+import { BURROW, INITRAMFS, requireArtifacts } from "../helpers/artifacts";
 import { boot, bootWithConsole, tail } from "../helpers/boot";
 
 // TCG boots take 10-30 s; generous, and no assertion is about time.
@@ -49,10 +49,11 @@ describe("burrow.onfail=shell", () => {
   }, BOOT_TIMEOUT_MS);
 
   test("with busybox in the initramfs: a working shell on the console (/dev, /proc, the image's files), powered off from the shell", async () => {
-    requireArtifacts(BURROW, KERNEL_DIR);
+    requireArtifacts(BURROW);
     const initramfs = join(work, "initramfs-busybox.img");
     // Only /bin/busybox is added: burrow runs it as `busybox sh`, whose applets need no links.
-    await buildImage({ binary: BURROW, out: initramfs, kernelDir: KERNEL_DIR, modules: [], add: [[staticBusybox(), "/bin/busybox"]], compress: "none", mtime: 0 });
+    // No modules: the boot helper's default kernel is the micro one.
+    await buildImage({ binary: BURROW, out: initramfs, kernelDir: null, modules: [], add: [[staticBusybox(), "/bin/busybox"]], compress: "none", mtime: 0 });
 
     const answers: Record<string, { output: string; status: number }> = {};
     const { result, transcript } = await bootWithConsole({ initrd: initramfs, append: `${FAILING_ROOT} burrow.onfail=shell` }, async (guest) => {
@@ -64,7 +65,7 @@ describe("burrow.onfail=shell", () => {
       answers.mounts = await guest.run("cat /proc/mounts");
       answers.cmdline = await guest.run("cat /proc/cmdline");
       answers.root = await guest.run("ls /");
-      answers.modules = await guest.run("ls /lib/modules/*/kernel/drivers/block");
+      answers.preload = await guest.run("ls /lib/burrow");
       answers.report = await guest.run("cat /run/burrow/boot.json");
       answers.missing = await guest.run("ls /dev/nonexistent");
       // -f: straight to reboot(2), no init to signal (the shell is PID 1).
@@ -83,9 +84,9 @@ describe("burrow.onfail=shell", () => {
     for (const mount of [/^devtmpfs \/dev devtmpfs /m, /^proc \/proc proc /m, /^sysfs \/sys sysfs /m]) expect(answers.mounts!.output).toMatch(mount);
     expect(answers.cmdline!.output).toContain("burrow.onfail=shell");
     expect(answers.cmdline!.output).toMatch(/burrow\.runid=[A-Za-z0-9]{16,}/);
-    // The initramfs as burrow left it: /init, the mount point for the root that never came, modules.
+    // The initramfs as burrow left it: /init, the mount point for the root that never came, the preload.
     for (const name of ["init", "bin", "lib", "sysroot"]) expect(answers.root!.output.split(/\s+/)).toContain(name);
-    expect(answers.modules!.output).toMatch(/virtio_blk\.ko/);
+    expect(answers.preload!.output).toMatch(/early-mounts\.so/);
     // The boot report is on disk for the shell's user to read: which step failed.
     const report = JSON.parse(answers.report!.output) as { steps: { name: string; status: string }[] };
     expect(report.steps.find((step) => step.name === "root-device")?.status).toBe("failed");

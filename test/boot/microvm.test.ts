@@ -1,4 +1,5 @@
-// microvm mode end to end: Debian's kernel under QEMU (TCG), burrow as PID 1 from the initramfs,
+// microvm mode end to end: the micro kernel (the default) or Debian's where modules are the point,
+// under QEMU (TCG), burrow as PID 1 from the initramfs,
 // the demo root disk; assertions on what the guest agent (then PID 1) reports, or on the one-line
 // cause and the fallback when boot cannot complete.
 import { describe, expect, test } from "bun:test";
@@ -7,10 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
 import { buildImage } from "../../src/image/build";
-import { BURROW, KERNEL_MICRO, requireArtifacts, ROOT, ROOTFS } from "../helpers/artifacts";
+import { BURROW, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOT, ROOTFS } from "../helpers/artifacts";
 import { boot, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 150_000;
+/** Debian's kernel and an image with its microvm module set: for what only modules can show. */
+const DEBIAN = { kernel: KERNEL, initrd: INITRAMFS_DEBIAN };
 
 function values(result: BootResult, key: string): string[] {
   return result.agent.get(key) ?? [];
@@ -73,8 +76,9 @@ function expectHealthyAgent(result: BootResult, args: string[], statuses: Record
 }
 
 describe("microvm mode: complete boot", () => {
-  test("-machine microvm: root, zram, ports, modules + parameters, clean exec, initramfs reclaimed", async () => {
+  test("-machine microvm (Debian's kernel): root, zram, ports, modules + parameters, clean exec, initramfs reclaimed", async () => {
     const result = await boot({
+      ...DEBIAN,
       machine: "microvm",
       disks: [ROOTFS],
       ports: [{ name: "demo.port", file: null }, { name: "org.example.events", file: null }],
@@ -112,8 +116,9 @@ describe("microvm mode: complete boot", () => {
     expect(mem.MemAvailable!).toBeGreaterThan(mem.MemTotal! - 100 * 1024);
   }, BOOT_TIMEOUT_MS);
 
-  test("-machine q35 (PCI): root by LABEL=, zram size and priority from the command line", async () => {
+  test("-machine q35 (PCI, Debian's kernel): root by LABEL=, zram size and priority from the command line", async () => {
     const result = await boot({
+      ...DEBIAN,
       machine: "q35",
       disks: [ROOTFS],
       ports: [{ name: "demo.port", file: null }],
@@ -167,8 +172,8 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     expect(values(result, "swap")).toEqual([]);
   }, BOOT_TIMEOUT_MS);
 
-  test("burrow.net=1 with no network device: virtio_net loads, one warning, no wait", async () => {
-    const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.net=1 burrow.zram=off" });
+  test("burrow.net=1 with no network device (Debian's kernel): virtio_net loads, one warning, no wait", async () => {
+    const result = await boot({ ...DEBIAN, machine: "microvm", disks: [ROOTFS], append: "burrow.net=1 burrow.zram=off" });
     expectHealthyAgent(result, [], { zram: "skipped", network: "failed" });
     expect(values(result, "modules")[0]).toContain("virtio_net");
     const warnings = result.burrow.filter((line) => /network/.test(line));

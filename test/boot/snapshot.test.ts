@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { QmpClient } from "../../src/host/qmp";
 import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
 import { MEMORY, restoreSnapshot, saveSnapshot, shellQuote } from "../../src/host/snapshot";
-import { INITRAMFS, KERNEL, requireArtifacts, ROOTFS } from "../helpers/artifacts";
+import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 240_000;
@@ -19,7 +19,7 @@ const dir = join(work, "snap");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 const base = (): RunOptions => ({
-  kernel: KERNEL,
+  kernel: KERNEL_MICRO,
   initrd: INITRAMFS,
   disks: [disk],
   ports: [{ name: "demo.port", file: null }],
@@ -37,7 +37,7 @@ function explain(result: RunResult): string {
 
 describe("snapshot point", () => {
   test("save, then two concurrent restores: fresh entropy, host clock, own args, same mounts and swap as a cold boot", async () => {
-    requireArtifacts(KERNEL, INITRAMFS, ROOTFS);
+    requireArtifacts(KERNEL_MICRO, INITRAMFS, ROOTFS);
     copyFileSync(ROOTFS, disk);
     const saved = await saveSnapshot(base(), dir);
     expect(saved.manifest.memoryBytes).toBeGreaterThan(1 << 20);

@@ -5,11 +5,15 @@ import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "../..");
 export const BURROW = join(ROOT, "dist/burrow");
+/** Debian's kernel (`just kernel`): drivers as modules under KERNEL_DIR/lib/modules. */
 export const KERNEL_DIR = join(ROOT, "build/kernel");
 export const KERNEL = join(KERNEL_DIR, "vmlinuz");
-export const INITRAMFS = join(ROOT, "dist/initramfs.img");
-/** The kernel built from kernel-config/ (`just kernel-micro`): drivers built in, no modules. */
+/** The kernel built from kernel-config/ (`just kernel-micro`): drivers built in, no modules. The default. */
 export const KERNEL_MICRO = join(ROOT, "build/kernel-micro/vmlinuz");
+/** `just test-images`: the default image (no modules, for KERNEL_MICRO)… */
+export const INITRAMFS = join(ROOT, "dist/test/initramfs-micro.img");
+/** …and one with Debian's microvm module set, for KERNEL (module loading, q35, paravisor). */
+export const INITRAMFS_DEBIAN = join(ROOT, "dist/test/initramfs-debian.img");
 export const ROOTFS = join(ROOT, "dist/rootfs.ext4");
 
 export function requireArtifacts(...paths: string[]): void {

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
-import { INITRAMFS, KERNEL, requireArtifacts } from "./artifacts";
+import { INITRAMFS, KERNEL_MICRO, requireArtifacts } from "./artifacts";
 
 export interface BootResult extends RunResult {
   /** "agent: key rest" lines: key → values in order. */
@@ -18,7 +18,7 @@ export async function boot(options: Partial<RunOptions> = {}): Promise<BootResul
 }
 
 function vmOptions(options: Partial<RunOptions>): RunOptions {
-  const kernel = options.kernel ?? KERNEL;
+  const kernel = options.kernel ?? KERNEL_MICRO;
   const initrd = options.initrd === undefined ? INITRAMFS : options.initrd;
   requireArtifacts(kernel, ...(initrd ? [initrd] : []), ...(options.disks ?? []));
   return {

@@ -19,6 +19,16 @@ beforeAll(() => {
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** burrow's own runtime settings, appended after the scrub: the GC timer off, then the JIT policy (NAME=VALUE). */
+async function ownSettings(): Promise<string[]> {
+  const source = await Bun.file("image/early-mounts.c").text();
+  const table = /jsc_boot_options\[\] = \{([^}]*)\}/.exec(source)![1]!;
+  const strings = [...table.matchAll(/"([^"]+)"/g)].map((match) => match[1]!);
+  const pairs: string[] = [];
+  for (let i = 0; i < strings.length; i += 2) pairs.push(`${strings[i]}=${strings[i + 1]}`);
+  return ["BUN_GC_TIMER_DISABLE=1", ...pairs];
+}
+
 /**
  * `printenv` as PID 1 of new PID and mount namespaces, started with exactly `env`, the library named
  * in /etc/ld.so.preload as in the image (so a re-executed PID 1 loads it again).
@@ -39,10 +49,10 @@ function environmentOfPid1(env: string[]): string[] {
 }
 
 describe("early-mounts constructor", () => {
-  test("PID 1 re-executes itself without BUN_*, JSC_*, NODE_*, LD_*, GLIBC_TUNABLES, MALLOC_*; the rest stays in order", () => {
-    const hostile = ["BUN_BE_BUN=1", "BUN_OPTIONS=--preload=/x.js", "JSC_useJIT=0", "NODE_OPTIONS=-r /x", "__BUN_X=1", "BUNFS_ROOT=/", "GLIBC_TUNABLES=glibc.malloc.check=3", "MALLOC_ARENA_MAX=1"];
-    // burrow's own setting comes last: no idle-GC timer waking PID 1 every second.
-    expect(environmentOfPid1(["HOME=/", ...hostile, "LD_LIBRARY_PATH=/nope", "TERM=linux", "APP_MODE=fast"])).toEqual(["HOME=/", "TERM=linux", "APP_MODE=fast", "BUN_GC_TIMER_DISABLE=1"]);
+  test("PID 1 re-executes itself without BUN_*, JSC_*, NODE_*, LD_*, GLIBC_TUNABLES, MALLOC_*; the rest stays in order", async () => {
+    const hostile = ["BUN_BE_BUN=1", "BUN_OPTIONS=--preload=/x.js", "JSC_useJIT=0", "BUN_JSC_useRegExpJIT=1", "NODE_OPTIONS=-r /x", "__BUN_X=1", "BUNFS_ROOT=/", "GLIBC_TUNABLES=glibc.malloc.check=3", "MALLOC_ARENA_MAX=1"];
+    // burrow's own settings come last (no idle-GC timer, the JIT policy); a hostile copy of one is gone.
+    expect(environmentOfPid1(["HOME=/", ...hostile, "LD_LIBRARY_PATH=/nope", "TERM=linux", "APP_MODE=fast"])).toEqual(["HOME=/", "TERM=linux", "APP_MODE=fast", ...(await ownSettings())]);
   });
 
   test("the C list and the TypeScript list name the same prefixes", async () => {
@@ -52,8 +62,10 @@ describe("early-mounts constructor", () => {
     expect(names).toEqual([...RUNTIME_ENV_PREFIXES]);
   });
 
-  test("a clean environment only gains burrow's own setting, and a process that is not PID 1 is never touched", () => {
-    expect(environmentOfPid1(["A=1", "B=2"])).toEqual(["A=1", "B=2", "BUN_GC_TIMER_DISABLE=1"]);
+  test("a clean environment only gains burrow's own settings, and a process that is not PID 1 is never touched", async () => {
+    const own = await ownSettings();
+    expect(own).toContain("BUN_JSC_useRegExpJIT=0");
+    expect(environmentOfPid1(["A=1", "B=2"])).toEqual(["A=1", "B=2", ...own]);
     const child = Bun.spawnSync(["env", "-i", "BUN_X=1", `LD_PRELOAD=${library}`, "printenv"]);
     expect(child.stdout.toString().trim().split("\n")).toEqual(["BUN_X=1", `LD_PRELOAD=${library}`]);
   });

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { parsePortSpec, qemuArgs, type RunOptions } from "../../src/host/qemu";
-import { MAX_TIMEOUT_SECONDS, parseMem, parseSmp, parseTimeout, qemuOptionValue } from "../../src/host/options";
+import { hostForwardRule, MAX_TIMEOUT_SECONDS, parseForward, parseMem, parseSmp, parseTimeout, qemuOptionValue } from "../../src/host/options";
 
 const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "kvm", append: "", timeoutSeconds: 10 };
 
@@ -171,5 +171,33 @@ describe("numbers are bounded", () => {
       expect(() => parseMem(bad)).toThrow(/^--mem must be a size like 512M or 2G/);
     }
     expect(() => qemuArgs({ ...base, mem: "1G,slots=2" })).toThrow(/--mem/);
+  });
+});
+
+describe("--net and --forward", () => {
+  test("--forward takes [tcp:|udp:]HOSTPORT:GUESTPORT, tcp by default, and listens on 127.0.0.1 only", () => {
+    expect(parseForward("8080:80")).toEqual({ protocol: "tcp", hostPort: 8080, guestPort: 80 });
+    expect(parseForward("udp:5353:53")).toEqual({ protocol: "udp", hostPort: 5353, guestPort: 53 });
+    expect(hostForwardRule(parseForward("tcp:2222:22"))).toBe("hostfwd=tcp:127.0.0.1:2222-:22");
+  });
+
+  test("anything else is refused with one line naming the value", () => {
+    for (const bad of ["80", "0:80", "8080:65536", "sctp:1:2", "tcp:1:2:3", "a:b", "8080:80,hostfwd=tcp::1-:2", ":80", "1e3:80", ""]) {
+      expect(() => parseForward(bad)).toThrow(/--forward needs \[tcp:\|udp:\]HOSTPORT:GUESTPORT/);
+    }
+  });
+
+  test("a NIC per machine type, every forward on the netdev, burrow.net=1 unless the user set it", () => {
+    const forwards = [parseForward("8080:80"), parseForward("udp:5353:53")];
+    const microvm = qemuArgs({ ...base, net: { forwards } });
+    expect(microvm).toContain("user,id=net0,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=udp:127.0.0.1:5353-:53");
+    expect(microvm).toContain("virtio-net-device,netdev=net0");
+    expect(microvm[microvm.indexOf("-append") + 1]).toContain("burrow.net=1");
+    const q35 = qemuArgs({ ...base, machine: "q35", net: { forwards: [] }, append: "burrow.net=0 -- x" });
+    expect(q35).toContain("virtio-net-pci,netdev=net0");
+    expect(q35[q35.indexOf("-append") + 1]).not.toContain("burrow.net=1");
+    const none = qemuArgs(base);
+    expect(none).not.toContain("-netdev");
+    expect(none[none.indexOf("-append") + 1]).not.toContain("burrow.net");
   });
 });

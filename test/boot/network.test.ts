@@ -1,0 +1,79 @@
+// Networking on the micro kernel: QEMU's user network, the agent takes an address by DHCP, and
+// the host reaches a TCP service in the guest through a forwarded port (127.0.0.1 on the host).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { spawnSync } from "bun";
+import { runVm } from "../../src/host/qemu";
+import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOT } from "../helpers/artifacts";
+import { parseConsole, tail } from "../helpers/boot";
+
+const GUEST_PORT = 8080;
+
+/** A port nobody on this host listens on right now (the kernel picks it). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** One connection's whole reply; "" when the guest closed at once (slirp accepts before the guest listens). */
+function fetchReply(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    let reply = "";
+    const socket = connect(port, "127.0.0.1");
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk) => (reply += chunk));
+    socket.on("close", () => resolve(reply));
+    socket.on("error", () => resolve(reply));
+    socket.setTimeout(10_000, () => socket.destroy());
+  });
+}
+
+describe("networking (micro kernel, QEMU user network)", () => {
+  const work = mkdtempSync(join(tmpdir(), "burrow-net-"));
+  const rootfs = join(work, "rootfs.ext4");
+
+  beforeAll(() => {
+    requireArtifacts(KERNEL_MICRO, INITRAMFS, BURROW);
+    const made = spawnSync([join(ROOT, "scripts/make-rootfs.sh"), rootfs, join(ROOT, "test/fixtures/net/agent.sh")], { stdout: "pipe", stderr: "pipe" });
+    if (made.exitCode !== 0) throw new Error(`make-rootfs.sh: ${made.stderr.toString()}`);
+  });
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+  test("the agent gets an address by DHCP and the host reaches its TCP port", async () => {
+    const hostPort = await freePort();
+    const token = `t${Date.now().toString(36)}`;
+    let reply = "";
+    let asking: Promise<void> | null = null;
+    const ask = async () => {
+      // The agent says "listening" just before nc binds: retry until the reply carries the token.
+      for (let attempt = 0; attempt < 50 && !reply.includes("guest-token="); attempt++) {
+        reply = await fetchReply(hostPort);
+        if (!reply) await Bun.sleep(200);
+      }
+    };
+    let seen = "";
+    const result = await runVm({
+      kernel: KERNEL_MICRO, initrd: INITRAMFS, disks: [rootfs], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg",
+      append: `-- ${token}`, timeoutSeconds: 150, net: { forwards: [{ protocol: "tcp", hostPort, guestPort: GUEST_PORT }] },
+    }, (text) => {
+      seen = (seen + text).slice(-8192);
+      if (!asking && seen.includes(`agent: listening ${GUEST_PORT}`)) asking = ask();
+    });
+    await asking;
+    const { agent, burrow } = parseConsole(result.output);
+    const why = `${result.reason}\n${tail(result, 60)}`;
+    expect(burrow.some((line) => /network: eth0/.test(line)), why).toBe(true);
+    // QEMU's user network: the guest is 10.0.2.15/24 behind the gateway 10.0.2.2.
+    expect(agent.get("addr"), why).toEqual(["10.0.2.15/24"]);
+    expect(agent.get("route")?.[0], why).toContain("default via 10.0.2.2 dev eth0");
+    expect(reply.trim(), why).toBe(`guest-token=${token}`);
+    expect(agent.has("served"), why).toBe(true);
+    expect(result.outcome, why).toBe("poweroff");
+  }, 200_000);
+});
