@@ -25,7 +25,7 @@ deps:
 # Compile burrow into one executable: dist/burrow (bytecode, ESM; never stripped).
 build:
     mkdir -p dist
-    {{bun}} build src/main.ts src/modes/paravisor/modules-worker.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
+    {{bun}} build src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
 
 # Debian's linux-image-amd64 kernel under build/kernel/ (vmlinuz + lib/modules/<release>/), cached.
 kernel:

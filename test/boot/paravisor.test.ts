@@ -37,6 +37,7 @@ describe("boot: paravisor mode", () => {
 
   test("runs the worker with the reference's setup, reaps orphans, and passes its exit code 7 to the host", async () => {
     const result = await boot({
+      kernel: KERNEL,
       initrd: image,
       timeoutSeconds: 150,
       append: 'burrow.mode=paravisor zram.num_devices=2 OPENHCL_TEST_MARK=hello BUN_TEST_SCRUB=1 -- --setup-script "echo A=1; echo B=x=y; echo no-equals" --foo bar',
@@ -108,6 +109,7 @@ describe("boot: paravisor mode", () => {
 
   test("a failing setup script is fatal: one line naming the script and its status, non-zero end", async () => {
     const result = await boot({
+      kernel: KERNEL,
       initrd: image,
       timeoutSeconds: 150,
       append: 'burrow.mode=paravisor OPENHCL_WAIT_FOR_MODULES=1 -- --setup-script "echo A=1; exit 3"',
