@@ -1,6 +1,7 @@
 // A small QMP client (QEMU's JSON machine protocol) over a unix socket: typed commands, one at a
 // time, replies matched by id; asynchronous events are kept for whoever waits on them.
 import type { Socket } from "bun";
+import { LineSplitter } from "./line-splitter";
 import { connectUnix } from "./unix-socket";
 
 export interface QmpGreeting { version: { qemu: { major: number; minor: number; micro: number }; package: string } }
@@ -8,7 +9,7 @@ export interface QmpGreeting { version: { qemu: { major: number; minor: number; 
 interface Pending { id: string; resolve: (value: unknown) => void; reject: (error: Error) => void; command: string }
 
 export class QmpClient {
-  private buffer = "";
+  private readonly lines = new LineSplitter();
   private pending: Pending[] = [];
   private nextId = 1;
   private closed = false;
@@ -25,7 +26,7 @@ export class QmpClient {
   static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
     const client = new QmpClient();
     client.socket = await connectUnix(path, {
-      data: (_socket, data) => client.receive(data.toString()),
+      data: (_socket, data) => client.receive(data),
       close: () => client.fail(new Error("QMP connection closed by QEMU")),
       error: (_socket, error) => client.fail(new Error(`QMP: ${error.message}`)),
     }, timeoutMs, "QMP");
@@ -34,12 +35,9 @@ export class QmpClient {
     return client;
   }
 
-  private receive(text: string): void {
-    this.buffer += text;
-    let newline: number;
-    while ((newline = this.buffer.indexOf("\n")) >= 0) {
-      const line = this.buffer.slice(0, newline).trim();
-      this.buffer = this.buffer.slice(newline + 1);
+  private receive(chunk: Uint8Array): void {
+    for (const raw of this.lines.push(chunk)) {
+      const line = raw.trim();
       if (!line) continue;
       let message: Record<string, unknown>;
       try {

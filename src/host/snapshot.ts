@@ -9,12 +9,11 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Socket } from "bun";
 import { splitWords } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { describeError } from "../errors";
 import { QmpClient } from "./qmp";
-import { connectUnix } from "./unix-socket";
+import { LineSocket } from "./line-socket";
 import { newRunId, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
 
 export const MANIFEST = "manifest.json";
@@ -98,58 +97,6 @@ export function withKernelWords(append: string, words: string[]): string {
   const keyOf = (word: string) => word.split("=")[0];
   const added = words.filter((word) => !kernelWords.some((existing) => keyOf(existing) === keyOf(word) || (keyOf(word) === "ro" && existing === "rw")));
   return [...kernelWords, ...added, ...(dashes < 0 ? [] : all.slice(dashes))].join(" ");
-}
-
-/** A line-oriented client of a unix socket QEMU serves (the control port). */
-class LineSocket {
-  private buffer = "";
-  private waiters: ((line: string | null) => void)[] = [];
-  private lines: string[] = [];
-  private closed = false;
-  private socket: Socket<undefined> | null = null;
-
-  static async connect(path: string, timeoutMs: number): Promise<LineSocket> {
-    const client = new LineSocket();
-    client.socket = await connectUnix(path, {
-      data: (_socket, data) => client.receive(data.toString()),
-      close: () => client.end(),
-      error: () => client.end(),
-    }, timeoutMs, "control");
-    return client;
-  }
-
-  private receive(text: string): void {
-    this.buffer += text;
-    let newline: number;
-    while ((newline = this.buffer.indexOf("\n")) >= 0) {
-      const line = this.buffer.slice(0, newline);
-      this.buffer = this.buffer.slice(newline + 1);
-      const waiter = this.waiters.shift();
-      if (waiter) waiter(line);
-      else this.lines.push(line);
-    }
-  }
-
-  private end(): void {
-    this.closed = true;
-    for (const waiter of this.waiters.splice(0)) waiter(null);
-  }
-
-  /** The next line, or null once the socket closed. */
-  nextLine(): Promise<string | null> {
-    const line = this.lines.shift();
-    if (line !== undefined) return Promise.resolve(line);
-    if (this.closed) return Promise.resolve(null);
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  write(text: string): void {
-    this.socket?.write(text);
-  }
-
-  close(): void {
-    this.socket?.end();
-  }
 }
 
 /** Refuse to turn a directory that is not ours into a snapshot (we only ever write our two files). */
