@@ -284,7 +284,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       snapshotDisks: true,
       controlSocket,
       qmpSocket,
-      incoming: `exec:cat ${shellQuote(join(resolve(dir), MEMORY))}`,
+      incomingFile: join(dir, MEMORY),
       onSpawn: (qemu) => {
         driven = (async () => {
           try {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { QmpClient } from "../../src/host/qmp";
 import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
-import { MEMORY, restoreSnapshot, saveSnapshot, shellQuote } from "../../src/host/snapshot";
+import { MEMORY, restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 
@@ -100,7 +100,7 @@ describe("snapshot point", () => {
         snapshotDisks: true,
         controlSocket: join(sockets, "control"),
         qmpSocket: join(sockets, "qmp"),
-        incoming: `exec:cat ${shellQuote(join(dir, MEMORY))}`,
+        incomingFile: join(dir, MEMORY),
         onSpawn: (qemu) => {
           void (async () => {
             const qmp = await QmpClient.connect(join(sockets, "qmp"));
