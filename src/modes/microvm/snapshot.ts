@@ -5,7 +5,7 @@
 // Fail closed: a malformed message ends in the configured fallback, never in the agent.
 import { log } from "../../log";
 import * as sys from "../../sys";
-import { CONTROL_PORT, encodeReady, encodeResumed, MAX_MESSAGE_BYTES, parseResume, type ResumeMessage } from "../../snapshot/protocol";
+import { CONTROL_PORT, encodeReady, encodeResume, encodeResumed, MAX_MESSAGE_BYTES, parseResume, type ResumeMessage } from "../../snapshot/protocol";
 import { listVirtioPorts } from "./devices";
 
 /**
@@ -73,6 +73,7 @@ export function snapshotPoint(now: () => number): { message: ResumeMessage; reco
   if (device === null) throw new Error(`burrow.snapshot=1 but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
   const fd = sys.open(device, sys.OpenFlags.RDWR | sys.OpenFlags.CLOEXEC);
   try {
+    rehearseResume();
     // Said before "ready" is sent: the host may stop the VM the moment it reads it.
     log.info(`snapshot point: ready on ${CONTROL_PORT}; waiting for the host's resume message`);
     writeText(fd, encodeReady(now()));
@@ -103,6 +104,19 @@ export function snapshotPoint(now: () => number): { message: ResumeMessage; reco
   } finally {
     sys.close(fd);
   }
+}
+
+/**
+ * Parse and answer a made-up resume message once before the VM is saved. Everything JavaScript
+ * sets up lazily on first use (the parser's regular expressions, base64 and BigInt, the functions'
+ * linked bytecode) is then part of the saved memory instead of being paid again by every restore
+ * (measured ~35 ms of the ~50 ms the first parse took after a restore under TCG).
+ */
+function rehearseResume(): void {
+  const sample = encodeResume({ instance: "rehearsal", entropy: new Uint8Array(64), realtimeNs: 1_800_000_000_000_000_000n, args: ["rehearsal"], env: [["REHEARSAL", "1"]] });
+  const parsed = parseResume(sample.trimEnd());
+  if (!parsed.ok) throw new Error(`burrow's own resume message does not parse (${parsed.problem}): a bug, not starting the snapshot point`);
+  encodeResumed(parsed.message.instance);
 }
 
 /** Fresh randomness first (nothing random may be drawn from the cloned state), then the clock. */
