@@ -9,7 +9,7 @@ import { ImageError } from "./error";
 import { writeExt4 } from "./ext4";
 import { addBaseLayout } from "./layout";
 import { addRuntimeLibraries } from "./libraries";
-import { addModules, type ModuleLayout } from "./modules";
+import { addModules, type ImageMode, type ModuleLayout } from "./modules";
 import { writeAtomically, writeInto } from "./output";
 import { addEarlyMounts } from "./preload";
 import { withScratch } from "./scratch";
@@ -28,7 +28,9 @@ export interface ImageOptions {
   modules: string[];
   /** Use only `modules` (no default set). */
   noDefaultModules?: boolean;
-  /** See ModuleLayout: "tree" (default) or "ordered" (paravisor mode). */
+  /** The boot plan the image is for (default microvm): its default module set and layout. */
+  mode?: ImageMode;
+  /** See ModuleLayout: "tree" or "ordered"; default the mode's (tree for microvm, ordered for paravisor). */
   moduleLayout?: ModuleLayout;
   /** Extra files: [source, destination in the image]. */
   add: [string, string][];
@@ -70,7 +72,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
     if (options.kernelDir !== null) {
       ({ modules, release } = addModules(archive, {
         kernelDir: options.kernelDir, kernelRelease: options.kernelRelease, modules: options.modules,
-        noDefaultModules: options.noDefaultModules, layout: options.moduleLayout,
+        noDefaultModules: options.noDefaultModules, mode: options.mode, layout: options.moduleLayout,
       }, scratch));
     } else if (options.modules.length > 0) {
       throw new ImageError("--modules needs --kernel-dir (where the kernel's lib/modules/<release>/ is)");

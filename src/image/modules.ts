@@ -8,11 +8,24 @@ import type { CpioArchive } from "./cpio";
 import { ImageError } from "./error";
 import { runTool, systemTool } from "./tool";
 
-/** What microvm mode loads on Debian's kernel, where every driver is a module. */
-const DEFAULT_MODULES = [
-  "virtio_mmio", "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "virtio_balloon",
-  "ext4", "crc32c", "zram", "zsmalloc", "lz4", "lzo", "lzo-rle",
-];
+/** Which boot plan the image is for: it decides the default module set and layout. */
+export type ImageMode = "microvm" | "paravisor";
+
+/**
+ * The default module set per mode, on a kernel where drivers are modules (Debian's). microvm:
+ * the disks, ports, NIC, balloon, root filesystem and zram. paravisor: ttyprintk, its stderr
+ * (the rest of a VTL2 image's drivers are the user's to name with --modules).
+ */
+const DEFAULT_MODULES: Record<ImageMode, readonly string[]> = {
+  microvm: [
+    "virtio_mmio", "virtio_pci", "virtio_blk", "virtio_console", "virtio_net", "virtio_balloon",
+    "ext4", "crc32c", "zram", "zsmalloc", "lz4", "lzo", "lzo-rle",
+  ],
+  paravisor: ["ttyprintk"],
+};
+
+/** The layout each mode's init expects when none is asked for. */
+export const DEFAULT_LAYOUT: Record<ImageMode, "tree" | "ordered"> = { microvm: "tree", paravisor: "ordered" };
 
 /**
  * "tree": /lib/modules/<release>/kernel/… plus the depmod index. "ordered": the closure in load
@@ -28,6 +41,9 @@ export interface ModuleRequest {
   modules: string[];
   /** Use only `modules`. */
   noDefaultModules?: boolean;
+  /** Default microvm. */
+  mode?: ImageMode;
+  /** Default: the mode's (DEFAULT_LAYOUT). */
   layout?: ModuleLayout;
 }
 
@@ -46,7 +62,8 @@ export function addModules(archive: CpioArchive, request: ModuleRequest, scratch
   const release = kernelReleaseIn(kernelDir, request.kernelRelease);
   const moduleDir = join(modulesRoot, release);
   const index = loadModuleIndex(moduleDir);
-  const requested = [...(request.noDefaultModules ? [] : DEFAULT_MODULES), ...request.modules];
+  const mode = request.mode ?? "microvm";
+  const requested = [...(request.noDefaultModules ? [] : DEFAULT_MODULES[mode]), ...request.modules];
   const { order, missing } = index.closure(requested);
   if (missing.length > 0) {
     throw new ImageError(`module${missing.length > 1 ? "s" : ""} not found: ${missing.join(", ")} (looked in ${moduleDir}/modules.dep, modules.builtin and modules.alias)`);
@@ -55,7 +72,7 @@ export function addModules(archive: CpioArchive, request: ModuleRequest, scratch
   const outside = order.find((node) => !isPlainRelativePath(node.path));
   if (outside) throw new ImageError(`module ${outside.name}: path ${JSON.stringify(outside.path)} in ${moduleDir}/modules.dep is not a plain path inside ${moduleDir}`);
 
-  if (request.layout === "ordered") addInLoadOrder(archive, order, moduleDir);
+  if ((request.layout ?? DEFAULT_LAYOUT[mode]) === "ordered") addInLoadOrder(archive, order, moduleDir);
   else addTreeWithIndex(archive, order, moduleDir, release, join(scratch, "modules"));
   return { modules: order.map((node) => node.name), release };
 }

@@ -12,6 +12,10 @@ import { boot, keyedLines, tail, type BootResult } from "../helpers/boot";
 const WORKER = join(ROOT, "test/fixtures/paravisor/openvmm_hcl.sh");
 const work = mkdtempSync(join(tmpdir(), "burrow-paravisor-boot-"));
 const image = join(work, "paravisor.img");
+/** Built with nothing but `mode: "paravisor"`: its defaults (ttyprintk, ordered layout) must boot. */
+const modeDefaults = join(work, "mode-defaults.img");
+/** Built with the microvm defaults: no ttyprintk module for paravisor mode's stderr. */
+const microvmDefaults = join(work, "microvm-defaults.img");
 
 /** "[U] hcl: key rest" lines: key → values in order. */
 const hclReports = (result: BootResult) => keyedLines(result.output, "[U] hcl: ");
@@ -31,6 +35,9 @@ describe("boot: paravisor mode", () => {
       compress: "none",
       mtime: 0,
     });
+    const plain = { binary: BURROW, kernelDir: KERNEL_DIR, modules: [], add: [["/bin/busybox", "/bin/busybox"], [join(work, "sh"), "/bin/sh"], [WORKER, "/bin/openvmm_hcl"]] as [string, string][], compress: "none" as const, mtime: 0 };
+    await buildImage({ ...plain, out: modeDefaults, mode: "paravisor" });
+    await buildImage({ ...plain, out: microvmDefaults });
   }, 120_000);
 
   afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -107,16 +114,27 @@ describe("boot: paravisor mode", () => {
     expect(result.exitCode).toBe(7);
   }, 200_000);
 
-  test("a failing setup script is fatal: one line naming the script and its status, non-zero end", async () => {
+  test("a failing setup script is fatal: one line naming the script and its status, non-zero end (image: --mode paravisor defaults)", async () => {
     const result = await boot({
       kernel: KERNEL,
-      initrd: image,
+      initrd: modeDefaults,
       timeoutSeconds: 150,
       append: 'burrow.mode=paravisor OPENHCL_WAIT_FOR_MODULES=1 -- --setup-script "echo A=1; exit 3"',
     });
     if (result.exitCode !== 1) console.error(tail(result, 80));
     expect(result.output).toMatch(/burrow: fatal: setup-scripts: setup script "echo A=1; exit 3" failed: exit status 3/);
     expect(result.output).not.toMatch(/\[U\] hcl: start/);
+    // The paravisor defaults brought ttyprintk: stderr opened, no hint printed.
+    expect(result.output).not.toMatch(/ttyprintk is neither built in/);
     expect(result.exitCode).toBe(1);
+  }, 200_000);
+
+  test("an image with the microvm defaults: one line says where ttyprintk comes from, then a non-zero end", async () => {
+    const result = await boot({ kernel: KERNEL, initrd: microvmDefaults, timeoutSeconds: 150, append: "burrow.mode=paravisor" });
+    if (result.exitCode === 0) console.error(tail(result, 80));
+    expect(result.output).toMatch(/ttyprintk is neither built in nor under \S+: build the image with `burrow image --mode paravisor` \(or add --modules ttyprintk\)/);
+    expect(result.output).toMatch(/cannot open \/dev\/ttyprintk for stderr: ENOENT.*burrow image --mode paravisor/);
+    expect(result.output).not.toMatch(/\[U\] hcl: start/);
+    expect(result.exitCode).not.toBe(0);
   }, 200_000);
 });

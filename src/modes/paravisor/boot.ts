@@ -15,7 +15,7 @@ import { parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
 import { describeStatus, runSetupScript } from "./setup-scripts";
 import {
-  applyWrite, dumpStatFiles, NVME_VFIO_WRITE, PARAVISOR_MOUNTS, systemWrites, useHostEntropy, wireStdio,
+  applyWrite, dumpStatFiles, NVME_VFIO_WRITE, PARAVISOR_MOUNTS, systemWrites, TTYPRINTK_HINT, useHostEntropy, wireStdio,
 } from "./system";
 import { spawnWorker } from "./worker";
 
@@ -63,7 +63,7 @@ const plan: Step<ParavisorContext>[] = [
     run(ctx) {
       const loaded = loadWithDependencies("ttyprintk", listModules(ctx.runtime.config));
       if (loaded === null) {
-        log.warn(`ttyprintk is neither built in nor under ${MODULES_ROOT}`);
+        log.warn(`ttyprintk is neither built in nor under ${MODULES_ROOT}: ${TTYPRINTK_HINT}`);
         return;
       }
       for (const module of loaded) ctx.loadedEarly.add(module.path);

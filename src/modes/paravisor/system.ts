@@ -20,6 +20,9 @@ export const PARAVISOR_MOUNTS: readonly MountSpec[] = [
   { source: "tmpfs", target: "/tmp", fstype: "tmpfs", flags: NOSUID | NODEV | RELATIME, data: "mode=1777", whenRootReadOnly: true },
 ];
 
+/** Where /dev/ttyprintk comes from, for the line that says it is missing. */
+export const TTYPRINTK_HINT = "build the image with `burrow image --mode paravisor` (or add --modules ttyprintk), or use a kernel with CONFIG_TTY_PRINTK=y";
+
 /** stdin and stdout to /dev/null, stderr to ttyprintk (so a crash's last words reach the kernel log). */
 export function wireStdio(stderrPath = "/dev/ttyprintk"): void {
   const { RDONLY, WRONLY, CLOEXEC } = sys.OpenFlags;
@@ -39,8 +42,9 @@ export function wireStdio(stderrPath = "/dev/ttyprintk"): void {
   } catch (error) {
     // Logged while the console still works and kmsg is open: the reason must be visible.
     const reason = error instanceof sys.SysError ? error.reason : String(error);
-    log.error(`failed to open stderr output ${stderrPath}: ${reason}`);
-    throw new Error(`cannot open ${stderrPath} for stderr: ${reason}`);
+    const hint = stderrPath === "/dev/ttyprintk" && sys.isErrno(error, "ENOENT", "ENXIO", "ENODEV") ? ` (${TTYPRINTK_HINT})` : "";
+    log.error(`failed to open stderr output ${stderrPath}: ${reason}${hint}`);
+    throw new Error(`cannot open ${stderrPath} for stderr: ${reason}${hint}`);
   }
 }
 
