@@ -18,7 +18,7 @@ const { values } = parseArgs({
     kernels: { type: "string", default: "debian,micro" },
     mem: { type: "string", default: "512M" },
     compress: { type: "string", default: "none" },
-    variants: { type: "string", default: "burrow,busybox,burrow-disk,restore" },
+    variants: { type: "string", default: "burrow,busybox,burrow-disk,restore,bun-hello,bun-hello-disk" },
   },
 });
 const runs = Number(values.runs);
@@ -41,9 +41,19 @@ const ROOTFS = join(ROOT, "dist/rootfs.ext4");
 const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"].find(existsSync)!;
 const work = mkdtempSync(join(tmpdir(), "burrow-bench-"));
 
-/** burrow-disk needs virtio-blk and ext4 built into the kernel: only kernels without modules. */
+/** Boot-disk variants need virtio-blk and ext4 built into the kernel: only kernels without modules. */
 function variantsFor(kernel: string): string[] {
-  return variantNames.filter((variant) => variant !== "burrow-disk" || KERNELS[kernel]!.kernelDir === null);
+  return variantNames.filter((variant) => !variant.endsWith("-disk") || KERNELS[kernel]!.kernelDir === null);
+}
+
+/** bench/bun-hello.ts compiled as burrow is (bytecode, ESM), once per bench run. */
+let helloBinary: string | null = null;
+function bunHello(): string {
+  if (helloBinary) return helloBinary;
+  const out = join(work, "bun-hello");
+  const built = Bun.spawnSync([process.execPath, "build", join(ROOT, "bench/bun-hello.ts"), "--compile", "--bytecode", "--format=esm", "--minify-syntax", "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--outfile", out], { stdout: "pipe", stderr: "pipe" });
+  if (built.exitCode !== 0) throw new Error(`cannot compile bench/bun-hello.ts: ${built.stderr.toString()}`);
+  return (helloBinary = out);
 }
 
 async function images(kernel: string): Promise<Record<string, string>> {
@@ -57,6 +67,8 @@ async function images(kernel: string): Promise<Record<string, string>> {
       // No initramfs: the kernel mounts a read-only ext4 disk holding burrow and runs it from there.
       await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), format: "ext4" });
     }
+    else if (variant === "bun-hello") await buildImage({ ...common, binary: bunHello() });
+    else if (variant === "bun-hello-disk") await buildImage({ ...common, binary: bunHello(), format: "ext4" });
     else if (variant === "busybox") await buildImage({ ...common, binary: BUSYBOX, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
     else if (variant === "restore") {
       // burrow booted once to its snapshot point and saved: from the boot disk where the kernel
@@ -96,7 +108,7 @@ async function bootOnce(kernel: string, image: string, variant: string): Promise
     if (seen.includes("agent: start")) agentSeenMs = performance.now() - started;
   };
   const restore = variant === "restore" ? await restoreSnapshot(image, { timeoutSeconds: 120 }, onOutput) : null;
-  const result = restore ?? await runVm(vmOptions(kernel, image, variant === "burrow-disk"), onOutput);
+  const result = restore ?? await runVm(vmOptions(kernel, image, variant.endsWith("-disk")), onOutput);
   const runInit = /\[\s*([\d.]+)\] Run \/init as init process/.exec(result.output);
   const agentStart = /agent: start uptime=([\d.]+)/.exec(result.output);
   const memAvailable = /agent: meminfo MemAvailable=(\d+)/.exec(result.output);
@@ -172,6 +184,11 @@ function table(): string {
       const steps = median(burrow.samples.map((s) => s.stepsMs));
       const memDelta = median(burrow.samples.map((s) => s.memAvailableKiB)) - median(busybox.samples.map((s) => s.memAvailableKiB));
       ratios.push(`- ${kernel}: fastest burrow cold (${burrow.init}): wall to agent ${(wall(burrow) / wall(busybox)).toFixed(2)}× busybox's (goal ≤ 1.3×), init phase ${initRatio.toFixed(2)}×; burrow's steps ${steps.toFixed(0)} ms (goal ≤ 200); MemAvailable burrow − busybox = ${memDelta} KiB`);
+    }
+    const initPhase = (row: Row) => median(row.samples.map((s) => s.initMs));
+    const hello = rows.filter((r) => r.kernel === kernel && r.init.startsWith("bun-hello") && r.samples.length).sort((a, b) => initPhase(a) - initPhase(b))[0];
+    if (hello && burrow) {
+      ratios.push(`- ${kernel}: Bun's own start (${hello.init}, an init that only reports): init phase ${initPhase(hello).toFixed(0)} ms, ${((initPhase(hello) / initPhase(burrow)) * 100).toFixed(0)}% of ${burrow.init}'s${busybox?.samples.length ? `, ${(initPhase(hello) / initPhase(busybox)).toFixed(2)}× busybox's whole init phase` : ""}`);
     }
     const restore = rows.find((r) => r.kernel === kernel && r.init === "restore");
     if (restore?.samples.length) {
