@@ -12,8 +12,7 @@ kernel_dir := if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel
 # needs its modules first, so it gets an initramfs.
 boot_image := if KERNEL == "micro" { "dist/boot.ext4" } else { "dist/initramfs.img" }
 image_flags := if KERNEL == "micro" { "--kernel-dir none --format ext4" } else { "--kernel-dir build/kernel" }
-boot_media := if KERNEL == "micro" { "--initrd '' --disk dist/boot.ext4" } else { "--initrd dist/initramfs.img" }
-boot_root := if KERNEL == "micro" { "root=/dev/vda init=/init burrow.root=/dev/vdb " } else { "" }
+boot_media := if KERNEL == "micro" { "--boot-disk dist/boot.ext4" } else { "--initrd dist/initramfs.img" }
 
 default:
     @{{just_executable()}} --list
@@ -46,7 +45,7 @@ rootfs:
 
 # Build everything and boot the demo microVM in QEMU (TCG); the guest agent reports what it sees.
 boot: deps image rootfs
-    dist/burrow run --kernel {{kernel_dir}}/vmlinuz {{boot_media}} --disk dist/rootfs.ext4 --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --append "{{boot_root}}burrow.zram=25% -- hello from the kernel command line"
+    dist/burrow run --kernel {{kernel_dir}}/vmlinuz {{boot_media}} --disk dist/rootfs.ext4 --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --append "burrow.zram=25% -- hello from the kernel command line"
 
 # The images the boot tests use, whatever KERNEL says: dist/test/initramfs-{micro,debian}.img.
 test-images: build kernel kernel-micro

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { buildImage, type Compression } from "../src/image/build";
+import { withBootDisk } from "../src/host/boot-disk";
 import { runVm, type RunOptions } from "../src/host/qemu";
 import { restoreSnapshot, saveSnapshot, type RestoreTimings } from "../src/host/snapshot";
 
@@ -89,13 +90,14 @@ async function images(kernel: string): Promise<Record<string, string>> {
 }
 
 function vmOptions(kernel: string, image: string, fromDisk: boolean): RunOptions {
-  return {
-    kernel: KERNELS[kernel]!.vmlinuz, initrd: fromDisk ? null : image, disks: fromDisk ? [image, ROOTFS] : [ROOTFS],
+  const options: RunOptions = {
+    kernel: KERNELS[kernel]!.vmlinuz, initrd: image, disks: [ROOTFS],
     ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
     // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
-    append: `printk.time=1${fromDisk ? " root=/dev/vda init=/init burrow.root=/dev/vdb" : ""}`, timeoutSeconds: 120,
+    append: "printk.time=1", timeoutSeconds: 120,
     snapshotDisks: true,
   };
+  return fromDisk ? withBootDisk(options, image) : options;
 }
 
 async function bootOnce(kernel: string, image: string, variant: string): Promise<Sample> {

@@ -62,6 +62,7 @@ const run = defineCommand({
   args: {
     kernel: { type: "string", default: "build/kernel-micro/vmlinuz", description: "kernel image (`just kernel-micro`; Debian's: build/kernel/vmlinuz)" },
     initrd: { type: "string", default: "dist/initramfs.img", description: "initramfs" },
+    "boot-disk": { type: "string", description: "burrow's ext4 boot disk (burrow image --format ext4) instead of --initrd: the kernel runs burrow from it; root= becomes burrow.root=, default the first --disk" },
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
     "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
     port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
@@ -101,7 +102,7 @@ const run = defineCommand({
       return;
     }
     // Checked here so a bad value is refused with one line before anything starts.
-    const options = {
+    const plain = {
       kernel: args.kernel,
       initrd: args.initrd || null,
       disks: collectRepeated(rawArgs, "--disk"),
@@ -115,9 +116,11 @@ const run = defineCommand({
       timeoutSeconds: parseTimeout(args.timeout),
       ...net(args.net === true, collectRepeated(rawArgs, "--forward").map(parseForward)),
     };
+    const bootDisk = args["boot-disk"];
+    const options = bootDisk ? (await import("./host/boot-disk")).withBootDisk(plain, bootDisk) : plain;
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
-      if (options.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
+      if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
