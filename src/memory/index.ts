@@ -10,15 +10,12 @@
 //   5. hand off: /run/burrow/memory.json and inheritable fds (mshv devices, then the bitmaps),
 //      which the returned MemoryState carries to the worker step.
 //
-// Parallelism: the work is split exactly as the seed splits it (2 GiB protection units dealt
-// round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) workers plus the
-// unaligned edges) and the plan is recorded, but the pieces run as sequential batches on this
-// thread. Why: every call is a synchronous ioctl; a Bun Worker per VP needs an extra
-// `bun build --compile` entrypoint (the build has none for this, and the module loader already
-// falls back without one); the simulator serialises all state changes behind one mutex, and TCG
-// guests have one or two vCPUs, so threads would buy nothing measurable here. On real hardware
-// the kernel does PVALIDATE/TDCALL work per CPU, and a per-lane Worker executor can replace the
-// sequential loop without changing the plan.
+// Parallelism (issue 12 item 4): the bulk work — VTL2 protections, or accepting VTL0 RAM with its
+// initial protections — is planned exactly as the seed splits it (2 GiB protection units dealt
+// round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the
+// unaligned edges) and the lanes run on Bun Worker threads, one per online vCPU at most, each on
+// its own hypercall/VTL fds (parallel.ts, lanes.ts). The plan comes from the description alone, so
+// the calls made do not depend on the vCPU count; memory.json records how the threads ran.
 import type { Config } from "../config/config";
 import { log } from "../log";
 import * as sys from "../sys";
@@ -26,9 +23,10 @@ import { addVtl0MemoryOn, createVtl, DEV_HVCALL, DEV_MSHV, DEV_VTL_LOW, hypercal
 import { HvCall } from "./hv-abi";
 import { addBitmap, buildMapping, zeroThrough, type GuestMapping } from "./mapping";
 import {
-  acceptorFor, acceptVtl0, applyVtl2Protections, configureVsmPartition, newOpStats, planVtl2Protections, shareSharedPool, type Acceptor, type AcceptReport,
-  type OpStats, type ProtectionPlan,
+  acceptorFor, configureVsmPartition, newOpStats, planAcceptJobs, planVtl2Protections, shareSharedPool, type Acceptor, type AcceptReport, type OpStats,
+  type ProtectionPlan,
 } from "./ops";
+import { runParallel, type ParallelRun } from "./parallel";
 import { isHardwareIsolated, isIsolated, loadPartition, type Partition } from "./partition";
 import { hex, PAGE } from "./ranges";
 import { MemoryRegistrar } from "./registrar";
@@ -65,12 +63,18 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
   const vtl = openVtl(partition, fds);
   let protection: ProtectionPlan | null = null;
   let accept: AcceptReport | null = null;
+  const parallel: Record<string, ParallelRun> = {};
+  const request = { isolation: partition.isolation, hardwareIsolated: isHardwareIsolated(partition) };
   if (!isIsolated(partition)) {
-    protection = protectVtl2(partition, stats);
+    protection = planVtl2Protections(partition.vtl2Ram, partition.vpCount);
+    protection.vsmPartitionConfig = configureVsm(stats);
+    parallel["vtl2-protections"] = await runParallel(request, protection.jobs, stats);
     clock.end("vtl2-protections");
   } else {
     const acceptor = openAcceptor(partition, vtl, fds, stats);
-    accept = acceptVtl0(acceptor, partition.ram, partition.accepted, partition.vpCount, isHardwareIsolated(partition));
+    const planned = planAcceptJobs(partition.ram, partition.accepted, partition.vpCount, isHardwareIsolated(partition));
+    accept = planned.report;
+    parallel.accept = await runParallel(request, planned.lanes, stats);
     clock.end("accept");
     shareSharedPool(acceptor, partition.isolation, partition.sharedPool);
     clock.end("shared-pool");
@@ -113,7 +117,7 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
 
   fds.forEach((entry) => inheritable(entry.fd));
   const outcome: MemoryOutcome = {
-    descriptionPath: config.partition, partition, simulator, protection, accept, mappings, fds, stats, selfTest, phasesMs: clock.phasesMs, totalMs: clock.totalMs(),
+    descriptionPath: config.partition, partition, simulator, protection, accept, parallel, mappings, fds, stats, selfTest, phasesMs: clock.phasesMs, totalMs: clock.totalMs(),
   };
   const report = buildMemoryReport(outcome);
   writeMemoryReport(reportPath, report);
@@ -156,21 +160,17 @@ function openVtl(partition: Partition, fds: OpenFd[]): number {
 }
 
 /**
- * Not isolated: VTL2 RAM out of the lower VTLs' reach, through a hypercall fd used once and closed:
- * VsmPartitionConfig first (HvCallSetVpRegisters), then ModifyVtlProtectionMask — the order of
- * openvmm PR #862 (OV underhill_mem init.rs apply_vtl2_protections runs after it).
+ * Not isolated: VsmPartitionConfig before any VTL2 protection (openvmm PR #862), written through a
+ * hypercall fd used once and closed; the protections follow on the lanes' own fds, as OV's
+ * apply_vtl2_protections opens its own (underhill_mem init.rs). Returns the value written.
  */
-function protectVtl2(partition: Partition, stats: OpStats): ProtectionPlan {
-  const protection = planVtl2Protections(partition.vtl2Ram, partition.vpCount);
-  const hvcall = openHvcall([HvCall.ModifyVtlProtectionMask, HvCall.SetVpRegisters]);
+function configureVsm(stats: OpStats): bigint {
+  const hvcall = openHvcall([HvCall.SetVpRegisters]);
   try {
-    const ops = { hypercall: hypercallOn(hvcall) } as MemoryOps;
-    protection.vsmPartitionConfig = configureVsmPartition(ops, false, false, stats);
-    applyVtl2Protections(ops, protection, stats);
+    return configureVsmPartition({ hypercall: hypercallOn(hvcall) }, false, false, stats);
   } finally {
     sys.close(hvcall);
   }
-  return protection;
 }
 
 /** Isolated: the acceptor over a hypercall fd that stays open for the worker (setup works once per fd). */

@@ -1,8 +1,10 @@
 // underhill_mem's boot-time operations on lower-VTL memory, over the MemoryOps calls: VTL2
 // protections (not isolated), accept + initial lower-VTL protections (isolated), shared-pool
-// visibility. Work is split the seed's way (2 GiB protection units round-robin over the VPs;
-// 2 MiB-aligned accept chunks per VP plus the unaligned edges) and then run as sequential
-// batches — the comment at the top of src/memory/index.ts says why not threads.
+// visibility. The bulk work is planned here as jobs split the seed's way (2 GiB protection units
+// round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the
+// unaligned edges); parallel.ts runs the lanes on vCPU threads, each on its own fds (lanes.ts).
+// The plan depends on the description only, never on how many threads run it, so the calls made
+// are the same whatever the vCPU count.
 import { describeError } from "../errors";
 import type { MemoryOps } from "./devices";
 import { acceptPagesCall, gpnListCall, gpnRange, setVpRegister, type CallStats } from "./hv";
@@ -25,6 +27,23 @@ export interface OpStats extends CallStats {
 export const newOpStats = (): OpStats => ({ calls: {}, timeouts: 0, ioctls: {}, tdcallLeaves: {}, pagesAccepted: 0, pagesProtected: 0, pagesShared: 0, pagesZeroed: 0 });
 const bump = (record: Record<string, number>, key: string, by = 1) => (record[key] = (record[key] ?? 0) + by);
 
+/** Add a lane's counts to the step's. */
+export function addStats(into: OpStats, from: OpStats): void {
+  for (const key of ["calls", "ioctls", "tdcallLeaves"] as const) for (const [name, count] of Object.entries(from[key])) bump(into[key], name, count);
+  into.timeouts += from.timeouts;
+  into.pagesAccepted += from.pagesAccepted;
+  into.pagesProtected += from.pagesProtected;
+  into.pagesShared += from.pagesShared;
+  into.pagesZeroed += from.pagesZeroed;
+}
+
+/**
+ * One piece of the parallel work (what OV's parallelize_mem_op hands each thread a share of):
+ * VTL2 protections for a unit, accepting a range (plus its initial VTL0 protections where accept
+ * does not grant them), or VTL0 access for boot-loader-accepted RAM on hardware isolation.
+ */
+export type MemJob = { op: "protect-vtl2" | "accept" | "grant-vtl0"; range: Range };
+
 /** 2 GiB: "large enough for kernel large pages, small enough for parallelism". */
 const VTL2_PROTECTION_UNIT = TWO_GB;
 
@@ -32,13 +51,16 @@ export interface ProtectionPlan {
   units: Range[];
   /** units dealt round-robin over the VPs (one lane per VP). */
   lanes: Range[][];
+  /** The lanes as jobs (parallel.ts runs them). */
+  jobs: MemJob[][];
   /** The VsmPartitionConfig value written before the protections (null until written). */
   vsmPartitionConfig: bigint | null;
 }
 
 export function planVtl2Protections(vtl2Ram: readonly Range[], vpCount: number): ProtectionPlan {
   const units = vtl2Ram.flatMap((r) => alignedSubranges(r, VTL2_PROTECTION_UNIT));
-  return { units, lanes: spread(units, vpCount), vsmPartitionConfig: null };
+  const lanes = spread(units, vpCount);
+  return { units, lanes, jobs: lanes.map((lane) => lane.map((range) => ({ op: "protect-vtl2" as const, range }))), vsmPartitionConfig: null };
 }
 
 /**
@@ -59,18 +81,27 @@ export function configureVsmPartition(ops: Pick<MemoryOps, "hypercall">, isolate
 }
 
 /**
- * Not isolated: lower VTLs get no access to VTL2 RAM (ModifyVtlProtectionMask NONE, current VTL).
- * The caller writes VsmPartitionConfig first (configureVsmPartition).
+ * Not isolated: lower VTLs get no access to one unit of VTL2 RAM (ModifyVtlProtectionMask NONE,
+ * current VTL). VsmPartitionConfig must be written first (configureVsmPartition).
  */
-export function applyVtl2Protections(ops: MemoryOps, plan: ProtectionPlan, stats: OpStats): void {
-  for (const lane of plan.lanes) {
-    for (const unit of lane) {
-      try {
-        gpnListCall(ops.hypercall, HvCall.ModifyVtlProtectionMask, MapFlags.NONE, InputVtl.CURRENT, gpnRange(unit.start, unit.end), "ModifyVtlProtectionMask", stats);
-      } catch (error) {
-        throw new Error(`failed to apply VTL2 protections for ${fmt(unit)}: ${describeError(error)}`);
-      }
-      stats.pagesProtected += pageCount(unit);
+function protectVtl2Unit(ops: Pick<MemoryOps, "hypercall">, unit: Range, stats: OpStats): void {
+  try {
+    gpnListCall(ops.hypercall, HvCall.ModifyVtlProtectionMask, MapFlags.NONE, InputVtl.CURRENT, gpnRange(unit.start, unit.end), "ModifyVtlProtectionMask", stats);
+  } catch (error) {
+    throw new Error(`failed to apply VTL2 protections for ${fmt(unit)}: ${describeError(error)}`);
+  }
+  stats.pagesProtected += pageCount(unit);
+}
+
+/** Run `jobs` in order over `ops` (one lane's share, or all of them in a unit test). */
+export function runJobs(isolation: Isolation, hardwareIsolated: boolean, ops: MemoryOps, jobs: readonly MemJob[], stats: OpStats): void {
+  const acceptor = jobs.some((job) => job.op !== "protect-vtl2") ? acceptorFor(isolation, ops, stats) : null;
+  for (const job of jobs) {
+    if (job.op === "protect-vtl2") protectVtl2Unit(ops, job.range, stats);
+    else if (job.op === "grant-vtl0") acceptor!.applyInitialLowerVtlProtections(job.range);
+    else {
+      acceptor!.accept(job.range);
+      if (hardwareIsolated && !acceptor!.acceptGrantsVtl0) acceptor!.applyInitialLowerVtlProtections(job.range);
     }
   }
 }
@@ -182,23 +213,21 @@ export interface AcceptReport {
 }
 
 /**
- * Isolated boot: VTL0 access for boot-loader-accepted RAM (hardware isolation), then accept the rest
- * — 2 MiB-aligned chunks spread over max(1, VPs − 1) workers, then the unaligned edges — applying
- * the initial lower-VTL protections to each piece on hardware isolation.
+ * Isolated boot, planned: accepting the RAM the boot loader left — 2 MiB-aligned chunks and the
+ * unaligned edges, dealt over max(1, VPs − 1) lanes — and, on hardware isolation, VTL0 access for
+ * what it accepted, split the same way (OV runs both through parallelize_mem_op).
  */
-export function acceptVtl0(acceptor: Acceptor, ram: readonly Range[], accepted: readonly Range[], vpCount: number, hardwareIsolated: boolean): AcceptReport {
+export function planAcceptJobs(ram: readonly Range[], accepted: readonly Range[], vpCount: number, hardwareIsolated: boolean): { report: AcceptReport; lanes: MemJob[][] } {
   const preAccepted = overlappingRanges(ram, accepted);
-  if (hardwareIsolated) for (const r of preAccepted) acceptor.applyInitialLowerVtlProtections(r);
   const validated = subtractRanges(ram, accepted);
   const plan = planAccept(validated, vpCount);
   const workers = Math.max(1, vpCount - 1);
-  const run = (r: Range) => {
-    acceptor.accept(r);
-    if (hardwareIsolated && !acceptor.acceptGrantsVtl0) acceptor.applyInitialLowerVtlProtections(r);
-  };
-  for (const lane of spread(plan.aligned, workers)) for (const r of lane) run(r);
-  for (const r of plan.edges) run(r);
-  return { validated, preAccepted, alignedChunks: plan.aligned.length, edgeRanges: plan.edges.length, workers };
+  const grants = hardwareIsolated ? planAccept(preAccepted, vpCount) : { aligned: [], edges: [] };
+  const jobs: MemJob[] = [
+    ...[...plan.aligned, ...plan.edges].map((range) => ({ op: "accept" as const, range })),
+    ...[...grants.aligned, ...grants.edges].map((range) => ({ op: "grant-vtl0" as const, range })),
+  ];
+  return { report: { validated, preAccepted, alignedChunks: plan.aligned.length, edgeRanges: plan.edges.length, workers }, lanes: spread(jobs, workers) };
 }
 
 /** Make the shared pool host-visible (VBS accepts the pages first). */

@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import type { OpenFd } from "./devices";
 import { summarize, type GuestMapping } from "./mapping";
 import type { AcceptReport, OpStats, ProtectionPlan } from "./ops";
+import type { ParallelRun } from "./parallel";
 import type { Partition } from "./partition";
 import { fmt, hex, len } from "./ranges";
 import type { SelfTestResult } from "./self-test";
@@ -26,6 +27,8 @@ export interface MemoryOutcome {
   protection: ProtectionPlan | null;
   /** Isolated: what was accepted and how the work was split. */
   accept: AcceptReport | null;
+  /** How each parallel phase ran: threads, lanes, each thread's time. */
+  parallel: Record<string, ParallelRun>;
   mappings: GuestMapping[];
   fds: OpenFd[];
   stats: OpStats;
@@ -60,6 +63,7 @@ export function buildMemoryReport(outcome: MemoryOutcome) {
       edgeRanges: accept.edgeRanges,
       workers: accept.workers,
     },
+    parallel: outcome.parallel,
     sharedPool: partition.sharedPool.map(fmt),
     mappings: mappings.map((m) => ({
       kind: m.kind,
@@ -97,6 +101,7 @@ export function summaryLine(outcome: MemoryOutcome, reportPath: string): string 
     `memory: ${partition.isolation} partition ready in ${outcome.totalMs} ms: ` +
     (protection ? `VTL2 protections over ${protection.units.length} unit(s), ${stats.pagesProtected} pages; ` : "") +
     (accept ? `accepted ${stats.pagesAccepted} pages (${accept.alignedChunks} 2M chunks + ${accept.edgeRanges} edges, ${accept.workers} worker lanes); shared ${stats.pagesShared} pages; ` : "") +
+    Object.entries(outcome.parallel).map(([phase, run]) => `${phase} on ${run.threads} thread(s) of ${run.cpus} CPU(s) (${run.threadMs.join("/")} ms); `).join("") +
     `hypercalls ${JSON.stringify(stats.calls)} timeouts ${stats.timeouts} ioctls ${JSON.stringify(stats.ioctls)}; ` +
     `mappings ${mappings.map((m) => `${m.kind}@${hex(m.reservation.base)}`).join(" ")}; fds ${fds.map((entry) => `${entry.name}=${entry.fd}`).join(" ")}; ${reportPath}`
   );

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import type { MemoryOps } from "../../src/memory/devices";
 import { gpnListCall, gpnRange, type HypercallFn } from "../../src/memory/hv";
 import { encodeResult, HvCall, HvRegister, HvStatus, InputVtl, MapFlags, setVpRegistersInput, vsmPartitionConfig } from "../../src/memory/hv-abi";
-import { applyVtl2Protections, configureVsmPartition, newOpStats, planVtl2Protections } from "../../src/memory/ops";
+import { configureVsmPartition, newOpStats, planVtl2Protections, runJobs } from "../../src/memory/ops";
 
 const M = 0x10_0000;
 
@@ -56,13 +56,13 @@ describe("VsmPartitionConfig before VTL2 protections", () => {
     expect(() => gpnListCall(hv.call, HvCall.ModifyVtlProtectionMask, MapFlags.NONE, InputVtl.CURRENT, gpnRange(0, 4 * M), "ModifyVtlProtectionMask")).toThrow(/AccessDenied\(0x6\) at GPN 0x0 \(element 0\)/);
   });
 
-  test("configureVsmPartition then applyVtl2Protections: 0x0051 once, first; every protection call succeeds", () => {
+  test("configureVsmPartition then the protection jobs: 0x0051 once, first; every protection call succeeds", () => {
     const hv = fakeHypervisor();
     const stats = newOpStats();
     const plan = planVtl2Protections([{ start: 0x300_0000, end: 0x340_0000 }], 2);
     const ops = { hypercall: hv.call } as MemoryOps;
     expect(configureVsmPartition(ops, false, false, stats)).toBe(0xc3fn);
-    applyVtl2Protections(ops, plan, stats);
+    for (const lane of plan.jobs) runJobs("none", false, ops, lane, stats);
     expect(hv.log[0]).toBe(HvCall.SetVpRegisters);
     expect(hv.log.filter((code) => code === HvCall.SetVpRegisters)).toHaveLength(1);
     expect(stats.calls).toEqual({ "0x0051": 1, "0x000c": Math.ceil(1024 / 510) });

@@ -7,7 +7,7 @@ import {
   readTdcall, rmpadjustArgument, sevRmpAdjust, tdcallArgument, TdxStatus,
 } from "../../src/memory/hv-abi";
 import { Bitmap, reservationAlign, summarize } from "../../src/memory/mapping";
-import { acceptorFor, acceptVtl0, newOpStats, planVtl2Protections, tdxWalk } from "../../src/memory/ops";
+import { newOpStats, planAcceptJobs, planVtl2Protections, runJobs, tdxWalk } from "../../src/memory/ops";
 import type { MemoryOps } from "../../src/memory/devices";
 import { parsePartition, PartitionError } from "../../src/memory/partition";
 import { alignedSubranges, overlappingRanges, planAccept, spread, subtractRanges, type Range } from "../../src/memory/ranges";
@@ -239,7 +239,8 @@ describe("acceptors against fakes", () => {
       rmpadjust: (pfn, count, value) => (expect(value).toBe(0xf02), adj.push(r(pfn * 4096, (pfn + count) * 4096)), 0),
     });
     const p = parsePartition(base);
-    const report = acceptVtl0(acceptorFor("snp", fake, newOpStats()), p.ram, p.accepted, p.vpCount, true);
+    const { report, lanes } = planAcceptJobs(p.ram, p.accepted, p.vpCount, true);
+    for (const lane of lanes) runJobs("snp", true, fake, lane, newOpStats());
     const pages = (list: Range[]) => list.reduce((sum, x) => sum + (x.end - x.start) / 4096, 0);
     expect(pages(pv)).toBe((0x1f38000 - 0x123000) / 4096);
     expect(pages(adj)).toBe(0x1f38000 / 4096);
