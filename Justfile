@@ -6,29 +6,55 @@ bun := justfile_directory() / "node_modules/.bin/bun"
 # Which kernel to build images for and boot: micro (kernel-config/, drivers built in; the default)
 # or debian (Debian's linux-image-amd64, drivers as modules).
 KERNEL := env_var_or_default("KERNEL", "micro")
-kernel_dir := if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel" }
+# Guest architecture: this host's by default; ARCH=arm64 cross-builds burrow and boots it under
+# qemu-system-aarch64 -machine virt with Debian's arm64 kernel (no arm64 micro kernel: KERNEL is
+# ignored) from dist/arm64/. The host tools (dist/burrow) are always this host's.
+ARCH := env_var_or_default("ARCH", if arch() == "aarch64" { "arm64" } else { arch() })
+arch_name := if ARCH == "aarch64" { "arm64" } else if ARCH == "amd64" { "x86_64" } else { ARCH }
+kernel_dir := if arch_name == "arm64" { "build/kernel-arm64" } else if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel" }
 # The fastest measured cold layout per kernel (bench/results): the micro kernel mounts an ext4 boot
 # disk holding burrow and runs it in place (pages come in as Bun touches them); Debian's kernel
 # needs its modules first, so it gets an initramfs.
-boot_image := if KERNEL == "micro" { "dist/boot.ext4" } else { "dist/initramfs.img" }
-image_flags := if KERNEL == "micro" { "--kernel-dir none --format ext4" } else { "--kernel-dir build/kernel" }
-boot_media := if KERNEL == "micro" { "--boot-disk dist/boot.ext4" } else { "--initrd dist/initramfs.img" }
+boot_image := if arch_name == "arm64" { "dist/arm64/initramfs.img" } else if KERNEL == "micro" { "dist/boot.ext4" } else { "dist/initramfs.img" }
+image_flags := if arch_name == "arm64" { "--arch arm64 --kernel-dir build/kernel-arm64" } else if KERNEL == "micro" { "--kernel-dir none --format ext4" } else { "--kernel-dir build/kernel" }
+boot_media := if arch_name == "arm64" { "--arch arm64 --initrd dist/arm64/initramfs.img" } else if KERNEL == "micro" { "--boot-disk dist/boot.ext4" } else { "--initrd dist/initramfs.img" }
+rootfs_img := if arch_name == "arm64" { "dist/arm64/rootfs.ext4" } else { "dist/rootfs.ext4" }
+# virt enumerates disks in its own order: the demo root is found by its label there.
+arch_root := if arch_name == "arm64" { "root=LABEL=burrow-root " } else { "" }
+# One entry-point list for every architecture's build.
+entries := "src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
+build_flags := "--compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig"
 
 default:
     @{{just_executable()}} --list
 
 # Install the Debian packages burrow needs on the host (only the missing ones).
 deps:
-    scripts/deps.sh
+    ARCH={{quote(arch_name)}} scripts/deps.sh
+
+# The arm64 cross toolchain, libraries, headers and QEMU (what `just test`'s arm64 boots need).
+deps-arm64:
+    ARCH=arm64 scripts/deps.sh
 
 # Compile burrow into one executable: dist/burrow (bytecode, ESM; never stripped).
 build:
     mkdir -p dist
-    {{bun}} build src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts --compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile dist/burrow
+    {{bun}} build {{entries}} {{build_flags}} --outfile dist/burrow
+    @if [ "{{arch_name}}" = arm64 ]; then {{just_executable()}} build-arm64; fi
+
+# The arm64 guest's burrow, cross-compiled: dist/arm64/burrow (runtime: npm's @oven/bun-linux-aarch64).
+build-arm64:
+    mkdir -p dist/arm64
+    {{bun}} build {{entries}} {{build_flags}} --target=bun-linux-aarch64 --outfile dist/arm64/burrow
 
 # Debian's linux-image-amd64 kernel under build/kernel/ (vmlinuz + lib/modules/<release>/), cached.
 kernel:
     scripts/fetch-kernel.sh build/kernel
+    @if [ "{{arch_name}}" = arm64 ]; then {{just_executable()}} kernel-arm64; fi
+
+# Debian's linux-image-arm64 kernel under build/kernel-arm64/, cached.
+kernel-arm64:
+    scripts/fetch-kernel.sh build/kernel-arm64 arm64
 
 # The microVM kernel built from kernel-config/ (cached by the fragment's hash).
 kernel-micro:
@@ -36,16 +62,20 @@ kernel-micro:
 
 # The boot image: dist/boot.ext4 (micro kernel) or dist/initramfs.img (KERNEL=debian).
 image: build
-    @if [ "{{KERNEL}}" = micro ]; then {{just_executable()}} kernel-micro; else {{just_executable()}} kernel; fi
+    @if [ "{{arch_name}}" != arm64 ] && [ "{{KERNEL}}" = micro ]; then {{just_executable()}} kernel-micro; else {{just_executable()}} kernel; fi
     dist/burrow image {{image_flags}} --out {{boot_image}}
 
 # The demo root disk: dist/rootfs.ext4 with a guest agent at /usr/local/bin/guest-agent.
 rootfs:
-    scripts/make-rootfs.sh dist/rootfs.ext4
+    @if [ "{{arch_name}}" = arm64 ]; then {{just_executable()}} rootfs-arm64; else scripts/make-rootfs.sh dist/rootfs.ext4; fi
+
+# The arm64 demo root disk: dist/arm64/rootfs.ext4 with Debian's busybox-static:arm64 (unpacked, not installed).
+rootfs-arm64:
+    BUSYBOX="$(scripts/fetch-busybox.sh build/busybox-arm64 arm64)" scripts/make-rootfs.sh dist/arm64/rootfs.ext4
 
 # Build everything and boot the demo microVM in QEMU (TCG); the guest agent reports what it sees.
 boot: deps image rootfs
-    dist/burrow run --kernel {{kernel_dir}}/vmlinuz {{boot_media}} --disk dist/rootfs.ext4 --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --append "burrow.zram=25% -- hello from the kernel command line"
+    dist/burrow run --kernel {{kernel_dir}}/vmlinuz {{boot_media}} --disk {{rootfs_img}} --port demo.port --port burrow.log=/tmp/burrow-demo-port.log --mem 512M --timeout 600 --append "{{arch_root}}burrow.zram=25% -- hello from the kernel command line"
 
 # The images the boot tests use, whatever KERNEL says: dist/test/initramfs-{micro,debian}.img.
 test-images: build kernel kernel-micro
@@ -53,11 +83,16 @@ test-images: build kernel kernel-micro
     dist/burrow image --kernel-dir none --out dist/test/initramfs-micro.img
     dist/burrow image --kernel-dir build/kernel --out dist/test/initramfs-debian.img
 
+# The arm64 boot test's image: dist/test/initramfs-arm64.img (Debian's arm64 kernel's modules).
+test-images-arm64: build build-arm64 kernel-arm64
+    mkdir -p dist/test
+    dist/burrow image --arch arm64 --kernel-dir build/kernel-arm64 --out dist/test/initramfs-arm64.img
+
 # The test suite: unit tests, namespace tests and QEMU boot tests.
-test: deps test-images rootfs
+test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64
     {{bun}} test --timeout 300000
 
-# Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none
+# Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none (arm64 rows: ARCH=arm64 KERNELS=arm64)
 # Side-by-side boot benchmark: burrow vs a busybox-script init, on Debian's and the micro kernel.
 bench: deps build kernel kernel-micro rootfs
     {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}

@@ -33,10 +33,15 @@ const variantNames = values.variants!.split(",").filter(Boolean);
 interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number; stepsMs: number; restore?: RestoreTimings }
 interface Row { kernel: string; init: string; imageBytes: number; samples: Sample[]; failures: string[] }
 
-const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null }> = {
+const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null; arch?: "arm64" }> = {
   debian: { vmlinuz: join(ROOT, "build/kernel/vmlinuz"), kernelDir: join(ROOT, "build/kernel") },
   micro: { vmlinuz: join(ROOT, "build/kernel-micro/vmlinuz"), kernelDir: null },
+  // Debian's arm64 kernel under qemu-system-aarch64 -machine virt (TCG): burrow cross-built
+  // (dist/arm64/burrow), busybox from busybox-static:arm64 (`ARCH=arm64 just build rootfs kernel`).
+  arm64: { vmlinuz: join(ROOT, "build/kernel-arm64/vmlinuz"), kernelDir: join(ROOT, "build/kernel-arm64"), arch: "arm64" },
 };
+/** What an arm64 row boots: its own burrow, busybox and root disk. */
+const ARM64 = { burrow: join(ROOT, "dist/arm64/burrow"), busybox: join(ROOT, "build/busybox-arm64/bin/busybox"), rootfs: join(ROOT, "dist/arm64/rootfs.ext4") };
 
 const ROOTFS = join(ROOT, "dist/rootfs.ext4");
 const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"].find(existsSync)!;
@@ -44,6 +49,8 @@ const work = mkdtempSync(join(tmpdir(), "burrow-bench-"));
 
 /** Boot-disk variants need virtio-blk and ext4 built into the kernel: only kernels without modules. */
 function variantsFor(kernel: string): string[] {
+  // arm64: the cold initramfs rows only (no arm64 bun-hello build or snapshot rows yet).
+  if (KERNELS[kernel]!.arch === "arm64") return variantNames.filter((variant) => variant === "burrow" || variant === "busybox");
   return variantNames.filter((variant) => !variant.endsWith("-disk") || KERNELS[kernel]!.kernelDir === null);
 }
 
@@ -63,7 +70,10 @@ async function images(kernel: string): Promise<Record<string, string>> {
   for (const variant of variantsFor(kernel)) {
     const out = join(work, `${kernel}-${variant}.img`);
     const common = { out, kernelDir, modules: [], add: [] as [string, string][], compress: values.compress as Compression, mtime: 0 };
-    if (variant === "burrow") await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
+    const arch = KERNELS[kernel]!.arch;
+    if (arch === "arm64" && variant === "burrow") await buildImage({ ...common, arch, binary: ARM64.burrow });
+    else if (arch === "arm64" && variant === "busybox") await buildImage({ ...common, arch, binary: ARM64.busybox, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
+    else if (variant === "burrow") await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
     else if (variant === "burrow-disk") {
       // No initramfs: the kernel mounts a read-only ext4 disk holding burrow and runs it from there.
       await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), format: "ext4" });
@@ -91,8 +101,9 @@ async function images(kernel: string): Promise<Record<string, string>> {
 
 function vmOptions(kernel: string, image: string, fromDisk: boolean): RunOptions {
   const options: RunOptions = {
-    kernel: KERNELS[kernel]!.vmlinuz, initrd: image, disks: [ROOTFS],
-    ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, machine: "microvm", accel: "tcg",
+    kernel: KERNELS[kernel]!.vmlinuz, initrd: image, disks: [KERNELS[kernel]!.arch === "arm64" ? ARM64.rootfs : ROOTFS],
+    ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, accel: "tcg",
+    ...(KERNELS[kernel]!.arch === "arm64" ? { arch: "arm64" as const, machine: "virt" as const } : { machine: "microvm" as const }),
     // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
     append: "printk.time=1", timeoutSeconds: 120,
     snapshotDisks: true,
@@ -232,7 +243,7 @@ function svg(): string {
   return parts.join("\n") + "\n";
 }
 
-const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
+const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm${kernels.includes("arm64") ? " (arm64: qemu-system-aarch64 -machine virt -cpu max)" : ""}, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(join(ROOT, "bench/results/latest.md"), report);
 writeFileSync(join(ROOT, "bench/results/latest.svg"), svg());

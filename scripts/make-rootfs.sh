@@ -2,23 +2,31 @@
 # The demo root disk: busybox-static, the guest agent at /usr/local/bin/guest-agent, made by
 # mke2fs -d (no loop mounts, no root needed). Usage: make-rootfs.sh OUT [AGENT] [SIZE]
 # AGENT_MODE=0644 installs the agent without exec permission (a failure-path test).
+# BUSYBOX=PATH takes another static busybox (another architecture's: scripts/fetch-busybox.sh).
 set -euo pipefail
 out=${1:-dist/rootfs.ext4}
 agent=${2:-image/rootfs/guest-agent}
 size=${3:-32M}
-busybox=$(command -v busybox || true)
-[ -x /bin/busybox ] && busybox=/bin/busybox
-if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
-  [ -x /usr/bin/busybox ] || { echo "make-rootfs: busybox-static is not installed (just deps)" >&2; exit 1; }
-  busybox=/usr/bin/busybox
+busybox=${BUSYBOX:-}
+if [ -z "$busybox" ]; then
+  busybox=$(command -v busybox || true)
+  [ -x /bin/busybox ] && busybox=/bin/busybox
+  if [ -z "$busybox" ] || ! file -L "$busybox" 2>/dev/null | grep -q "statically linked"; then
+    [ -x /usr/bin/busybox ] || { echo "make-rootfs: busybox-static is not installed (just deps)" >&2; exit 1; }
+    busybox=/usr/bin/busybox
+  fi
 fi
+[ -x "$busybox" ] || { echo "make-rootfs: $busybox is not an executable busybox" >&2; exit 1; }
+# Another architecture's busybox cannot run here to list its applets: the host's (the same Debian
+# build) lists them.
+applets=$("$busybox" --list 2>/dev/null) || applets=$( (command -v busybox >/dev/null && busybox --list) || /usr/bin/busybox --list)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc,proc,sys,dev,run,tmp,root,mnt}
 chmod 1777 "$stage/tmp"
 chmod 700 "$stage/root"
 cp "$busybox" "$stage/bin/busybox"
-for applet in $("$busybox" --list); do
+for applet in $applets; do
   [ "$applet" = busybox ] || ln -sf busybox "$stage/bin/$applet"
 done
 install -m "${AGENT_MODE:-0755}" "$agent" "$stage/usr/local/bin/guest-agent"

@@ -11,6 +11,20 @@ export function qemuOptionValue(value: string, what: string): string {
   return value.replaceAll(",", ",,");
 }
 
+/** The QEMU machines each guest architecture boots on (microvm and q35 exist only in qemu-system-x86_64). */
+export const MACHINES_BY_ARCH = { x86_64: ["microvm", "q35"], arm64: ["virt"] } as const;
+
+/** `--machine` against `--arch`: one line naming both when they do not go together. */
+export function checkMachine(arch: keyof typeof MACHINES_BY_ARCH, machine: string): void {
+  const machines: readonly string[] = MACHINES_BY_ARCH[arch];
+  if (!machines.includes(machine)) throw new Error(`--machine ${machine} is not an ${arch} machine (${arch}: ${machines.join(", ")})`);
+}
+
+/** The machine `burrow run` picks when none is named: the first of the architecture's. */
+export function defaultMachine(arch: keyof typeof MACHINES_BY_ARCH): (typeof MACHINES_BY_ARCH)[typeof arch][number] {
+  return MACHINES_BY_ARCH[arch][0];
+}
+
 /** Past ~24.8 days setTimeout overflows and fires at once; a week is more than any boot needs. */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 

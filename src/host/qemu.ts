@@ -6,9 +6,11 @@ import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-m
 import { splitWords } from "../config/cmdline";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
-import { checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
+import { checkMachine, checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
+import { ARCH_INFO, hostArch, type Arch } from "../arch";
 
-export type Machine = "microvm" | "q35";
+/** microvm and q35 are x86_64 machines, virt the arm64 one (checkMachine pairs them). */
+export type Machine = "microvm" | "q35" | "virt";
 export type Accel = "tcg" | "kvm";
 
 export interface PortSpec { name: string; file: string | null }
@@ -30,6 +32,8 @@ export function parseSerialDisk(spec: string): SerialDisk {
 }
 
 export interface RunOptions {
+  /** The guest architecture (default this host's): which QEMU, and its console. */
+  arch?: Arch;
   kernel: string;
   initrd: string | null;
   disks: string[];
@@ -129,7 +133,8 @@ export function kernelCommandLine(append: string, machine: Machine, tscKhz: numb
   const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
   const has = (key: string) => kernelWords.some((word) => word === key || word.startsWith(`${key}=`));
   const defaults: string[] = [];
-  if (!has("console")) defaults.push("console=ttyS0");
+  // virt's UART is a PL011 (ttyAMA0); the x86 machines have a 16550 (ttyS0).
+  if (!has("console")) defaults.push(`console=${machine === "virt" ? ARCH_INFO.arm64.console : ARCH_INFO.x86_64.console}`);
   // A panic must end QEMU (-no-reboot) rather than hang: the host reads the reason.
   if (!has("panic")) defaults.push("panic=-1");
   if (machine === "microvm" && !has("reboot")) defaults.push("reboot=t");
@@ -153,12 +158,15 @@ function diskDriver(path: string): "file" | "host_device" {
 }
 
 export function qemuArgs(options: RunOptions): string[] {
-  const pci = options.machine === "q35";
+  const arch = options.arch ?? hostArch();
+  checkMachine(arch, options.machine);
+  // virt has a PCIe host bridge (Debian's arm64 kernel: pci-host-generic built in, virtio_pci a module).
+  const pci = options.machine === "q35" || options.machine === "virt";
   const bus = (device: string) => `${device}-${pci ? "pci" : "device"}`;
   checkSmp(options.smp);
   const args = [
-    options.qemu ?? "qemu-system-x86_64",
-    "-machine", options.machine === "microvm" ? "microvm,rtc=on" : "q35",
+    options.qemu ?? ARCH_INFO[arch].qemu,
+    "-machine", options.machine === "microvm" ? "microvm,rtc=on" : options.machine,
     "-accel", options.accel,
     "-cpu", options.accel === "kvm" ? "host" : "max",
     "-m", parseMem(options.mem),
@@ -170,7 +178,8 @@ export function qemuArgs(options: RunOptions): string[] {
     "-serial", "chardev:console",
     // -kernel, -initrd and -append are taken whole (no option-list parsing): no escaping.
     "-kernel", options.kernel,
-    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" ? hostTscKhz() : null, options.runId ?? null, options.net !== undefined),
+    // The TSC hint is x86's; an arm64 guest reads its timer frequency from CNTFRQ.
+    "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" && arch === "x86_64" ? hostTscKhz() : null, options.runId ?? null, options.net !== undefined),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
   const disks: { file: string; serial: string | null }[] = [...options.disks.map((file) => ({ file, serial: null })), ...(options.serialDisks ?? [])];
@@ -293,6 +302,7 @@ export function checkRunInputs(options: RunOptions): void {
   if (missing.length) throw new Error(`not found: ${missing.join(", ")}`);
   checkTimeout(options.timeoutSeconds);
   checkSmp(options.smp);
+  checkMachine(options.arch ?? hostArch(), options.machine);
   parseMem(options.mem);
   if (options.runId !== undefined && !RUN_ID_PATTERN.test(options.runId)) throw new Error(`bad run id ${JSON.stringify(options.runId)} (8 to 64 letters and digits)`);
   const words = splitWords(options.append);
@@ -312,7 +322,8 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
   try {
     child = Bun.spawn(args, { stdio: ["ignore", "pipe", "pipe", ...(incoming === null ? [] : [incoming])] });
   } catch (error) {
-    throw new Error(`cannot start ${args[0]}: ${describeError(error)} (install qemu-system-x86: \`just deps\`)`);
+    const arch = options.arch ?? hostArch();
+    throw new Error(`cannot start ${args[0]}: ${describeError(error)} (install ${ARCH_INFO[arch].qemuPackage}: \`${arch === "x86_64" ? "" : `ARCH=${arch} `}just deps\`)`);
   } finally {
     // QEMU has its own copy now (or never started).
     if (incoming !== null) closeSync(incoming);

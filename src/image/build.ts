@@ -2,13 +2,14 @@
 // entries sorted, owner 0, every timestamp from SOURCE_DATE_EPOCH (or 0; 1 on ext4). Each duty lives in its
 // own module; this file is the order they run in.
 import { existsSync, readFileSync } from "node:fs";
+import { archOfElf, hostArch, type Arch } from "../arch";
 import { addTree } from "./add";
 import { compress, type Compression } from "./compress";
 import { CpioArchive } from "./cpio";
 import { ImageError } from "./error";
 import { writeExt4 } from "./ext4";
 import { addBaseLayout } from "./layout";
-import { addRuntimeLibraries } from "./libraries";
+import { addRuntimeLibraries, checkBinaryArch } from "./libraries";
 import { addModules, type ImageMode, type ModuleLayout } from "./modules";
 import { writeAtomically, writeInto } from "./output";
 import { addEarlyMounts } from "./preload";
@@ -19,6 +20,8 @@ export { type Compression } from "./compress";
 
 export interface ImageOptions {
   binary: string;
+  /** The guest architecture (default this host's): binary, runtime libraries and preload must match it. */
+  arch?: Arch;
   /** Where the binary goes in the image (default /init). Another /init then comes from `add`. */
   binaryPath?: string;
   out: string;
@@ -52,6 +55,7 @@ export interface ImageSummary {
   modules: string[];
   kernelRelease: string | null;
   libraries: string[];
+  arch: Arch;
 }
 
 export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
@@ -59,12 +63,14 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
   const format = options.format ?? "cpio";
   const archive = new CpioArchive();
   const binary = new Uint8Array(readFileSync(options.binary));
+  const arch = options.arch ?? hostArch();
+  checkBinaryArch(binary, options.binary, arch);
   archive.add({ type: "file", path: options.binaryPath ?? "/init", data: binary, mode: 0o755 });
-  const libraries = addRuntimeLibraries(archive, binary, options.binary);
+  const libraries = addRuntimeLibraries(archive, binary, options.binary, arch);
 
   return withScratch((scratch) => {
     // Only a dynamically linked (glibc) binary needs the early mounts before its main().
-    if (libraries.length > 0) addEarlyMounts(archive, scratch);
+    if (libraries.length > 0) addEarlyMounts(archive, scratch, arch);
     addBaseLayout(archive);
 
     let modules: string[] = [];
@@ -77,6 +83,11 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
     } else if (options.modules.length > 0) {
       throw new ImageError("--modules needs --kernel-dir (where the kernel's lib/modules/<release>/ is)");
     }
+    // Another architecture's kernel directory would only fail in the guest, at finit_module (ENOEXEC).
+    for (const entry of archive.list()) {
+      const found = entry.type === "file" && /\.ko$/.test(entry.path) ? archOfElf(entry.data) : null;
+      if (found !== null && found !== arch) throw new ImageError(`module ${entry.path} from ${options.kernelDir} is for ${found}, but the image is for ${arch} (--arch, or the other architecture's --kernel-dir)`);
+    }
 
     // Everything so far is what the image needs to boot: --add may add to it, never replace it.
     const imageOwn = new Set(archive.list().map((entry) => entry.path));
@@ -88,6 +99,6 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
       writeInto(temporary, payload);
       return payload.byteLength;
     });
-    return { out: options.out, bytes, entries: archive.list().length, modules, kernelRelease: release, libraries };
+    return { out: options.out, bytes, entries: archive.list().length, modules, kernelRelease: release, libraries, arch };
   });
 }

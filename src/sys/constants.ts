@@ -1,4 +1,7 @@
-// Linux UAPI constants (x86_64 values; <linux/mount.h>, <asm-generic/fcntl.h>, <linux/reboot.h>…).
+// Linux UAPI constants (<linux/mount.h>, <asm-generic/fcntl.h>, <linux/reboot.h>…). Most are the
+// same on x86_64 and arm64; what differs (open flags, raw syscall numbers) has one table per
+// architecture, picked from process.arch when this module loads. test/unit/sys-uapi.test.ts checks
+// every table against both architectures' kernel headers.
 
 export const MountFlags = {
   RDONLY: 0x1,
@@ -24,7 +27,10 @@ export const MountFlags = {
   LAZYTIME: 1 << 25,
 } as const;
 
-export const OpenFlags = {
+/** The architectures burrow runs on, by Node's process.arch name. */
+export type SysArch = "x64" | "arm64";
+
+const OPEN_FLAGS_COMMON = {
   RDONLY: 0o0,
   WRONLY: 0o1,
   RDWR: 0o2,
@@ -34,10 +40,30 @@ export const OpenFlags = {
   TRUNC: 0o1000,
   APPEND: 0o2000,
   NONBLOCK: 0o4000,
-  DIRECTORY: 0o200000,
-  NOFOLLOW: 0o400000,
   CLOEXEC: 0o2000000,
 } as const;
+
+/** arm64 moves four open flags (arch/arm64/include/uapi/asm/fcntl.h); x86_64 keeps asm-generic's. */
+export const OpenFlagsByArch = {
+  x64: { ...OPEN_FLAGS_COMMON, DIRECTORY: 0o200000, NOFOLLOW: 0o400000, DIRECT: 0o40000, LARGEFILE: 0o100000 },
+  arm64: { ...OPEN_FLAGS_COMMON, DIRECTORY: 0o40000, NOFOLLOW: 0o100000, DIRECT: 0o200000, LARGEFILE: 0o400000 },
+} as const satisfies Record<SysArch, Record<string, number>>;
+
+/** Raw syscall numbers for calls glibc has no wrapper for (x86_64: unistd_64.h; arm64: asm-generic/unistd.h). */
+export const SyscallNumber = {
+  x64: { finit_module: 313, close_range: 436 },
+  arm64: { finit_module: 273, close_range: 436 },
+} as const satisfies Record<SysArch, Record<string, number>>;
+
+/** This process's architecture; another one has no checked table, so refuse it by name. */
+export function sysArch(arch: string = process.arch): SysArch {
+  if (arch === "x64" || arch === "arm64") return arch;
+  throw new Error(`burrow's system layer has tables for x64 and arm64 only, not ${arch}`);
+}
+
+export const SYS_ARCH: SysArch = sysArch();
+export const OpenFlags: (typeof OpenFlagsByArch)[SysArch] = OpenFlagsByArch[SYS_ARCH];
+export const Syscalls: (typeof SyscallNumber)[SysArch] = SyscallNumber[SYS_ARCH];
 
 export const Fcntl = { F_GETFD: 1, F_SETFD: 2, F_GETFL: 3, F_SETFL: 4, FD_CLOEXEC: 1 } as const;
 
@@ -79,11 +105,6 @@ export const AddressFamily = { UNIX: 1, NETLINK: 16 } as const;
 /** SOCK_NONBLOCK and SOCK_CLOEXEC are O_NONBLOCK and O_CLOEXEC. */
 export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: OpenFlags.NONBLOCK, CLOEXEC: OpenFlags.CLOEXEC } as const;
 export const NetlinkProtocol = { ROUTE: 0, KOBJECT_UEVENT: 15 } as const;
-
-export const SyscallNumber = {
-  x64: { finit_module: 313, close_range: 436 },
-  arm64: { finit_module: 273, close_range: 436 },
-} as const;
 
 export const ModuleInitFlags = { IGNORE_MODVERSIONS: 1, IGNORE_VERMAGIC: 2, COMPRESSED_FILE: 4 } as const;
 

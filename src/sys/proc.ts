@@ -2,9 +2,7 @@
 import { ptr } from "bun:ffi";
 import { check, cstr, errno, libc } from "./libc";
 import { errnoName, SysError } from "./errno";
-import { Clock, IdType, SyscallNumber, Wait } from "./constants";
-
-const SYSCALLS = process.arch === "arm64" ? SyscallNumber.arm64 : SyscallNumber.x64;
+import { Clock, IdType, Syscalls as SYSCALLS, Wait } from "./constants";
 
 export function getpid(): number {
   return libc("getpid")();
@@ -77,9 +75,12 @@ export function execve(path: string, argv: string[], env: string[]): never {
 
 export interface ChildState { pid: number; code: number; status: number; exited: boolean; signaled: boolean }
 
+/** siginfo_t as waitid fills it: the same on x86_64 and arm64 (test/unit/sys-layout.test.ts checks both). */
+export const SIGINFO = { size: 128, si_code: 8, si_pid: 16, si_status: 24 } as const;
+
 /** waitid(P_ALL) — with WNOWAIT this peeks at a zombie without reaping it. null when none is ready. */
 export function waitidAny(options: number): ChildState | null {
-  const siginfo = new Uint8Array(128);
+  const siginfo = new Uint8Array(SIGINFO.size);
   const result = libc("waitid")(IdType.P_ALL, 0, siginfo, options);
   if (result < 0) {
     const code = errno();
@@ -87,10 +88,10 @@ export function waitidAny(options: number): ChildState | null {
     throw new SysError("waitid", code, { options });
   }
   const view = new DataView(siginfo.buffer);
-  const pid = view.getInt32(16, true);
+  const pid = view.getInt32(SIGINFO.si_pid, true);
   if (pid === 0) return null;
-  const siCode = view.getInt32(8, true);
-  const status = view.getInt32(24, true);
+  const siCode = view.getInt32(SIGINFO.si_code, true);
+  const status = view.getInt32(SIGINFO.si_status, true);
   // CLD_EXITED = 1, CLD_KILLED = 2, CLD_DUMPED = 3
   return { pid, code: siCode, status, exited: siCode === 1, signaled: siCode === 2 || siCode === 3 };
 }

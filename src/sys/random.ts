@@ -4,7 +4,7 @@ import { ioctlInt, ioctlPtr } from "./fs";
 /** RNDADDENTROPY = _IOW('R', 0x03, int[2]): mix bytes in and credit them. */
 export const RNDADDENTROPY = 0x40085203;
 /** RNDRESEEDCRNG = _IO('R', 0x07): reseed the CRNG from the pool now, not at its next interval. */
-const RNDRESEEDCRNG = 0x5207;
+export const RNDRESEEDCRNG = 0x5207;
 
 /** struct rand_pool_info { int entropy_count (bits); int buf_size; __u32 buf[]; }, buf sized `bufferSize`. */
 export function rndAddEntropyArgument(bytes: Uint8Array, bufferSize = bytes.length): Uint8Array {

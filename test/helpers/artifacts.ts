@@ -20,3 +20,12 @@ export function requireArtifacts(...paths: string[]): void {
   const missing = paths.filter((path) => !existsSync(path));
   if (missing.length) throw new Error(`missing build artifacts: ${missing.join(", ")} — run the tests with \`npx just test\``);
 }
+
+/** The arm64 guest (`just test-images-arm64 rootfs-arm64`): Debian's arm64 kernel, its image, the arm64 demo root. */
+export const KERNEL_ARM64 = join(ROOT, "build/kernel-arm64/vmlinuz");
+export const INITRAMFS_ARM64 = join(ROOT, "dist/test/initramfs-arm64.img");
+export const ROOTFS_ARM64 = join(ROOT, "dist/arm64/rootfs.ext4");
+export const KERNEL_ARM64_DIR = join(ROOT, "build/kernel-arm64");
+export const BURROW_ARM64 = join(ROOT, "dist/arm64/burrow");
+/** Debian's busybox-static:arm64, unpacked by `just rootfs-arm64`. */
+export const BUSYBOX_ARM64 = join(ROOT, "build/busybox-arm64/bin/busybox");

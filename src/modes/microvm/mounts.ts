@@ -24,8 +24,9 @@ export const API_MOUNTS: readonly MountSpec[] = [
 export const MOVED_MOUNTS = ["/dev", "/proc", "/sys", "/run", "/tmp"] as const;
 
 const CONSOLE_CANDIDATES = ["/dev/hvc0", "/dev/ttyS0", "/dev/ttyAMA0"] as const;
+const EMPTY = new Uint8Array(0);
 
-/** Point fds 0-2 at the first console device that opens; keep /dev/console otherwise. Returns the device. */
+/** Point fds 0-2 at the first console device that opens and takes a write; keep /dev/console otherwise. Returns the device. */
 export function routeConsole(candidates: readonly string[] = CONSOLE_CANDIDATES): string {
   for (const path of candidates) {
     let fd: number;
@@ -34,6 +35,14 @@ export function routeConsole(candidates: readonly string[] = CONSOLE_CANDIDATES)
       fd = sys.open(path, sys.OpenFlags.RDWR | sys.OpenFlags.NOCTTY | sys.OpenFlags.NONBLOCK | sys.OpenFlags.CLOEXEC);
     } catch {
       continue; // not this machine's console: try the next
+    }
+    try {
+      // A 16550 slot with no UART behind it (ttyS0 on arm64's virt) opens but fails every write
+      // with EIO; an empty write finds that out before fds 0-2 point at it.
+      sys.write(fd, EMPTY);
+    } catch {
+      sys.close(fd);
+      continue;
     }
     try {
       const flags = sys.fcntl(fd, sys.Fcntl.F_GETFL);

@@ -148,6 +148,8 @@ const plan: Step<ParavisorContext>[] = [
     policy: "fatal",
     when: (ctx) => ctx.runtime.config.partition !== null,
     async run(ctx) {
+      // hv-abi.ts encodes x86_64 hypercalls, registers and SNP/TDX calls: refuse plainly elsewhere.
+      if (process.arch !== "x64") throw new Error(`lower-VTL memory is x86_64 only (this is ${process.arch}); burrow.partition=${ctx.runtime.config.partition} cannot be set up`);
       const { initMemory } = await import("../../memory");
       ctx.memory = await initMemory(ctx.runtime.config);
     },

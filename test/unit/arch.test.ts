@@ -1,0 +1,126 @@
+// Guest architectures on the host side: --arch parsing, the QEMU command line per architecture,
+// and the image builder refusing another architecture's binary or libraries.
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ARCH_INFO, archOfElf, hostArch, parseArch } from "../../src/arch";
+import { kernelCommandLine, qemuArgs, type RunOptions } from "../../src/host/qemu";
+import { checkMachine, defaultMachine } from "../../src/host/options";
+import { checkBinaryArch, libraryDirs } from "../../src/image/libraries";
+import { buildImage } from "../../src/image/build";
+
+const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 10 };
+
+/** The first 20 bytes of a 64-bit little-endian ELF header for `machine`. */
+function elfHeader(machine: number): Uint8Array {
+  const bytes = new Uint8Array(64);
+  bytes.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
+  bytes[18] = machine & 0xff;
+  bytes[19] = machine >> 8;
+  return bytes;
+}
+
+describe("--arch", () => {
+  test("names and aliases", () => {
+    expect(parseArch("arm64")).toBe("arm64");
+    expect(parseArch("aarch64")).toBe("arm64");
+    expect(parseArch("x86_64")).toBe("x86_64");
+    expect(parseArch("amd64")).toBe("x86_64");
+    expect(hostArch()).toBe(process.arch === "arm64" ? "arm64" : "x86_64");
+  });
+
+  test("anything else is refused with one line naming it", () => {
+    for (const bad of ["riscv64", "", "ARM64", "toString", "__proto__"]) expect(() => parseArch(bad)).toThrow(/--arch must be x86_64 \(amd64\) or arm64 \(aarch64\)/);
+  });
+
+  test("ELF machines", () => {
+    expect(archOfElf(elfHeader(62))).toBe("x86_64");
+    expect(archOfElf(elfHeader(183))).toBe("arm64");
+    expect(archOfElf(elfHeader(243))).toBeNull();
+    expect(archOfElf(new TextEncoder().encode("#!/bin/sh\n"))).toBeNull();
+  });
+});
+
+describe("burrow run --arch arm64", () => {
+  const arm: RunOptions = { ...base, arch: "arm64", machine: "virt" };
+
+  test("qemu-system-aarch64 -machine virt -cpu max, PCI virtio devices, console on ttyAMA0, no x86 TSC hints", () => {
+    const args = qemuArgs({ ...arm, disks: ["root.img"], ports: [{ name: "p", file: null }], append: "root=LABEL=x -- a" });
+    expect(args[0]).toBe("qemu-system-aarch64");
+    expect(args[args.indexOf("-machine") + 1]).toBe("virt");
+    expect(args[args.indexOf("-cpu") + 1]).toBe("max");
+    const devices = args.filter((_, i) => args[i - 1] === "-device");
+    expect(devices.some((d) => d.startsWith("virtio-blk-pci,"))).toBe(true);
+    expect(devices.some((d) => d.startsWith("virtio-serial-pci,"))).toBe(true);
+    const append = args[args.indexOf("-append") + 1]!;
+    expect(append).toMatch(/^console=ttyAMA0 panic=-1 root=LABEL=x -- a$/);
+    expect(append).not.toMatch(/tsc|reboot=t/);
+  });
+
+  test("x86_64 keeps its machine, binary and console", () => {
+    const args = qemuArgs({ ...base, arch: "x86_64" });
+    expect(args[0]).toBe("qemu-system-x86_64");
+    expect(args[args.indexOf("-machine") + 1]).toBe("microvm,rtc=on");
+    expect(kernelCommandLine("", "q35")).toBe("console=ttyS0 panic=-1");
+    expect(kernelCommandLine("", "virt")).toBe("console=ttyAMA0 panic=-1");
+    expect(kernelCommandLine("console=hvc0", "virt")).toBe("panic=-1 console=hvc0");
+  });
+
+  test("a machine of the other architecture is refused with one line naming both", () => {
+    expect(() => qemuArgs({ ...base, arch: "arm64", machine: "microvm" })).toThrow("--machine microvm is not an arm64 machine (arm64: virt)");
+    expect(() => qemuArgs({ ...base, arch: "x86_64", machine: "virt" })).toThrow("--machine virt is not an x86_64 machine (x86_64: microvm, q35)");
+    expect(() => checkMachine("arm64", "q35")).toThrow(/not an arm64 machine/);
+    expect(defaultMachine("arm64")).toBe("virt");
+    expect(defaultMachine("x86_64")).toBe("microvm");
+  });
+
+  test("the package to install is the architecture's QEMU", () => {
+    expect(ARCH_INFO.arm64.qemuPackage).toBe("qemu-system-arm");
+    expect(ARCH_INFO.x86_64.qemuPackage).toBe("qemu-system-x86");
+  });
+});
+
+describe("burrow image --arch", () => {
+  test("libraries come from the architecture's multiarch directories only", () => {
+    expect(libraryDirs("arm64")).toEqual(["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]);
+    expect(libraryDirs("x86_64").slice(0, 2)).toEqual(["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]);
+  });
+
+  test("a binary of another architecture is refused before anything is written", async () => {
+    expect(() => checkBinaryArch(elfHeader(62), "dist/burrow", "arm64")).toThrow("dist/burrow is an x86_64 binary but the image is for arm64 (--arch arm64; build it with `ARCH=arm64 just build`)");
+    expect(() => checkBinaryArch(elfHeader(183), "b", "arm64")).not.toThrow();
+    const work = mkdtempSync(join(tmpdir(), "burrow-arch-"));
+    try {
+      const binary = join(work, "burrow");
+      writeFileSync(binary, elfHeader(183));
+      const out = join(work, "out.img");
+      await expect(buildImage({ binary, arch: "x86_64", out, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0 })).rejects.toThrow(/is an arm64 binary but the image is for x86_64/);
+      expect(existsSync(out)).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test("modules of another architecture than the image's are refused with one line", async () => {
+    const work = mkdtempSync(join(tmpdir(), "burrow-arch-"));
+    try {
+      const binary = join(work, "burrow");
+      writeFileSync(binary, elfHeader(183));
+      const release = join(work, "kernel/lib/modules/6.1.0-test");
+      mkdirSync(join(release, "kernel"), { recursive: true });
+      writeFileSync(join(release, "modules.dep"), "kernel/foo.ko:\n");
+      const build = (machine: number) => {
+        writeFileSync(join(release, "kernel/foo.ko"), elfHeader(machine));
+        return buildImage({ binary, arch: "arm64", out: join(work, "out.img"), kernelDir: join(work, "kernel"), modules: ["foo"], noDefaultModules: true, moduleLayout: "ordered", add: [], compress: "none", mtime: 0 });
+      };
+      await expect(build(62)).rejects.toThrow(/module lib\/modules\/000\/foo\.ko from .* is for x86_64, but the image is for arm64/);
+      expect(existsSync(join(work, "out.img"))).toBe(false);
+      const summary = await build(183);
+      expect(summary.modules).toEqual(["foo"]);
+      expect(summary.arch).toBe("arm64");
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
