@@ -65,8 +65,8 @@ const image = defineCommand({
 const run = defineCommand({
   meta: { name: "run", description: "Boot a kernel and initramfs in QEMU and stream the guest console" },
   args: {
-    kernel: { type: "string", default: "build/kernel-micro/vmlinuz", description: "kernel image (`just kernel-micro`; Debian's: build/kernel/vmlinuz)" },
-    initrd: { type: "string", default: "dist/initramfs.img", description: "initramfs" },
+    kernel: { type: "string", description: "kernel image (default build/kernel-micro/vmlinuz, `just kernel-micro`; Debian's: build/kernel/vmlinuz; --arch arm64: build/kernel-arm64/vmlinuz)" },
+    initrd: { type: "string", description: "initramfs (default dist/initramfs.img; --arch arm64: dist/arm64/initramfs.img; \"\": none)" },
     "boot-disk": { type: "string", description: "burrow's ext4 boot disk (burrow image --format ext4) instead of --initrd: the kernel runs burrow from it; root= becomes burrow.root=, default the first --disk" },
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
     "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
@@ -86,7 +86,7 @@ const run = defineCommand({
   },
   async run({ args, rawArgs }) {
     const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
-    const { defaultMachine, parseForward, parseMem, parseSmp, parseTimeout } = await import("./host/options");
+    const { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, parseSmp, parseTimeout } = await import("./host/options");
     const { hostArch, parseArch } = await import("./arch");
     if (args["snapshot-restore"]) {
       const { restoreSnapshot } = await import("./host/snapshot");
@@ -112,8 +112,8 @@ const run = defineCommand({
     const arch = args.arch === undefined ? hostArch() : parseArch(args.arch);
     const plain = {
       arch,
-      kernel: args.kernel,
-      initrd: args.initrd || null,
+      kernel: args.kernel ?? DEFAULT_BOOT_FILES[arch].kernel,
+      initrd: args.initrd === undefined ? DEFAULT_BOOT_FILES[arch].initrd : args.initrd || null,
       disks: collectRepeated(rawArgs, "--disk"),
       serialDisks: collectRepeated(rawArgs, "--serial-disk").map(parseSerialDisk),
       ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),

@@ -25,6 +25,16 @@ export function defaultMachine(arch: keyof typeof MACHINES_BY_ARCH): (typeof MAC
   return MACHINES_BY_ARCH[arch][0];
 }
 
+/**
+ * What `burrow run` boots when --kernel or --initrd is not given: what `just kernel-micro` and
+ * `just image` leave for x86_64 (KERNEL=debian: build/kernel/vmlinuz), and what
+ * `ARCH=arm64 just kernel image` leave for arm64 (Debian's kernel; there is no arm64 micro kernel).
+ */
+export const DEFAULT_BOOT_FILES = {
+  x86_64: { kernel: "build/kernel-micro/vmlinuz", initrd: "dist/initramfs.img" },
+  arm64: { kernel: "build/kernel-arm64/vmlinuz", initrd: "dist/arm64/initramfs.img" },
+} as const satisfies Record<keyof typeof MACHINES_BY_ARCH, { kernel: string; initrd: string }>;
+
 /** Past ~24.8 days setTimeout overflows and fires at once; a week is more than any boot needs. */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 

@@ -1,10 +1,14 @@
 import { describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { cli } from "../../src/cli";
 
 const BUN = process.execPath;
+const MAIN = resolve(import.meta.dir, "../../src/main.ts");
 
-function runCli(args: string[], env: Record<string, string> = {}): { stdout: string; stderr: string; code: number } {
-  const run = Bun.spawnSync([BUN, "src/main.ts", ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe" });
+function runCli(args: string[], env: Record<string, string> = {}, cwd?: string): { stdout: string; stderr: string; code: number } {
+  const run = Bun.spawnSync([BUN, MAIN, ...args], { env: { ...process.env, ...env }, stdout: "pipe", stderr: "pipe", cwd });
   return { stdout: run.stdout.toString(), stderr: run.stderr.toString(), code: run.exitCode ?? -1 };
 }
 
@@ -19,6 +23,22 @@ describe("CLI", () => {
 
   test("a command named like an Object.prototype member is an unknown command", async () => {
     for (const name of ["toString", "constructor", "__proto__", "hasOwnProperty"]) expect(await cli([name])).toBe(2);
+  });
+
+  test("burrow run's default kernel and initrd follow --arch (named when missing, before QEMU starts)", () => {
+    // An empty directory: the relative defaults exist nowhere, whatever this checkout has built.
+    const empty = mkdtempSync(join(tmpdir(), "burrow-cli-"));
+    try {
+      const x86 = runCli(["run", "--arch", "x86_64", "--disk", "root.ext4"], {}, empty);
+      expect(x86.code).toBe(1);
+      expect(x86.stderr).toContain("not found: kernel build/kernel-micro/vmlinuz, initrd dist/initramfs.img, disk root.ext4");
+      const arm = runCli(["run", "--arch", "arm64", "--disk", "root.ext4"], {}, empty);
+      expect(arm.stderr).toContain("not found: kernel build/kernel-arm64/vmlinuz, initrd dist/arm64/initramfs.img, disk root.ext4");
+      const none = runCli(["run", "--arch", "arm64", "--initrd", "", "--disk", "root.ext4"], {}, empty);
+      expect(none.stderr).toContain("not found: kernel build/kernel-arm64/vmlinuz, disk root.ext4");
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
   });
 
   test("burrow cmdline prints every problem as a warning, zram included", () => {
