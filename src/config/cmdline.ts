@@ -131,6 +131,23 @@ export function tokenize(line: string | Uint8Array): TokenizedCmdline {
   return { params: kernel.tokens, initArgs: init.tokens.map(wordOf), droppedWords };
 }
 
+/**
+ * A line the host builds (`burrow run --append`) split as the kernel splits it: the kernel's own
+ * words, and the rest from the first "--" on (the "--" included; [] when there is none), so a tool
+ * can add kernel words and rejoin the line without touching init's arguments.
+ */
+export function splitAppend(line: string): { kernelWords: string[]; initWords: string[] } {
+  const words = splitWords(line);
+  const dashes = words.indexOf("--");
+  return dashes < 0 ? { kernelWords: words, initWords: [] } : { kernelWords: words.slice(0, dashes), initWords: words.slice(dashes) };
+}
+
+/** A kernel word's key: what comes before its first "=" (the whole word when it has none). */
+export function wordKey(word: string): string {
+  const equals = word.indexOf("=");
+  return equals < 0 ? word : word.slice(0, equals);
+}
+
 /** The words of a line as the kernel separates them, quotes kept (for tools that rebuild a line). */
 export function splitWords(line: string): string[] {
   const bytes = cmdlineBytes(line);

@@ -2,7 +2,7 @@
 // instead of an initramfs, the fastest cold layout on a kernel with virtio-blk and ext4 built in.
 // The kernel mounts the boot disk as its own root (the first disk, read-only) and runs /init from
 // it; the root burrow mounts for the agent is then named by burrow.root=.
-import { splitWords } from "../config/cmdline";
+import { splitAppend, wordKey } from "../config/cmdline";
 import type { RunOptions } from "./qemu";
 
 /** The boot disk is always the first virtio disk; the user's disks follow it. */
@@ -16,21 +16,17 @@ const DEFAULT_ROOT = "/dev/vdb";
  * own business: a user's init= is refused rather than silently replaced.
  */
 export function withBootDisk(options: RunOptions, bootDisk: string): RunOptions {
-  const words = splitWords(options.append);
-  const dashes = words.indexOf("--");
-  const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
-  const initArgs = dashes < 0 ? [] : words.slice(dashes);
-  const keyOf = (word: string) => word.split("=", 1)[0]!;
-  if (kernelWords.some((word) => keyOf(word) === "init")) {
+  const { kernelWords, initWords } = splitAppend(options.append);
+  if (kernelWords.some((word) => wordKey(word) === "init")) {
     throw new Error("--boot-disk runs the boot disk's /init: remove init= from --append");
   }
-  const hasBurrowRoot = kernelWords.some((word) => keyOf(word) === "burrow.root");
+  const hasBurrowRoot = kernelWords.some((word) => wordKey(word) === "burrow.root");
   const rewritten = kernelWords.flatMap((word) => {
-    if (keyOf(word) !== "root") return [word];
+    if (wordKey(word) !== "root") return [word];
     // With burrow.root= given, a root= as well would only fight the boot disk's: drop it.
     return hasBurrowRoot ? [] : [`burrow.root=${word.slice("root=".length)}`];
   });
-  const namesRoot = rewritten.some((word) => keyOf(word) === "burrow.root");
-  const append = [`root=${BOOT_DISK_DEVICE}`, "init=/init", ...(namesRoot ? [] : [`burrow.root=${DEFAULT_ROOT}`]), ...rewritten, ...initArgs].join(" ");
+  const namesRoot = rewritten.some((word) => wordKey(word) === "burrow.root");
+  const append = [`root=${BOOT_DISK_DEVICE}`, "init=/init", ...(namesRoot ? [] : [`burrow.root=${DEFAULT_ROOT}`]), ...rewritten, ...initWords].join(" ");
   return { ...options, initrd: null, disks: [bootDisk, ...options.disks], append };
 }

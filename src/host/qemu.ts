@@ -3,7 +3,7 @@
 import { getRandomValues } from "node:crypto";
 import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
 import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-marker";
-import { splitWords } from "../config/cmdline";
+import { splitAppend, wordKey } from "../config/cmdline";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
 import { checkMachine, checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
@@ -128,10 +128,8 @@ function openIncoming(path: string): number {
 
 /** Kernel parameters every burrow boot wants unless the user set them; init arguments stay last. */
 export function kernelCommandLine(append: string, machine: Machine, tscKhz: number | null = null, runId: string | null = null, net = false): string {
-  const words = splitWords(append);
-  const dashes = words.indexOf("--");
-  const kernelWords = dashes < 0 ? words : words.slice(0, dashes);
-  const has = (key: string) => kernelWords.some((word) => word === key || word.startsWith(`${key}=`));
+  const { kernelWords, initWords } = splitAppend(append);
+  const has = (key: string) => kernelWords.some((word) => wordKey(word) === key);
   const defaults: string[] = [];
   // virt's UART is a PL011 (ttyAMA0); the x86 machines have a 16550 (ttyS0).
   if (!has("console")) defaults.push(`console=${machine === "virt" ? ARCH_INFO.arm64.console : ARCH_INFO.x86_64.console}`);
@@ -145,7 +143,7 @@ export function kernelCommandLine(append: string, machine: Machine, tscKhz: numb
   if (net && !has("burrow.net") && !has("init.net")) defaults.push("burrow.net=1");
   // The run id goes last among the kernel's words, never after "--" (init would get it as an argument).
   const id = runId ? [`burrow.runid=${runId}`] : [];
-  return [...defaults, ...kernelWords, ...id, ...(dashes < 0 ? [] : words.slice(dashes))].join(" ");
+  return [...defaults, ...kernelWords, ...id, ...initWords].join(" ");
 }
 
 /** How QEMU opens a disk: by driver name, never by guessing a protocol (nbd:, json:, …) from the path. */
@@ -305,10 +303,8 @@ export function checkRunInputs(options: RunOptions): void {
   checkMachine(options.arch ?? hostArch(), options.machine);
   parseMem(options.mem);
   if (options.runId !== undefined && !RUN_ID_PATTERN.test(options.runId)) throw new Error(`bad run id ${JSON.stringify(options.runId)} (8 to 64 letters and digits)`);
-  const words = splitWords(options.append);
-  const kernelWords = words.includes("--") ? words.slice(0, words.indexOf("--")) : words;
   // The id must come from this run alone, or a guest could be told which marker to forge.
-  if (kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new Error(`burrow.runid= is set by burrow run itself; remove it from --append`);
+  if (splitAppend(options.append).kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new Error(`burrow.runid= is set by burrow run itself; remove it from --append`);
 }
 
 /** Boot, stream the console to `onOutput`, and classify the end. */

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { splitWords } from "../config/cmdline";
+import { splitAppend, wordKey } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { describeError } from "../errors";
 import { QmpClient } from "./qmp";
@@ -91,12 +91,9 @@ export function shellQuote(value: string): string {
 
 /** Add kernel words before "--" unless a word with the same key is there. */
 export function withKernelWords(append: string, words: string[]): string {
-  const all = splitWords(append);
-  const dashes = all.indexOf("--");
-  const kernelWords = dashes < 0 ? all : all.slice(0, dashes);
-  const keyOf = (word: string) => word.split("=")[0];
-  const added = words.filter((word) => !kernelWords.some((existing) => keyOf(existing) === keyOf(word) || (keyOf(word) === "ro" && existing === "rw")));
-  return [...kernelWords, ...added, ...(dashes < 0 ? [] : all.slice(dashes))].join(" ");
+  const { kernelWords, initWords } = splitAppend(append);
+  const added = words.filter((word) => !kernelWords.some((existing) => wordKey(existing) === wordKey(word) || (wordKey(word) === "ro" && existing === "rw")));
+  return [...kernelWords, ...added, ...initWords].join(" ");
 }
 
 /** Refuse to turn a directory that is not ours into a snapshot (we only ever write our two files). */

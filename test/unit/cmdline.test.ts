@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { parseWord, splitWords, tokenize } from "../../src/config/cmdline";
+import { parseWord, splitAppend, splitWords, tokenize, wordKey } from "../../src/config/cmdline";
 import { moduleParamString, parseConfig, parseSize, parseZram } from "../../src/config/config";
 
 describe("kernel command line tokenizer", () => {
@@ -96,5 +96,19 @@ describe("configuration", () => {
     expect(parseZram("0").kind).toBe("invalid");
     expect(parseZram("150%").kind).toBe("invalid");
     expect(parseZram("").kind).toBe("invalid");
+  });
+});
+
+describe("splitAppend and wordKey (host tools rebuilding a line)", () => {
+  test("kernel words, then everything from the first -- on; quotes kept as the kernel separates them", () => {
+    expect(splitAppend('root=/dev/vda mod.p="a b" -- x -- y')).toEqual({ kernelWords: ["root=/dev/vda", 'mod.p="a b"'], initWords: ["--", "x", "--", "y"] });
+    expect(splitAppend("ro quiet")).toEqual({ kernelWords: ["ro", "quiet"], initWords: [] });
+    expect(splitAppend("")).toEqual({ kernelWords: [], initWords: [] });
+  });
+
+  test("a word's key ends at its first =", () => {
+    expect(wordKey("root=LABEL=x")).toBe("root");
+    expect(wordKey("ro")).toBe("ro");
+    expect(wordKey("=x")).toBe("");
   });
 });
