@@ -181,8 +181,8 @@ function collectRepeated(rawArgs: string[], flag: string): string[] {
 }
 
 /** Colour only on a terminal, and never with NO_COLOR set (https://no-color.org). */
-function plainUnlessTerminal(text: string): string {
-  const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
+function plainUnlessTerminal(text: string, stream: { isTTY?: boolean } = process.stdout): string {
+  const colour = stream.isTTY === true && !process.env.NO_COLOR;
   return colour ? text : stripAnsi(text);
 }
 
@@ -211,7 +211,8 @@ export async function cli(rawArgs: string[]): Promise<number> {
     await runCommand(main, { rawArgs });
     return typeof process.exitCode === "number" ? process.exitCode : 0;
   } catch (error) {
-    log.error(describeError(error));
+    // citty colours the values in its own messages (a bad --mode or --format); errors go to stderr.
+    log.error(plainUnlessTerminal(describeError(error), process.stderr));
     return 1;
   }
 }

@@ -41,6 +41,14 @@ describe("CLI", () => {
     }
   });
 
+  test("a bad enum value is one plain line on a pipe: citty's colour codes are stripped", () => {
+    const { stderr, code } = runCli(["image", "--mode", "bogus", "--out", "/nonexistent/x.img"]);
+    expect(code).toBe(1);
+    expect(stderr.trim().split("\n")).toHaveLength(1);
+    expect(stderr).toContain("Invalid value for argument: --mode (bogus). Expected one of: microvm, paravisor.");
+    expect(stderr).not.toContain("\u001b[");
+  });
+
   test("burrow cmdline prints every problem as a warning, zram included", () => {
     const { stdout, stderr, code } = runCli(["cmdline", "burrow.zram=101% constructor.x=1 BUN_BE_BUN=1"]);
     expect(code).toBe(0);
