@@ -1,18 +1,17 @@
 // arm64 guests end to end: burrow cross-built for aarch64 (dist/arm64/burrow in the image), Debian's
 // arm64 kernel with its drivers as modules, qemu-system-aarch64 -machine virt -cpu max under TCG
-// (slow: few boots, generous timeouts). `just test` builds the artifacts; without them (a bare
-// `bun test`) the boots are skipped with one line saying what is missing.
+// (slow: few boots, generous timeouts). `just test` builds the artifacts; a missing one is an
+// error naming it, as for every boot test, never a skip.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
-import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
+import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, requireArtifacts, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
 import { boot, keyedLines, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 600_000;
-const missing = [KERNEL_ARM64, INITRAMFS_ARM64, ROOTFS_ARM64, BURROW_ARM64, BUSYBOX_ARM64].filter((path) => !existsSync(path));
-if (missing.length) console.warn(`arm64 boot tests skipped: missing ${missing.join(", ")} (build them with \`npx just test\`, or \`just test-images-arm64 rootfs-arm64\`)`);
+const ARTIFACTS = [KERNEL_ARM64, INITRAMFS_ARM64, ROOTFS_ARM64, BURROW_ARM64, BUSYBOX_ARM64];
 const arm64 = { arch: "arm64", machine: "virt", kernel: KERNEL_ARM64, initrd: INITRAMFS_ARM64, timeoutSeconds: 500 } as const;
 
 function values(result: BootResult, key: string): string[] {
@@ -23,7 +22,9 @@ function explain(result: BootResult): string {
   return `outcome ${result.outcome} (${result.reason})\n${tail(result, 80)}`;
 }
 
-describe.skipIf(missing.length > 0)("arm64 microvm (qemu-system-aarch64 -machine virt, Debian's arm64 kernel)", () => {
+describe("arm64 microvm (qemu-system-aarch64 -machine virt, Debian's arm64 kernel)", () => {
+  beforeAll(() => requireArtifacts(...ARTIFACTS));
+
   test("root by label on the second disk, console on ttyAMA0, modules with dependencies and parameters, zram, ports, switch_root, clean exec", async () => {
     const work = mkdtempSync(join(tmpdir(), "burrow-arm64-"));
     try {
@@ -102,12 +103,12 @@ describe.skipIf(missing.length > 0)("arm64 microvm (qemu-system-aarch64 -machine
   }, BOOT_TIMEOUT_MS);
 });
 
-describe.skipIf(missing.length > 0)("arm64 paravisor plan (Debian's arm64 kernel, ordered modules)", () => {
-  // Made in beforeAll: a skipped describe's body still runs, its hooks do not.
+describe("arm64 paravisor plan (Debian's arm64 kernel, ordered modules)", () => {
   let work = "";
   let image = "";
 
   beforeAll(async () => {
+    requireArtifacts(...ARTIFACTS);
     work = mkdtempSync(join(tmpdir(), "burrow-arm64-paravisor-"));
     image = join(work, "paravisor.img");
     // The x86_64 paravisor tests' worker, run by the arm64 busybox.
