@@ -3,7 +3,6 @@
 // consola/core: the logger without the fancy reporters, prompts and boxes (a third of the code PID 1 loads).
 import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
 import { closeSync, openSync, readFileSync, writeSync } from "node:fs";
-import { inspect } from "node:util";
 import type { LogLevelName } from "./config/config";
 import { describeError } from "./errors";
 import { OpenFlags } from "./sys/constants";
@@ -49,8 +48,12 @@ let kmsgFd: number | null = null;
 let kernelConsoleLevel = 0;
 let sinks: LogSinks = { console: true, kmsg: false, facility: 1, uptime: false };
 
-function formatArgs(args: unknown[]): string {
-  return args.map((arg) => (typeof arg === "string" ? arg : arg instanceof Error ? arg.message : inspect(arg, { depth: 4, breakLength: Infinity }))).join(" ");
+/**
+ * A record's arguments as one line. Bun.inspect is native: node:util's inspect is a large JS module
+ * the runtime compiles on first import, measured 30–80 ms of PID 1's start under TCG.
+ */
+export function formatLogArgs(args: unknown[]): string {
+  return args.map((arg) => (typeof arg === "string" ? arg : arg instanceof Error ? arg.message : Bun.inspect(arg, { depth: 4, compact: true }).replace(/\n\s*/g, " "))).join(" ");
 }
 
 function uptimeStamp(): string {
@@ -64,7 +67,7 @@ function processUptime(): number {
 
 const reporter = {
   log(record: LogObject) {
-    const message = formatArgs(record.args);
+    const message = formatLogArgs(record.args);
     const tag = record.tag ? `burrow/${record.tag}` : "burrow";
     const severity = kmsgSeverity(record.level);
     const kernelEchoes = sinks.kmsg && kmsgFd !== null && severity < kernelConsoleLevel;
