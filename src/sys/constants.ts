@@ -27,6 +27,9 @@ export const MountFlags = {
   LAZYTIME: 1 << 25,
 } as const;
 
+/** umount2 flags: the kernel keeps them out of its UAPI headers (glibc's <sys/mount.h> spells them). */
+export const UmountFlags = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
+
 /** The architectures burrow runs on, by Node's process.arch name. */
 export type SysArch = "x64" | "arm64";
 
@@ -51,8 +54,8 @@ export const OpenFlagsByArch = {
 
 /** Raw syscall numbers for calls glibc has no wrapper for (x86_64: unistd_64.h; arm64: asm-generic/unistd.h). */
 export const SyscallNumber = {
-  x64: { finit_module: 313, close_range: 436 },
-  arm64: { finit_module: 273, close_range: 436 },
+  x64: { finit_module: 313, close_range: 436, pivot_root: 155 },
+  arm64: { finit_module: 273, close_range: 436, pivot_root: 41 },
 } as const satisfies Record<SysArch, Record<string, number>>;
 
 /** This process's architecture; another one has no checked table, so refuse it by name. */

@@ -1,6 +1,8 @@
 // Filesystem calls: mounts, nodes and raw file descriptors.
-import { check, cstr, libc, libcAs } from "./libc";
-import { OpenFlags } from "./constants";
+import { ptr } from "bun:ffi";
+import { SysError } from "./errno";
+import { check, cstr, errno, libc, libcAs } from "./libc";
+import { OpenFlags, Syscalls } from "./constants";
 
 export function mount(source: string, target: string, fstype: string | null, flags = 0, data: string | null = null): void {
   const sourceBuf = cstr(source);
@@ -14,6 +16,13 @@ export function mount(source: string, target: string, fstype: string | null, fla
 
 export function umount2(target: string, flags = 0): void {
   check(libc("umount2")(cstr(target), flags), "umount2", { target, flags });
+}
+
+/** pivot_root(2): glibc has no wrapper, so the raw syscall. */
+export function pivotRoot(newRoot: string, putOld: string): void {
+  const newRootBuf = cstr(newRoot);
+  const putOldBuf = cstr(putOld);
+  if (libc("syscall")(Syscalls.pivot_root, ptr(newRootBuf), ptr(putOldBuf), 0) < 0) throw new SysError("pivot_root", errno(), { new_root: newRoot, put_old: putOld });
 }
 
 export function mkdir(path: string, mode = 0o755): void {

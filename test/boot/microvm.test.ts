@@ -229,7 +229,9 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
     expect(result.output).toMatch(/VFS: Mounted root \(ext4 filesystem\) readonly/);
     expectHealthyAgent(result, ["disk"]);
     expect(values(result, "mount")).toContain("/ ext4 /dev/vdb rw,noatime");
-    expect(result.output).toMatch(/burrow: switched root: old root kept \(not ramfs\/tmpfs\)/);
+    expect(result.output).toMatch(/burrow: switched root: old root detached \(its disk and page cache are freed at exec\)/);
+    // The boot disk's filesystem is gone once the agent runs: only the real root is mounted ext4.
+    expect(values(result, "ext4")[0]?.trim()).toBe("vdb");
     expect(values(result, "mount").find((line) => line.startsWith("/dev devtmpfs"))).toMatch(/nosuid/);
     rmSync(work, { recursive: true, force: true });
   }, BOOT_TIMEOUT_MS);

@@ -214,13 +214,18 @@ function switchRootStep(context: MicrovmContext): void {
   const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
   // Every libc call left to make, bound while libc.so.6 is still a file we can open.
-  sys.prebind(["mount", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
+  sys.prebind(["mount", "umount2", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
   context.watcher?.close();
   const outcome = switchRoot(ROOT_MOUNT_POINT, MOVED_MOUNTS, check.initramfs);
   context.switched = true;
   setFallbackRoot(null);
   for (const error of outcome.deleteErrors.slice(0, 5)) log.warn(`switch-root: could not delete ${error}`);
-  log.info(`switched root: ${check.initramfs ? `initramfs emptied (${outcome.deleted} files)` : "old root kept (not ramfs/tmpfs)"}, moved ${outcome.moved.join(" ")}`);
+  const oldRoot = {
+    emptied: `initramfs emptied (${outcome.deleted} files)`,
+    detached: "old root detached (its disk and page cache are freed at exec)",
+    kept: `old root kept beneath / (${outcome.keptReason ?? "not ramfs/tmpfs"})`,
+  }[outcome.oldRoot];
+  log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
 function execAgent(context: MicrovmContext): void {

@@ -12,7 +12,6 @@ export const OVERLAY_LOWER = `${ROOT_MOUNT_POINT}/lower`;
 export const OVERLAY_RW = `${ROOT_MOUNT_POINT}/rw`;
 /** Where the base's mkfs.ext4 may live, tried in order (mke2fs defaults to ext4 only with -t). */
 const MKFS_CANDIDATES = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4", "/usr/sbin/mke2fs", "/sbin/mke2fs"] as const;
-const MNT_DETACH = 2;
 
 /** overlayfs mount options: writable (upper + work dirs) or read-only (the disk is one more lower layer). */
 export function overlayMountData(lower: string, rw: string, readOnly: boolean): string {
@@ -61,7 +60,7 @@ export function formatFromLower(device: string, lower = OVERLAY_LOWER): string {
   } finally {
     for (const path of bound.reverse()) {
       try {
-        sys.umount2(path, MNT_DETACH);
+        sys.umount2(path, sys.UmountFlags.DETACH);
       } catch {
         // Left bound under the lower layer: hidden by the overlay once it is mounted.
       }

@@ -1,8 +1,10 @@
-// switch_root for an initramfs: empty the initramfs (it cannot be unmounted, only emptied, to
-// give its RAM back), move the API mounts into the new root, MS_MOVE the new root onto "/",
-// chroot ".", chdir "/". Like busybox switch_root, it refuses unless PID 1 with a ramfs/tmpfs
-// root and a new root that is a different mount. Everything that can fail on the new root is
-// checked before anything is deleted: after that, the fallback shell is gone with the initramfs.
+// switch_root: move the API mounts into the new root and make it "/". From an initramfs: empty it
+// first (it cannot be unmounted, only emptied, to give its RAM back), then MS_MOVE the new root
+// onto "/", chroot ".", chdir "/", as busybox switch_root does. From a boot disk the kernel
+// mounted: pivot_root and detach the old root, so no process can reach the disk again and its
+// page cache (the runtime burrow ran from) is freed once the agent's exec drops burrow's mapping.
+// Refused unless PID 1 and the new root is a different mount. Everything that can fail on the new
+// root is checked before anything is deleted: after that, the fallback shell is gone with the initramfs.
 import { lstatSync, mkdirSync, readdirSync, readlinkSync, rmdirSync, statfsSync, statSync, unlinkSync } from "node:fs";
 import { describeError } from "../../errors";
 import { readMounts, type MountEntry } from "../../boot/mounts";
@@ -144,10 +146,17 @@ export function deleteTree(dir: string, dev: number, skip: ReadonlySet<string>):
   return result;
 }
 
-export interface SwitchOutcome { deleted: number; deleteErrors: string[]; moved: string[] }
+export interface SwitchOutcome {
+  deleted: number;
+  deleteErrors: string[];
+  moved: string[];
+  /** emptied: the initramfs; detached: a mounted old root, gone at exec; kept: still mounted beneath "/" (keptReason says why). */
+  oldRoot: "emptied" | "detached" | "kept";
+  keptReason?: string;
+}
 
 export function switchRoot(newRoot: string, moved: readonly string[], deleteInitramfs: boolean): SwitchOutcome {
-  const outcome: SwitchOutcome = { deleted: 0, deleteErrors: [], moved: [] };
+  const outcome: SwitchOutcome = { deleted: 0, deleteErrors: [], moved: [], oldRoot: deleteInitramfs ? "emptied" : "kept" };
   if (deleteInitramfs) {
     const skip = new Set([newRoot, ...moved]);
     const { files, errors } = deleteTree("/", lstatSync("/").dev, skip);
@@ -163,6 +172,23 @@ export function switchRoot(newRoot: string, moved: readonly string[], deleteInit
     outcome.moved.push(path);
   }
   sys.chdir(newRoot);
+  if (!deleteInitramfs) {
+    try {
+      // pivot_root(".", ".") stacks the old root on top of the new one; detaching the top mount
+      // leaves the new root as "/" for every process (man 2 pivot_root).
+      sys.pivotRoot(".", ".");
+    } catch (error) {
+      // EINVAL when a mount involved has shared propagation: the MS_MOVE below still works.
+      outcome.keptReason = error instanceof sys.SysError ? `pivot_root: ${error.code}` : describeError(error);
+    }
+    if (outcome.keptReason === undefined) {
+      // After a successful pivot the old root is on top: it must go, or "/" would still be the boot disk.
+      sys.umount2(".", sys.UmountFlags.DETACH);
+      sys.chdir("/");
+      outcome.oldRoot = "detached";
+      return outcome;
+    }
+  }
   sys.mount(".", "/", null, sys.MountFlags.MOVE);
   sys.chroot(".");
   sys.chdir("/");
