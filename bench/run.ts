@@ -49,8 +49,8 @@ const work = mkdtempSync(join(tmpdir(), "burrow-bench-"));
 
 /** Boot-disk variants need virtio-blk and ext4 built into the kernel: only kernels without modules. */
 function variantsFor(kernel: string): string[] {
-  // arm64: the cold initramfs rows only (no arm64 bun-hello build or snapshot rows yet).
-  if (KERNELS[kernel]!.arch === "arm64") return variantNames.filter((variant) => variant === "burrow" || variant === "busybox");
+  // arm64: the cold initramfs rows and the restore (no arm64 bun-hello build yet).
+  if (KERNELS[kernel]!.arch === "arm64") return variantNames.filter((variant) => variant === "burrow" || variant === "busybox" || variant === "restore");
   return variantNames.filter((variant) => !variant.endsWith("-disk") || KERNELS[kernel]!.kernelDir === null);
 }
 
@@ -86,7 +86,7 @@ async function images(kernel: string): Promise<Record<string, string>> {
       // can mount it (the smallest saved memory: Bun's pages are page cache, not a 110 MB ramfs
       // copy; measured 69 vs 254 MiB on the micro kernel), else from the burrow row's initramfs.
       const fromDisk = kernelDir === null;
-      await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), ...(fromDisk ? { format: "ext4" as const } : {}) });
+      await buildImage({ ...common, ...(arch === "arm64" ? { arch, binary: ARM64.burrow } : { binary: join(ROOT, "dist/burrow") }), ...(fromDisk ? { format: "ext4" as const } : {}) });
       const snapshot = join(work, `${kernel}-snapshot`);
       const { manifest } = await saveSnapshot(vmOptions(kernel, out, fromDisk), snapshot);
       console.error(`bench: ${kernel}/restore saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);

@@ -131,8 +131,6 @@ const run = defineCommand({
       // The snapshot manifest records plain disks only; a restore would come up without these.
       if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
-      // The manifest records no architecture and restores start qemu-system-x86_64: x86_64 only for now.
-      if (arch !== "x86_64") throw new Error(`--snapshot-save is x86_64 only (not ${arch}): snapshots do not record the architecture yet`);
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
       log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);

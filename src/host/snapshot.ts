@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { hostArch, type Arch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { describeError } from "../errors";
@@ -38,7 +39,12 @@ export interface SnapshotManifest {
   qemu: string;
   savedAt: string;
   /** What the save booted (paths absolute); extraArgs: the restore needs the same devices. */
-  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & { runId: string; extraArgs: string[] };
+  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & {
+    runId: string;
+    extraArgs: string[];
+    /** The guest architecture: which QEMU restores it (absent in manifests from before arm64 snapshots: x86_64). */
+    arch?: Arch;
+  };
   files: { kernel: FileIdentity; initrd: FileIdentity | null; disks: FileIdentity[] };
   /** Full sha256 of kernel and initrd, for the record (restores compare identities). */
   sha256: { kernel: string; initrd: string | null };
@@ -177,6 +183,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
         smp: options.smp,
         machine: options.machine,
         accel: options.accel,
+        arch: options.arch ?? hostArch(),
         append,
         runId,
         extraArgs: options.extraArgs ?? [],
@@ -213,6 +220,13 @@ export function readManifest(dir: string): SnapshotManifest {
   if (manifest?.burrowSnapshot !== MANIFEST_VERSION) throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} is not a burrow snapshot manifest of version ${MANIFEST_VERSION}`);
   if (!existsSync(join(dir, MEMORY))) throw new Error(`--snapshot-restore ${dir}: no saved memory (${MEMORY})`);
   return manifest;
+}
+
+/** The saved guest's architecture; a manifest without one predates arm64 snapshots (x86_64). */
+export function savedArch(manifest: SnapshotManifest, dir: string): Arch {
+  const arch: unknown = manifest.options.arch ?? "x86_64";
+  if (arch !== "x86_64" && arch !== "arm64") throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} names an unknown architecture ${JSON.stringify(arch)} (x86_64 or arm64)`);
+  return arch;
 }
 
 /** Why a restore must not run, or null: every file the saved memory depends on is as it was. */
@@ -254,6 +268,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
   const problem = restoreProblem(manifest);
   if (problem) throw new Error(`cannot restore ${dir}: ${problem}`);
   const saved = manifest.options;
+  const arch = savedArch(manifest, dir);
   const ports = saved.ports.map((port) => restore.ports?.find((entry) => entry.name === port.name) ?? port);
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
   if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
@@ -265,6 +280,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
   let driven: Promise<RestoreTimings> | null = null;
   try {
     const run = await runVm({
+      arch,
       kernel: saved.kernel,
       initrd: saved.initrd,
       disks: saved.disks,

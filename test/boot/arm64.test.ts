@@ -1,14 +1,15 @@
 // arm64 guests end to end: burrow cross-built for aarch64 (dist/arm64/burrow in the image), Debian's
 // arm64 kernel with its drivers as modules, qemu-system-aarch64 -machine virt -cpu max under TCG
-// (slow: few boots, generous timeouts). `just test` builds the artifacts; a missing one is an
-// error naming it, as for every boot test, never a skip.
+// (slow: few boots, generous timeouts), and a snapshot saved and restored there. `just test` builds
+// the artifacts; a missing one is an error naming it, as for every boot test, never a skip.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
+import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, requireArtifacts, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
-import { boot, keyedLines, tail, type BootResult } from "../helpers/boot";
+import { boot, keyedLines, parseConsole, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 600_000;
 const ARTIFACTS = [KERNEL_ARM64, INITRAMFS_ARM64, ROOTFS_ARM64, BURROW_ARM64, BUSYBOX_ARM64];
@@ -145,5 +146,48 @@ describe("arm64 paravisor plan (Debian's arm64 kernel, ordered modules)", () => 
     expect(keyedLines(result.output, "[U] hcl: ").has("start")).toBe(false);
     expect(result.outcome).toBe("init-exited");
     expect(result.exitCode).toBe(1);
+  }, BOOT_TIMEOUT_MS);
+});
+
+describe("arm64 snapshot point (qemu-system-aarch64 saves and restores -machine virt)", () => {
+  let work = "";
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test("save once, restore twice at once: the manifest names arm64, each restore its own entropy, args and instance", async () => {
+    requireArtifacts(...ARTIFACTS);
+    work = mkdtempSync(join(tmpdir(), "burrow-arm64-snapshot-"));
+    // The snapshot records its disks' identities: a private copy no other test touches.
+    const disk = join(work, "rootfs.ext4");
+    copyFileSync(ROOTFS_ARM64, disk);
+    const dir = join(work, "snap");
+    const saved = await saveSnapshot({
+      arch: "arm64", machine: "virt", kernel: KERNEL_ARM64, initrd: INITRAMFS_ARM64, disks: [disk], ports: [{ name: "demo.port", file: null }],
+      mem: "512M", smp: 1, accel: "tcg", append: "root=LABEL=burrow-root burrow.zram=64M -- saved-args", timeoutSeconds: 500,
+    }, dir);
+    expect(saved.manifest.options.arch).toBe("arm64");
+    expect(saved.run.output).toMatch(/burrow: snapshot point: ready on burrow\.control/);
+
+    const before = Date.now();
+    const [first, second] = await Promise.all([
+      restoreSnapshot(dir, { args: ["one", "a b"], instance: "first", timeoutSeconds: 300 }),
+      restoreSnapshot(dir, { args: ["two"], instance: "second", timeoutSeconds: 300 }),
+    ]);
+    const agents = [first, second].map((result) => {
+      const { agent } = parseConsole(result.output);
+      if (!agent.has("done")) throw new Error(`arm64 restore ${result.instance} did not reach the agent's end: outcome ${result.outcome} (${result.reason})\n${result.output.split("\n").slice(-60).join("\n")}`);
+      expect(result.outcome).toBe("poweroff");
+      expect(agent.get("env")).toContain(`BURROW_INSTANCE=${result.instance}`);
+      expect(Math.abs(Number(agent.get("clock")![0]) * 1000 - before)).toBeLessThan(120_000);
+      expect(agent.get("cmdline")![0]).toMatch(/^console=ttyAMA0 /);
+      return agent;
+    });
+    expect(agents[0]!.get("argc")).toEqual(["2"]);
+    expect(agents[0]!.get("arg[2]")).toEqual(["a b"]);
+    expect(agents[1]!.get("arg[1]")).toEqual(["two"]);
+    expect(agents[0]!.get("urandom")![0]).toMatch(/^[0-9a-f]{32}$/);
+    expect(agents[0]!.get("urandom")).not.toEqual(agents[1]!.get("urandom"));
+    console.log(`arm64 restore: resumed after ${first.timings?.resumedMs.toFixed(0)} / ${second.timings?.resumedMs.toFixed(0)} ms (two at once), saved ${(saved.manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
   }, BOOT_TIMEOUT_MS);
 });

@@ -103,4 +103,14 @@ describe("host side of snapshots", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  test("the saved architecture picks the restoring QEMU; older manifests are x86_64; a bogus one is one line", async () => {
+    const { savedArch } = await import("../../src/host/snapshot");
+    const manifest = (arch: unknown) => ({ options: arch === undefined ? {} : { arch } }) as unknown as Parameters<typeof savedArch>[0];
+    expect(savedArch(manifest("arm64"), "/s")).toBe("arm64");
+    expect(savedArch(manifest("x86_64"), "/s")).toBe("x86_64");
+    expect(savedArch(manifest(undefined), "/s")).toBe("x86_64");
+    expect(() => savedArch(manifest("riscv64; rm -rf /"), "/s")).toThrow('--snapshot-restore /s: manifest.json names an unknown architecture "riscv64; rm -rf /" (x86_64 or arm64)');
+    expect(() => savedArch(manifest({ toString: 1 }), "/s")).toThrow(/unknown architecture/);
+  });
 });
