@@ -243,7 +243,7 @@ function svg(): string {
   return parts.join("\n") + "\n";
 }
 
-const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm${kernels.includes("arm64") ? " (arm64: qemu-system-aarch64 -machine virt -cpu max)" : ""}, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
+const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm${kernels.includes("arm64") ? " (arm64: qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on)" : ""}, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(join(ROOT, "bench/results/latest.md"), report);
 writeFileSync(join(ROOT, "bench/results/latest.svg"), svg());
