@@ -1,7 +1,7 @@
 // The runtime a dynamically linked burrow needs in the image: its ELF interpreter and the
 // DT_NEEDED closure, found on this host for the image's architecture (Debian multiarch: an arm64
 // image takes /lib/aarch64-linux-gnu from libc6:arm64, whatever the host is).
-import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { closeSync, existsSync, openSync, readFileSync, readSync, realpathSync } from "node:fs";
 import { join } from "node:path";
 import { ARCH_INFO, archOfElf, type Arch } from "../arch";
 import type { CpioArchive } from "./cpio";
@@ -24,9 +24,20 @@ function findLibrary(name: string, binaryPath: string, arch: Arch): string {
   const dirs = libraryDirs(arch);
   for (const dir of dirs) {
     const candidate = join(dir, name);
-    if (existsSync(candidate) && archOfElf(readFileSync(candidate).subarray(0, 64)) === arch) return candidate;
+    if (existsSync(candidate) && archOfElf(elfHeaderOf(candidate)) === arch) return candidate;
   }
   throw new ImageError(`${arch} library ${name} needed by ${binaryPath} not found in ${dirs.join(", ")}${installHint(arch)}`);
+}
+
+/** The first 64 bytes of a file (an ELF header's size): a candidate is not read whole to be skipped. */
+function elfHeaderOf(path: string): Uint8Array {
+  const header = new Uint8Array(64);
+  const fd = openSync(path, "r");
+  try {
+    return header.subarray(0, readSync(fd, header, 0, header.length, 0));
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Refuse a binary built for another architecture than the image's, naming both. */
