@@ -2,6 +2,7 @@
 // same on x86_64 and arm64; what differs (open flags, raw syscall numbers) has one table per
 // architecture, picked from process.arch when this module loads. test/unit/sys-uapi.test.ts checks
 // every table against both architectures' kernel headers.
+import type { Arch } from "../arch";
 
 export const MountFlags = {
   RDONLY: 0x1,
@@ -30,8 +31,8 @@ export const MountFlags = {
 /** umount2 flags: the kernel keeps them out of its UAPI headers (glibc's <sys/mount.h> spells them). */
 export const UmountFlags = { FORCE: 1, DETACH: 2, EXPIRE: 4, NOFOLLOW: 8 } as const;
 
-/** The architectures burrow runs on, by Node's process.arch name. */
-export type SysArch = "x64" | "arm64";
+/** The architectures burrow runs on, spelled as everywhere in burrow (src/arch.ts). */
+export type SysArch = Arch;
 
 const OPEN_FLAGS_COMMON = {
   RDONLY: 0o0,
@@ -48,20 +49,21 @@ const OPEN_FLAGS_COMMON = {
 
 /** arm64 moves four open flags (arch/arm64/include/uapi/asm/fcntl.h); x86_64 keeps asm-generic's. */
 export const OpenFlagsByArch = {
-  x64: { ...OPEN_FLAGS_COMMON, DIRECTORY: 0o200000, NOFOLLOW: 0o400000, DIRECT: 0o40000, LARGEFILE: 0o100000 },
+  x86_64: { ...OPEN_FLAGS_COMMON, DIRECTORY: 0o200000, NOFOLLOW: 0o400000, DIRECT: 0o40000, LARGEFILE: 0o100000 },
   arm64: { ...OPEN_FLAGS_COMMON, DIRECTORY: 0o40000, NOFOLLOW: 0o100000, DIRECT: 0o200000, LARGEFILE: 0o400000 },
 } as const satisfies Record<SysArch, Record<string, number>>;
 
 /** Raw syscall numbers for calls glibc has no wrapper for (x86_64: unistd_64.h; arm64: asm-generic/unistd.h). */
 export const SyscallNumber = {
-  x64: { finit_module: 313, close_range: 436, pivot_root: 155 },
+  x86_64: { finit_module: 313, close_range: 436, pivot_root: 155 },
   arm64: { finit_module: 273, close_range: 436, pivot_root: 41 },
 } as const satisfies Record<SysArch, Record<string, number>>;
 
-/** This process's architecture; another one has no checked table, so refuse it by name. */
-export function sysArch(arch: string = process.arch): SysArch {
-  if (arch === "x64" || arch === "arm64") return arch;
-  throw new Error(`burrow's system layer has tables for x64 and arm64 only, not ${arch}`);
+/** This process's architecture from Node's name for it; another one has no checked table, so refuse it by name. */
+export function sysArch(nodeArch: string = process.arch): SysArch {
+  if (nodeArch === "x64") return "x86_64";
+  if (nodeArch === "arm64") return "arm64";
+  throw new Error(`burrow's system layer has tables for x86_64 and arm64 only, not ${nodeArch}`);
 }
 
 export const SYS_ARCH: SysArch = sysArch();

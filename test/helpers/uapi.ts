@@ -9,11 +9,11 @@ import * as constants from "../../src/sys/constants";
 import { errnoValue } from "../../src/sys/errno";
 import type { SysArch } from "../../src/sys/constants";
 
-export const UAPI_ARCHES: readonly SysArch[] = ["x64", "arm64"];
+export const UAPI_ARCHES: readonly SysArch[] = ["x86_64", "arm64"];
 
 /** Where each architecture's asm/ headers live (Debian multiarch) and what the compiler would define. */
 const ARCH_HEADERS: Record<SysArch, { dir: string; probe: string; defines: string[] }> = {
-  x64: { dir: "/usr/include/x86_64-linux-gnu", probe: "asm/unistd_64.h", defines: ["__x86_64__", "__LP64__"] },
+  x86_64: { dir: "/usr/include/x86_64-linux-gnu", probe: "asm/unistd_64.h", defines: ["__x86_64__", "__LP64__"] },
   arm64: { dir: "/usr/include/aarch64-linux-gnu", probe: "asm/unistd.h", defines: ["__aarch64__", "__LP64__"] },
 };
 

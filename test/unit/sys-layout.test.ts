@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { RNDADDENTROPY, RNDRESEEDCRNG, SIGINFO } from "../../src/sys";
 
 const TARGETS = {
-  x64: { compilers: process.arch === "x64" ? ["cc", "gcc", "x86_64-linux-gnu-gcc"] : ["x86_64-linux-gnu-gcc"], dir: "/usr/include/x86_64-linux-gnu" },
+  x86_64: { compilers: process.arch === "x64" ? ["cc", "gcc", "x86_64-linux-gnu-gcc"] : ["x86_64-linux-gnu-gcc"], dir: "/usr/include/x86_64-linux-gnu" },
   arm64: { compilers: process.arch === "arm64" ? ["cc", "gcc", "aarch64-linux-gnu-gcc"] : ["aarch64-linux-gnu-gcc"], dir: "/usr/include/aarch64-linux-gnu" },
 } as const;
 
@@ -52,7 +52,7 @@ describe("struct layouts and ioctl numbers per architecture", () => {
     if (!compiler) return;
     const bad = SOURCE.replace(`si_pid) == ${SIGINFO.si_pid},`, `si_pid) == ${SIGINFO.si_pid + 4},`);
     expect(bad).not.toBe(SOURCE);
-    const result = Bun.spawnSync([compiler, "-fsyntax-only", "-nostdinc", "-isystem", TARGETS.x64.dir, "-isystem", "/usr/include", "-x", "c", "-"], { stdin: Buffer.from(bad) });
+    const result = Bun.spawnSync([compiler, "-fsyntax-only", "-nostdinc", "-isystem", TARGETS.x86_64.dir, "-isystem", "/usr/include", "-x", "c", "-"], { stdin: Buffer.from(bad) });
     expect(result.exitCode).not.toBe(0);
     expect(result.stderr.toString()).toContain("si_pid");
   });
