@@ -2,7 +2,7 @@
 // under QEMU (TCG), burrow as PID 1 from the initramfs,
 // the demo root disk; assertions on what the guest agent (then PID 1) reports, or on the one-line
 // cause and the fallback when boot cannot complete.
-import { describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -207,6 +207,11 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
   const work = mkdtempSync(join(tmpdir(), "burrow-micro-"));
   const initramfs = join(work, "initramfs.img");
   const bootDisk = join(work, "boot.ext4");
+  beforeAll(async () => {
+    requireArtifacts(KERNEL_MICRO, BURROW);
+    await buildImage({ binary: BURROW, out: bootDisk, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0, format: "ext4" });
+  }, 120_000);
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   test("from an initramfs with no modules: root, zram, ports, clean exec, initramfs reclaimed", async () => {
     requireArtifacts(KERNEL_MICRO, BURROW);
@@ -223,8 +228,6 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
   }, BOOT_TIMEOUT_MS);
 
   test("without an initramfs: the kernel mounts burrow's ext4 boot disk, burrow moves to the real root", async () => {
-    requireArtifacts(KERNEL_MICRO, BURROW);
-    await buildImage({ binary: BURROW, out: bootDisk, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0, format: "ext4" });
     const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], append: "root=/dev/vda init=/init burrow.root=/dev/vdb -- disk" });
     expect(result.output).toMatch(/VFS: Mounted root \(ext4 filesystem\) readonly/);
     expectHealthyAgent(result, ["disk"]);
@@ -233,6 +236,13 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
     // The boot disk's filesystem is gone once the agent runs: only the real root is mounted ext4.
     expect(values(result, "ext4")[0]?.trim()).toBe("vdb");
     expect(values(result, "mount").find((line) => line.startsWith("/dev devtmpfs"))).toMatch(/nosuid/);
-    rmSync(work, { recursive: true, force: true });
+  }, BOOT_TIMEOUT_MS);
+
+  test("boot disk and a tmpfs overlay: pivot_root onto the overlay; the boot disk is gone, the root disk stays as its lower layer", async () => {
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], append: "root=/dev/vda init=/init burrow.root=/dev/vdb burrow.overlay=tmpfs -- overlaid" });
+    expectHealthyAgent(result, ["overlaid"], { overlay: "ok" });
+    expect(values(result, "mount").find((line) => line.startsWith("/ "))).toMatch(/^\/ overlay overlay rw,noatime,lowerdir=\/sysroot\/lower,upperdir=\/sysroot\/rw\/upper/);
+    expect(result.output).toMatch(/burrow: switched root: old root detached/);
+    expect(values(result, "ext4")[0]?.trim()).toBe("vdb");
   }, BOOT_TIMEOUT_MS);
 });
