@@ -4,22 +4,23 @@ set positional-arguments := false
 
 bun := justfile_directory() / "node_modules/.bin/bun"
 # Which kernel to build images for and boot: micro (kernel-config/, drivers built in; the default)
-# or debian (Debian's linux-image-amd64, drivers as modules).
+# or debian (Debian's linux-image-amd64 or -arm64, drivers as modules).
 KERNEL := env_var_or_default("KERNEL", "micro")
 # Guest architecture: this host's by default; ARCH=arm64 cross-builds burrow and boots it under
-# qemu-system-aarch64 -machine virt with Debian's arm64 kernel (no arm64 micro kernel: KERNEL is
-# ignored) from dist/arm64/. The host tools (dist/burrow) are always this host's.
+# qemu-system-aarch64 -machine virt from dist/arm64/. The host tools (dist/burrow) are always this host's.
 ARCH := env_var_or_default("ARCH", if arch() == "aarch64" { "arm64" } else { arch() })
 arch_name := if ARCH == "aarch64" { "arm64" } else if ARCH == "amd64" { "x86_64" } else { ARCH }
-kernel_dir := if arch_name == "arm64" { "build/kernel-arm64" } else if KERNEL == "micro" { "build/kernel-micro" } else { "build/kernel" }
+dist_dir := if arch_name == "arm64" { "dist/arm64" } else { "dist" }
+arch_flag := if arch_name == "arm64" { "--arch arm64 " } else { "" }
+kernel_dir := if KERNEL == "micro" { if arch_name == "arm64" { "build/kernel-micro-arm64" } else { "build/kernel-micro" } } else { if arch_name == "arm64" { "build/kernel-arm64" } else { "build/kernel" } }
 # The fastest measured cold layout per kernel (bench/results): the micro kernel mounts an ext4 boot
 # disk holding burrow and runs it in place (pages come in as Bun touches them); Debian's kernel
 # needs its modules first, so it gets an initramfs.
-boot_image := if arch_name == "arm64" { "dist/arm64/initramfs.img" } else if KERNEL == "micro" { "dist/boot.ext4" } else { "dist/initramfs.img" }
-image_flags := if arch_name == "arm64" { "--arch arm64 --kernel-dir build/kernel-arm64" } else if KERNEL == "micro" { "--kernel-dir none --format ext4" } else { "--kernel-dir build/kernel" }
-boot_media := if arch_name == "arm64" { "--arch arm64 --initrd dist/arm64/initramfs.img" } else if KERNEL == "micro" { "--boot-disk dist/boot.ext4" } else { "--initrd dist/initramfs.img" }
+boot_image := if KERNEL == "micro" { dist_dir / "boot.ext4" } else { dist_dir / "initramfs.img" }
+image_flags := arch_flag + if KERNEL == "micro" { "--kernel-dir none --format ext4" } else { "--kernel-dir " + kernel_dir }
+boot_media := arch_flag + if KERNEL == "micro" { "--boot-disk " + boot_image } else { "--initrd " + boot_image }
 rootfs_img := if arch_name == "arm64" { "dist/arm64/rootfs.ext4" } else { "dist/rootfs.ext4" }
-# virt enumerates disks in its own order: the demo root is found by its label there.
+# On virt the demo root is found by its label (disks number in PCI order there).
 arch_root := if arch_name == "arm64" { "root=LABEL=burrow-root " } else { "" }
 # One entry-point list for every architecture's build.
 entries := "src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
@@ -56,13 +57,18 @@ kernel:
 kernel-arm64:
     scripts/fetch-kernel.sh build/kernel-arm64 arm64
 
-# The microVM kernel built from kernel-config/ (cached by the fragment's hash).
+# The microVM kernel built from kernel-config/ (cached by the fragments' hash); ARCH=arm64 also builds the arm64 one.
 kernel-micro:
-    kernel-config/build.sh build/kernel-micro
+    kernel-config/build.sh build/kernel-micro x86_64
+    @if [ "{{arch_name}}" = arm64 ]; then {{just_executable()}} kernel-micro-arm64; fi
 
-# The boot image: dist/boot.ext4 (micro kernel) or dist/initramfs.img (KERNEL=debian).
+# The arm64 microVM kernel, cross-compiled: build/kernel-micro-arm64/vmlinuz (an uncompressed Image).
+kernel-micro-arm64:
+    kernel-config/build.sh build/kernel-micro-arm64 arm64
+
+# The boot image: dist/boot.ext4 (micro kernel) or dist/initramfs.img (KERNEL=debian); ARCH=arm64: under dist/arm64/.
 image: build
-    @if [ "{{arch_name}}" != arm64 ] && [ "{{KERNEL}}" = micro ]; then {{just_executable()}} kernel-micro; else {{just_executable()}} kernel; fi
+    @if [ "{{KERNEL}}" = micro ]; then {{just_executable()}} kernel-micro; else {{just_executable()}} kernel; fi
     dist/burrow image {{image_flags}} --out {{boot_image}}
 
 # The demo root disk: dist/rootfs.ext4 with a guest agent at /usr/local/bin/guest-agent.
@@ -83,8 +89,9 @@ test-images: build kernel kernel-micro
     dist/burrow image --kernel-dir none --out dist/test/initramfs-micro.img
     dist/burrow image --kernel-dir build/kernel --out dist/test/initramfs-debian.img
 
-# The arm64 boot test's image: dist/test/initramfs-arm64.img (Debian's arm64 kernel's modules).
-test-images-arm64: build build-arm64 kernel-arm64
+# The arm64 boot test's image: dist/test/initramfs-arm64.img (Debian's arm64 kernel's modules); the
+# arm64 micro kernel for the boot-disk test (which writes its own boot disk).
+test-images-arm64: build build-arm64 kernel-arm64 kernel-micro-arm64
     mkdir -p dist/test
     dist/burrow image --arch arm64 --kernel-dir build/kernel-arm64 --out dist/test/initramfs-arm64.img
 

@@ -39,6 +39,8 @@ const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null; arch?
   // Debian's arm64 kernel under qemu-system-aarch64 -machine virt (TCG): burrow cross-built
   // (dist/arm64/burrow), busybox from busybox-static:arm64 (`ARCH=arm64 just build rootfs kernel`).
   arm64: { vmlinuz: join(ROOT, "build/kernel-arm64/vmlinuz"), kernelDir: join(ROOT, "build/kernel-arm64"), arch: "arm64" },
+  // The arm64 micro kernel (`just kernel-micro-arm64`): drivers built in, so the boot-disk rows too.
+  "arm64-micro": { vmlinuz: join(ROOT, "build/kernel-micro-arm64/vmlinuz"), kernelDir: null, arch: "arm64" },
 };
 /** What an arm64 row boots: its own burrow, busybox and root disk. */
 const ARM64 = { burrow: join(ROOT, "dist/arm64/burrow"), busybox: join(ROOT, "build/busybox-arm64/bin/busybox"), rootfs: join(ROOT, "dist/arm64/rootfs.ext4") };
@@ -49,9 +51,9 @@ const work = mkdtempSync(join(tmpdir(), "burrow-bench-"));
 
 /** Boot-disk variants need virtio-blk and ext4 built into the kernel: only kernels without modules. */
 function variantsFor(kernel: string): string[] {
-  // arm64: the cold initramfs rows and the restore (no arm64 bun-hello build yet).
-  if (KERNELS[kernel]!.arch === "arm64") return variantNames.filter((variant) => variant === "burrow" || variant === "busybox" || variant === "restore");
-  return variantNames.filter((variant) => !variant.endsWith("-disk") || KERNELS[kernel]!.kernelDir === null);
+  // arm64: no arm64 bun-hello build yet.
+  const ours = KERNELS[kernel]!.arch === "arm64" ? variantNames.filter((variant) => !variant.startsWith("bun-hello")) : variantNames;
+  return ours.filter((variant) => !variant.endsWith("-disk") || KERNELS[kernel]!.kernelDir === null);
 }
 
 /** bench/bun-hello.ts compiled as burrow is (bytecode, ESM), once per bench run. */
@@ -71,12 +73,12 @@ async function images(kernel: string): Promise<Record<string, string>> {
     const out = join(work, `${kernel}-${variant}.img`);
     const common = { out, kernelDir, modules: [], add: [] as [string, string][], compress: values.compress as Compression, mtime: 0 };
     const arch = KERNELS[kernel]!.arch;
-    if (arch === "arm64" && variant === "burrow") await buildImage({ ...common, arch, binary: ARM64.burrow });
-    else if (arch === "arm64" && variant === "busybox") await buildImage({ ...common, arch, binary: ARM64.busybox, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
-    else if (variant === "burrow") await buildImage({ ...common, binary: join(ROOT, "dist/burrow") });
+    const burrow = arch === "arm64" ? { arch, binary: ARM64.burrow } : { binary: join(ROOT, "dist/burrow") };
+    if (arch === "arm64" && variant === "busybox") await buildImage({ ...common, arch, binary: ARM64.busybox, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
+    else if (variant === "burrow") await buildImage({ ...common, ...burrow });
     else if (variant === "burrow-disk") {
       // No initramfs: the kernel mounts a read-only ext4 disk holding burrow and runs it from there.
-      await buildImage({ ...common, binary: join(ROOT, "dist/burrow"), format: "ext4" });
+      await buildImage({ ...common, ...burrow, format: "ext4" });
     }
     else if (variant === "bun-hello") await buildImage({ ...common, binary: bunHello() });
     else if (variant === "bun-hello-disk") await buildImage({ ...common, binary: bunHello(), format: "ext4" });
@@ -86,7 +88,7 @@ async function images(kernel: string): Promise<Record<string, string>> {
       // can mount it (the smallest saved memory: Bun's pages are page cache, not a 110 MB ramfs
       // copy; measured 69 vs 254 MiB on the micro kernel), else from the burrow row's initramfs.
       const fromDisk = kernelDir === null;
-      await buildImage({ ...common, ...(arch === "arm64" ? { arch, binary: ARM64.burrow } : { binary: join(ROOT, "dist/burrow") }), ...(fromDisk ? { format: "ext4" as const } : {}) });
+      await buildImage({ ...common, ...burrow, ...(fromDisk ? { format: "ext4" as const } : {}) });
       const snapshot = join(work, `${kernel}-snapshot`);
       const { manifest } = await saveSnapshot(vmOptions(kernel, out, fromDisk), snapshot);
       console.error(`bench: ${kernel}/restore saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);

@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Build burrow's microVM kernel (x86_64 bzImage) from Debian's linux-source-6.1:
-#   make tinyconfig + kernel-config/microvm.config (merge_config.sh -m, make olddefconfig).
+# Build burrow's microVM kernel from Debian's linux-source-6.1 on an x86_64 host:
+#   make tinyconfig + kernel-config/common.config + kernel-config/<arch>.config
+#   (merge_config.sh -m, make olddefconfig); x86_64: bzImage, arm64: Image (cross-compiled).
 #
-# usage: kernel-config/build.sh [OUTDIR]      (default: <repo>/build/kernel-micro)
+# usage: kernel-config/build.sh [OUTDIR] [ARCH]
+#   ARCH x86_64 (default) or arm64; OUTDIR default <repo>/build/kernel-micro (arm64: build/kernel-micro-arm64)
 #   writes OUTDIR/vmlinuz and OUTDIR/config
 #
-# Cache: ${BURROW_CACHE:-$HOME/.cache/burrow}/kernel-micro-<key>/{bzImage,config,build-info}
+# Cache: ${BURROW_CACHE:-$HOME/.cache/burrow}/kernel-micro-<arch>-<key>/{vmlinuz,config,build-info}
 #   key = first 16 hex of sha256(fragment bytes + "linux-source-6.1=<debian version>").
-#   A cache hit does no work. The unpacked, already built source tree is kept in
+#   A cache hit does no work. The unpacked, already built source tree (one per architecture) is kept in
 #   ${BURROW_KERNEL_WORKDIR:-$BURROW_CACHE/kernel-work} so a changed fragment rebuilds incrementally.
-# Env: BURROW_KERNEL_FRAGMENT (default kernel-config/microvm.config), BURROW_KERNEL_JOBS (default nproc), BURROW_KERNEL_NICE (default 19).
+# Env: BURROW_KERNEL_FRAGMENT (one fragment instead of common + <arch>, for experiments),
+#      BURROW_KERNEL_JOBS (default nproc), BURROW_KERNEL_NICE (default 19).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
-fragment=${BURROW_KERNEL_FRAGMENT:-"$here/microvm.config"}   # override for experiments
-outdir=${1:-"$repo/build/kernel-micro"}
+arch=${2:-x86_64}
+case $arch in
+  x86_64) make_arch=(ARCH=x86_64); target=bzImage; image=arch/x86/boot/bzImage; tree_suffix=""; default_out=build/kernel-micro ;;
+  arm64) make_arch=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-); target=Image; image=arch/arm64/boot/Image; tree_suffix=-arm64; default_out=build/kernel-micro-arm64 ;;
+  *) printf '[kernel] ERROR: architecture must be x86_64 or arm64, got %s\n' "$arch" >&2; exit 2 ;;
+esac
+if [ -n "${BURROW_KERNEL_FRAGMENT:-}" ]; then fragments=("$BURROW_KERNEL_FRAGMENT")   # override for experiments
+else fragments=("$here/common.config" "$here/$arch.config"); fi
+outdir=${1:-"$repo/$default_out"}
 cache=${BURROW_CACHE:-$HOME/.cache/burrow}
 workroot=${BURROW_KERNEL_WORKDIR:-$cache/kernel-work}
 jobs=${BURROW_KERNEL_JOBS:-$(nproc)}
@@ -27,7 +37,7 @@ log() { printf '[kernel] %s\n' "$*" >&2; }
 die() { printf '[kernel] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [ "$(uname -m)" = x86_64 ] || die "only x86_64 hosts are supported (got $(uname -m))"
-[ -f "$fragment" ] || die "missing fragment $fragment"
+for fragment in "${fragments[@]}"; do [ -f "$fragment" ] || die "missing fragment $fragment"; done
 
 # ---- packages ---------------------------------------------------------------
 # command or file that proves each package is present
@@ -37,6 +47,7 @@ declare -A probe=(
   [libssl-dev]=/usr/include/openssl/opensslv.h [perl]=perl [python3]=python3
   [util-linux]=flock
 )
+[ "$arch" = arm64 ] && probe[gcc-aarch64-linux-gnu]=aarch64-linux-gnu-gcc
 missing=()
 for pkg in "${!probe[@]}"; do
   p=${probe[$pkg]}
@@ -57,20 +68,20 @@ srcver=$(dpkg-query -W -f='${Version}' "$srcpkg" 2>/dev/null) || die "$srcpkg is
 [ -f "$tarball" ] || die "missing $tarball"
 
 # ---- cache key ----------------------------------------------------------------
-key=$( { cat "$fragment"; printf 'linux-source-6.1=%s\n' "$srcver"; } | sha256sum | cut -c1-16)
-cdir="$cache/kernel-micro-$key"
+key=$( { cat "${fragments[@]}"; printf 'linux-source-6.1=%s\n' "$srcver"; } | sha256sum | cut -c1-16)
+cdir="$cache/kernel-micro-$arch-$key"
 
 install_out() {
   mkdir -p "$outdir"
-  cp -f "$cdir/bzImage" "$outdir/vmlinuz.tmp" && mv -f "$outdir/vmlinuz.tmp" "$outdir/vmlinuz"
+  cp -f "$cdir/vmlinuz" "$outdir/vmlinuz.tmp" && mv -f "$outdir/vmlinuz.tmp" "$outdir/vmlinuz"
   cp -f "$cdir/config" "$outdir/config.tmp" && mv -f "$outdir/config.tmp" "$outdir/config"
-  local size; size=$(stat -c %s "$cdir/bzImage")
-  log "bzImage: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
+  local size; size=$(stat -c %s "$cdir/vmlinuz")
+  log "$arch $target: $size bytes ($(( (size + 1023) / 1024 )) KiB)"
   [ -f "$cdir/build-info" ] && sed 's/^/[kernel] /' "$cdir/build-info" >&2
   log "output: $outdir/vmlinuz $outdir/config"
 }
 
-if [ -f "$cdir/bzImage" ] && [ -f "$cdir/config" ]; then
+if [ -f "$cdir/vmlinuz" ] && [ -f "$cdir/config" ]; then
   log "cache hit: $cdir (nothing to build)"
   install_out
   exit 0
@@ -80,10 +91,11 @@ fi
 mkdir -p "$cache" "$workroot"
 exec 9>"$workroot/.lock"
 flock 9   # one build per work tree at a time
-if [ -f "$cdir/bzImage" ]; then log "built meanwhile by another process"; install_out; exit 0; fi
+if [ -f "$cdir/vmlinuz" ]; then log "built meanwhile by another process"; install_out; exit 0; fi
 
 t0=$(date +%s)
-src="$workroot/linux-source-6.1-$srcver"
+# One tree per architecture: a tree built for one cannot build the other incrementally.
+src="$workroot/linux-source-6.1-$srcver$tree_suffix"
 kind="incremental build in the existing tree $src"
 if [ ! -f "$src/.unpacked" ]; then
   kind="clean build (tarball unpacked in this run)"
@@ -97,14 +109,14 @@ if [ ! -f "$src/.unpacked" ]; then
 fi
 
 # Fragment with the trailing "# reason" comments stripped (Kconfig lines only).
-clean="$workroot/microvm.clean.config"
+clean="$workroot/microvm-$arch.clean.config"
 sed -nE -e 's/^(CONFIG_[A-Za-z0-9_]+=[^[:space:]#]+).*/\1/p' \
-        -e 's/^(# CONFIG_[A-Za-z0-9_]+ is not set).*/\1/p' "$fragment" > "$clean"
+        -e 's/^(# CONFIG_[A-Za-z0-9_]+ is not set).*/\1/p' "${fragments[@]}" > "$clean"
 
-mk() { nice -n "$nice" make -C "$src" ARCH=x86_64 "$@"; }
+mk() { nice -n "$nice" make -C "$src" "${make_arch[@]}" "$@"; }
 log "make tinyconfig + merge fragment"
 mk -s tinyconfig > "$workroot/merge.log" 2>&1 || { cat "$workroot/merge.log" >&2; die "make tinyconfig failed"; }
-(cd "$src" && ARCH=x86_64 ./scripts/kconfig/merge_config.sh -m .config "$clean" >> "$workroot/merge.log" 2>&1) \
+(cd "$src" && env "${make_arch[@]}" ./scripts/kconfig/merge_config.sh -m .config "$clean" >> "$workroot/merge.log" 2>&1) \
   || { cat "$workroot/merge.log" >&2; die "merge_config.sh failed"; }
 mk -s olddefconfig >&2
 
@@ -120,21 +132,21 @@ while IFS= read -r line; do
   esac
 done < "$clean"
 if [ ${#dropped[@]} -gt 0 ]; then
-  printf '[kernel] ERROR: option(s) from %s did not survive olddefconfig (unmet dependencies?):\n' "$fragment" >&2
+  printf '[kernel] ERROR: option(s) from %s did not survive olddefconfig (unmet dependencies?):\n' "${fragments[*]}" >&2
   printf '[kernel]   %s\n' "${dropped[@]}" >&2
   exit 1
 fi
 grep -q '^CONFIG_MODULES=y' "$src/.config" && die "CONFIG_MODULES ended up enabled; this kernel has no modules"
 
-log "make -j$jobs bzImage (nice $nice)"
-mk -j"$jobs" bzImage >&2
+log "make -j$jobs $target for $arch (nice $nice)"
+mk -j"$jobs" "$target" >&2
 t1=$(date +%s)
 
 tmp="$cache/.kernel-micro-$key.tmp.$$"
 rm -rf "$tmp"; mkdir -p "$tmp"
-cp "$src/arch/x86/boot/bzImage" "$tmp/bzImage"
+cp "$src/$image" "$tmp/vmlinuz"
 cp "$src/.config" "$tmp/config"
-cp "$fragment" "$tmp/microvm.config"   # the fragment this was built from
+cat "${fragments[@]}" > "$tmp/fragments.config"   # what this was built from
 {
   echo "linux-source-6.1 $srcver, key $key"
   echo "built $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(nproc) cpus with -j$jobs in $((t1 - t0)) s: $kind"

@@ -65,7 +65,7 @@ const image = defineCommand({
 const run = defineCommand({
   meta: { name: "run", description: "Boot a kernel and initramfs in QEMU and stream the guest console" },
   args: {
-    kernel: { type: "string", description: "kernel image (default build/kernel-micro/vmlinuz, `just kernel-micro`; Debian's: build/kernel/vmlinuz; --arch arm64: build/kernel-arm64/vmlinuz)" },
+    kernel: { type: "string", description: "kernel image (default build/kernel-micro/vmlinuz, `just kernel-micro`; Debian's: build/kernel/vmlinuz; --arch arm64: build/kernel-micro-arm64/vmlinuz, Debian's build/kernel-arm64/vmlinuz)" },
     initrd: { type: "string", description: "initramfs (default dist/initramfs.img; --arch arm64: dist/arm64/initramfs.img; \"\": none)" },
     "boot-disk": { type: "string", description: "burrow's ext4 boot disk (burrow image --format ext4) instead of --initrd: the kernel runs burrow from it; root= becomes burrow.root=, default the first --disk" },
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },

@@ -26,13 +26,13 @@ export function defaultMachine(arch: keyof typeof MACHINES_BY_ARCH): (typeof MAC
 }
 
 /**
- * What `burrow run` boots when --kernel or --initrd is not given: what `just kernel-micro` and
- * `just image` leave for x86_64 (KERNEL=debian: build/kernel/vmlinuz), and what
- * `ARCH=arm64 just kernel image` leave for arm64 (Debian's kernel; there is no arm64 micro kernel).
+ * What `burrow run` boots when --kernel or --initrd is not given: the micro kernel `just
+ * kernel-micro` builds (KERNEL=debian: build/kernel/vmlinuz, build/kernel-arm64/vmlinuz) and the
+ * initramfs `KERNEL=debian just image` writes, under dist/arm64/ for arm64.
  */
 export const DEFAULT_BOOT_FILES = {
   x86_64: { kernel: "build/kernel-micro/vmlinuz", initrd: "dist/initramfs.img" },
-  arm64: { kernel: "build/kernel-arm64/vmlinuz", initrd: "dist/arm64/initramfs.img" },
+  arm64: { kernel: "build/kernel-micro-arm64/vmlinuz", initrd: "dist/arm64/initramfs.img" },
 } as const satisfies Record<keyof typeof MACHINES_BY_ARCH, { kernel: string; initrd: string }>;
 
 /** Past ~24.8 days setTimeout overflows and fires at once; a week is more than any boot needs. */

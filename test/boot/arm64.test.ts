@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
-import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, requireArtifacts, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
+import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, KERNEL_MICRO_ARM64, requireArtifacts, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
 import { boot, keyedLines, parseConsole, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 600_000;
@@ -189,5 +189,40 @@ describe("arm64 snapshot point (qemu-system-aarch64 saves and restores -machine 
     expect(agents[0]!.get("urandom")![0]).toMatch(/^[0-9a-f]{32}$/);
     expect(agents[0]!.get("urandom")).not.toEqual(agents[1]!.get("urandom"));
     console.log(`arm64 restore: resumed after ${first.timings?.resumedMs.toFixed(0)} / ${second.timings?.resumedMs.toFixed(0)} ms (two at once), saved ${(saved.manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+  }, BOOT_TIMEOUT_MS);
+});
+
+describe("arm64 micro kernel (kernel-config/common.config + arm64.config: drivers built in) from burrow's ext4 boot disk", () => {
+  let work = "";
+  afterAll(() => {
+    if (work) rmSync(work, { recursive: true, force: true });
+  });
+
+  test("no initramfs, no modules: root by label, zram, ports, the boot disk detached, clean exec", async () => {
+    requireArtifacts(KERNEL_MICRO_ARM64, BURROW_ARM64, ROOTFS_ARM64);
+    work = mkdtempSync(join(tmpdir(), "burrow-arm64-micro-"));
+    const bootDisk = join(work, "boot.ext4");
+    await buildImage({ binary: BURROW_ARM64, arch: "arm64", out: bootDisk, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0, format: "ext4" });
+    const result = await boot({
+      ...arm64, kernel: KERNEL_MICRO_ARM64, initrd: null, disks: [bootDisk, ROOTFS_ARM64], ports: [{ name: "demo.port", file: null }],
+      append: "root=/dev/vda init=/init burrow.root=LABEL=burrow-root burrow.zram=64M -- micro arm64",
+    });
+    if (!result.agent.has("done")) throw new Error(`the agent did not finish:\n${explain(result)}`);
+    expect(result.output).toMatch(/VFS: Mounted root \(ext4 filesystem\) readonly/);
+    expect(result.output).toMatch(/burrow: burrow \S+ starting as PID 1: mode microvm, kernel 6\.1\.\d+, /);
+    expect(result.output).toMatch(/burrow: root device LABEL=burrow-root is \/dev\/vdb/);
+    expect(result.output).toMatch(/burrow: switched root: old root detached/);
+    // Detached at the switch, freed at the exec: the kernel unmounts the boot disk's filesystem.
+    expect(result.output).toMatch(/EXT4-fs \(vda\): unmounting filesystem/);
+    expect(values(result, "mount")).toContain("/ ext4 /dev/vdb rw,noatime");
+    expect(values(result, "ext4")[0]?.trim()).toBe("vdb");
+    expect(values(result, "modules")[0]?.trim() ?? "").toBe("");
+    expect(values(result, "swap")).toEqual([`/dev/zram0 type=partition size_kib=${64 * 1024 - 4} prio=100`]);
+    expect(values(result, "port").some((line) => /^demo\.port -> \.\.\/vport\d+p1$/.test(line))).toBe(true);
+    expect(values(result, "cmdline")[0]).toMatch(/^console=ttyAMA0 /);
+    expect(values(result, "argc")).toEqual(["2"]);
+    expect(values(result, "pid")[0]).toBe("1 ppid=0");
+    expect(result.outcome).toBe("poweroff");
+    expect(result.exitCode).toBe(0);
   }, BOOT_TIMEOUT_MS);
 });

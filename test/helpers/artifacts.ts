@@ -26,6 +26,8 @@ export const KERNEL_ARM64 = join(ROOT, "build/kernel-arm64/vmlinuz");
 export const INITRAMFS_ARM64 = join(ROOT, "dist/test/initramfs-arm64.img");
 export const ROOTFS_ARM64 = join(ROOT, "dist/arm64/rootfs.ext4");
 export const KERNEL_ARM64_DIR = join(ROOT, "build/kernel-arm64");
+/** The arm64 micro kernel (`just kernel-micro-arm64`): drivers built in, boots from burrow's ext4 boot disk. */
+export const KERNEL_MICRO_ARM64 = join(ROOT, "build/kernel-micro-arm64/vmlinuz");
 export const BURROW_ARM64 = join(ROOT, "dist/arm64/burrow");
 /** Debian's busybox-static:arm64, unpacked by `just rootfs-arm64`. */
 export const BUSYBOX_ARM64 = join(ROOT, "build/busybox-arm64/bin/busybox");

@@ -33,9 +33,9 @@ describe("CLI", () => {
       expect(x86.code).toBe(1);
       expect(x86.stderr).toContain("not found: kernel build/kernel-micro/vmlinuz, initrd dist/initramfs.img, disk root.ext4");
       const arm = runCli(["run", "--arch", "arm64", "--disk", "root.ext4"], {}, empty);
-      expect(arm.stderr).toContain("not found: kernel build/kernel-arm64/vmlinuz, initrd dist/arm64/initramfs.img, disk root.ext4");
+      expect(arm.stderr).toContain("not found: kernel build/kernel-micro-arm64/vmlinuz, initrd dist/arm64/initramfs.img, disk root.ext4");
       const none = runCli(["run", "--arch", "arm64", "--initrd", "", "--disk", "root.ext4"], {}, empty);
-      expect(none.stderr).toContain("not found: kernel build/kernel-arm64/vmlinuz, disk root.ext4");
+      expect(none.stderr).toContain("not found: kernel build/kernel-micro-arm64/vmlinuz, disk root.ext4");
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
