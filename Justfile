@@ -99,7 +99,7 @@ test-images-arm64: build build-arm64 kernel-arm64 kernel-micro-arm64
 test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64
     {{bun}} test --timeout 300000
 
-# Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none (arm64 rows: ARCH=arm64 KERNELS=arm64)
+# Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none (arm64 rows: ARCH=arm64 KERNELS=arm64,arm64-micro)
 # Side-by-side boot benchmark: burrow vs a busybox-script init, on Debian's and the micro kernel.
 bench: deps build kernel kernel-micro rootfs
     {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}
