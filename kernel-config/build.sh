@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build burrow's microVM kernel from Debian's linux-source-6.1 on an x86_64 host:
 #   make tinyconfig + kernel-config/common.config + kernel-config/<arch>.config
-#   (merge_config.sh -m, make olddefconfig); x86_64: bzImage, arm64: Image (cross-compiled).
+#   (merge_config.sh -m, make olddefconfig); x86_64: vmlinux (booted through PVH), arm64: Image (cross-compiled).
 #
 # usage: kernel-config/build.sh [OUTDIR] [ARCH]
 #   ARCH x86_64 (default) or arm64; OUTDIR default <repo>/build/kernel-micro (arm64: build/kernel-micro-arm64)
@@ -19,7 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 arch=${2:-x86_64}
 case $arch in
-  x86_64) make_arch=(ARCH=x86_64); target=bzImage; image=arch/x86/boot/bzImage; tree_suffix=""; default_out=build/kernel-micro ;;
+  x86_64) make_arch=(ARCH=x86_64); target=vmlinux; image=vmlinux; tree_suffix=""; default_out=build/kernel-micro ;;
   arm64) make_arch=(ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-); target=Image; image=arch/arm64/boot/Image; tree_suffix=-arm64; default_out=build/kernel-micro-arm64 ;;
   *) printf '[kernel] ERROR: architecture must be x86_64 or arm64, got %s\n' "$arch" >&2; exit 2 ;;
 esac

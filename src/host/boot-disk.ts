@@ -1,7 +1,8 @@
 // `burrow run --boot-disk PATH`: boot from burrow's ext4 boot disk (`burrow image --format ext4`)
 // instead of an initramfs, the fastest cold layout on a kernel with virtio-blk and ext4 built in.
-// The kernel mounts the boot disk as its own root (the first disk, read-only) and runs /init from
-// it; the root burrow mounts for the agent is then named by burrow.root=.
+// The kernel mounts the boot disk as its own root (the first disk, attached read-only: the kernel
+// cannot write to the image whatever its boot protocol's root flags say) and runs /init from it;
+// the root burrow mounts for the agent is then named by burrow.root=.
 import { splitAppend, wordKey } from "../config/cmdline";
 import type { RunOptions } from "./qemu";
 
@@ -28,5 +29,5 @@ export function withBootDisk(options: RunOptions, bootDisk: string): RunOptions 
   });
   const namesRoot = rewritten.some((word) => wordKey(word) === "burrow.root");
   const append = [`root=${BOOT_DISK_DEVICE}`, "init=/init", ...(namesRoot ? [] : [`burrow.root=${DEFAULT_ROOT}`]), ...rewritten, ...initWords].join(" ");
-  return { ...options, initrd: null, disks: [bootDisk, ...options.disks], append };
+  return { ...options, initrd: null, disks: [bootDisk, ...options.disks], readOnlyDisks: [...(options.readOnlyDisks ?? []), bootDisk], append };
 }

@@ -37,6 +37,8 @@ export interface RunOptions {
   kernel: string;
   initrd: string | null;
   disks: string[];
+  /** Of `disks`, the ones the guest may only read (readonly=on: the device itself refuses writes). */
+  readOnlyDisks?: readonly string[];
   /** Disks the guest finds by virtio serial (root=SERIAL=NAME), attached after `disks`. */
   serialDisks?: SerialDisk[];
   ports: PortSpec[];
@@ -185,8 +187,9 @@ export function qemuArgs(options: RunOptions): string[] {
     const file = qemuOptionValue(disk.file, `disk path ${JSON.stringify(disk.file)}`);
     // file.filename (not file=): QEMU would read "nbd:…" or "json:{…}" in file= as a protocol.
     const snapshot = options.snapshotDisks ? ",snapshot=on" : "";
+    const readOnly = options.readOnlyDisks?.includes(disk.file) ? ",readonly=on" : "";
     const serial = disk.serial === null ? "" : `,serial=${qemuOptionValue(disk.serial, `disk serial ${JSON.stringify(disk.serial)}`)}`;
-    args.push("-drive", `id=disk${index},if=none,format=raw${snapshot},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
+    args.push("-drive", `id=disk${index},if=none,format=raw${snapshot}${readOnly},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
   });
   if (options.ports.length > 0 || options.controlSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);

@@ -39,7 +39,7 @@ export interface SnapshotManifest {
   qemu: string;
   savedAt: string;
   /** What the save booted (paths absolute); extraArgs: the restore needs the same devices. */
-  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & {
+  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "readOnlyDisks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & {
     runId: string;
     extraArgs: string[];
     /** The guest architecture: which QEMU restores it (absent in manifests from before arm64 snapshots: x86_64). */
@@ -178,6 +178,8 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
         kernel: resolve(options.kernel),
         initrd: options.initrd ? resolve(options.initrd) : null,
         disks: options.disks.map((disk) => resolve(disk)),
+        // The read-only flag is device state the restore must match (virtio-blk's RO feature).
+        readOnlyDisks: (options.readOnlyDisks ?? []).map((disk) => resolve(disk)),
         ports: options.ports.map((port) => ({ name: port.name, file: port.file ? resolve(port.file) : null })),
         mem: options.mem,
         smp: options.smp,
@@ -284,6 +286,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       kernel: saved.kernel,
       initrd: saved.initrd,
       disks: saved.disks,
+      readOnlyDisks: saved.readOnlyDisks ?? [],
       ports,
       mem: saved.mem,
       smp: saved.smp,

@@ -204,7 +204,7 @@ describe("arm64 micro kernel (kernel-config/common.config + arm64.config: driver
     const bootDisk = join(work, "boot.ext4");
     await buildImage({ binary: BURROW_ARM64, arch: "arm64", out: bootDisk, kernelDir: null, modules: [], add: [], compress: "none", mtime: 0, format: "ext4" });
     const result = await boot({
-      ...arm64, kernel: KERNEL_MICRO_ARM64, initrd: null, disks: [bootDisk, ROOTFS_ARM64], ports: [{ name: "demo.port", file: null }],
+      ...arm64, kernel: KERNEL_MICRO_ARM64, initrd: null, disks: [bootDisk, ROOTFS_ARM64], readOnlyDisks: [bootDisk], ports: [{ name: "demo.port", file: null }],
       append: "root=/dev/vda init=/init burrow.root=LABEL=burrow-root burrow.zram=64M -- micro arm64",
     });
     if (!result.agent.has("done")) throw new Error(`the agent did not finish:\n${explain(result)}`);

@@ -228,7 +228,7 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
   }, BOOT_TIMEOUT_MS);
 
   test("without an initramfs: the kernel mounts burrow's ext4 boot disk, burrow moves to the real root", async () => {
-    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], append: "root=/dev/vda init=/init burrow.root=/dev/vdb -- disk" });
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], readOnlyDisks: [bootDisk], append: "root=/dev/vda init=/init burrow.root=/dev/vdb -- disk" });
     expect(result.output).toMatch(/VFS: Mounted root \(ext4 filesystem\) readonly/);
     expectHealthyAgent(result, ["disk"]);
     expect(values(result, "mount")).toContain("/ ext4 /dev/vdb rw,noatime");
@@ -239,7 +239,7 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
   }, BOOT_TIMEOUT_MS);
 
   test("boot disk and a tmpfs overlay: pivot_root onto the overlay; the boot disk is gone, the root disk stays as its lower layer", async () => {
-    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], append: "root=/dev/vda init=/init burrow.root=/dev/vdb burrow.overlay=tmpfs -- overlaid" });
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: null, machine: "microvm", disks: [bootDisk, ROOTFS], readOnlyDisks: [bootDisk], append: "root=/dev/vda init=/init burrow.root=/dev/vdb burrow.overlay=tmpfs -- overlaid" });
     expectHealthyAgent(result, ["overlaid"], { overlay: "ok" });
     expect(values(result, "mount").find((line) => line.startsWith("/ "))).toMatch(/^\/ overlay overlay rw,noatime,lowerdir=\/sysroot\/lower,upperdir=\/sysroot\/rw\/upper/);
     expect(result.output).toMatch(/burrow: switched root: old root detached/);

@@ -1,7 +1,7 @@
 // `burrow run --boot-disk`: the kernel's root= and init= go to the boot disk, the user's root to burrow.root=.
 import { describe, expect, test } from "bun:test";
 import { withBootDisk } from "../../src/host/boot-disk";
-import type { RunOptions } from "../../src/host/qemu";
+import { qemuArgs, type RunOptions } from "../../src/host/qemu";
 
 const base: RunOptions = { kernel: "k", initrd: "i.img", disks: ["root.ext4"], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 10 };
 
@@ -20,6 +20,15 @@ describe("withBootDisk", () => {
 
   test("words after -- stay the agent's, even when they look like root= or init=", () => {
     expect(withBootDisk({ ...base, append: "-- root=x init=y" }, "b").append).toBe("root=/dev/vda init=/init burrow.root=/dev/vdb -- root=x init=y");
+  });
+
+  test("the boot disk is attached read-only (the user's disks are not): no boot writes to the image", () => {
+    const run = withBootDisk(base, "boot.ext4");
+    expect(run.readOnlyDisks).toEqual(["boot.ext4"]);
+    const drives = qemuArgs(run).filter((_, index, args) => args[index - 1] === "-drive");
+    expect(drives[0]).toContain(",readonly=on,");
+    expect(drives[0]).toContain("file.filename=boot.ext4");
+    expect(drives[1]).not.toContain("readonly");
   });
 
   test("an init= of the user's is refused with one line", () => {
