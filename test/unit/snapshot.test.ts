@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { readLine } from "../../src/modes/microvm/snapshot";
+import { readLine, warmAgent } from "../../src/modes/microvm/snapshot";
 import { encodeReady, encodeResume, encodeResumed, MIN_ENTROPY_BYTES, parseReady, parseResume, parseResumed } from "../../src/snapshot/protocol";
 
 const entropy = new Uint8Array(MIN_ENTROPY_BYTES).map((_, index) => index);
@@ -114,3 +114,26 @@ describe("host side of snapshots", () => {
     expect(() => savedArch(manifest({ toString: 1 }), "/s")).toThrow(/unknown architecture/);
   });
 });
+
+describe("warming the agent into the saved memory", () => {
+  const files: Record<string, string> = {
+    "/usr/local/bin/agent.sh": "#!/bin/sh -e\necho hi\n",
+    "/bin/sh": "\x7fELF...",
+    "/usr/bin/agent": "\x7fELF binary",
+    "/usr/bin/env-script": "#! /usr/bin/env python3\n",
+    "/loop": "#!/loop\n",
+  };
+  const read = (path: string) => (path in files ? new TextEncoder().encode(files[path]) : null);
+
+  test("a script's interpreter is read after the script; a binary alone", () => {
+    expect(warmAgent("/usr/local/bin/agent.sh", read)).toEqual(["/usr/local/bin/agent.sh", "/bin/sh"]);
+    expect(warmAgent("/usr/bin/agent", read)).toEqual(["/usr/bin/agent"]);
+    expect(warmAgent("/usr/bin/env-script", read)).toEqual(["/usr/bin/env-script"]);
+  });
+
+  test("missing or unreadable files and #! loops stop it quietly", () => {
+    expect(warmAgent("/nowhere", read)).toEqual([]);
+    expect(warmAgent("/loop", read)).toEqual(["/loop", "/loop"]);
+  });
+});
+

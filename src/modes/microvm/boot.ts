@@ -91,7 +91,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
     policy: "fatal",
     when: (context) => context.runtime.config.snapshot,
     run(context) {
-      context.resume = snapshotPoint(() => now(context));
+      context.resume = snapshotPoint(() => now(context), context.runtime.config.agent);
     },
   },
   { name: "exec-agent", policy: "fatal", run: execAgent },
