@@ -73,8 +73,9 @@ function writeText(fd: number, text: string): void {
 /**
  * Read the agent's file, and a "#!" script's interpreter, once before the save: their pages are
  * then page cache inside the saved memory, and every restore execs the agent without reading the
- * disk (a busybox shell agent: exec → its first line 133 → ~104 ms after a restore, TCG; the rest is translating the exec path afresh). Returns
- * what was read; files that cannot be read or are too large are skipped, the exec reports them.
+ * disk (a busybox shell agent: exec → its first line 133 → ~104 ms after a restore under TCG; the
+ * rest is translating the exec path afresh). Returns what was read; files that cannot be read or
+ * are too large are skipped, and the exec reports them.
  */
 export function warmAgent(agent: string, readHead: (path: string) => Uint8Array | null = readWhole): string[] {
   const warmed: string[] = [];
