@@ -74,15 +74,15 @@ async function images(kernel: string): Promise<Record<string, string>> {
     const common = { out, kernelDir, modules: [], add: [] as [string, string][], compress: values.compress as Compression, mtime: 0 };
     const arch = KERNELS[kernel]!.arch;
     const burrow = arch === "arm64" ? { arch, binary: ARM64.burrow } : { binary: join(ROOT, "dist/burrow") };
-    if (arch === "arm64" && variant === "busybox") await buildImage({ ...common, arch, binary: ARM64.busybox, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
-    else if (variant === "burrow") await buildImage({ ...common, ...burrow });
+    const busybox = arch === "arm64" ? { arch, binary: ARM64.busybox } : { binary: BUSYBOX };
+    if (variant === "burrow") await buildImage({ ...common, ...burrow });
     else if (variant === "burrow-disk") {
       // No initramfs: the kernel mounts a read-only ext4 disk holding burrow and runs it from there.
       await buildImage({ ...common, ...burrow, format: "ext4" });
     }
     else if (variant === "bun-hello") await buildImage({ ...common, binary: bunHello() });
     else if (variant === "bun-hello-disk") await buildImage({ ...common, binary: bunHello(), format: "ext4" });
-    else if (variant === "busybox") await buildImage({ ...common, binary: BUSYBOX, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
+    else if (variant === "busybox") await buildImage({ ...common, ...busybox, binaryPath: "/bin/busybox", add: [[join(ROOT, "bench/busybox-init.sh"), "/init"]] });
     else if (variant === "restore") {
       // burrow booted once to its snapshot point and saved: from the boot disk where the kernel
       // can mount it (the smallest saved memory: Bun's pages are page cache, not a 110 MB ramfs

@@ -33,9 +33,14 @@ export const ARCH_INFO: Record<Arch, ArchInfo> = {
   },
 };
 
+/** Node's name for an architecture (process.arch) as burrow spells it; null for one burrow has no tables for. */
+export function archOfNode(nodeArch: string): Arch | null {
+  return nodeArch === "x64" ? "x86_64" : nodeArch === "arm64" ? "arm64" : null;
+}
+
 /** The architecture this process runs on (the default guest architecture). */
 export function hostArch(): Arch {
-  return process.arch === "arm64" ? "arm64" : "x86_64";
+  return archOfNode(process.arch) ?? "x86_64";
 }
 
 const ALIASES: Record<string, Arch> = { x86_64: "x86_64", amd64: "x86_64", x64: "x86_64", arm64: "arm64", aarch64: "arm64" };

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { hostArch, type Arch } from "../arch";
+import { ARCHES, hostArch, type Arch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { describeError } from "../errors";
@@ -227,8 +227,8 @@ export function readManifest(dir: string): SnapshotManifest {
 /** The saved guest's architecture; a manifest without one predates arm64 snapshots (x86_64). */
 export function savedArch(manifest: SnapshotManifest, dir: string): Arch {
   const arch: unknown = manifest.options.arch ?? "x86_64";
-  if (arch !== "x86_64" && arch !== "arm64") throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} names an unknown architecture ${JSON.stringify(arch)} (x86_64 or arm64)`);
-  return arch;
+  if (!ARCHES.includes(arch as Arch)) throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} names an unknown architecture ${JSON.stringify(arch)} (${ARCHES.join(" or ")})`);
+  return arch as Arch;
 }
 
 /** Why a restore must not run, or null: every file the saved memory depends on is as it was. */

@@ -2,7 +2,7 @@
 // same on x86_64 and arm64; what differs (open flags, raw syscall numbers) has one table per
 // architecture, picked from process.arch when this module loads. test/unit/sys-uapi.test.ts checks
 // every table against both architectures' kernel headers.
-import type { Arch } from "../arch";
+import { archOfNode, type Arch } from "../arch";
 
 export const MountFlags = {
   RDONLY: 0x1,
@@ -61,8 +61,8 @@ export const SyscallNumber = {
 
 /** This process's architecture from Node's name for it; another one has no checked table, so refuse it by name. */
 export function sysArch(nodeArch: string = process.arch): SysArch {
-  if (nodeArch === "x64") return "x86_64";
-  if (nodeArch === "arm64") return "arm64";
+  const arch = archOfNode(nodeArch);
+  if (arch !== null) return arch;
   throw new Error(`burrow's system layer has tables for x86_64 and arm64 only, not ${nodeArch}`);
 }
 

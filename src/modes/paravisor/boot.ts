@@ -3,6 +3,7 @@
 // The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
 import type { Subprocess } from "bun";
 import { existsSync, readFileSync } from "node:fs";
+import { archOfNode } from "../../arch";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
 import { BootFailure, runPlan, type BootReport, type InitRuntime, type Step } from "../../boot/plan";
@@ -149,7 +150,8 @@ const plan: Step<ParavisorContext>[] = [
     when: (ctx) => ctx.runtime.config.partition !== null,
     async run(ctx) {
       // hv-abi.ts encodes x86_64 hypercalls, registers and SNP/TDX calls: refuse plainly elsewhere.
-      if (process.arch !== "x64") throw new Error(`lower-VTL memory is x86_64 only (this is ${process.arch}); burrow.partition=${ctx.runtime.config.partition} cannot be set up`);
+      const arch = archOfNode(process.arch);
+      if (arch !== "x86_64") throw new Error(`lower-VTL memory is x86_64 only (this is ${arch ?? process.arch}); burrow.partition=${ctx.runtime.config.partition} cannot be set up`);
       const { initMemory } = await import("../../memory");
       ctx.memory = await initMemory(ctx.runtime.config);
     },
