@@ -126,6 +126,16 @@ export function kmsgActive(): boolean {
   return sinks.kmsg && kmsgFd !== null;
 }
 
+/**
+ * How the resident supervisor should log to keep burrow's lines as they were: its facility, and
+ * the kmsg severity from which it writes the console itself (the kernel echoes the more urgent
+ * ones); 0 when the console sink is off.
+ */
+export function supervisorLogSettings(): { facility: number; consoleLevel: number } {
+  const consoleLevel = !sinks.console ? 0 : kmsgActive() ? Math.max(kernelConsoleLevel, 1) : 1;
+  return { facility: sinks.facility, consoleLevel };
+}
+
 /** Close the kmsg descriptor (before exec: no fd may leak into the agent). */
 export function closeLogging(): void {
   if (kmsgFd !== null) {

@@ -30,8 +30,10 @@ export interface BootReport {
   /** CLOCK_BOOTTIME ms when burrow's code started running. */
   startedMs: number;
   steps: StepRecord[];
-  /** paravisor: PID 1's own footprint once the worker runs (kB from /proc/self/status). */
+  /** paravisor: burrow's own footprint once the worker runs (kB from /proc/self/status), before the hand-off. */
   resident?: { rssKiB: number; anonKiB: number; fileKiB: number; shmemKiB: number; threads: number };
+  /** paravisor: PID 1 handed to the supervisor (CLOCK_BOOTTIME ms); `freed`: burrow's executable, removed from the initramfs. */
+  handoff?: { supervisor: string; worker: number; freed: string | null; atMs: number };
   /** microvm snapshot restores: the instance, and CLOCK_BOOTTIME ms of ready, resume message and exec. */
   resume?: { instance: string; readyMs: number; resumeMs: number; execMs: number; entropyBytes: number; args: string[] | null; env: string[] };
 }

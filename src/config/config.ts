@@ -8,11 +8,14 @@ import { describeError } from "../errors";
 import { clipValue, encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
 import { parseHardenSwitches, type HardenSwitches } from "./harden";
+import { defaultWorkload, workloadSetter, type WorkloadRequest } from "./workload";
 
 export type Mode = "microvm" | "paravisor";
 export type LogLevelName = "error" | "warn" | "info" | "debug" | "trace";
 export type OnFail = "poweroff" | "shell" | "halt";
-export type OnExit = "poweroff" | "reboot" | "exit";
+export type OnExit = "poweroff" | "reboot" | "halt" | "exit";
+/** What Ctrl-Alt-Del (SIGINT to PID 1 once the kernel hands it over) does under the supervisor. */
+export type CtrlAltDel = "reboot" | "poweroff" | "halt" | "ignore";
 
 export type ZramSetting =
   | { kind: "off" }
@@ -66,11 +69,19 @@ export interface Config {
   harden: HardenSwitches;
   /** burrow.console-stdin=1: the agent's stdin stays on the console instead of /dev/null. */
   consoleStdin: boolean;
+  /** burrow.supervise=1 (microvm): the agent runs as PID 1's child under the resident supervisor instead of replacing PID 1. */
+  supervise: boolean;
+  /** burrow.stop-timeout=MS: on a stop, how long the workload has between SIGTERM and SIGKILL. */
+  stopTimeoutMs: number;
+  /** burrow.ctrl-alt-del=: what the supervisor does on Ctrl-Alt-Del. */
+  ctrlAltDel: CtrlAltDel;
+  /** burrow.user=, burrow.rlimit.*=, burrow.caps=… (config/workload.ts): what the workload runs as, unresolved. */
+  workload: WorkloadRequest;
   /** Unknown keys, bad values and dangerous words, in command-line order. */
   problems: Problem[];
 }
 
-type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms" | "harden">;
+type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms" | "harden" | "workload">;
 
 const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
   mode: "microvm",
@@ -99,6 +110,9 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   overlayReadOnly: false,
   hideRootDevices: false,
   consoleStdin: false,
+  supervise: false,
+  stopTimeoutMs: 5000,
+  ctrlAltDel: "reboot",
 } as const);
 
 /** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
@@ -108,14 +122,14 @@ type Setter = (config: Config, value: string | null, key: string) => string | vo
 
 const ONFAIL: readonly OnFail[] = ["poweroff", "shell", "halt"];
 
-function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit", options: readonly T[]): Setter {
+function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit" | "ctrlAltDel", options: readonly T[]): Setter {
   return (config, value) => {
     if (value === null || !options.includes(value as T)) return `expected one of ${options.join("|")}`;
     (config as unknown as Record<string, unknown>)[field] = value;
   };
 }
 
-function flag(field: "net" | "balloon" | "snapshot" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin"): Setter {
+function flag(field: "net" | "balloon" | "snapshot" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -137,7 +151,7 @@ function path(field: "agent" | "worker" | "entropyPath" | "partition"): Setter {
   };
 }
 
-function integer(field: "rootwaitMs" | "zramPriority" | "swappiness", min: number, max: number): Setter {
+function integer(field: "rootwaitMs" | "zramPriority" | "swappiness" | "stopTimeoutMs", min: number, max: number): Setter {
   return (config, value) => {
     const parsed = value !== null && /^\d{1,9}$/.test(value) ? Number(value) : NaN;
     if (!(parsed >= min && parsed <= max)) return `expected a whole number from ${min} to ${max}`;
@@ -151,7 +165,10 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["burrow.mode", oneOf("mode", ["microvm", "paravisor"])],
   ["burrow.log", oneOf("log", ["error", "warn", "info", "debug", "trace"])],
   ["burrow.onfail", oneOf("onfail", ONFAIL)],
-  ["burrow.onexit", oneOf("onexit", ["poweroff", "reboot", "exit"])],
+  ["burrow.onexit", oneOf("onexit", ["poweroff", "reboot", "halt", "exit"])],
+  ["burrow.supervise", flag("supervise")],
+  ["burrow.stop-timeout", integer("stopTimeoutMs", 0, 600_000)],
+  ["burrow.ctrl-alt-del", oneOf("ctrlAltDel", ["reboot", "poweroff", "halt", "ignore"])],
   [
     "burrow.modules",
     (config, value) => {
@@ -289,24 +306,38 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
     // initramfs, root= is the disk that holds burrow itself).
     const burrowRoot = params.filter((token) => token.key === "burrow.root" && token.value).at(-1);
     if (burrowRoot) config.root = burrowRoot.value!;
+    // Paravisor's default hands the worker's status to the kernel (underhill_init's way); a
+    // supervised microVM powers off after the workload unless told otherwise.
+    if (config.mode === "microvm" && !params.some((token) => token.key === "burrow.onexit" && config.onexit === token.value)) config.onexit = "poweroff";
     config.problems.push(...environmentProblems(params, initArgs, droppedWords));
   } catch (error) {
     // Not expected; but PID 1 must boot on defaults (and the user's onfail) rather than die here.
     const fresh = defaultConfig();
     fresh.onfail = readOnFail(cmdline);
     fresh.problems.push({ key: "", value: null, message: `cannot parse the command line (${describeError(error)}); using the defaults` });
+    // Whatever workload spec the line held is unknown: fail closed rather than run unconfined.
+    fresh.workload.invalid.push(fresh.problems.at(-1)!.message);
     return fresh;
   }
   return config;
 }
 
 function defaultConfig(): Config {
-  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], harden: {}, problems: [] };
+  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], harden: {}, workload: defaultWorkload(), problems: [] };
 }
 
 function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {
   const setter = KEYS.get(key);
   const shown = `${key}${value === null ? "" : `=${clipValue(value)}`}`;
+  const workload = setter ? null : workloadSetter(key);
+  if (workload) {
+    // Remembered as a failed spec too: the workload must not start with less confinement than asked.
+    const problem = workload(config.workload, value);
+    if (!problem) return;
+    config.workload.invalid.push(`${shown}: ${problem}`);
+    config.problems.push({ key, value, message: `${shown}: ${problem}` });
+    return;
+  }
   if (setter) {
     const problem = setter(config, value, key);
     if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });

@@ -1,13 +1,19 @@
 // `burrow run`: boot a kernel + initramfs in QEMU, stream the guest console, and turn how the
 // guest ended into an exit status the host can act on.
+import type { Socket } from "bun";
 import { getRandomValues } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync, statSync } from "node:fs";
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-marker";
 import { splitAppend, wordKey } from "../config/cmdline";
+import { parseConfig } from "../config/config";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
 import { checkMachine, checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
+import { hostStopWaitMs, STOP_PORT, STOP_REQUEST } from "../stop-port";
+import { connectUnix } from "./unix-socket";
 
 /** microvm and q35 are x86_64 machines, virt the arm64 one (checkMachine pairs them). */
 export type Machine = "microvm" | "q35" | "virt";
@@ -71,6 +77,11 @@ export interface RunOptions {
   snapshotDisks?: boolean;
   /** A unix socket (QEMU the server) behind the virtio-serial port burrow.control (snapshots). */
   controlSocket?: string;
+  /**
+   * A unix socket (QEMU the server) behind the virtio-serial port burrow.stop, the guest
+   * supervisor's graceful stop. runVm sets it itself when the command line has burrow.supervise=1.
+   */
+  stopSocket?: string;
   /** A unix socket for QMP (QEMU the server). */
   qmpSocket?: string;
   /**
@@ -191,7 +202,7 @@ export function qemuArgs(options: RunOptions): string[] {
     const serial = disk.serial === null ? "" : `,serial=${qemuOptionValue(disk.serial, `disk serial ${JSON.stringify(disk.serial)}`)}`;
     args.push("-drive", `id=disk${index},if=none,format=raw${snapshot}${readOnly},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
   });
-  if (options.ports.length > 0 || options.controlSocket) {
+  if (options.ports.length > 0 || options.controlSocket || options.stopSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
     options.ports.forEach((port, index) => {
       checkPortName(port.name, port.name);
@@ -203,6 +214,12 @@ export function qemuArgs(options: RunOptions): string[] {
       // The control port comes last, so a saved VM and its restores agree on the device order.
       args.push("-chardev", `socket,id=control,path=${qemuOptionValue(options.controlSocket, "control socket path")},server=on,wait=off`);
       args.push("-device", `virtserialport,bus=vser0.0,chardev=control,name=${CONTROL_PORT}`);
+    }
+    if (options.stopSocket) {
+      // After the control port: a supervised guest's save and its restores add it alike (the
+      // saved command line decides), so both agree on the device order.
+      args.push("-chardev", `socket,id=stop,path=${qemuOptionValue(options.stopSocket, "stop socket path")},server=on,wait=off`);
+      args.push("-device", `virtserialport,bus=vser0.0,chardev=stop,name=${STOP_PORT}`);
     }
   }
   if (options.net) {
@@ -227,7 +244,7 @@ export function parsePortSpec(spec: string): PortSpec {
   return { name, file: equals < 0 ? null : spec.slice(equals + 1) };
 }
 
-export type Outcome = "poweroff" | "exit-status" | "halted" | "init-exited" | "panic" | "timeout" | "qemu-failed";
+export type Outcome = "poweroff" | "exit-status" | "halted" | "init-exited" | "panic" | "timeout" | "qemu-failed" | "stopped";
 
 export interface RunResult {
   outcome: Outcome;
@@ -247,6 +264,8 @@ export interface RunEnd {
   timeoutSeconds: number;
   /** Only marker lines carrying this id count; null: none do. */
   runId: string | null;
+  /** The signal to `burrow run` that stopped the guest (the first, if several came), or null. */
+  stoppedBy: NodeJS.Signals | null;
 }
 
 /** `burrow run`'s exit code for a halted guest that reported no status. */
@@ -269,6 +288,8 @@ function trustedExitStatus(output: string, runId: string | null): number | null 
 /** Classify a finished run from the console text and QEMU's own status. */
 export function classify(output: string, end: RunEnd): Omit<RunResult, "output" | "wallMs" | "runId"> {
   const status = trustedExitStatus(output, end.runId);
+  // Before the timeout: a timeout can only fire after the signal, while the guest was stopping.
+  if (end.stoppedBy !== null) return stoppedVerdict(output, status, end.stoppedBy);
   const initExit = INIT_EXIT.exec(output);
   const panic = PANIC.exec(output);
   if (end.timedOut) {
@@ -295,6 +316,23 @@ export function classify(output: string, end: RunEnd): Omit<RunResult, "output" 
   return { outcome: "poweroff", exitCode: 0, reason: `guest powered off${ignored}` };
 }
 
+/**
+ * A run a signal ended. The guest's own status when its supervisor reported one on the way down
+ * (its orderly stop ran); otherwise the shell's convention for a program killed by the signal.
+ */
+function stoppedVerdict(output: string, status: number | null, signal: NodeJS.Signals): Omit<RunResult, "output" | "wallMs" | "runId"> {
+  const by = `stopped by ${signal}`;
+  if (status !== null) return { outcome: HALTED.test(output) ? "halted" : "exit-status", exitCode: status, reason: `guest reported exit status ${status} (${by})` };
+  const panic = PANIC.exec(output);
+  return { outcome: "stopped", exitCode: 128 + signalNumber(signal), reason: `${by}${panic ? ` (kernel panic: ${panic[1]!.trim()})` : ""}` };
+}
+
+function signalNumber(signal: NodeJS.Signals): number {
+  const number = constants.signals[signal];
+  if (number === undefined) throw new Error(`unknown signal ${signal}`);
+  return number;
+}
+
 export function checkRunInputs(options: RunOptions): void {
   const missing: string[] = [];
   if (!existsSync(options.kernel)) missing.push(`kernel ${options.kernel}`);
@@ -310,23 +348,78 @@ export function checkRunInputs(options: RunOptions): void {
   if (splitAppend(options.append).kernelWords.some((word) => word.startsWith("burrow.runid="))) throw new Error(`burrow.runid= is set by burrow run itself; remove it from --append`);
 }
 
+/**
+ * How long the host gives a guest to stop after it asked it to, or null: the guest keeps no stop
+ * port (only the resident supervisor, burrow.supervise=1, reads one).
+ */
+export function guestStopWaitMs(append: string): number | null {
+  const config = parseConfig(append);
+  return config.supervise ? hostStopWaitMs(config.stopTimeoutMs) : null;
+}
+
+/**
+ * The argv that starts QEMU: under setpriv --pdeathsig SIGKILL when the host has setpriv, so the
+ * kernel kills QEMU once burrow run is gone, however it died (SIGKILL included). setpriv execs
+ * QEMU: the same pid, and the inherited fds (the saved state on fd 3) reach QEMU unchanged. The
+ * death signal follows the thread that forked, not the process: Bun forks on the JS main thread
+ * (strace: vfork from the thread whose id is the pid), which lasts as long as burrow run.
+ */
+export function spawnArgv(qemuArgv: readonly string[], setpriv: string | null): string[] {
+  return setpriv === null ? [...qemuArgv] : [setpriv, "--pdeathsig", "SIGKILL", "--", ...qemuArgv];
+}
+
+function spawnQemu(args: string[], arch: Arch, incoming: number | null) {
+  const setpriv = Bun.which("setpriv");
+  const cannotStart = (why: string) => new Error(`cannot start ${args[0]}: ${why} (install ${ARCH_INFO[arch].qemuPackage}: \`${arch === "x86_64" ? "" : `ARCH=${arch} `}just deps\`)`);
+  // Through setpriv a missing QEMU would only show as setpriv's exit status: look first.
+  if (setpriv !== null && Bun.which(args[0]!) === null) throw cannotStart("not found or not executable");
+  try {
+    // detached (a session of its own): a terminal's Ctrl-C or hangup reaches burrow run alone,
+    // which stops the guest in order; QEMU would quit on them at once. Only with setpriv, which
+    // makes the kernel kill it with us: a detached QEMU outlives a kill of our process group.
+    return Bun.spawn(spawnArgv(args, setpriv), { stdio: ["ignore", "pipe", "pipe", ...(incoming === null ? [] : [incoming])], detached: setpriv !== null });
+  } catch (error) {
+    throw cannotStart(describeError(error));
+  }
+}
+
 /** Boot, stream the console to `onOutput`, and classify the end. */
 export async function runVm(options: RunOptions, onOutput: (text: string) => void = () => {}): Promise<RunResult> {
   const runId = options.runId ?? newRunId();
   checkRunInputs({ ...options, runId });
-  const args = qemuArgs({ ...options, runId });
-  const started = performance.now();
-  const incoming = options.incomingFile ? openIncoming(options.incomingFile) : null;
-  let child;
+  const stopWaitMs = guestStopWaitMs(options.append);
+  const stopDir = stopWaitMs === null ? null : mkdtempSync(join(tmpdir(), "burrow-stop-"));
   try {
-    child = Bun.spawn(args, { stdio: ["ignore", "pipe", "pipe", ...(incoming === null ? [] : [incoming])] });
-  } catch (error) {
-    const arch = options.arch ?? hostArch();
-    throw new Error(`cannot start ${args[0]}: ${describeError(error)} (install ${ARCH_INFO[arch].qemuPackage}: \`${arch === "x86_64" ? "" : `ARCH=${arch} `}just deps\`)`);
+    const stopSocket = stopDir === null ? undefined : join(stopDir, "stop");
+    const args = qemuArgs({ ...options, runId, stopSocket });
+    const started = performance.now();
+    const incoming = options.incomingFile ? openIncoming(options.incomingFile) : null;
+    let child;
+    try {
+      child = spawnQemu(args, options.arch ?? hostArch(), incoming);
+    } finally {
+      // QEMU has its own copy now (or never started).
+      if (incoming !== null) closeSync(incoming);
+    }
+    const signals = watchStopSignals(child, stopSocket === undefined || stopWaitMs === null ? null : { path: stopSocket, waitMs: stopWaitMs });
+    let output: string;
+    let timedOut: boolean;
+    try {
+      ({ output, timedOut } = await streamRun(child, options, onOutput));
+    } finally {
+      signals.dispose();
+    }
+    const verdict = classify(output, { qemuStatus: child.exitCode, timedOut, timeoutSeconds: options.timeoutSeconds, runId, stoppedBy: signals.stoppedBy });
+    return { ...verdict, output, wallMs: performance.now() - started, runId };
   } finally {
-    // QEMU has its own copy now (or never started).
-    if (incoming !== null) closeSync(incoming);
+    if (stopDir !== null) rmSync(stopDir, { recursive: true, force: true });
   }
+}
+
+type QemuProcess = ReturnType<typeof spawnQemu>;
+
+/** Stream QEMU's output until it exits, enforcing the run's timeout, the caller's abort and a halted guest's end. */
+async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (text: string) => void): Promise<{ output: string; timedOut: boolean }> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -360,12 +453,111 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
       }
     }
   };
-  await Promise.all([pump(child.stdout, false), pump(child.stderr, true), child.exited]);
-  clearTimeout(timer);
-  if (halting) clearTimeout(halting);
-  options.signal?.removeEventListener("abort", abort);
-  const verdict = classify(output, { qemuStatus: child.exitCode, timedOut, timeoutSeconds: options.timeoutSeconds, runId });
-  return { ...verdict, output, wallMs: performance.now() - started, runId };
+  try {
+    await Promise.all([pump(child.stdout, false), pump(child.stderr, true), child.exited]);
+  } finally {
+    clearTimeout(timer);
+    if (halting) clearTimeout(halting);
+    options.signal?.removeEventListener("abort", abort);
+  }
+  return { output, timedOut };
+}
+
+/** The signals `burrow run` turns into a stop of the guest: a terminal's Ctrl-C, a service manager's stop, a hangup. */
+export const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+
+/** After SIGTERM, how long QEMU has before SIGKILL (QEMU quits at once on SIGTERM; this bounds a wedged one). */
+const QEMU_TERM_GRACE_MS = 1000;
+
+/** QEMU makes its sockets before the guest runs; as long as QMP's connect waits for QEMU to make its socket. */
+const STOP_CONNECT_TIMEOUT_MS = 10_000;
+
+interface StopPortPlan {
+  path: string;
+  /** How long the guest has to power off after the request, before QEMU is killed. */
+  waitMs: number;
+}
+
+interface SignalWatch {
+  /** The first signal that came, or null. */
+  readonly stoppedBy: NodeJS.Signals | null;
+  /** Remove the handlers, cancel pending kills, drop the stop port connection. */
+  dispose(): void;
+}
+
+/**
+ * While QEMU runs, SIGINT, SIGTERM and SIGHUP stop the guest instead of killing burrow run: in
+ * order through the stop port when the guest has one (QEMU killed if it is not gone in time),
+ * otherwise by stopping QEMU at once. A second signal kills QEMU at once.
+ */
+function watchStopSignals(child: { kill(signal?: NodeJS.Signals): void }, port: StopPortPlan | null): SignalWatch {
+  let stoppedBy: NodeJS.Signals | null = null;
+  let disposed = false;
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const request = port === null ? null : new StopPortClient(port.path);
+  const killSoon = () => {
+    child.kill("SIGTERM");
+    timers.push(setTimeout(() => child.kill("SIGKILL"), QEMU_TERM_GRACE_MS));
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stoppedBy !== null) return child.kill("SIGKILL");
+    stoppedBy = signal;
+    if (port === null || request === null) return killSoon();
+    process.stderr.write(`burrow run: ${signal}: asking the guest to stop (up to ${Math.ceil(port.waitMs / 1000)} s)\n`);
+    timers.push(setTimeout(() => child.kill("SIGKILL"), port.waitMs));
+    request.requestStop().catch((error: unknown) => {
+      if (disposed) return; // the run ended meanwhile: QEMU is gone
+      process.stderr.write(`burrow run: ${describeError(error)}; stopping QEMU\n`);
+      killSoon();
+    });
+  };
+  const listeners = STOP_SIGNALS.map((signal) => [signal, () => onSignal(signal)] as const);
+  for (const [signal, listener] of listeners) process.on(signal, listener);
+  return {
+    get stoppedBy() {
+      return stoppedBy;
+    },
+    dispose() {
+      disposed = true;
+      for (const [signal, listener] of listeners) process.off(signal, listener);
+      for (const timer of timers) clearTimeout(timer);
+      request?.close();
+    },
+  };
+}
+
+/**
+ * The host's end of the stop port, connected as soon as QEMU runs and held until the run ends.
+ * Not only on a signal: the guest sees a port without a host as hung up, and its supervisor then
+ * stops watching it for good; and QEMU takes a client's hang-up for a disconnect, dropping what
+ * the guest has not read yet.
+ */
+class StopPortClient {
+  private readonly connection: Promise<Socket<undefined>>;
+  private readonly giveUp = new AbortController();
+  private socket: Socket<undefined> | null = null;
+
+  constructor(path: string) {
+    this.connection = connectUnix(path, { data() {} }, STOP_CONNECT_TIMEOUT_MS, "stop port", this.giveUp.signal).then((socket) => {
+      if (this.giveUp.signal.aborted) socket.end();
+      else this.socket = socket;
+      return socket;
+    });
+    // Reported by requestStop, if a stop is ever asked for; a run without one does not care.
+    this.connection.catch(() => {});
+  }
+
+  /** Ask for the orderly stop (waits for the connection when QEMU has only just started). */
+  async requestStop(): Promise<void> {
+    const socket = await this.connection;
+    if (this.giveUp.signal.aborted) return;
+    socket.write(STOP_REQUEST);
+  }
+
+  close(): void {
+    this.giveUp.abort();
+    this.socket?.end();
+  }
 }
 
 /**

@@ -292,6 +292,8 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       smp: saved.smp,
       machine: saved.machine,
       accel: saved.accel,
+      // The saved command line: a guest saved with burrow.supervise=1 gets its stop port again
+      // (runVm adds it from the command line), after the control port as at the save.
       append: saved.append,
       runId: saved.runId,
       extraArgs: saved.extraArgs,

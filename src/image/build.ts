@@ -13,6 +13,7 @@ import { addRuntimeLibraries, checkBinaryArch } from "./libraries";
 import { addModules, type ImageMode, type ModuleLayout } from "./modules";
 import { writeAtomically, writeInto } from "./output";
 import { addEarlyMounts } from "./preload";
+import { addSupervisor } from "./supervisor";
 import { withScratch } from "./scratch";
 
 // bench/run.ts names the compression type of ImageOptions.compress through this entry point.
@@ -71,6 +72,7 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
   return withScratch((scratch) => {
     // Only a dynamically linked (glibc) binary needs the early mounts before its main().
     if (libraries.length > 0) addEarlyMounts(archive, scratch, arch);
+    addSupervisor(archive, scratch, arch);
     addBaseLayout(archive);
 
     let modules: string[] = [];

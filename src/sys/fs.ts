@@ -85,3 +85,7 @@ export function ioctlPtr(fd: number, request: number | bigint, argument: ArrayBu
     fd, request: `0x${BigInt(request).toString(16)}`, ...what,
   });
 }
+
+export function unlink(path: string): void {
+  check(libc("unlink")(cstr(path)), "unlink", { path });
+}

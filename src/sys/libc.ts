@@ -32,6 +32,8 @@ const DECLS = {
   reboot: { args: ["i32"], returns: "i32" },
   sync: { args: [], returns: "void" },
   execve: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
+  fexecve: { args: ["i32", "ptr", "ptr"], returns: "i32" },
+  unlink: { args: ["ptr"], returns: "i32" },
   waitid: { args: ["i32", "u32", "ptr", "i32"], returns: "i32" },
   waitpid: { args: ["i32", "ptr", "i32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },

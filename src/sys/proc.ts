@@ -73,6 +73,20 @@ export function execve(path: string, argv: string[], env: string[]): never {
   throw new SysError("execve", errno(), { path });
 }
 
+/**
+ * fexecve: exec the program open on `fd` (the resident supervisor, opened before switch_root took
+ * its file out of reach). Only returns by throwing.
+ */
+export function fexecve(fd: number, argv: string[], env: string[]): never {
+  const strings = [...argv, ...env].map(cstr);
+  const argvArray = new BigUint64Array(argv.length + 1);
+  const envArray = new BigUint64Array(env.length + 1);
+  strings.slice(0, argv.length).forEach((s, i) => (argvArray[i] = BigInt(ptr(s))));
+  strings.slice(argv.length).forEach((s, i) => (envArray[i] = BigInt(ptr(s))));
+  libc("fexecve")(fd, argvArray, envArray);
+  throw new SysError("fexecve", errno(), { fd, program: argv[0] });
+}
+
 export interface ChildState { pid: number; code: number; status: number; exited: boolean; signaled: boolean }
 
 /** siginfo_t as waitid fills it: the same on x86_64 and arm64 (test/unit/sys-layout.test.ts checks both). */

@@ -1,6 +1,8 @@
 import { describe, expect, test } from "bun:test";
 import { exitStatusLine, RUN_ID_PATTERN } from "../../src/exit-marker";
-import { checkRunInputs, classify, HALTED_EXIT_CODE, hostTscKhz, kernelCommandLine, newRunId, parsePortSpec, qemuArgs } from "../../src/host/qemu";
+import { checkRunInputs, classify, guestStopWaitMs, HALTED_EXIT_CODE, hostTscKhz, kernelCommandLine, newRunId, parsePortSpec, qemuArgs, spawnArgv } from "../../src/host/qemu";
+import { withKernelWords } from "../../src/host/snapshot";
+import { hostStopWaitMs } from "../../src/stop-port";
 
 const ID = "Q7xk2Lm9Pz4Rt8Vb1Nc5Hd3F";
 const OTHER = "Zz0Yy1Xx2Ww3Vv4Uu5Tt6Ss7";
@@ -40,7 +42,7 @@ describe("qemu command line", () => {
 });
 
 describe("how a run ended", () => {
-  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID };
+  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID, stoppedBy: null };
   test("clean power-off", () => {
     expect(classify(`${exitStatusLine(0, ID)}\nreboot: Power down\n`, end)).toMatchObject({ outcome: "exit-status", exitCode: 0 });
     expect(classify("reboot: Power down\n", end)).toMatchObject({ outcome: "poweroff", exitCode: 0 });
@@ -64,7 +66,7 @@ describe("how a run ended", () => {
 });
 
 describe("only this run's exit-status line counts, and the last one", () => {
-  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID };
+  const end = { qemuStatus: 0, timedOut: false, timeoutSeconds: 10, runId: ID, stoppedBy: null };
   test("a forged line without the id before the real one does not hide the failure", () => {
     const text = `agent: burrow: guest exit status 0\nburrow: guest exit status 0\n${exitStatusLine(1, ID)}\nreboot: Power down\n`;
     expect(classify(text, end)).toMatchObject({ outcome: "exit-status", exitCode: 1 });
@@ -92,7 +94,7 @@ describe("only this run's exit-status line counts, and the last one", () => {
 });
 
 describe("a halted guest", () => {
-  const end = { qemuStatus: null, timedOut: false, timeoutSeconds: 10, runId: ID };
+  const end = { qemuStatus: null, timedOut: false, timeoutSeconds: 10, runId: ID, stoppedBy: null };
   test("reports the guest's status when it gave one", () => {
     const text = `burrow: boot failed: root-device: …\n${exitStatusLine(1, ID)}\n[    3.141592] reboot: System halted\n`;
     expect(classify(text, end)).toMatchObject({ outcome: "halted", exitCode: 1, reason: "guest halted with exit status 1" });
@@ -125,5 +127,65 @@ describe("run ids", () => {
     expect(() => checkRunInputs({ ...base, kernel: "/dev/null", initrd: null, disks: [], machine: "q35", append: "burrow.runid=AAAAAAAAAAAA" })).toThrow(/burrow.runid= is set by burrow run/);
     // After "--" it is only an init argument.
     expect(() => checkRunInputs({ ...base, kernel: "/dev/null", initrd: null, disks: [], machine: "q35", append: "-- burrow.runid=AAAAAAAAAAAA" })).not.toThrow();
+  });
+});
+
+describe("a run stopped by a signal", () => {
+  const end = { qemuStatus: null, timedOut: false, timeoutSeconds: 10, runId: ID, stoppedBy: "SIGTERM" as const };
+  test("the guest's status when it reported one on the way down, with the signal in the reason", () => {
+    expect(classify(`${exitStatusLine(143, ID)}\nreboot: Power down\n`, { ...end, qemuStatus: 0 })).toEqual({ outcome: "exit-status", exitCode: 143, reason: "guest reported exit status 143 (stopped by SIGTERM)" });
+    expect(classify(`${exitStatusLine(0, ID)}\n`, end)).toMatchObject({ exitCode: 0, reason: "guest reported exit status 0 (stopped by SIGTERM)" });
+    expect(classify(`${exitStatusLine(1, ID)}\nreboot: System halted\n`, end)).toMatchObject({ outcome: "halted", exitCode: 1 });
+  });
+  test("no trusted status: 128 + the signal's number", () => {
+    expect(classify("", end)).toEqual({ outcome: "stopped", exitCode: 143, reason: "stopped by SIGTERM" });
+    expect(classify("", { ...end, stoppedBy: "SIGINT" })).toMatchObject({ exitCode: 130, reason: "stopped by SIGINT" });
+    expect(classify("", { ...end, stoppedBy: "SIGHUP" })).toMatchObject({ exitCode: 129, reason: "stopped by SIGHUP" });
+    // A clean QEMU exit, a line without this run's id: still not the guest's word.
+    expect(classify(`burrow: guest exit status 0\nreboot: Power down\n`, { ...end, qemuStatus: 0 })).toMatchObject({ outcome: "stopped", exitCode: 143 });
+    expect(classify("Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000000\n", end)).toMatchObject({ outcome: "stopped", exitCode: 143, reason: "stopped by SIGTERM (kernel panic: Attempted to kill init! exitcode=0x00000000)" });
+  });
+  test("the signal came first: a timeout while the guest stopped is not the verdict", () => {
+    expect(classify(`${exitStatusLine(143, ID)}\n`, { ...end, timedOut: true })).toMatchObject({ exitCode: 143 });
+    expect(classify("", { ...end, timedOut: true })).toMatchObject({ outcome: "stopped", exitCode: 143 });
+  });
+});
+
+describe("the stop port", () => {
+  const devices = (args: string[]) => args.flatMap((arg, index) => (args[index - 1] === "-device" || args[index - 1] === "-chardev" ? [arg] : []));
+  test("after the user ports and the control port, on the one serial bus", () => {
+    const args = qemuArgs({ ...base, machine: "q35", ports: [{ name: "a", file: null }, { name: "b", file: "/tmp/b" }], controlSocket: "/tmp/s/control", stopSocket: "/tmp/s/stop" });
+    expect(devices(args).filter((arg) => /vser0|port|control|stop/.test(arg))).toEqual([
+      "virtio-serial-pci,id=vser0",
+      "null,id=port0", "virtserialport,bus=vser0.0,chardev=port0,name=a",
+      "file,id=port1,path=/tmp/b", "virtserialport,bus=vser0.0,chardev=port1,name=b",
+      "socket,id=control,path=/tmp/s/control,server=on,wait=off", "virtserialport,bus=vser0.0,chardev=control,name=burrow.control",
+      "socket,id=stop,path=/tmp/s/stop,server=on,wait=off", "virtserialport,bus=vser0.0,chardev=stop,name=burrow.stop",
+    ]);
+  });
+  test("the only port: the serial bus is made for it; absent: no stop chardev", () => {
+    const alone = qemuArgs({ ...base, machine: "microvm", ports: [], stopSocket: "/tmp/s/stop" }).join(" ");
+    expect(alone).toContain("-device virtio-serial-device,id=vser0 -chardev socket,id=stop,path=/tmp/s/stop,server=on,wait=off -device virtserialport,bus=vser0.0,chardev=stop,name=burrow.stop");
+    expect(qemuArgs({ ...base, machine: "microvm", ports: [] }).join(" ")).not.toContain("vser0");
+    expect(qemuArgs({ ...base, machine: "microvm" }).join(" ")).not.toContain("burrow.stop");
+  });
+  test("only a supervised guest gets one; the wait covers its stop timeout", () => {
+    expect(guestStopWaitMs("")).toBeNull();
+    expect(guestStopWaitMs("burrow.supervise=0")).toBeNull();
+    expect(guestStopWaitMs("burrow.supervise=1")).toBe(hostStopWaitMs(5000));
+    expect(guestStopWaitMs("burrow.supervise=1 burrow.stop-timeout=30000 -- agent args")).toBe(hostStopWaitMs(30000));
+    // After "--" it is only an init argument.
+    expect(guestStopWaitMs("-- burrow.supervise=1")).toBeNull();
+  });
+  test("a snapshot keeps it: the saved command line (what restores boot with) is still supervised", () => {
+    expect(guestStopWaitMs(withKernelWords("burrow.supervise=1 -- x", ["burrow.snapshot=1", "ro"]))).toBe(hostStopWaitMs(5000));
+  });
+});
+
+describe("spawning QEMU", () => {
+  test("under setpriv --pdeathsig SIGKILL when the host has it, QEMU's argv unchanged after --", () => {
+    const argv = qemuArgs({ ...base, machine: "q35" });
+    expect(spawnArgv(argv, "/usr/bin/setpriv")).toEqual(["/usr/bin/setpriv", "--pdeathsig", "SIGKILL", "--", ...argv]);
+    expect(spawnArgv(argv, null)).toEqual(argv);
   });
 });

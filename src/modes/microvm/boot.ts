@@ -1,11 +1,14 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
 import { ROOT_MOUNT_POINT } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
+import { execSupervisor, openSupervisor, supervisorArgv, type SupervisorRole } from "../../boot/supervisor";
+import { resolveWorkload } from "../../workload/resolve";
+import { prepareWorkloadCgroup } from "../../workload/cgroup";
 import { log } from "../../log";
 import * as sys from "../../sys";
 import { agentArgv, buildAgentEnv } from "./agent";
@@ -15,7 +18,7 @@ import { applyHardening } from "./harden";
 import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
-import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
+import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER, OVERLAY_RW } from "./overlay";
 import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
 import { snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
@@ -34,7 +37,11 @@ interface MicrovmContext {
   rootType: string | null;
   /** burrow.overlay=<device spec>: the upper layer's disk, found beside the root device. */
   overlayDevice: string | null;
-  switched: boolean;
+  /** The resident supervisor's file, opened before the root switch (null: not in the image). */
+  supervisorFd: number | null;
+  supervisorError: string | null;
+  /** An fd on the overlay's upper disk, which the root hides: the supervisor freezes it at the stop. */
+  freezeFd: number | null;
   /** Set when a snapshot was resumed: the instance's arguments and variables replace the command line's. */
   resume: { message: ResumeMessage; record: ResumeRecord } | null;
 }
@@ -94,7 +101,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
       context.resume = snapshotPoint(() => now(context), context.runtime.config.agent);
     },
   },
-  { name: "exec-agent", policy: "fatal", run: execAgent },
+  { name: "start-workload", policy: "fatal", run: startWorkload },
 ];
 
 function loadModulesStep(context: MicrovmContext): void {
@@ -193,6 +200,8 @@ function overlayStep(context: MicrovmContext): void {
   const readOnly = config.overlayReadOnly && upper !== null;
   if (config.overlayReadOnly && !upper) log.warn("burrow.overlay.ro=1 with a tmpfs overlay: a read-only empty layer is pointless; mounted read-write");
   const data = mountOverlay(upper, upperType === "ext" ? "ext4" : upperType, readOnly);
+  // After the switch no path reaches the upper disk; the supervisor's teardown freezes it by this fd.
+  if (upper && !readOnly) context.freezeFd = sys.open(OVERLAY_RW, sys.OpenFlags.RDONLY | sys.OpenFlags.DIRECTORY | sys.OpenFlags.CLOEXEC);
   setFallbackRoot(ROOT_MOUNT_POINT);
   log.info(`overlay on ${ROOT_MOUNT_POINT} ${readOnly ? "ro" : "rw"}: upper ${upper ?? "tmpfs"} (${data})`);
 }
@@ -214,10 +223,14 @@ function switchRootStep(context: MicrovmContext): void {
   const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
   // Every libc call left to make, bound while libc.so.6 is still a file we can open.
-  sys.prebind(["mount", "umount2", "chroot", "chdir", "execve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall"]);
+  sys.prebind(["mount", "umount2", "chroot", "chdir", "execve", "fexecve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall", "mkdir"]);
+  try {
+    context.supervisorFd = openSupervisor();
+  } catch (error) {
+    context.supervisorError = describeError(error);
+  }
   context.watcher?.close();
   const outcome = switchRoot(ROOT_MOUNT_POINT, MOVED_MOUNTS, check.initramfs);
-  context.switched = true;
   setFallbackRoot(null);
   for (const error of outcome.deleteErrors.slice(0, 5)) log.warn(`switch-root: could not delete ${error}`);
   const oldRoot = {
@@ -228,13 +241,36 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
-function execAgent(context: MicrovmContext): void {
+/** A file of the new root, for the workload spec (passwd, group, the OCI file); null when unreadable. */
+function readRootFile(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
+ * the supervisor after it applied a workload spec, or started and supervised by it for its whole
+ * life (burrow.supervise=1). A spec that cannot be applied fully stops here: fail closed.
+ */
+function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
   const resume = context.resume?.message ?? null;
-  const argv = agentArgv(config.agent, resume?.args ?? config.initArgs);
+  const plan = resolveWorkload(config.workload, readRootFile);
+  if (!plan.ok) throw new Error(`${plan.reason}; the agent was not started`);
+  for (const field of plan.ignored) log.warn(`workload spec: ${field} is not applied`);
+  const argv = resume?.args ? agentArgv(config.agent, resume.args) : (plan.argv ?? agentArgv(config.agent, config.initArgs));
   const env = buildAgentEnv(process.env, startNs);
+  env.push(...plan.env);
   if (resume) env.push(`BURROW_INSTANCE=${resume.instance}`, ...resume.env.map(([name, value]) => `${name}=${value}`));
-  if (!existsSync(config.agent)) throw new Error(`cannot exec agent ${config.agent}: ENOENT (no such file or directory)`);
+  if (argv[0]!.startsWith("/") && !existsSync(argv[0]!)) throw new Error(`cannot exec agent ${argv[0]}: ENOENT (no such file or directory)`);
+  const words = [...plan.words];
+  if (plan.cgroup) words.push(`cgroup=${prepareWorkloadCgroup(plan.cgroup)}`);
+  // A bare program name (a spec file's process.args) needs the supervisor's PATH lookup.
+  const role: SupervisorRole | null = config.supervise ? { kind: "spawn", argv, stopPort: true } : words.length > 0 || !argv[0]!.startsWith("/") ? { kind: "exec", argv } : null;
+  if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
   // Ports that got their names while the root was mounted.
   try {
     linkVirtioPorts(listVirtioPorts());
@@ -245,10 +281,21 @@ function execAgent(context: MicrovmContext): void {
   if (record) record.endMs = now(context);
   if (context.resume) report.resume = { ...context.resume.record, execMs: now(context) };
   writeReport(report);
-  log.info(`exec ${argv.map((arg) => JSON.stringify(arg)).join(" ")} (${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started)`);
+  const shown = argv.map((arg) => JSON.stringify(arg)).join(" ");
+  const after = `${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started`;
+  const spec = words.length ? `; ${plan.summary}` : "";
+  log.info(role?.kind === "spawn" ? `supervise ${shown} (${after}${spec})` : `exec ${shown} (${after}${spec})`);
   makeStdioBlocking();
   // The agent reads no console input unless asked: a stray keystroke on the console cannot reach it.
   if (!config.consoleStdin) stdinFromDevNull();
+  if (role) {
+    const freeze = role.kind === "spawn" && context.freezeFd !== null ? [context.freezeFd] : [];
+    try {
+      execSupervisor(context.supervisorFd!, supervisorArgv(config, role, words, freeze), env, freeze);
+    } catch (error) {
+      throw new Error(`cannot start the supervisor: ${error instanceof sys.SysError ? error.reason : String(error)}`);
+    }
+  }
   prepareForExec();
   try {
     sys.closeRangeCloexec(3);
@@ -256,9 +303,9 @@ function execAgent(context: MicrovmContext): void {
     // Linux before 5.11: burrow's own fds are O_CLOEXEC; only the runtime's could leak.
   }
   try {
-    sys.execve(config.agent, argv, env);
+    sys.execve(argv[0]!, argv, env);
   } catch (error) {
-    throw new Error(`cannot exec agent ${config.agent}: ${error instanceof sys.SysError ? error.reason : String(error)}`);
+    throw new Error(`cannot exec agent ${argv[0]}: ${error instanceof sys.SysError ? error.reason : String(error)}`);
   }
 }
 
@@ -275,6 +322,6 @@ function stdinFromDevNull(): void {
 }
 
 export async function bootMicrovm(runtime: InitRuntime): Promise<void> {
-  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, overlayDevice: null, switched: false, resume: null };
+  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, overlayDevice: null, supervisorFd: null, supervisorError: null, freezeFd: null, resume: null };
   await runPlan(MICROVM_PLAN, context, runtime.report, runtime.now);
 }

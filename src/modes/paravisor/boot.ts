@@ -5,7 +5,10 @@ import type { Subprocess } from "bun";
 import { existsSync, readFileSync } from "node:fs";
 import { archOfNode } from "../../arch";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
-import { mountTable } from "../../boot/mounts";
+import { mountedAt, mountTable } from "../../boot/mounts";
+import { EXEC_PATH_VAR, SUPERVISOR_PATH } from "../../boot/paths";
+import { execSupervisor, openSupervisor, supervisorArgv } from "../../boot/supervisor";
+import * as sys from "../../sys";
 import { BootFailure, runPlan, type BootReport, type InitRuntime, type Step } from "../../boot/plan";
 import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
@@ -213,16 +216,63 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
   } catch (error) {
     return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
   }
-  // From here PID 1 only waits and reaps for the worker's whole life: give back what the boot's
-  // garbage holds now (Bun's idle-GC timer is off in PID 1, see image/early-mounts.c).
+  const worker = ctx.worker!;
+  // The hand-off ends every thread of burrow's: the background module load must be done first.
+  const moduleError = ctx.modulesSettled ? await ctx.modulesSettled : null;
+  if (moduleError) return fatal(`modules: ${moduleError.message}`);
+  if (isEnding()) return new Promise<never>(() => {});
+  if (worker.exitCode === null && worker.signalCode === null) handOff(ctx, worker);
+  // Still here: the worker already ended, or the supervisor could not start; burrow stays PID 1.
   Bun.gc(true);
   runtime.report.resident = residentFootprint();
   writeReport(runtime.report);
-  const worker = ctx.worker!;
   await worker.exited.catch(() => {});
   ctx.reaper.untrack(worker.pid);
   if (isEnding()) return new Promise<never>(() => {});
   if (worker.exitCode === 0) log.info("worker exited successfully");
   else log.error(`worker terminated unsuccessfully: ${describeStatus(worker)}`);
   return finishRun(worker.exitCode ?? 255);
+}
+
+/**
+ * PID 1 becomes the supervisor for the worker's whole life: burrow's executable leaves the
+ * initramfs first, so the exec frees its pages (~110 MB of ramfs) instead of leaving them pinned.
+ * Returns only when the supervisor could not be started.
+ */
+function handOff(ctx: ParavisorContext, worker: Subprocess): void {
+  const { config, report } = ctx.runtime;
+  Bun.gc(true);
+  report.resident = residentFootprint();
+  let fd: number;
+  try {
+    fd = openSupervisor();
+  } catch (error) {
+    log.warn(`cannot hand PID 1 to the supervisor (${describeError(error)}); burrow stays resident`);
+    return;
+  }
+  const freed = releaseOwnExecutable();
+  report.handoff = { supervisor: SUPERVISOR_PATH, worker: worker.pid, freed, atMs: ctx.runtime.now() };
+  writeReport(report);
+  log.info(`handing PID 1 to ${SUPERVISOR_PATH} for worker pid ${worker.pid}${freed ? ` (removed ${freed} from the initramfs)` : ""}`);
+  ctx.reaper.stop();
+  try {
+    execSupervisor(fd, supervisorArgv(config, { kind: "adopt", pid: worker.pid }), [EXEC_PATH_VAR]);
+  } catch (error) {
+    configureLogging({ kmsg: true });
+    ctx.reaper.start();
+    log.warn(`cannot hand PID 1 to the supervisor (${describeError(error)}); burrow stays resident`);
+  }
+}
+
+/** burrow's own executable, when it lives in the initramfs (ramfs pages are never evicted): unlinked, so the exec frees them. */
+function releaseOwnExecutable(): string | null {
+  const root = mountedAt("/")?.fstype;
+  if (root !== "rootfs" && root !== "ramfs" && root !== "tmpfs") return null; // a disk's page cache is evictable
+  try {
+    sys.unlink(process.execPath);
+    return process.execPath;
+  } catch (error) {
+    log.debug(`cannot remove ${process.execPath}: ${describeError(error)}`);
+    return null;
+  }
 }
