@@ -1063,7 +1063,7 @@ int start_c(long *stack)
 		if (workload < 0)
 			fail_start();
 	}
-	say(INFO, "supervising pid %d (%s on exit, stop timeout %l ms)%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
+	say(INFO, "supervising pid %d (burrow.onexit=%s, stop timeout %l ms)%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
 	    stop_fd >= 0 ? ", host stop port open" : "");
 	if (opt.adopt && k_kill(workload, 0) == -3) {
 		/* Collected before the hand-off (not a zombie any more): its status is lost. */

@@ -31,7 +31,10 @@ for applet in $applets; do
 done
 install -m "${AGENT_MODE:-0755}" "$agent" "$stage/usr/local/bin/guest-agent"
 echo "burrow-demo" > "$stage/etc/hostname"
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$stage/etc/passwd"
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > "$stage/etc/passwd"
+# An unprivileged user for the workload spec (burrow.user=app): its own group and one more.
+printf 'root:x:0:\nwheel:x:10:app\napp:x:1000:\n' > "$stage/etc/group"
+mkdir -p "$stage/home/app"
 mkdir -p "$(dirname "$out")"
 rm -f "$out"
 export E2FSPROGS_FAKE_TIME=${SOURCE_DATE_EPOCH:-0}

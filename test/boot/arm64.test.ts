@@ -83,7 +83,7 @@ describe("arm64 microvm (qemu-system-aarch64 -machine virt, Debian's arm64 kerne
       expect(values(result, "sigblk")).toEqual(["0000000000000000"]);
       const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string }[] };
       const statuses = Object.fromEntries(report.steps.map((step) => [step.name, step.status]));
-      for (const step of ["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "root", "harden", "switch-root", "exec-agent"]) expect(statuses[step]).toBe("ok");
+      for (const step of ["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "root", "harden", "switch-root", "start-workload"]) expect(statuses[step]).toBe("ok");
 
       expect(result.output).not.toMatch(/Kernel panic/);
       expect(result.outcome).toBe("poweroff");

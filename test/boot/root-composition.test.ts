@@ -167,7 +167,7 @@ describe("root composition on the micro kernel", () => {
     expect(values(result, "vd-nodes")[0]?.trim()).toBe("");
     expect(values(result, "stdin")).toEqual(["/dev/null"]);
     const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string }[] };
-    expect(Object.fromEntries(report.steps.map((step) => [step.name, step.status]))).toMatchObject({ root: "ok", overlay: "ok", harden: "ok", "switch-root": "ok", "exec-agent": "ok" });
+    expect(Object.fromEntries(report.steps.map((step) => [step.name, step.status]))).toMatchObject({ root: "ok", overlay: "ok", harden: "ok", "switch-root": "ok", "start-workload": "ok" });
     expect(result.outcome).toBe("poweroff");
   }, BOOT_TIMEOUT_MS);
 
