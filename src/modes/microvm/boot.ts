@@ -18,7 +18,7 @@ import { applyHardening } from "./harden";
 import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
-import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER, OVERLAY_RW } from "./overlay";
+import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
 import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
 import { snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
@@ -199,9 +199,8 @@ function overlayStep(context: MicrovmContext): void {
   }
   const readOnly = config.overlayReadOnly && upper !== null;
   if (config.overlayReadOnly && !upper) log.warn("burrow.overlay.ro=1 with a tmpfs overlay: a read-only empty layer is pointless; mounted read-write");
-  const data = mountOverlay(upper, upperType === "ext" ? "ext4" : upperType, readOnly);
-  // After the switch no path reaches the upper disk; the supervisor's teardown freezes it by this fd.
-  if (upper && !readOnly) context.freezeFd = sys.open(OVERLAY_RW, sys.OpenFlags.RDONLY | sys.OpenFlags.DIRECTORY | sys.OpenFlags.CLOEXEC);
+  const { data, upperFd } = mountOverlay(upper, upperType === "ext" ? "ext4" : upperType, readOnly);
+  context.freezeFd = upperFd;
   setFallbackRoot(ROOT_MOUNT_POINT);
   log.info(`overlay on ${ROOT_MOUNT_POINT} ${readOnly ? "ro" : "rw"}: upper ${upper ?? "tmpfs"} (${data})`);
 }

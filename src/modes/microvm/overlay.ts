@@ -68,10 +68,15 @@ export function formatFromLower(device: string, lower = OVERLAY_LOWER): string {
   }
 }
 
-/** Mount the upper layer (when a disk) and the overlay over ROOT_MOUNT_POINT. Returns the options used. */
-export function mountOverlay(upperDevice: string | null, upperType: string | null, readOnly: boolean): string {
+/**
+ * Mount the upper layer (when a disk) and the overlay over ROOT_MOUNT_POINT. Returns the options
+ * used and, for a writable upper disk, an fd on it: once the overlay covers it no path reaches
+ * that disk, and the supervisor's teardown freezes it through this fd.
+ */
+export function mountOverlay(upperDevice: string | null, upperType: string | null, readOnly: boolean): { data: string; upperFd: number | null } {
   const { NOATIME, RDONLY } = sys.MountFlags;
   if (upperDevice) sys.mount(upperDevice, OVERLAY_RW, upperType ?? "ext4", NOATIME | (readOnly ? RDONLY : 0));
+  const upperFd = upperDevice && !readOnly ? sys.open(OVERLAY_RW, sys.OpenFlags.RDONLY | sys.OpenFlags.DIRECTORY | sys.OpenFlags.CLOEXEC) : null;
   if (!readOnly) {
     mkdirSync(`${OVERLAY_RW}/upper`, { recursive: true, mode: 0o755 });
     mkdirSync(`${OVERLAY_RW}/work`, { recursive: true, mode: 0o755 });
@@ -80,5 +85,5 @@ export function mountOverlay(upperDevice: string | null, upperType: string | nul
   }
   const data = overlayMountData(OVERLAY_LOWER, OVERLAY_RW, readOnly);
   sys.mount("overlay", ROOT_MOUNT_POINT, "overlay", NOATIME | (readOnly ? RDONLY : 0), data);
-  return data;
+  return { data, upperFd };
 }
