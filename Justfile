@@ -113,6 +113,11 @@ bench-partition:
 bench-paravisor: deps build kernel-micro
     {{bun}} bench/paravisor.ts --runs {{env_var_or_default("RUNS", "3")}}
 
+# Knobs: RUNS=5
+# A graceful stop of a supervised guest: SIGINT to burrow run → QEMU exit (bench/results/stop.md).
+bench-stop: deps build kernel-micro test-images rootfs
+    {{bun}} bench/stop.ts --runs {{env_var_or_default("RUNS", "5")}}
+
 # The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
 sim:
     test/fixtures/mshv-sim/build.sh

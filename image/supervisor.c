@@ -712,11 +712,17 @@ static int status_code(int wait_status)
 static void report_workload_end(int wait_status)
 {
 	int sig = wait_status & 0x7f;
-	if (!sig) {
+	int oom = sig == SIGKILL && oom_before >= 0 && oom_kills() > oom_before;
+	/* An adopted child is the paravisor's worker: underhill_init's words for its end. */
+	if (opt.adopt && !sig && !status_code(wait_status))
+		say(INFO, "worker exited successfully");
+	else if (opt.adopt && !sig)
+		say(ERR, "worker terminated unsuccessfully: exit status %d", status_code(wait_status));
+	else if (opt.adopt)
+		say(ERR, "worker terminated unsuccessfully: signal %d%s", sig, oom ? " (the OOM killer)" : "");
+	else if (!sig)
 		say(INFO, "workload (pid %d) exited with status %d", workload, status_code(wait_status));
-		return;
-	}
-	if (sig == SIGKILL && oom_before >= 0 && oom_kills() > oom_before)
+	else if (oom)
 		say(ERR, "workload (pid %d) was killed by the OOM killer (signal 9): status 137", workload);
 	else
 		say(INFO, "workload (pid %d) was killed by signal %d: status %d", workload, sig, 128 + sig);
@@ -1051,6 +1057,7 @@ int start_c(long *stack)
 		fail_start();
 	}
 	open_channels();
+	oom_before = oom_kills();
 	if (opt.adopt) {
 		workload = opt.adopt;
 	} else {
@@ -1058,7 +1065,6 @@ int start_c(long *stack)
 			say(ERR, "supervisor: nothing to run (-- PROGRAM missing)");
 			fail_start();
 		}
-		oom_before = oom_kills();
 		workload = start_workload();
 		if (workload < 0)
 			fail_start();
