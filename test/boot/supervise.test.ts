@@ -128,9 +128,15 @@ describe("supervise mode: reaping", () => {
   test("an orphan storm leaves no zombie", async () => {
     // Each subshell starts a short-lived child and exits at once: the child is an orphan of PID 1.
     const script = `i=0; while [ $i -lt 400 ]; do (sleep 0 &); i=$((i+1)); done; sleep 1; ` +
-      `z=0; for s in /proc/[0-9]*/stat; do read -r line < $s 2>/dev/null && case \${line##*) } in Z*) z=$((z+1));; esac; done; echo ws: zombies $z`;
+      `z=0; for s in /proc/[0-9]*/stat; do read -r line < $s 2>/dev/null && case \${line##*) } in Z*) z=$((z+1));; esac; done; echo ws: zombies $z; ` +
+      `echo ws: pid1 $(sed -n -e s/^VmRSS:[[:space:]]*//p -e s/^Threads:[[:space:]]*//p /proc/1/status)`;
     const result = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: supervised(script) });
     expect(reported(result).get("zombies"), explain(result)).toBe("0");
+    // The resident PID 1 while the workload runs: one thread, well under 1 MiB.
+    const [rss, unit, threads] = (reported(result).get("pid1") ?? "").split(" ");
+    expect(unit).toBe("kB");
+    expect(Number(rss)).toBeLessThan(1024);
+    expect(threads).toBe("1");
     expect(result.exitCode).toBe(0);
   }, BOOT_TIMEOUT_MS);
 });
@@ -151,6 +157,26 @@ describe("supervise mode: the workload spec", () => {
     expect(seen.get("cwd")).toBe("/home/app");
     expect(seen.get("hostname")).toBe("sandbox-1");
     expect(seen.get("nofile")).toBe("256");
+    expect(result.exitCode).toBe(0);
+  }, BOOT_TIMEOUT_MS);
+
+  test("an OCI runtime spec on the root (burrow.spec=): its args, env, user, cwd, rlimits and hostname", async () => {
+    const disk = rootCopy();
+    const spec = {
+      ociVersion: "1.0.2",
+      process: {
+        args: ["sh", "-c", "echo ws: who $(id -u):$(id -g) cwd=$(pwd) mode=$MODE nofile=$(ulimit -n) host=$(hostname)"],
+        env: ["MODE=oci"], cwd: "/home/app", user: { uid: 1000, gid: 1000 },
+        rlimits: [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }], noNewPrivileges: true,
+      },
+      hostname: "from-spec",
+    };
+    const file = join(work, "config.json");
+    await Bun.write(file, JSON.stringify(spec));
+    const wrote = spawnSync(["debugfs", "-w", "-R", `write ${file} /config.json`, disk], { stdout: "pipe", stderr: "pipe" });
+    expect(wrote.exitCode).toBe(0);
+    const result = await boot({ initrd: INITRAMFS, disks: [disk], append: "burrow.supervise=1 burrow.spec=/config.json" });
+    expect(reported(result).get("who"), explain(result)).toBe("1000:1000 cwd=/home/app mode=oci nofile=100 host=from-spec");
     expect(result.exitCode).toBe(0);
   }, BOOT_TIMEOUT_MS);
 
