@@ -1042,8 +1042,6 @@ int start_c(long *stack)
 	}
 	if (i < argc)
 		opt.argv = argv + i + 1;
-	if (k_getpid() == 1)
-		k_reboot(LINUX_REBOOT_CMD_CAD_OFF); /* Ctrl-Alt-Del becomes SIGINT to PID 1 */
 	if (opt.exec_only) {
 		struct start_failure failure;
 		if (!opt.argv || !opt.argv[0]) {
@@ -1056,6 +1054,9 @@ int start_c(long *stack)
 		describe_start_failure(&failure);
 		fail_start();
 	}
+	/* Not for exec=1: an agent that becomes PID 1 keeps the kernel's Ctrl-Alt-Del, as after burrow's own exec. */
+	if (k_getpid() == 1)
+		k_reboot(LINUX_REBOOT_CMD_CAD_OFF); /* Ctrl-Alt-Del becomes SIGINT to PID 1 */
 	open_channels();
 	oom_before = oom_kills();
 	if (opt.adopt) {
