@@ -110,11 +110,11 @@ static const char *errno_name(int err)
 		[12] = "ENOMEM", [13] = "EACCES", [14] = "EFAULT", [16] = "EBUSY", [17] = "EEXIST",
 		[19] = "ENODEV", [20] = "ENOTDIR", [21] = "EISDIR", [22] = "EINVAL", [24] = "EMFILE",
 		[26] = "ETXTBSY", [28] = "ENOSPC", [30] = "EROFS", [36] = "ENAMETOOLONG", [38] = "ENOSYS",
-		[40] = "ELOOP",
+		[25] = "ENOTTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [110] = "ETIMEDOUT",
 	};
 	if (err > 0 && err < (int)(sizeof(names) / sizeof(names[0])) && names[err])
 		return names[err];
-	return "errno";
+	return 0;
 }
 
 /* ---- logging: one record per line to /dev/kmsg, and to the console when the kernel will not echo it */
@@ -162,7 +162,13 @@ static void format(struct line *l, const char *fmt, va_list args)
 		case 'l': put_num(l, va_arg(args, long)); break;
 		case 'e': {
 			int err = va_arg(args, int);
-			put_str(l, errno_name(err < 0 ? -err : err));
+			const char *name = errno_name(err < 0 ? -err : err);
+			if (name) {
+				put_str(l, name);
+			} else {
+				put_str(l, "errno ");
+				put_num(l, err < 0 ? -err : err);
+			}
 			break;
 		}
 		default: put_str(l, "%"); break;
@@ -614,14 +620,12 @@ static int swapoff_all(void)
 
 struct unmount_counts { int unmounted, readonly, failed; };
 
-/* Every mount but / and the kernel's API filesystems, the last mounted first; read-only where it cannot go. */
-static struct unmount_counts unmount_all(void)
+/* Every mount point but / and the kernel's API filesystems, in mount order. */
+static int list_mounts(char **points, int max)
 {
-	static char *points[512];
-	struct unmount_counts counts = { 0, 0, 0 };
 	int n = 0;
 	read_file("/proc/self/mountinfo");
-	for (char *line = file_buffer; *line && n < 512;) {
+	for (char *line = file_buffer; *line && n < max;) {
 		char *end = line, *fields[24];
 		int count, dash = -1;
 		while (*end && *end != '\n')
@@ -642,16 +646,48 @@ static struct unmount_counts unmount_all(void)
 			continue;
 		points[n++] = fields[4];
 	}
-	while (n--) {
-		long ret;
-		progress("umount ", points[n]);
-		ret = k_umount2(points[n], 0);
+	return n;
+}
+
+/* EINVAL/ENOENT: a mount hidden beneath another (an overlay's layers); its fd is frozen later. */
+static int hidden(long ret)
+{
+	return ret == -EINVAL || ret == -2;
+}
+
+/*
+ * The last mounted first, pass after pass while a pass frees what blocked another (systemd's
+ * shutdown loop); what stays busy is remounted read-only.
+ */
+static struct unmount_counts unmount_all(void)
+{
+	static char *points[512];
+	struct unmount_counts counts = { 0, 0, 0 };
+	int n, busy = 0;
+	for (int pass = 0; pass < 4; pass++) {
+		int freed = 0;
+		busy = 0;
+		for (n = list_mounts(points, 512); n--;) {
+			long ret;
+			progress("umount ", points[n]);
+			ret = k_umount2(points[n], 0);
+			if (ret == 0)
+				counts.unmounted++, freed++;
+			else if (!hidden(ret))
+				busy++;
+		}
+		if (!busy || !freed)
+			break;
+	}
+	if (!busy)
+		return counts;
+	for (n = list_mounts(points, 512); n--;) {
+		long ret = k_umount2(points[n], 0);
 		if (ret == 0) {
 			counts.unmounted++;
 			continue;
 		}
-		/* EINVAL/ENOENT: a mount hidden beneath another (an overlay's layers); its fd is frozen below. */
-		if (ret == -EINVAL || ret == -2)
+		if (hidden(ret))
 			continue;
 		progress("remount read-only ", points[n]);
 		if (k_remount(points[n], MS_RDONLY) == 0) {

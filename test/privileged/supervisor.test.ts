@@ -31,6 +31,7 @@ pivot_root . old
 /bin/busybox rmdir /old
 /bin/busybox --install -s /bin
 /bin/busybox mknod /dev/null c 1 3
+eval "$PRELUDE"
 exec /bin/supervisor "$@"
 `;
 
@@ -57,7 +58,8 @@ interface Ended {
 
 let runs = 0;
 
-function supervise(options: string[], script?: string): Ended {
+/** `prelude`: shell run in the new root just before the supervisor's exec (fds it opens are inherited). */
+function supervise(options: string[], script?: string, prelude = ""): Ended {
   const root = join(work, `root-${++runs}`);
   mkdirSync(root);
   const argv = [
@@ -65,7 +67,7 @@ function supervise(options: string[], script?: string): Ended {
     "sh", "-c", ENTER, "enter", root, BUSYBOX, supervisor,
     "console-level=1", `runid=${RUN_ID}`, ...options, ...(script === undefined ? [] : ["--", "/bin/sh", "-c", script]),
   ];
-  const result = Bun.spawnSync(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  const result = Bun.spawnSync(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000, env: { ...process.env, PRELUDE: prelude } });
   return {
     exitCode: result.exitCode,
     signal: result.signalCode ? String(result.signalCode) : null,
@@ -90,6 +92,17 @@ describe("the supervisor as PID 1 of a PID namespace", () => {
     // The data tmpfs is unmounted, / made read-only; proc is the kernel's and stays.
     expect(end.stderr).toMatch(/teardown: swapoff 0, unmounted 1, read-only 0, \/ read-only, synced, froze 0/);
     expect(log.at(-1)).toBe("burrow: powering off");
+  });
+
+  test("nested mounts go the last first; a busy one is remounted read-only; a layer fd is frozen or named", () => {
+    // /data/inner on /data, and fd 5 on /data: the supervisor holds it, so /data stays busy.
+    const prelude = "mkdir -p /data/inner && mount -t tmpfs inner /data/inner && exec 5</data";
+    const end = supervise(["freeze-fd=5", "log=6"], "touch /data/inner/x; exit 0", prelude);
+    expect(end.stderr).toMatch(/teardown: swapoff 0, unmounted 1, read-only 1, \/ read-only, synced, froze 0/);
+    expect(end.stderr).toContain("burrow: debug: teardown: /data busy (EBUSY), remounted read-only");
+    // tmpfs cannot be frozen: said in one line, the VM still ends.
+    expect(end.stderr).toContain("teardown: cannot freeze the overlay's upper layer (fd 5): EOPNOTSUPP");
+    expect(end.signal).toBe("SIGINT");
   });
 
   test("onexit=exit: PID 1 exits with the status, no status line (the kernel reports init's exit)", () => {
