@@ -163,3 +163,16 @@ export function prepareForExec(): void {
     // Same: a blocked mask is inherited but nothing else is lost.
   }
 }
+
+/**
+ * Mark every fd from 3 on close-on-exec except `keep` (handed on on purpose): the runtime's own
+ * fds are not all O_CLOEXEC, and nothing of burrow's may reach the exec'd program.
+ */
+export function closeOnExecAllBut(keep: readonly number[] = []): void {
+  try {
+    sys.closeRangeCloexec(3);
+  } catch {
+    // Linux before 5.11: burrow's own fds are O_CLOEXEC; only the runtime's could leak.
+  }
+  for (const fd of keep) sys.fcntl(fd, sys.Fcntl.F_SETFD, 0);
+}

@@ -6,7 +6,7 @@ import type { Config, LogLevelName } from "../config/config";
 import { supervisorLogSettings } from "../log";
 import * as sys from "../sys";
 import { STOP_PORT } from "../stop-port";
-import { prepareForExec } from "./ending";
+import { closeOnExecAllBut, prepareForExec } from "./ending";
 import { SUPERVISOR_PATH } from "./paths";
 
 /** burrow's log levels as kmsg severities (src/log.ts maps them the same way). */
@@ -54,11 +54,6 @@ export function openSupervisor(): number {
  */
 export function execSupervisor(fd: number, argv: string[], env: string[], keepFds: readonly number[] = []): never {
   prepareForExec();
-  try {
-    sys.closeRangeCloexec(3);
-  } catch {
-    // Linux before 5.11: burrow's own fds are O_CLOEXEC; only the runtime's could leak.
-  }
-  for (const keep of keepFds) sys.fcntl(keep, sys.Fcntl.F_SETFD, 0);
+  closeOnExecAllBut(keepFds);
   return sys.fexecve(fd, argv, env);
 }

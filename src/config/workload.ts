@@ -180,6 +180,15 @@ function parseFlag(value: string | null): boolean | null {
   return null;
 }
 
+/** A text field set only when `check` finds nothing wrong with the value (a missing value is ""). */
+function checkedText(field: "cwd" | "hostname" | "specFile", check: (value: string) => string | null): WorkloadSetter {
+  return (request, value) => {
+    const problem = check(value ?? "");
+    if (problem) return problem;
+    request[field] = value;
+  };
+}
+
 const WORKLOAD_KEYS: ReadonlyMap<string, WorkloadSetter> = new Map<string, WorkloadSetter>([
   [
     "burrow.user",
@@ -190,22 +199,8 @@ const WORKLOAD_KEYS: ReadonlyMap<string, WorkloadSetter> = new Map<string, Workl
       request.user = value;
     },
   ],
-  [
-    "burrow.cwd",
-    (request, value) => {
-      const problem = checkAbsolutePath(value ?? "");
-      if (problem) return problem;
-      request.cwd = value;
-    },
-  ],
-  [
-    "burrow.hostname",
-    (request, value) => {
-      const problem = checkHostname(value ?? "");
-      if (problem) return problem;
-      request.hostname = value;
-    },
-  ],
+  ["burrow.cwd", checkedText("cwd", checkAbsolutePath)],
+  ["burrow.hostname", checkedText("hostname", checkHostname)],
   [
     "burrow.no-new-privs",
     (request, value) => {
@@ -242,14 +237,7 @@ const WORKLOAD_KEYS: ReadonlyMap<string, WorkloadSetter> = new Map<string, Workl
       request.pidsMax = number;
     },
   ],
-  [
-    "burrow.spec",
-    (request, value) => {
-      const problem = checkAbsolutePath(value ?? "");
-      if (problem) return problem;
-      request.specFile = value;
-    },
-  ],
+  ["burrow.spec", checkedText("specFile", checkAbsolutePath)],
 ]);
 
 const RLIMIT_PREFIX = "burrow.rlimit.";

@@ -60,16 +60,23 @@ export function reboot(command: number): void {
 }
 
 /**
- * execve: replaces the process image (PID stays the same). Only returns by throwing.
- * The Buffers backing argv/envp stay referenced in this frame for the duration of the call.
+ * argv and envp as NULL-terminated pointer arrays. The Buffers they point into are returned too:
+ * the caller keeps them referenced in its frame for the duration of the exec call.
  */
-export function execve(path: string, argv: string[], env: string[]): never {
+function execArrays(argv: string[], env: string[]): { strings: Buffer[]; argvArray: BigUint64Array; envArray: BigUint64Array } {
   const strings = [...argv, ...env].map(cstr);
   const argvArray = new BigUint64Array(argv.length + 1);
   const envArray = new BigUint64Array(env.length + 1);
   strings.slice(0, argv.length).forEach((s, i) => (argvArray[i] = BigInt(ptr(s))));
   strings.slice(argv.length).forEach((s, i) => (envArray[i] = BigInt(ptr(s))));
+  return { strings, argvArray, envArray };
+}
+
+/** execve: replaces the process image (PID stays the same). Only returns by throwing. */
+export function execve(path: string, argv: string[], env: string[]): never {
+  const { strings, argvArray, envArray } = execArrays(argv, env);
   libc("execve")(cstr(path), argvArray, envArray);
+  void strings;
   throw new SysError("execve", errno(), { path });
 }
 
@@ -78,12 +85,9 @@ export function execve(path: string, argv: string[], env: string[]): never {
  * its file out of reach). Only returns by throwing.
  */
 export function fexecve(fd: number, argv: string[], env: string[]): never {
-  const strings = [...argv, ...env].map(cstr);
-  const argvArray = new BigUint64Array(argv.length + 1);
-  const envArray = new BigUint64Array(env.length + 1);
-  strings.slice(0, argv.length).forEach((s, i) => (argvArray[i] = BigInt(ptr(s))));
-  strings.slice(argv.length).forEach((s, i) => (envArray[i] = BigInt(ptr(s))));
+  const { strings, argvArray, envArray } = execArrays(argv, env);
   libc("fexecve")(fd, argvArray, envArray);
+  void strings;
   throw new SysError("fexecve", errno(), { fd, program: argv[0] });
 }
 

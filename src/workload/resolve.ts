@@ -28,16 +28,10 @@ export type WorkloadPlan =
     }
   | { ok: false; reason: string };
 
-/** Everything the words encode, resolved. */
-export interface ResolvedSpec {
+/** Everything the words encode, resolved: the request's fields, the user looked up. */
+export type ResolvedSpec = Pick<WorkloadRequest, "cwd" | "hostname" | "rlimits" | "noNewPrivs" | "capsKeep" | "oomScoreAdj"> & {
   user: ResolvedUser | null;
-  cwd: string | null;
-  hostname: string | null;
-  rlimits: Rlimits;
-  noNewPrivs: boolean;
-  capsKeep: number[] | null;
-  oomScoreAdj: number | null;
-}
+};
 
 const PASSWD = "/etc/passwd";
 const GROUP = "/etc/group";

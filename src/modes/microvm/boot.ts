@@ -2,7 +2,7 @@
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
 import { existsSync, readFileSync } from "node:fs";
-import { prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
+import { closeOnExecAllBut, prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
 import { ROOT_MOUNT_POINT } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
@@ -296,11 +296,7 @@ function startWorkload(context: MicrovmContext): void {
     }
   }
   prepareForExec();
-  try {
-    sys.closeRangeCloexec(3);
-  } catch {
-    // Linux before 5.11: burrow's own fds are O_CLOEXEC; only the runtime's could leak.
-  }
+  closeOnExecAllBut();
   try {
     sys.execve(argv[0]!, argv, env);
   } catch (error) {

@@ -221,10 +221,11 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
   const moduleError = ctx.modulesSettled ? await ctx.modulesSettled : null;
   if (moduleError) return fatal(`modules: ${moduleError.message}`);
   if (isEnding()) return new Promise<never>(() => {});
-  if (worker.exitCode === null && worker.signalCode === null) handOff(ctx, worker);
-  // Still here: the worker already ended, or the supervisor could not start; burrow stays PID 1.
+  // What the boot's garbage holds is given back, and burrow's footprint recorded, before the hand-off.
   Bun.gc(true);
   runtime.report.resident = residentFootprint();
+  if (worker.exitCode === null && worker.signalCode === null) handOff(ctx, worker);
+  // Still here: the worker already ended, or the supervisor could not start; burrow stays PID 1.
   writeReport(runtime.report);
   await worker.exited.catch(() => {});
   ctx.reaper.untrack(worker.pid);
@@ -241,8 +242,6 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
  */
 function handOff(ctx: ParavisorContext, worker: Subprocess): void {
   const { config, report } = ctx.runtime;
-  Bun.gc(true);
-  report.resident = residentFootprint();
   let fd: number;
   try {
     fd = openSupervisor();
