@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../test/helpers/artifacts";
+import { startCliRun } from "../test/helpers/cli-run";
 
 const ROOT = resolve(import.meta.dir, "..");
 const { values } = parseArgs({ options: { runs: { type: "string", default: "5" } } });
@@ -21,25 +22,15 @@ try {
     const disk = join(work, "root.ext4");
     copyFileSync(ROOTFS, disk);
     const append = 'burrow.supervise=1 burrow.agent=/bin/sh -- -c "echo bench: ready; exec sleep 1000"';
-    const child = Bun.spawn([BURROW, "run", "--kernel", KERNEL_MICRO, "--initrd", INITRAMFS, "--disk", disk, "--append", append], { stdout: "pipe", stderr: "pipe" });
-    let output = "";
-    const decoder = new TextDecoder();
-    const reader = (async () => {
-      for await (const chunk of child.stdout) output += decoder.decode(chunk, { stream: true });
-    })();
-    const deadline = Date.now() + 120_000;
-    while (!/^bench: ready/m.test(output) && Date.now() < deadline) await Bun.sleep(20);
-    const requested = performance.now();
-    child.kill("SIGINT");
-    await child.exited;
-    const elapsed = performance.now() - requested;
-    await reader;
+    const cli = startCliRun(["--kernel", KERNEL_MICRO, "--initrd", INITRAMFS, "--disk", disk, "--append", append]);
+    await cli.waitFor(/^bench: ready/m);
+    const { code, ms: elapsed, output } = await cli.stop("SIGINT");
     // The guest's own account: from the stop request's line to the power-off line (printk times).
     const times = (pattern: RegExp) => Number(new RegExp(`\\[\\s*(\\d+\\.\\d+)\\] ${pattern.source}`).exec(output)?.[1] ?? NaN);
     const inGuest = (times(/burrow: stop \(the host's stop request\)/) - times(/reboot: Power down/)) * -1000;
     stopMs.push(elapsed);
     guestMs.push(inGuest);
-    console.error(`bench: stop run ${run + 1}: request -> QEMU exit ${elapsed.toFixed(0)} ms (in the guest: stop line -> power-off ${inGuest.toFixed(0)} ms), exit ${child.exitCode}`);
+    console.error(`bench: stop run ${run + 1}: request -> QEMU exit ${elapsed.toFixed(0)} ms (in the guest: stop line -> power-off ${inGuest.toFixed(0)} ms), exit ${code}`);
   }
 } finally {
   rmSync(work, { recursive: true, force: true });

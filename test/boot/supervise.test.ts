@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { spawn, spawnSync } from "bun";
+import { spawnSync } from "bun";
 import { BURROW, INITRAMFS, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { boot, consoleLines, tail, type BootResult } from "../helpers/boot";
+import { startCliRun } from "../helpers/cli-run";
 
 const BOOT_TIMEOUT_MS = 150_000;
 let work: string;
@@ -225,21 +226,9 @@ describe("supervise mode: data safety on an overlay's upper disk", () => {
 describe("supervise mode: a graceful stop from the host", () => {
   test("SIGINT to burrow run stops the workload in order: the write kept, QEMU gone, the status reported", async () => {
     const disk = rootCopy();
-    const child = spawn([BURROW, "run", "--kernel", KERNEL_MICRO, "--initrd", INITRAMFS, "--disk", disk, "--append", supervised("echo host > /h; sync; echo ws: ready; sleep 100")], { stdout: "pipe", stderr: "pipe" });
-    let output = "";
-    const decoder = new TextDecoder();
-    const reader = (async () => {
-      for await (const chunk of child.stdout) output += decoder.decode(chunk, { stream: true });
-    })();
-    const deadline = Date.now() + 120_000;
-    while (!/^ws: ready/m.test(output) && Date.now() < deadline) await Bun.sleep(50);
-    expect(output).toMatch(/^ws: ready/m);
-    const stopAt = performance.now();
-    child.kill("SIGINT");
-    const code = await child.exited;
-    const stopMs = performance.now() - stopAt;
-    await reader;
-    const stderr = await new Response(child.stderr).text();
+    const run = startCliRun(["--kernel", KERNEL_MICRO, "--initrd", INITRAMFS, "--disk", disk, "--append", supervised("echo host > /h; sync; echo ws: ready; sleep 100")]);
+    expect(await run.waitFor(/^ws: ready/m)).toBe(true);
+    const { code, ms: stopMs, output, stderr } = await run.stop("SIGINT");
     expect(code, `${stderr}\n${output.slice(-3000)}`).toBe(143);
     expect(stderr).toMatch(/stopped by SIGINT/);
     expect(output).toMatch(/burrow: stop \(the host's stop request\): SIGTERM to the workload/);
