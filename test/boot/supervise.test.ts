@@ -47,10 +47,15 @@ function fileOnDisk(disk: string, path: string): string | null {
   return result.stderr.toString().includes("not found") ? null : text;
 }
 
-/** e2fsck -n: exit 0 and "clean" — the filesystem was unmounted or made read-only before the end. */
+/**
+ * e2fsck -n: exit 0 and "clean" — the filesystem was unmounted or made read-only before the end;
+ * then e2fsck -fn: the full check finds nothing to fix either.
+ */
 function expectClean(disk: string): void {
   const result = spawnSync(["e2fsck", "-n", disk], { stdout: "pipe", stderr: "pipe" });
   expect(`${result.exitCode} ${result.stdout.toString().trim()}`).toMatch(/^0 .*clean/);
+  const full = spawnSync(["e2fsck", "-fn", disk], { stdout: "pipe", stderr: "pipe" });
+  expect(full.exitCode, `${full.stdout.toString()}${full.stderr.toString()}`).toBe(0);
 }
 
 function explain(result: BootResult): string {
