@@ -91,7 +91,7 @@ async function images(kernel: string): Promise<Record<string, string>> {
       await buildImage({ ...common, ...burrow, ...(fromDisk ? { format: "ext4" as const } : {}) });
       const snapshot = join(work, `${kernel}-snapshot`);
       const { manifest } = await saveSnapshot(vmOptions(kernel, out, fromDisk), snapshot);
-      console.error(`bench: ${kernel}/restore saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+      console.error(`bench: ${kernel}/restore saved in ${manifest.saveMs} ms (${manifest.form}), state ${(manifest.saved.state.size / 2 ** 20).toFixed(1)} MiB, RAM file ${(manifest.ramAllocatedBytes / 2 ** 20).toFixed(1)} MiB written`);
       built[variant] = snapshot;
       continue;
     }
@@ -208,7 +208,7 @@ function table(): string {
     const restore = rows.find((r) => r.kernel === kernel && r.init === "restore");
     if (restore?.samples.length) {
       const parts = restore.samples.map((s) => s.restore!).filter(Boolean);
-      const part = (key: keyof RestoreTimings) => median(parts.map((t) => t[key])).toFixed(0);
+      const part = (key: "qmpMs" | "loadedMs" | "resumedMs") => median(parts.map((t) => t[key])).toFixed(0);
       ratios.push(`- ${kernel}: restore to agent ${wall(restore).toFixed(0)} ms (goal ≤ 500) = busybox cold ÷ ${(wall(busybox) / wall(restore)).toFixed(1)} (goal ≥ 3), fastest burrow cold ÷ ${(wall(burrow) / wall(restore)).toFixed(1)} (goal ≥ 6); made of QMP up ${part("qmpMs")} ms, RAM loaded ${part("loadedMs")} ms, guest resumed ${part("resumedMs")} ms (medians, from launch)`);
     }
   }

@@ -3,7 +3,7 @@
 import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
-import { describeError } from "./errors";
+import { describeError, ExitStatusError } from "./errors";
 import type { PortForward } from "./host/options";
 import { log } from "./log";
 
@@ -80,6 +80,7 @@ const run = defineCommand({
     timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
     "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
     "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
+    "snapshot-copy": { type: "boolean", description: "with --snapshot-save: put the RAM into the saved stream, copied back by every restore, instead of a file every restore maps (to compare)" },
     env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
     net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
     forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net)" },
@@ -103,7 +104,7 @@ const run = defineCommand({
         timeoutSeconds: parseTimeout(args.timeout),
       }, (text) => process.stdout.write(text));
       const t = result.timings;
-      if (t) log.info(`restore ${result.instance}: QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
+      if (t) log.info(`restore ${result.instance} (${result.form}): files checked in ${t.checkMs.toFixed(0)} ms${t.hashed ? " (hashed in full: not the files last verified)" : ""}, QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
       (result.exitCode === 0 ? log.info : log.error)(`${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`);
       process.exitCode = result.exitCode;
       return;
@@ -132,8 +133,10 @@ const run = defineCommand({
       if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
       const { saveSnapshot } = await import("./host/snapshot");
-      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text));
-      log.info(`saved ${args["snapshot-save"]}: ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, ${(manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text), args["snapshot-copy"] ? "copy" : "mapped");
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+      const ram = manifest.saved.ram ? `, RAM file ${mib(manifest.ramAllocatedBytes)} written of ${mib(manifest.saved.ram.size)}` : "";
+      log.info(`saved ${args["snapshot-save"]} (${manifest.form}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
       return;
     }
     const result = await runVm(options, (text) => process.stdout.write(text));
@@ -211,7 +214,7 @@ export async function cli(rawArgs: string[]): Promise<number> {
   } catch (error) {
     // citty colours the values in its own messages (a bad --mode or --format); errors go to stderr.
     log.error(plainUnlessTerminal(describeError(error), process.stderr));
-    return 1;
+    return error instanceof ExitStatusError ? error.exitStatus : 1;
   }
 }
 

@@ -11,13 +11,13 @@ export class LineSocket {
   private closed = false;
   private socket: Socket<undefined> | null = null;
 
-  static async connect(path: string, timeoutMs: number): Promise<LineSocket> {
+  static async connect(path: string, timeoutMs: number, signal?: AbortSignal): Promise<LineSocket> {
     const client = new LineSocket();
     client.socket = await connectUnix(path, {
       data: (_socket, data) => client.receive(data),
       close: () => client.end(),
       error: () => client.end(),
-    }, timeoutMs, "control");
+    }, timeoutMs, "control", signal);
     return client;
   }
 

@@ -77,13 +77,22 @@ const MAX_MEM = 4 * 2 ** 40;
  * `size=…,maxmem=…`) is refused.
  */
 export function parseMem(value: string): string {
+  return checkedMem(value).text;
+}
+
+/** `--mem` in bytes (checked as parseMem checks it): what a RAM file's size must be. */
+export function memBytes(value: string): number {
+  return checkedMem(value).bytes;
+}
+
+function checkedMem(value: string): { text: string; bytes: number } {
   const match = /^([1-9]\d{0,12})([KMGT])?$/i.exec(value.trim());
   const unit = (match?.[2] ?? "M").toUpperCase();
   const bytes = match ? Number(match[1]) * MEM_UNITS[unit]! : NaN;
   if (!(bytes >= MIN_MEM && bytes <= MAX_MEM)) {
     throw new Error(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}`);
   }
-  return `${match![1]}${unit}`;
+  return { text: `${match![1]}${unit}`, bytes };
 }
 
 /** A host port forwarded to a guest port through QEMU's user network (slirp). */

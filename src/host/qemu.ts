@@ -90,8 +90,19 @@ export interface RunOptions {
    * less to a loaded 64 MiB guest than exec:cat).
    */
   incomingFile?: string;
+  /**
+   * Take the saved state only when the driver says so over QMP (migrate-incoming fd:3), after it
+   * set what both sides of the migration must agree on (x-ignore-shared for a mapped RAM file).
+   */
+  incomingDeferred?: boolean;
+  /**
+   * The guest's RAM in this file instead of anonymous memory: shared (MAP_SHARED: the guest's
+   * writes reach the file, as a save needs) or private (MAP_PRIVATE: pages come from the file as
+   * the guest touches them, its writes stay in this QEMU, the file is never written).
+   */
+  ramFile?: { path: string; shared: boolean };
   /** Called once QEMU runs, for callers that drive it (QMP, the control port) while the console streams. */
-  onSpawn?: (qemu: { kill(signal?: NodeJS.Signals): void; exited: Promise<number> }) => void;
+  onSpawn?: (qemu: { pid: number; kill(signal?: NodeJS.Signals): void; exited: Promise<number> }) => void;
 }
 
 /**
@@ -130,6 +141,13 @@ export function newRunId(length = 24): string {
 
 /** The fd QEMU reads a saved state from: the first after stdin, stdout and stderr. */
 const INCOMING_FD = 3;
+
+/** Where QEMU takes a saved state from (-incoming, or QMP migrate-incoming when deferred). */
+export function incomingUri(): string {
+  return `fd:${INCOMING_FD}`;
+}
+
+const RAM_BACKEND_ID = "ram0";
 
 function openIncoming(path: string): number {
   try {
@@ -177,7 +195,7 @@ export function qemuArgs(options: RunOptions): string[] {
   checkSmp(options.smp);
   const args = [
     options.qemu ?? ARCH_INFO[arch].qemu,
-    "-machine", options.machine === "microvm" ? "microvm,rtc=on" : options.machine,
+    "-machine", `${options.machine === "microvm" ? "microvm,rtc=on" : options.machine}${options.ramFile ? `,memory-backend=${RAM_BACKEND_ID}` : ""}`,
     "-accel", options.accel,
     "-cpu", options.accel === "kvm" ? "host" : tcgCpu(arch),
     "-m", parseMem(options.mem),
@@ -193,6 +211,13 @@ export function qemuArgs(options: RunOptions): string[] {
     "-append", kernelCommandLine(options.append, options.machine, options.accel === "tcg" && arch === "x86_64" ? hostTscKhz() : null, options.runId ?? null, options.net !== undefined),
   ];
   if (options.initrd) args.push("-initrd", options.initrd);
+  if (options.ramFile) {
+    // Only a file backend is safe to mark shared with QEMU 7.2's x-ignore-shared (every share=on
+    // block is skipped, whatever backs it). Neither prealloc (it would copy every page of a
+    // private mapping) nor discard-data (it would punch the saved RAM out of the file on exit).
+    const path = qemuOptionValue(options.ramFile.path, "RAM file path");
+    args.push("-object", `memory-backend-file,id=${RAM_BACKEND_ID},size=${parseMem(options.mem)},mem-path=${path},share=${options.ramFile.shared ? "on" : "off"}`);
+  }
   const disks: { file: string; serial: string | null }[] = [...options.disks.map((file) => ({ file, serial: null })), ...(options.serialDisks ?? [])];
   disks.forEach((disk, index) => {
     const file = qemuOptionValue(disk.file, `disk path ${JSON.stringify(disk.file)}`);
@@ -227,7 +252,7 @@ export function qemuArgs(options: RunOptions): string[] {
     args.push("-netdev", `user,id=net0${rules}`, "-device", `${bus("virtio-net")},netdev=net0`);
   }
   if (options.qmpSocket) args.push("-qmp", `unix:${qemuOptionValue(options.qmpSocket, "QMP socket path")},server=on,wait=off`);
-  if (options.incomingFile) args.push("-incoming", `fd:${INCOMING_FD}`);
+  if (options.incomingFile) args.push("-incoming", options.incomingDeferred ? "defer" : incomingUri());
   args.push(...(options.extraArgs ?? []));
   return args;
 }
@@ -266,10 +291,22 @@ export interface RunEnd {
   runId: string | null;
   /** The signal to `burrow run` that stopped the guest (the first, if several came), or null. */
   stoppedBy: NodeJS.Signals | null;
+  /** The signal that ended QEMU (its status is then null), or null. */
+  qemuSignal?: NodeJS.Signals | null;
+  /** QEMU's last line on stderr: why it gave up, when it did. */
+  qemuLastWords?: string | null;
 }
 
 /** `burrow run`'s exit code for a halted guest that reported no status. */
 export const HALTED_EXIT_CODE = 3;
+/** `burrow run`'s exit code when QEMU itself failed: it would not start, crashed or was killed. */
+export const QEMU_FAILED_EXIT_CODE = 126;
+
+/** QEMU's end in one line: its status or the signal that killed it, and its own last words. */
+export function qemuFailure(end: Pick<RunEnd, "qemuStatus" | "qemuSignal" | "qemuLastWords">): string {
+  const how = end.qemuStatus === null ? `qemu was killed by ${end.qemuSignal ?? "a signal"}` : `qemu exited with status ${end.qemuStatus}`;
+  return end.qemuLastWords ? `${how}: ${end.qemuLastWords}` : how;
+}
 
 const INIT_EXIT = /Attempted to kill init! exitcode=0x([0-9a-f]+)/;
 const PANIC = /Kernel panic - not syncing: ([^\r\n]*)/;
@@ -307,7 +344,7 @@ export function classify(output: string, end: RunEnd): Omit<RunResult, "output" 
     return { outcome: "init-exited", exitCode: code, reason: `init exited with status ${code}` };
   }
   if (panic) return { outcome: "panic", exitCode: 125, reason: `kernel panic: ${panic[1]!.trim()}` };
-  if (end.qemuStatus !== 0) return { outcome: "qemu-failed", exitCode: 126, reason: `qemu exited with status ${end.qemuStatus}` };
+  if (end.qemuStatus !== 0) return { outcome: "qemu-failed", exitCode: QEMU_FAILED_EXIT_CODE, reason: qemuFailure(end) };
   if (status !== null) {
     return { outcome: "exit-status", exitCode: status, reason: status === 0 ? "guest powered off" : `guest reported exit status ${status}` };
   }
@@ -402,14 +439,15 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
       if (incoming !== null) closeSync(incoming);
     }
     const signals = watchStopSignals(child, stopSocket === undefined || stopWaitMs === null ? null : { path: stopSocket, waitMs: stopWaitMs });
-    let output: string;
-    let timedOut: boolean;
+    let streamed: Streamed;
     try {
-      ({ output, timedOut } = await streamRun(child, options, onOutput));
+      streamed = await streamRun(child, options, onOutput);
     } finally {
       signals.dispose();
     }
-    const verdict = classify(output, { qemuStatus: child.exitCode, timedOut, timeoutSeconds: options.timeoutSeconds, runId, stoppedBy: signals.stoppedBy });
+    const { output, timedOut, lastStderrLine } = streamed;
+    const qemuSignal = (child.signalCode as NodeJS.Signals | null) ?? null;
+    const verdict = classify(output, { qemuStatus: child.exitCode, qemuSignal, qemuLastWords: lastStderrLine, timedOut, timeoutSeconds: options.timeoutSeconds, runId, stoppedBy: signals.stoppedBy });
     return { ...verdict, output, wallMs: performance.now() - started, runId };
   } finally {
     if (stopDir !== null) rmSync(stopDir, { recursive: true, force: true });
@@ -418,19 +456,43 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
 
 type QemuProcess = ReturnType<typeof spawnQemu>;
 
+interface Streamed {
+  output: string;
+  timedOut: boolean;
+  /** Without the "[qemu] " prefix and QEMU's own "qemu-system-x86_64: " (the line names QEMU). */
+  lastStderrLine: string | null;
+}
+
+const QEMU_PREFIX = /^qemu-system-[\w-]+: /;
+
+/**
+ * QEMU's last message from its stderr, on one line: the last line with its program-name prefix
+ * (which the verdict replaces with "qemu") and the lines that continue it ("Is another process
+ * using the image?" follows a lock error); without a prefixed line, the last line.
+ */
+export function qemuLastWords(stderr: string): string | null {
+  const lines = stderr.split("\n").map((line) => line.trim()).filter((line) => line !== "");
+  let start = lines.length - 1;
+  while (start > 0 && !QEMU_PREFIX.test(lines[start]!)) start--;
+  if (!QEMU_PREFIX.test(lines[start] ?? "")) start = lines.length - 1;
+  const words = lines.slice(start).map((line) => line.replace(QEMU_PREFIX, "")).join(" ");
+  return words === "" ? null : words;
+}
+
 /** Stream QEMU's output until it exits, enforcing the run's timeout, the caller's abort and a halted guest's end. */
-async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (text: string) => void): Promise<{ output: string; timedOut: boolean }> {
+async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (text: string) => void): Promise<Streamed> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     child.kill("SIGKILL");
   }, options.timeoutSeconds * 1000);
-  options.onSpawn?.({ kill: (signal = "SIGKILL") => child.kill(signal), exited: child.exited });
+  options.onSpawn?.({ pid: child.pid, kill: (signal = "SIGKILL") => child.kill(signal), exited: child.exited });
   const abort = () => child.kill("SIGKILL");
   options.signal?.addEventListener("abort", abort, { once: true });
   if (options.signal?.aborted) abort();
   let halting: ReturnType<typeof setTimeout> | null = null;
   let output = "";
+  let stderrText = "";
   let scanned = 0;
   const decoder = new TextDecoder();
   const errDecoder = new TextDecoder();
@@ -438,7 +500,11 @@ async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (tex
     for await (const chunk of stream) {
       const text = (stderr ? errDecoder : decoder).decode(chunk, { stream: true });
       if (!stderr) output += text;
-      else output += text.split("\n").map((line) => (line ? `[qemu] ${line}` : line)).join("\n");
+      else {
+        output += text.split("\n").map((line) => (line ? `[qemu] ${line}` : line)).join("\n");
+        // Bounded: only the last lines can hold the reason.
+        stderrText = (stderrText + text).slice(-8192);
+      }
       onOutput(text);
       // A halted guest leaves QEMU running until the timeout: stop it once the kernel says so.
       // Only complete lines are scanned, each once (a line may arrive split across chunks).
@@ -460,7 +526,7 @@ async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (tex
     if (halting) clearTimeout(halting);
     options.signal?.removeEventListener("abort", abort);
   }
-  return { output, timedOut };
+  return { output, timedOut, lastStderrLine: qemuLastWords(stderrText) };
 }
 
 /** The signals `burrow run` turns into a stop of the guest: a terminal's Ctrl-C, a service manager's stop, a hangup. */

@@ -16,20 +16,23 @@ export class QmpClient {
   greeting: QmpGreeting | null = null;
   private greeted: Promise<void>;
   private onGreeting!: () => void;
+  private noGreeting!: (error: Error) => void;
   readonly events: { event: string; data?: unknown }[] = [];
 
   private constructor(private socket: Socket<undefined> | null = null) {
-    this.greeted = new Promise((resolve) => (this.onGreeting = resolve));
+    this.greeted = new Promise((resolve, reject) => ((this.onGreeting = resolve), (this.noGreeting = reject)));
+    // Awaited by connect alone; a QEMU that dies before greeting must not leave it unhandled.
+    this.greeted.catch(() => {});
   }
 
   /** Connect (retrying while QEMU has not made the socket yet), read the greeting, leave negotiation mode. */
-  static async connect(path: string, timeoutMs = 10_000): Promise<QmpClient> {
+  static async connect(path: string, timeoutMs = 10_000, signal?: AbortSignal): Promise<QmpClient> {
     const client = new QmpClient();
     client.socket = await connectUnix(path, {
       data: (_socket, data) => client.receive(data),
       close: () => client.fail(new Error("QMP connection closed by QEMU")),
       error: (_socket, error) => client.fail(new Error(`QMP: ${error.message}`)),
-    }, timeoutMs, "QMP");
+    }, timeoutMs, "QMP", signal);
     await client.greeted;
     await client.execute("qmp_capabilities");
     return client;
@@ -67,6 +70,7 @@ export class QmpClient {
   private fail(error: Error): void {
     if (this.closed) return;
     this.closed = true;
+    this.noGreeting(error);
     for (const entry of this.pending.splice(0)) entry.reject(error);
   }
 

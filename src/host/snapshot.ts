@@ -2,93 +2,36 @@
 // point, save the paused VM through QMP; restore it as often as wanted (also at once), each restore
 // getting fresh host entropy, the host's clock and its own arguments over the control port.
 //
-// DIR holds manifest.json (what was booted, with each file's identity) and memory (QEMU's
-// migration stream). Disks are always opened with snapshot=on, so neither the save nor any
-// restore writes them: every restore starts from the disk state the saved memory expects.
+// DIR holds manifest.json (what was booted, with each file's identity), state (QEMU's migration
+// stream: device state) and ram (the guest's RAM). The save maps ram MAP_SHARED and leaves it out
+// of the stream (x-ignore-shared); every restore maps it MAP_PRIVATE, so pages come in as the
+// guest touches them, clones share the page cache, and no restore ever writes the file. The copy
+// form (--snapshot-copy) puts the RAM into the stream instead, as burrow did before, to compare.
+// Disks are always opened with snapshot=on, so neither the save nor any restore writes them:
+// every restore starts from the disk state the saved memory expects.
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
-import { ARCHES, hostArch, type Arch } from "../arch";
+import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
+import { describeError, ExitStatusError } from "../errors";
 import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
-import { describeError } from "../errors";
-import { QmpClient } from "./qmp";
 import { LineSocket } from "./line-socket";
-import { newRunId, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
+import { QmpClient } from "./qmp";
+import { memBytes } from "./options";
+import { incomingUri, newRunId, QEMU_FAILED_EXIT_CODE, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
+import { startDriver, type DriverEnd } from "./qemu-driver";
+import { checkSealed, fileIdentity, identityChange, sealFile, sha256, VERIFIED } from "./snapshot-files";
+import { MANIFEST, MANIFEST_VERSION, RAM, readManifest, STATE, type SnapshotForm, type SnapshotManifest } from "./snapshot-manifest";
 
-export const MANIFEST = "manifest.json";
-export const MEMORY = "memory";
-const MANIFEST_VERSION = 1;
 /** Host entropy per restore: the guest credits it and reseeds its CRNG from it. */
 const RESUME_ENTROPY_BYTES = 64;
-const HEAD_BYTES = 1 << 20;
-
-/** What makes a file the same file at restore time, cheaply (a full hash of a 110 MB initramfs costs ~0.3 s). */
-export interface FileIdentity {
-  path: string;
-  size: number;
-  mtimeMs: number;
-  /** sha256 of the first and the last MiB. */
-  head: string;
-  tail: string;
-}
-
-export interface SnapshotManifest {
-  burrowSnapshot: number;
-  qemu: string;
-  savedAt: string;
-  /** What the save booted (paths absolute); extraArgs: the restore needs the same devices. */
-  options: Pick<RunOptions, "kernel" | "initrd" | "disks" | "readOnlyDisks" | "ports" | "mem" | "smp" | "machine" | "accel" | "append"> & {
-    runId: string;
-    extraArgs: string[];
-    /** The guest architecture: which QEMU restores it (absent in manifests from before arm64 snapshots: x86_64). */
-    arch?: Arch;
-  };
-  files: { kernel: FileIdentity; initrd: FileIdentity | null; disks: FileIdentity[] };
-  /** Full sha256 of kernel and initrd, for the record (restores compare identities). */
-  sha256: { kernel: string; initrd: string | null };
-  memoryBytes: number;
-  readyAfterMs: number;
-  saveMs: number;
-}
-
-function sha256(data: Uint8Array): string {
-  return new Bun.CryptoHasher("sha256").update(data).digest("hex");
-}
-
-function readRange(fd: number, offset: number, length: number): Uint8Array {
-  const buffer = new Uint8Array(length);
-  const count = readSync(fd, buffer, 0, length, offset);
-  return buffer.subarray(0, count);
-}
-
-export function fileIdentity(path: string): FileIdentity {
-  const absolute = resolve(path);
-  const info = statSync(absolute);
-  const fd = openSync(absolute, "r");
-  try {
-    const head = readRange(fd, 0, Math.min(HEAD_BYTES, info.size));
-    const tail = readRange(fd, Math.max(0, info.size - HEAD_BYTES), Math.min(HEAD_BYTES, info.size));
-    return { path: absolute, size: info.size, mtimeMs: info.mtimeMs, head: sha256(head), tail: sha256(tail) };
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The first difference between a saved identity and the file now, or null. */
-export function identityChange(saved: FileIdentity): string | null {
-  let now: FileIdentity;
-  try {
-    now = fileIdentity(saved.path);
-  } catch (error) {
-    return `${saved.path} is gone (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`;
-  }
-  if (now.size !== saved.size) return `${saved.path} changed size (${saved.size} → ${now.size} bytes)`;
-  if (now.mtimeMs !== saved.mtimeMs) return `${saved.path} was modified after the save`;
-  if (now.head !== saved.head || now.tail !== saved.tail) return `${saved.path} has different contents`;
-  return null;
-}
+/** The RAM file of manifests of version 1 (refused): a save may reuse their directory. */
+const LEGACY_MEMORY = "memory";
+const PARTIAL = ".partial";
+/** QEMU's migration capability that leaves shared RAM blocks (our file) out of the stream. */
+const IGNORE_SHARED = [{ capability: "x-ignore-shared", state: true }];
 
 /** Single quotes for the shell QEMU runs an exec: migration URI with. */
 export function shellQuote(value: string): string {
@@ -102,15 +45,54 @@ export function withKernelWords(append: string, words: string[]): string {
   return [...kernelWords, ...added, ...initWords].join(" ");
 }
 
-/** Refuse to turn a directory that is not ours into a snapshot (we only ever write our two files). */
+/** What a save writes into DIR, finished or not; anything else means the directory is not ours. */
+function isOurs(name: string): boolean {
+  const known = [MANIFEST, STATE, RAM, VERIFIED, LEGACY_MEMORY];
+  return known.includes(name) || (name.endsWith(PARTIAL) && known.some((base) => name.startsWith(`${base}.`)));
+}
+
+/**
+ * Make DIR ready for a save: refuse a directory that is not ours; the old manifest goes first, so
+ * a save that dies half-way leaves nothing a restore accepts, then leftovers of an interrupted save.
+ * The old state and RAM file are replaced by rename at the end: clones still mapping the old RAM
+ * file keep its inode, which nothing writes.
+ */
 function prepareSnapshotDir(dir: string): void {
   if (!existsSync(dir)) {
     mkdirSync(dir, { recursive: true });
     return;
   }
   if (!statSync(dir).isDirectory()) throw new Error(`--snapshot-save ${dir}: not a directory`);
-  const foreign = readdirSync(dir).filter((name) => name !== MANIFEST && name !== MEMORY);
+  const names = readdirSync(dir);
+  const foreign = names.filter((name) => !isOurs(name));
   if (foreign.length > 0) throw new Error(`--snapshot-save ${dir}: the directory holds other files (${foreign.slice(0, 3).join(", ")}); give an empty or new directory`);
+  rmSync(join(dir, MANIFEST), { force: true });
+  for (const name of names) if (name.endsWith(PARTIAL) || name === VERIFIED || name === LEGACY_MEMORY) rmSync(join(dir, name), { force: true });
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
+/**
+ * A RAM file QEMU cannot detect as too big: it maps a sparse file of any size, and the guest then
+ * crawls or dies of SIGBUS once its pages find no memory or no disk. Refuse it before QEMU starts.
+ */
+export function ramFileProblem(dir: string, mem: string, hostBytes = totalmem(), freeBytes = freeSpace(dir)): string | null {
+  const bytes = memBytes(mem);
+  if (bytes > hostBytes) return `--mem ${mem} is more than this host's memory (${gib(hostBytes)})`;
+  if (bytes > freeBytes) return `the guest's RAM file needs up to ${gib(bytes)} in ${dir}, which has ${gib(freeBytes)} free (a tmpfs must hold all of the guest's RAM)`;
+  return null;
+}
+
+function freeSpace(dir: string): number {
+  const info = statfsSync(dir);
+  return info.bavail * info.bsize;
+}
+
+/** The line and status for a save or restore whose driver failed: QEMU's own reason when it ended first. */
+function driverFailure(what: string, end: Extract<DriverEnd<unknown>, { ok: false }>, run: RunResult): ExitStatusError {
+  if (end.cause === "qemu" && run.outcome === "qemu-failed") return new ExitStatusError(`${what}: ${run.reason}`, QEMU_FAILED_EXIT_CODE);
+  const guest = end.cause === "qemu" ? ` (guest: ${run.reason})` : "";
+  return new ExitStatusError(`${what}: ${describeError(end.error)}${guest}`, end.cause === "qemu" && run.exitCode !== 0 ? run.exitCode : 1);
 }
 
 export interface SaveResult {
@@ -118,12 +100,21 @@ export interface SaveResult {
   run: RunResult;
 }
 
+interface Saved {
+  qemu: string;
+  readyAfterMs: number;
+  saveMs: number;
+}
+
 /**
  * Boot with burrow.snapshot=1 (and the root read-only, unless the command line says rw: the saved
  * memory must agree with the disks every restore sees), wait for "ready", stop the VM and save it.
  */
-export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (text: string) => void = () => {}): Promise<SaveResult> {
+export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (text: string) => void = () => {}, form: SnapshotForm = "mapped"): Promise<SaveResult> {
   prepareSnapshotDir(dir);
+  const tooBig = form === "mapped" ? ramFileProblem(dir, options.mem) : null;
+  if (tooBig) throw new Error(`--snapshot-save ${dir}: ${tooBig}`);
+  const absolute = resolve(dir);
   const sockets = mkdtempSync(join(tmpdir(), "burrow-snapshot-"));
   const controlSocket = join(sockets, "control");
   const qmpSocket = join(sockets, "qmp");
@@ -131,16 +122,23 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
   // Not init_on_free=1, though it shrinks the saved memory (285 → 175 MiB): every restore then
   // zeroes Bun's ~110 MB as the agent's exec frees it, 1.3 s under TCG (measured, bench/run.ts).
   const append = withKernelWords(options.append, ["burrow.snapshot=1", "ro"]);
-  const memoryPath = join(resolve(dir), MEMORY);
-  const partial = `${memoryPath}.partial`;
-  let driven: Promise<{ qemu: string; readyAfterMs: number; saveMs: number }> | null = null;
+  const statePartial = join(absolute, STATE + PARTIAL);
+  const ramPartial = join(absolute, RAM + PARTIAL);
+  let driven: Promise<DriverEnd<Saved>> | null = null;
   const started = performance.now();
   try {
-    const run = await runVm({ ...options, append, runId, snapshotDisks: true, controlSocket, qmpSocket, onSpawn: (qemu) => {
-      driven = (async () => {
-        try {
-          const qmp = await QmpClient.connect(qmpSocket);
-          const control = await LineSocket.connect(controlSocket, 10_000);
+    const run = await runVm({
+      ...options,
+      append,
+      runId,
+      snapshotDisks: true,
+      controlSocket,
+      qmpSocket,
+      ...(form === "mapped" ? { ramFile: { path: ramPartial, shared: true } } : {}),
+      onSpawn: (qemu) => {
+        driven = startDriver(qemu, async (qemuGone) => {
+          const qmp = await QmpClient.connect(qmpSocket, 10_000, qemuGone);
+          const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
           for (;;) {
             const line = await control.nextLine();
             if (line === null) throw new Error("the guest never announced its snapshot point (control port closed)");
@@ -149,10 +147,10 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
           const readyAfterMs = performance.now() - started;
           const saveStarted = performance.now();
           await qmp.execute("stop");
-          await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(partial)}` });
-          const status = await qmp.waitFor<{ status?: string; "error-desc"?: string }>("query-migrate", (value) => value.status === "completed" || value.status === "failed", 600_000, 10);
+          if (form === "mapped") await qmp.execute("migrate-set-capabilities", { capabilities: IGNORE_SHARED });
+          await qmp.execute("migrate", { uri: `exec:cat > ${shellQuote(statePartial)}` });
+          const status = await qmp.waitFor<{ status?: string; "error-desc"?: string }>("query-migrate", (value) => value.status === "completed" || value.status === "failed", 600_000, 2);
           if (status.status !== "completed") throw new Error(`saving the VM failed: ${status["error-desc"] ?? status.status}`);
-          renameSync(partial, memoryPath);
           const saveMs = performance.now() - saveStarted;
           const version = qmp.greeting?.version.qemu;
           // QEMU may close the socket before it answers quit; it is ending either way.
@@ -160,19 +158,22 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
           control.close();
           qmp.close();
           return { qemu: version ? `${version.major}.${version.minor}.${version.micro}` : "unknown", readyAfterMs, saveMs };
-        } catch (error) {
-          qemu.kill();
-          throw error;
-        }
-      })();
-    } }, onOutput);
-    if (!driven) throw new Error(`QEMU did not start: ${run.reason}`);
-    const saved = await (driven as Promise<{ qemu: string; readyAfterMs: number; saveMs: number }>).catch((error: unknown) => {
-      throw new Error(`${describeError(error)} (guest: ${run.reason})`);
-    });
+        });
+      },
+    }, onOutput);
+    if (!driven) throw new ExitStatusError(`--snapshot-save ${dir}: QEMU did not start: ${run.reason}`, QEMU_FAILED_EXIT_CODE);
+    const end = await (driven as Promise<DriverEnd<Saved>>);
+    if (!end.ok) throw driverFailure(`--snapshot-save ${dir}`, end, run);
+    // QEMU has exited: nothing maps the RAM file shared any more, so it can be sealed.
+    renameSync(statePartial, join(absolute, STATE));
+    if (form === "mapped") renameSync(ramPartial, join(absolute, RAM));
+    const sealStarted = performance.now();
+    const saved = { state: sealFile(absolute, STATE), ram: form === "mapped" ? sealFile(absolute, RAM) : null };
+    const sealMs = performance.now() - sealStarted;
     const manifest: SnapshotManifest = {
       burrowSnapshot: MANIFEST_VERSION,
-      qemu: saved.qemu,
+      form,
+      qemu: end.value.qemu,
       savedAt: new Date().toISOString(),
       options: {
         kernel: resolve(options.kernel),
@@ -199,36 +200,21 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
         kernel: sha256(readFileSync(options.kernel)),
         initrd: options.initrd ? sha256(readFileSync(options.initrd)) : null,
       },
-      memoryBytes: statSync(memoryPath).size,
-      readyAfterMs: Math.round(saved.readyAfterMs),
-      saveMs: Math.round(saved.saveMs),
+      saved,
+      ramAllocatedBytes: saved.ram ? statSync(join(absolute, RAM)).blocks * 512 : 0,
+      readyAfterMs: Math.round(end.value.readyAfterMs),
+      saveMs: Math.round(end.value.saveMs),
+      sealMs: Math.round(sealMs),
     };
-    writeFileSync(join(dir, MANIFEST), JSON.stringify(manifest, null, 2) + "\n");
+    // Last, and whole or not at all: only a finished save has a manifest.
+    writeFileSync(join(absolute, MANIFEST + PARTIAL), JSON.stringify(manifest, null, 2) + "\n");
+    renameSync(join(absolute, MANIFEST + PARTIAL), join(absolute, MANIFEST));
     return { manifest, run };
   } finally {
-    rmSync(partial, { force: true });
+    rmSync(statePartial, { force: true });
+    rmSync(ramPartial, { force: true });
     rmSync(sockets, { recursive: true, force: true });
   }
-}
-
-export function readManifest(dir: string): SnapshotManifest {
-  const path = join(dir, MANIFEST);
-  let manifest: SnapshotManifest;
-  try {
-    manifest = JSON.parse(readFileSync(path, "utf8"));
-  } catch (error) {
-    throw new Error(`--snapshot-restore ${dir}: no readable ${MANIFEST} (${(error as NodeJS.ErrnoException).code ?? describeError(error)})`);
-  }
-  if (manifest?.burrowSnapshot !== MANIFEST_VERSION) throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} is not a burrow snapshot manifest of version ${MANIFEST_VERSION}`);
-  if (!existsSync(join(dir, MEMORY))) throw new Error(`--snapshot-restore ${dir}: no saved memory (${MEMORY})`);
-  return manifest;
-}
-
-/** The saved guest's architecture; a manifest without one predates arm64 snapshots (x86_64). */
-export function savedArch(manifest: SnapshotManifest, dir: string): Arch {
-  const arch: unknown = manifest.options.arch ?? "x86_64";
-  if (!ARCHES.includes(arch as Arch)) throw new Error(`--snapshot-restore ${dir}: ${MANIFEST} names an unknown architecture ${JSON.stringify(arch)} (${ARCHES.join(" or ")})`);
-  return arch as Arch;
 }
 
 /** Why a restore must not run, or null: every file the saved memory depends on is as it was. */
@@ -241,6 +227,17 @@ export function restoreProblem(manifest: SnapshotManifest): string | null {
   return null;
 }
 
+/** The saved files as the save wrote them, or why not; whether any had to be hashed in full. */
+export function savedFilesProblem(dir: string, manifest: SnapshotManifest): { problem: string | null; hashed: boolean } {
+  let hashed = false;
+  for (const sealed of [manifest.saved.state, ...(manifest.saved.ram ? [manifest.saved.ram] : [])]) {
+    const check = checkSealed(dir, sealed);
+    hashed ||= check.hashed;
+    if (check.problem) return { problem: `${check.problem}; the snapshot is damaged (save again)`, hashed };
+  }
+  return { problem: null, hashed };
+}
+
 export interface RestoreOptions {
   /** Port files for this instance, by the saved port names (the set of ports cannot change). */
   ports?: PortSpec[];
@@ -250,10 +247,15 @@ export interface RestoreOptions {
   instance?: string;
   timeoutSeconds: number;
   signal?: AbortSignal;
+  /** QEMU's pid once it runs (what a host measures, PSS for one, or stops by hand). */
+  onQemu?: (pid: number) => void;
 }
 
 export interface RestoreTimings {
-  /** From launch: QMP up, saved RAM loaded, VM continued, the guest's "resumed" (the agent's exec follows). */
+  /** Checking the saved files before launch (a full hash only when one is not the file last verified). */
+  checkMs: number;
+  hashed: boolean;
+  /** From launch: QMP up, saved state loaded, VM continued, the guest's "resumed" (the agent's exec follows). */
   qmpMs: number;
   loadedMs: number;
   continuedMs: number;
@@ -262,31 +264,37 @@ export interface RestoreTimings {
 
 export interface RestoreResult extends RunResult {
   instance: string;
+  form: SnapshotForm;
   timings: RestoreTimings | null;
 }
 
 export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOutput: (text: string) => void = () => {}): Promise<RestoreResult> {
+  const checkStarted = performance.now();
   const manifest = readManifest(dir);
-  const problem = restoreProblem(manifest);
+  const absolute = resolve(dir);
+  const inputs = restoreProblem(manifest);
+  if (inputs) throw new Error(`cannot restore ${dir}: ${inputs}`);
+  const { problem, hashed } = savedFilesProblem(absolute, manifest);
   if (problem) throw new Error(`cannot restore ${dir}: ${problem}`);
+  const checkMs = performance.now() - checkStarted;
   const saved = manifest.options;
-  const arch = savedArch(manifest, dir);
   const ports = saved.ports.map((port) => restore.ports?.find((entry) => entry.name === port.name) ?? port);
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
   if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
   const instance = restore.instance ?? `i${newRunId(12)}`;
+  const mapped = manifest.form === "mapped";
   const sockets = mkdtempSync(join(tmpdir(), "burrow-restore-"));
   const controlSocket = join(sockets, "control");
   const qmpSocket = join(sockets, "qmp");
   const started = performance.now();
-  let driven: Promise<RestoreTimings> | null = null;
+  let driven: Promise<DriverEnd<Omit<RestoreTimings, "checkMs" | "hashed">>> | null = null;
   try {
     const run = await runVm({
-      arch,
+      arch: saved.arch,
       kernel: saved.kernel,
       initrd: saved.initrd,
       disks: saved.disks,
-      readOnlyDisks: saved.readOnlyDisks ?? [],
+      readOnlyDisks: saved.readOnlyDisks,
       ports,
       mem: saved.mem,
       smp: saved.smp,
@@ -302,42 +310,44 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       snapshotDisks: true,
       controlSocket,
       qmpSocket,
-      incomingFile: join(dir, MEMORY),
+      incomingFile: join(absolute, STATE),
+      // The capability must be set on both sides before the stream is read: hence deferred.
+      ...(mapped ? { ramFile: { path: join(absolute, RAM), shared: false }, incomingDeferred: true } : {}),
       onSpawn: (qemu) => {
-        driven = (async () => {
-          try {
-            const qmp = await QmpClient.connect(qmpSocket);
-            const qmpMs = performance.now() - started;
-            const control = await LineSocket.connect(controlSocket, 10_000);
-            // Queued in the socket until the guest reads it after "cont".
-            control.write(encodeResume({ instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] }));
-            const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
-            const loadedMs = performance.now() - started;
-            if (status.status !== "running") await qmp.execute("cont");
-            const continuedMs = performance.now() - started;
-            let resumedMs = -1;
-            for (;;) {
-              const line = await control.nextLine();
-              if (line === null) throw new Error("the control port closed before the guest resumed");
-              if (parseResumed(line).ok) {
-                resumedMs = performance.now() - started;
-                break;
-              }
-            }
-            qmp.close();
-            control.close();
-            return { qmpMs, loadedMs, continuedMs, resumedMs };
-          } catch (error) {
-            qemu.kill();
-            throw error;
+        restore.onQemu?.(qemu.pid);
+        driven = startDriver(qemu, async (qemuGone) => {
+          const qmp = await QmpClient.connect(qmpSocket, 10_000, qemuGone);
+          const qmpMs = performance.now() - started;
+          if (mapped) {
+            await qmp.execute("migrate-set-capabilities", { capabilities: IGNORE_SHARED });
+            await qmp.execute("migrate-incoming", { uri: incomingUri() });
           }
-        })();
+          const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
+          // Queued in the socket until the guest reads it after "cont".
+          control.write(encodeResume({ instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] }));
+          const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
+          const loadedMs = performance.now() - started;
+          if (status.status !== "running") await qmp.execute("cont");
+          const continuedMs = performance.now() - started;
+          let resumedMs = -1;
+          for (;;) {
+            const line = await control.nextLine();
+            if (line === null) throw new Error("the control port closed before the guest resumed");
+            if (parseResumed(line).ok) {
+              resumedMs = performance.now() - started;
+              break;
+            }
+          }
+          qmp.close();
+          control.close();
+          return { qmpMs, loadedMs, continuedMs, resumedMs };
+        });
       },
     }, onOutput);
-    let driverError: unknown = null;
-    const timings = driven ? await (driven as Promise<RestoreTimings>).catch((error: unknown) => ((driverError = error), null)) : null;
-    if (driverError) throw new Error(`restore of ${dir} failed: ${describeError(driverError)} (guest: ${run.reason})`);
-    return { ...run, instance, timings };
+    if (!driven) throw new ExitStatusError(`cannot restore ${dir}: QEMU did not start: ${run.reason}`, QEMU_FAILED_EXIT_CODE);
+    const end = await (driven as Promise<DriverEnd<Omit<RestoreTimings, "checkMs" | "hashed">>>);
+    if (!end.ok) throw driverFailure(`restore of ${dir} failed`, end, run);
+    return { ...run, instance, form: manifest.form, timings: { checkMs, hashed, ...end.value } };
   } finally {
     rmSync(sockets, { recursive: true, force: true });
   }

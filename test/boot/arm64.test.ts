@@ -188,7 +188,7 @@ describe("arm64 snapshot point (qemu-system-aarch64 saves and restores -machine 
     expect(agents[1]!.get("arg[1]")).toEqual(["two"]);
     expect(agents[0]!.get("urandom")![0]).toMatch(/^[0-9a-f]{32}$/);
     expect(agents[0]!.get("urandom")).not.toEqual(agents[1]!.get("urandom"));
-    console.log(`arm64 restore: resumed after ${first.timings?.resumedMs.toFixed(0)} / ${second.timings?.resumedMs.toFixed(0)} ms (two at once), saved ${(saved.manifest.memoryBytes / 2 ** 20).toFixed(1)} MiB`);
+    console.log(`arm64 restore: resumed after ${first.timings?.resumedMs.toFixed(0)} / ${second.timings?.resumedMs.toFixed(0)} ms (two at once), state ${(saved.manifest.saved.state.size / 2 ** 20).toFixed(1)} MiB, RAM file ${(saved.manifest.ramAllocatedBytes / 2 ** 20).toFixed(1)} MiB written`);
   }, BOOT_TIMEOUT_MS);
 });
 

@@ -7,8 +7,9 @@ import { copyFileSync, mkdtempSync, rmSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { QmpClient } from "../../src/host/qmp";
-import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
-import { MEMORY, restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
+import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
+import { RAM, STATE } from "../../src/host/snapshot-manifest";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 
@@ -40,7 +41,10 @@ describe("snapshot point", () => {
     requireArtifacts(KERNEL_MICRO, INITRAMFS, ROOTFS);
     copyFileSync(ROOTFS, disk);
     const saved = await saveSnapshot(base(), dir);
-    expect(saved.manifest.memoryBytes).toBeGreaterThan(1 << 20);
+    // The mapped form: the stream holds device state only, the RAM is a sparse file.
+    expect(saved.manifest.form).toBe("mapped");
+    expect(saved.manifest.saved.state.size).toBeLessThan(1 << 20);
+    expect(saved.manifest.ramAllocatedBytes).toBeGreaterThan(8 << 20);
     expect(saved.manifest.options.append).toContain("burrow.snapshot=1");
     expect(saved.run.output).toMatch(/burrow: snapshot point: ready on burrow\.control/);
     expect(parseConsole(saved.run.output).agent.has("start")).toBe(false);
@@ -100,10 +104,14 @@ describe("snapshot point", () => {
         snapshotDisks: true,
         controlSocket: join(sockets, "control"),
         qmpSocket: join(sockets, "qmp"),
-        incomingFile: join(dir, MEMORY),
+        incomingFile: join(dir, STATE),
+        ramFile: { path: join(dir, RAM), shared: false },
+        incomingDeferred: true,
         onSpawn: (qemu) => {
           void (async () => {
             const qmp = await QmpClient.connect(join(sockets, "qmp"));
+            await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+            await qmp.execute("migrate-incoming", { uri: incomingUri() });
             await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000);
             if (send !== null) {
               const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });

@@ -189,3 +189,30 @@ describe("spawning QEMU", () => {
     expect(spawnArgv(argv, null)).toEqual(argv);
   });
 });
+
+describe("QEMU's last words", () => {
+  test("the last prefixed message with its continuation lines, on one line", async () => {
+    const { qemuLastWords, qemuFailure } = await import("../../src/host/qemu");
+    expect(qemuLastWords("")).toBeNull();
+    expect(qemuLastWords("qemu-system-x86_64: cannot set up guest memory 'microvm.ram': Cannot allocate memory\n")).toBe("cannot set up guest memory 'microvm.ram': Cannot allocate memory");
+    expect(qemuLastWords("qemu-system-x86_64: warning: old\nqemu-system-x86_64: -drive id=disk0: Failed to get \"write\" lock\nIs another process using the image [/d]?\n")).toBe('-drive id=disk0: Failed to get "write" lock Is another process using the image [/d]?');
+    expect(qemuLastWords("no prefix here\nlast line\n")).toBe("last line");
+    expect(qemuFailure({ qemuStatus: null, qemuSignal: "SIGKILL", qemuLastWords: null })).toBe("qemu was killed by SIGKILL");
+    expect(qemuFailure({ qemuStatus: 1, qemuSignal: null, qemuLastWords: "x" })).toBe("qemu exited with status 1: x");
+  });
+});
+
+describe("RAM in a file", () => {
+  const options = { kernel: "/k", initrd: null, disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm" as const, accel: "tcg" as const, append: "", timeoutSeconds: 10 };
+  test("a file backend with the machine's memory-backend; a deferred incoming stream", () => {
+    const saving = qemuArgs({ ...options, ramFile: { path: "/s/a,b/ram.partial", shared: true } });
+    expect(saving[saving.indexOf("-machine") + 1]).toBe("microvm,rtc=on,memory-backend=ram0");
+    expect(saving[saving.indexOf("-object") + 1]).toBe("memory-backend-file,id=ram0,size=512M,mem-path=/s/a,,b/ram.partial,share=on");
+    const restoring = qemuArgs({ ...options, machine: "q35", ramFile: { path: "/s/ram", shared: false }, incomingFile: "/s/state", incomingDeferred: true });
+    expect(restoring[restoring.indexOf("-machine") + 1]).toBe("q35,memory-backend=ram0");
+    expect(restoring[restoring.indexOf("-object") + 1]).toEndWith("share=off");
+    expect(restoring[restoring.indexOf("-incoming") + 1]).toBe("defer");
+    expect(qemuArgs({ ...options, incomingFile: "/s/state" }).join(" ")).toContain("-incoming fd:3");
+    expect(qemuArgs(options)).not.toContain("-object");
+  });
+});
