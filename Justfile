@@ -104,6 +104,14 @@ test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64
 bench: deps build kernel kernel-micro rootfs
     {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}
 
+# Redraw the bench pictures from saved results (no boots): bench/results/latest.svg, latest-boot.svg.
+bench-draw:
+    {{bun}} bench/draw.ts
+
+# One boot of the demo microVM for the boot-timeline picture: bench/results/latest-boot.json and .svg.
+bench-boot: build kernel-micro image rootfs
+    {{bun}} bench/boot-once.ts
+
 # Partition validator timing: generated descriptions of 10^3..10^6 ranges, valid and with one fault at the end.
 bench-partition:
     {{bun}} bench/partition.ts

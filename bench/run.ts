@@ -3,6 +3,9 @@
 // Reports the init phase (kernel "Run /init" → agent start, both read from the guest clock),
 // QEMU wall time to the agent, MemAvailable seen by the agent, and the image size. The restore
 // row boots burrow once to its snapshot point, saves it, then times restores (launch → agent).
+// Writes bench/results/latest.md (the table), latest.json (every sample), latest.svg (wall time
+// to the agent per kernel), latest-boot.json and .svg (one cold boot's steps); `just bench-draw`
+// redraws the pictures from the saved files.
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -11,6 +14,9 @@ import { buildImage, type Compression } from "../src/image/build";
 import { withBootDisk } from "../src/host/boot-disk";
 import { runVm, type RunOptions } from "../src/host/qemu";
 import { restoreSnapshot, saveSnapshot, type RestoreTimings } from "../src/host/snapshot";
+import type { BootTimeline } from "./charts/timeline";
+import { bootPicture, wallPicture } from "./draw";
+import { bootFromConsole, wallRowsFromData, type BootData, type ResultsData } from "./results-data";
 
 const ROOT = resolve(import.meta.dir, "..");
 const { values } = parseArgs({
@@ -30,7 +36,7 @@ const variantNames = values.variants!.split(",").filter(Boolean);
  * initMs is NaN for restores: their guest clock still counts the boot that was saved. stepsMs:
  * burrow's own part (its first line → its exec line, printk times); NaN for other inits.
  */
-interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number; stepsMs: number; restore?: RestoreTimings }
+interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number; stepsMs: number; restore?: RestoreTimings; boot?: BootTimeline }
 interface Row { kernel: string; init: string; imageBytes: number; samples: Sample[]; failures: string[] }
 
 const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null; arch?: "arm64" }> = {
@@ -134,7 +140,9 @@ async function bootOnce(kernel: string, image: string, variant: string): Promise
   const firstLine = /\[\s*([\d.]+)\] burrow: burrow \S+ starting as PID 1/.exec(result.output);
   const execLine = /\[\s*([\d.]+)\] burrow: exec /.exec(result.output);
   const stepsMs = firstLine && execLine && !restore ? (Number(execLine[1]) - Number(firstLine[1])) * 1000 : NaN;
-  return { initMs, wallToAgentMs: agentSeenMs, memAvailableKiB: Number(memAvailable[1]), stepsMs, ...(restore?.timings ? { restore: restore.timings } : {}) };
+  // Cold burrow boots: the boot report the agent prints, for the timeline picture.
+  const boot = !restore && variant.startsWith("burrow") ? bootFromConsole(result.output) : null;
+  return { initMs, wallToAgentMs: agentSeenMs, memAvailableKiB: Number(memAvailable[1]), stepsMs, ...(restore?.timings ? { restore: restore.timings } : {}), ...(boot ? { boot } : {}) };
 }
 
 const median = (xs: number[]) => {
@@ -215,39 +223,33 @@ function table(): string {
   return lines.join("\n") + (ratios.length ? `\n\n${ratios.join("\n")}` : "") + "\n";
 }
 
-function svg(): string {
-  const width = 720;
-  const barHeight = 22;
-  const gap = 10;
-  const left = 170;
-  const valid = rows.filter((row) => row.samples.length);
-  // Restores have no init phase of their own: their bar is launch → agent.
-  const barValue = (s: Sample) => (Number.isNaN(s.initMs) ? s.wallToAgentMs : s.initMs);
-  const max = Math.max(1, ...valid.flatMap((row) => row.samples.map(barValue)));
-  const scale = (width - left - 60) / max;
-  const height = 50 + valid.length * (barHeight + gap);
-  const parts = [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">init phase (Run /init → agent start; restore: launch → agent), ms: median, min–max</text>`,
-  ];
-  valid.forEach((row, index) => {
-    const y = 40 + index * (barHeight + gap);
-    const values = row.samples.map((s) => (Number.isNaN(s.initMs) ? s.wallToAgentMs : s.initMs));
-    const colour = row.init === "restore" ? "#5a9e5a" : row.init.startsWith("burrow") ? "#4a7ebb" : "#d08c3a";
-    parts.push(`<text x="10" y="${y + 15}">${row.kernel} / ${row.init}</text>`);
-    parts.push(`<rect x="${left}" y="${y}" width="${(median(values) * scale).toFixed(1)}" height="${barHeight}" fill="${colour}"/>`);
-    const y2 = y + barHeight / 2;
-    parts.push(`<line x1="${left + Math.min(...values) * scale}" x2="${left + Math.max(...values) * scale}" y1="${y2}" y2="${y2}" stroke="black"/>`);
-    parts.push(`<text x="${left + median(values) * scale + 6}" y="${y + 15}">${median(values).toFixed(0)}</text>`);
-  });
-  parts.push(`</svg>`);
-  return parts.join("\n") + "\n";
+/**
+ * The boot the timeline shows: the micro kernel's (else the first kernel's) fastest cold burrow
+ * layout, its run with the median wall time.
+ */
+function timelineBoot(): { row: Row; sample: Sample } | null {
+  const wall = (row: Row) => median(row.samples.map((s) => s.wallToAgentMs));
+  const kernel = kernels.includes("micro") ? "micro" : kernels[0];
+  const row = rows.filter((r) => r.kernel === kernel && r.init.startsWith("burrow") && r.samples.some((s) => s.boot)).sort((a, b) => wall(a) - wall(b))[0];
+  if (!row) return null;
+  const withBoot = row.samples.filter((s) => s.boot).sort((a, b) => a.wallToAgentMs - b.wallToAgentMs);
+  return { row, sample: withBoot[Math.floor((withBoot.length - 1) / 2)]! };
 }
 
-const report = `# burrow vs busybox init — ${new Date().toISOString()}\n\n${runs} boots per init, interleaved; QEMU TCG, -machine microvm${kernels.includes("arm64") ? " (arm64: qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on)" : ""}, ${values.mem} RAM, image compression ${values.compress}.\n\n${table()}`;
+const date = new Date().toISOString();
+const description = `${runs} boots per init, interleaved; QEMU TCG, -machine microvm${kernels.includes("arm64") ? " (arm64: qemu-system-aarch64 -machine virt -cpu max,pauth-impdef=on)" : ""}, ${values.mem} RAM, image compression ${values.compress}.`;
+const report = `# burrow vs busybox init — ${date}\n\n${description}\n\n${table()}`;
+const data: ResultsData = { date, description, rows: rows.map((row) => ({ ...row, samples: row.samples.map(({ boot: _boot, ...sample }) => sample) })) };
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
 writeFileSync(join(ROOT, "bench/results/latest.md"), report);
-writeFileSync(join(ROOT, "bench/results/latest.svg"), svg());
+writeFileSync(join(ROOT, "bench/results/latest.json"), JSON.stringify(data, null, 2) + "\n");
+writeFileSync(join(ROOT, "bench/results/latest.svg"), wallPicture(wallRowsFromData(data), date, description));
+const shown = timelineBoot();
+if (shown) {
+  const layout = shown.row.init === "burrow-disk" ? "boot disk" : "initramfs";
+  const boot: BootData = { date, description: `${shown.row.kernel} kernel, ${layout}: the bench's run with the median wall time (${shown.sample.wallToAgentMs.toFixed(0)} ms to the agent). ${description}`, ...shown.sample.boot! };
+  writeFileSync(join(ROOT, "bench/results/latest-boot.json"), JSON.stringify(boot, null, 2) + "\n");
+  writeFileSync(join(ROOT, "bench/results/latest-boot.svg"), bootPicture(boot));
+}
 console.log(report);
 rmSync(work, { recursive: true, force: true });
