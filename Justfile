@@ -104,6 +104,10 @@ test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64
 bench: deps build kernel kernel-micro rootfs
     {{bun}} bench/run.ts --runs {{env_var_or_default("RUNS", "5")}} --kernels {{env_var_or_default("KERNELS", "debian,micro")}} --compress {{env_var_or_default("COMPRESS", "none")}}
 
+# Snapshot forms side by side: save, restore to agent, 1/4/16 clones' time and PSS, 64 MiB vs 1 GiB touched: bench/results/snapshots.md.
+bench-snapshots: build test-images rootfs
+    {{bun}} bench/snapshots.ts --runs {{env_var_or_default("RUNS", "5")}}
+
 # Redraw the bench pictures from saved results (no boots): bench/results/latest.svg, latest-boot.svg.
 bench-draw:
     {{bun}} bench/draw.ts

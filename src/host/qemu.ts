@@ -52,6 +52,11 @@ export interface RunOptions {
   smp: number;
   machine: Machine;
   accel: Accel;
+  /**
+   * TCG's translation buffer in MiB (QEMU's tb-size; 7.2's default is 1 GiB of mapping, of which
+   * a guest's boot dirties tens of MiB). Host tuning only, not device state: a restore may pick its own.
+   */
+  tcgTbSizeMiB?: number;
   append: string;
   timeoutSeconds: number;
   qemu?: string;
@@ -196,7 +201,7 @@ export function qemuArgs(options: RunOptions): string[] {
   const args = [
     options.qemu ?? ARCH_INFO[arch].qemu,
     "-machine", `${options.machine === "microvm" ? "microvm,rtc=on" : options.machine}${options.ramFile ? `,memory-backend=${RAM_BACKEND_ID}` : ""}`,
-    "-accel", options.accel,
+    "-accel", options.accel === "tcg" && options.tcgTbSizeMiB !== undefined ? `tcg,tb-size=${checkTbSize(options.tcgTbSizeMiB)}` : options.accel,
     "-cpu", options.accel === "kvm" ? "host" : tcgCpu(arch),
     "-m", parseMem(options.mem),
     "-smp", String(options.smp),
@@ -255,6 +260,11 @@ export function qemuArgs(options: RunOptions): string[] {
   if (options.incomingFile) args.push("-incoming", options.incomingDeferred ? "defer" : incomingUri());
   args.push(...(options.extraArgs ?? []));
   return args;
+}
+
+function checkTbSize(mib: number): number {
+  if (!Number.isInteger(mib) || mib < 1 || mib > 4096) throw new Error(`TCG translation buffer must be 1 to 4096 MiB, got ${mib}`);
+  return mib;
 }
 
 function checkPortName(name: string, spec: string): void {

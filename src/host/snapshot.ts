@@ -247,6 +247,8 @@ export interface RestoreOptions {
   instance?: string;
   timeoutSeconds: number;
   signal?: AbortSignal;
+  /** TCG's translation buffer for this restore (RunOptions.tcgTbSizeMiB). */
+  tcgTbSizeMiB?: number;
   /** QEMU's pid once it runs (what a host measures, PSS for one, or stops by hand). */
   onQemu?: (pid: number) => void;
 }
@@ -300,6 +302,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       smp: saved.smp,
       machine: saved.machine,
       accel: saved.accel,
+      ...(restore.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: restore.tcgTbSizeMiB }),
       // The saved command line: a guest saved with burrow.supervise=1 gets its stop port again
       // (runVm adds it from the command line), after the control port as at the save.
       append: saved.append,
