@@ -23,7 +23,7 @@ rootfs_img := if arch_name == "arm64" { "dist/arm64/rootfs.ext4" } else { "dist/
 # On virt the demo root is found by its label (disks number in PCI order there).
 arch_root := if arch_name == "arm64" { "root=LABEL=burrow-root " } else { "" }
 # One entry-point list for every architecture's build.
-entries := "src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
+entries := "src/main.ts src/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
 build_flags := "--compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig"
 
 default:
