@@ -15,7 +15,8 @@ import { loadModules, wantedModules } from "../../src/modes/microvm/modules";
 import { blockFilesystems, rootFsTypes, rootMountFlags } from "../../src/modes/microvm/root";
 import { deleteTree, RAMFS_MAGIC, rootIsInitramfs, TMPFS_MAGIC } from "../../src/modes/microvm/switchroot";
 import { parseUevents } from "../../src/modes/microvm/uevent";
-import { memTotalBytes, parseCompAlgorithms, zramDiskSize } from "../../src/modes/microvm/zram";
+import { memTotalBytes } from "../../src/modes/microvm/meminfo";
+import { parseCompAlgorithms, zramDiskSize } from "../../src/modes/microvm/zram";
 
 const MiB = 2 ** 20;
 

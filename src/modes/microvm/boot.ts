@@ -1,9 +1,10 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { closeOnExecAllBut, prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
+import { readOptionalText } from "../../boot/optional-text";
 import { ROOT_MOUNT_POINT } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { execSupervisor, openSupervisor, supervisorArgv, type SupervisorRole } from "../../boot/supervisor";
@@ -240,15 +241,6 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
-/** A file of the new root, for the workload spec (passwd, group, the OCI file); null when unreadable. */
-function readRootFile(path: string): string | null {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return null;
-  }
-}
-
 /**
  * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
  * the supervisor after it applied a workload spec, or started and supervised by it for its whole
@@ -257,7 +249,8 @@ function readRootFile(path: string): string | null {
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
   const resume = context.resume?.message ?? null;
-  const plan = resolveWorkload(config.workload, readRootFile);
+  // passwd, group, the OCI file: one the new root lacks is null, and the resolver says what that means.
+  const plan = resolveWorkload(config.workload, readOptionalText);
   if (!plan.ok) throw new Error(`${plan.reason}; the agent was not started`);
   for (const field of plan.ignored) log.warn(`workload spec: ${field} is not applied`);
   const argv = resume?.args ? agentArgv(config.agent, resume.args) : (plan.argv ?? agentArgv(config.agent, config.initArgs));

@@ -2,10 +2,11 @@
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
 // The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
 import type { Subprocess } from "bun";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { archOfNode } from "../../arch";
 import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { mountedAt, mountTable } from "../../boot/mounts";
+import { readOptionalText } from "../../boot/optional-text";
 import { EXEC_PATH_VAR, SUPERVISOR_PATH } from "../../boot/paths";
 import { execSupervisor, openSupervisor, supervisorArgv } from "../../boot/supervisor";
 import * as sys from "../../sys";
@@ -178,18 +179,10 @@ function fatal(message: string): Promise<never> {
   return failBoot(`fatal: ${message}`);
 }
 
-/** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable. */
-export function residentFootprint(status = safeRead("/proc/self/status")): NonNullable<BootReport["resident"]> {
+/** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable (no /proc: a figure fails no boot). */
+export function residentFootprint(status = readOptionalText("/proc/self/status") ?? ""): NonNullable<BootReport["resident"]> {
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, "m").exec(status)?.[1] ?? 0);
   return { rssKiB: kib("VmRSS"), anonKiB: kib("RssAnon"), fileKiB: kib("RssFile"), shmemKiB: kib("RssShmem"), threads: kib("Threads") };
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return ""; // no /proc: the report says zeros rather than failing the boot over a figure
-  }
 }
 
 function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
