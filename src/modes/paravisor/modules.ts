@@ -92,10 +92,10 @@ class ModuleLoadError extends Error {
   }
 }
 
-export type LoadResult = "loaded" | "already";
+export type LoadOutcome = "loaded" | "already";
 
 /** finit_module one file; EEXIST (already loaded, or built in twice) is not an error. */
-function loadModuleFile(module: ModuleFile): LoadResult {
+function loadModuleFile(module: ModuleFile): LoadOutcome {
   try {
     finitModuleFile(module.path, module.params, module.name, module.flags);
     return "loaded";
@@ -140,7 +140,7 @@ export function loadWithDependencies(name: string, modules: readonly ModuleFile[
 
 /** Messages from the loader thread. */
 export type LoaderMessage =
-  | { type: "loaded"; name: string; path: string; params: string; result: LoadResult; ms: number }
+  | { type: "loaded"; name: string; path: string; params: string; result: LoadOutcome; ms: number }
   | { type: "failed"; name: string; path: string; errno: number; message: string }
   /** The budget ran out with `names` still to load; nothing follows. */
   | { type: "not-tried"; names: string[]; reason: string }
