@@ -118,7 +118,7 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
 /** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
 const MAX_MODULE_REQUEST = 255;
 
-type Setter = (config: Config, value: string | null, key: string) => string | void;
+type Setter = (config: Config, value: string | null) => string | void;
 
 const ONFAIL: readonly OnFail[] = ["poweroff", "shell", "halt"];
 
@@ -339,7 +339,7 @@ function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, 
     return;
   }
   if (setter) {
-    const problem = setter(config, value, key);
+    const problem = setter(config, value);
     if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });
     return;
   }

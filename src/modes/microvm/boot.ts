@@ -222,8 +222,6 @@ function switchRootStep(context: MicrovmContext): void {
   if (!check.ok) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${check.reason}`);
   const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
-  // Every libc call left to make, bound while libc.so.6 is still a file we can open.
-  sys.prebind(["mount", "umount2", "chroot", "chdir", "execve", "fexecve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall", "mkdir"]);
   try {
     context.supervisorFd = openSupervisor();
   } catch (error) {
