@@ -70,8 +70,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   {
     name: "zram",
     policy: "warn",
-    // An invalid burrow.zram= was reported with the command line's problems: no swap, no second line.
-    when: (context) => context.runtime.config.zram.kind !== "off" && context.runtime.config.zram.kind !== "invalid",
+    when: (context) => context.runtime.config.zram.kind !== "off",
     run(context) {
       if (setupZram(context.runtime.config)) applyVmTunings(context.runtime.config);
     },

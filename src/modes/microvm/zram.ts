@@ -18,8 +18,6 @@ export function zramDiskSize(setting: ZramSetting, memTotal: number): { bytes: n
   switch (setting.kind) {
     case "off":
       return null;
-    case "invalid":
-      return { problem: `burrow.zram=${setting.value}: ${setting.reason}` };
     case "percent":
       return { bytes: page((memTotal * setting.percent) / 100) };
     case "bytes":
