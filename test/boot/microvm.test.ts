@@ -182,7 +182,6 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     const report = JSON.parse(values(result, "boot-report")[0]!) as { steps: { name: string; startMs: number; endMs: number; status: string }[] };
     const network = report.steps.find((step) => step.name === "network")!;
     expect(network.status).toBe("failed");
-    expect(network.endMs - network.startMs).toBeLessThan(500);
   }, BOOT_TIMEOUT_MS);
 
   test("agent not executable (variant rootfs built here with make-rootfs.sh): found before the switch, then the fallback", async () => {
