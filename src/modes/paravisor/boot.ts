@@ -1,6 +1,6 @@
 // Paravisor (VTL2) boot: underhill_init's sequence as a plan of named, timed steps. burrow stays
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
-// The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
+// The steps call out to setup-scripts.ts, worker.ts, system.ts, module-files.ts, module-load.ts, module-loader.ts and src/memory.
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { archOfNode } from "../../arch";
@@ -15,7 +15,9 @@ import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
 import type { MemoryState } from "../../memory";
 import { readConfidentiality, type Confidentiality } from "./confidential";
-import { listModules, loadWithDependencies, MODULES_ROOT, startBackgroundLoad, type ModuleFile } from "./modules";
+import { listModules, MODULES_ROOT, type ModuleFile } from "./module-files";
+import { loadWithDependencies } from "./module-load";
+import { startBackgroundLoad } from "./module-loader";
 import { parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
 import { describeStatus, runSetupScript } from "./setup-scripts";
