@@ -6,9 +6,9 @@ import { parseConfig, readOnFail } from "./config/config";
 import { describeError } from "./errors";
 import { configureLogging, log, setLogLevel } from "./log";
 import * as sys from "./sys";
-import { configureEnding, failBoot } from "./boot/ending";
+import { configureEnding, failBoot, failBootOn } from "./boot/ending";
 import { ensureMount, mountedAt } from "./boot/mounts";
-import { BootFailure, type BootReport, type InitRuntime } from "./boot/plan";
+import type { BootReport, InitRuntime } from "./boot/plan";
 import { BURROW_VERSION } from "./boot/version";
 
 export async function runInit(): Promise<void> {
@@ -44,7 +44,7 @@ export async function runInit(): Promise<void> {
       await bootMicrovm(runtime);
     }
   } catch (error) {
-    await failBoot(error instanceof BootFailure ? `boot failed: ${error.message}` : `boot failed: unexpected error: ${describeError(error)}`);
+    await failBootOn(error);
   }
 }
 

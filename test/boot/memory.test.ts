@@ -243,9 +243,9 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
 
   test("snp with a failure injected in the second visibility batch: fatal, and the error names GPN 0x2205", async () => {
     const report = await run("fail", "snp.json", "mshv_sim.fail_gpn=0x2205 mshv_sim.fail_code=0xdb");
-    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    const fatal = report.burrowLines.filter((line) => /boot failed: /.test(line));
     expect(fatal).toHaveLength(1);
-    expect(fatal[0]).toMatch(/fatal: memory: unable to make shared pool \[0x2000000, 0x2300000\) host-visible: .*AccessDenied\(0x6\) at GPN 0x2205 \(element 517\)/);
+    expect(fatal[0]).toMatch(/boot failed: memory: unable to make shared pool \[0x2000000, 0x2300000\) host-visible: .*AccessDenied\(0x6\) at GPN 0x2205 \(element 517\)/);
     expect(report.lines).toContain("begin fallback");
     const vis = hc(report, "0x00db");
     expect([vis.calls, vis.success, vis.error, vis.elements]).toEqual([2, 1, 1, 517]);
@@ -274,9 +274,9 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
 
   test("invalid description: one error line naming the range, nothing applied (all counters zero)", async () => {
     const report = await run("invalid", "invalid.json", "-- --setup-script=/etc/load-sim.sh");
-    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    const fatal = report.burrowLines.filter((line) => /boot failed: /.test(line));
     expect(fatal).toHaveLength(1);
-    expect(fatal[0]).toMatch(/fatal: memory: \/etc\/partition.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)/);
+    expect(fatal[0]).toMatch(/boot failed: memory: \/etc\/partition.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)/);
     expect(report.lines).toContain("begin fallback");
     expect(report.lines).toContain("module mshv_sim");
     expect(report.counters.size).toBeGreaterThan(0);

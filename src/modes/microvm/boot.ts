@@ -134,7 +134,9 @@ async function waitForDevice(context: MicrovmContext, spec: RootSpec, shown: str
   if (device === null) {
     const types = rootFsTypes(config).join(", ");
     const moduleNote = [...context.failedModules].map(([name, reason]) => `; module ${name}: ${reason}`).join("");
-    throw new Error(`${what} ${shown} did not appear within ${config.rootwaitMs} ms (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
+    // The overlay device gets what the root device left of burrow.rootwait: say so, or the numbers disagree.
+    const share = budgetMs === config.rootwaitMs ? "" : `, the rest of burrow.rootwait=${config.rootwaitMs}`;
+    throw new Error(`${what} ${shown} did not appear within ${budgetMs} ms${share} (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
   }
   log.info(`${what} ${shown}${device !== shown ? ` is ${device}` : ""}, ready after ${(now(context) - started).toFixed(1)} ms (${watcher.eventDriven ? "uevents" : "polling"})`);
   return device;

@@ -4,7 +4,7 @@
 import type { Subprocess } from "bun";
 import { existsSync } from "node:fs";
 import { archOfNode } from "../../arch";
-import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
+import { failBootOn, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { mountedAt, mountTable } from "../../boot/mounts";
 import { readOptionalText } from "../../boot/optional-text";
 import { EXEC_PATH_VAR, SUPERVISOR_PATH } from "../../boot/paths";
@@ -134,7 +134,7 @@ const plan: Step<ParavisorContext>[] = [
       context.modulesSettled = load.done.then(() => null, (error: Error) => error);
       if (!waitsForModules(context)) {
         void context.modulesSettled.then((error) => {
-          if (error) void fatal(`modules: ${error.message}`);
+          if (error) void failBootOn(new BootFailure("modules", error));
         });
       }
     },
@@ -176,11 +176,6 @@ function waitsForModules(context: ParavisorContext): boolean {
   return context.env.OPENHCL_WAIT_FOR_MODULES === "1";
 }
 
-/** A fatal failure (a step, or the background module load): one line, then the configured fallback. */
-function fatal(message: string): Promise<never> {
-  return failBoot(`fatal: ${message}`);
-}
-
 /** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable (no /proc: a figure fails no boot). */
 export function residentFootprint(status = readOptionalText("/proc/self/status") ?? ""): NonNullable<BootReport["resident"]> {
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, "m").exec(status)?.[1] ?? 0);
@@ -209,12 +204,12 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
   try {
     await runPlan(plan, context, runtime.report, runtime.now);
   } catch (error) {
-    return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
+    return failBootOn(error);
   }
   const worker = context.worker!;
   // The hand-off ends every thread of burrow's: the background module load must be done first.
   const moduleError = context.modulesSettled ? await context.modulesSettled : null;
-  if (moduleError) return fatal(`modules: ${moduleError.message}`);
+  if (moduleError) return failBootOn(new BootFailure("modules", moduleError));
   if (isEnding()) return new Promise<never>(() => {});
   // What the boot's garbage holds is given back, and burrow's footprint recorded, before the hand-off.
   Bun.gc(true);
