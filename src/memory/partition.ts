@@ -208,7 +208,7 @@ export function parsePartition(json: unknown): Partition {
   const hw = isHardwareIsolated(p);
 
   if (p.ram.length === 0) throw new PartitionError("ram: at least one range is required");
-  // Bitmaps (hardware isolation) track pages a byte at a time: OV's BadAlignment.
+  // Bitmaps (hardware isolation) track pages a byte at a time: mapping.rs's MappingError::BadAlignment.
   const [align, alignWhy] = hw ? [BITMAP_ALIGN, "32 KiB-aligned (the page bitmaps of a hardware-isolated partition need it)"] : [PAGE, "4 KiB-aligned"];
   checkList(p.ram, "ram", align, alignWhy);
   checkList(p.vtl2Ram, "vtl2Ram");
