@@ -23,7 +23,7 @@ rootfs_img := if arch_name == "arm64" { "dist/arm64/rootfs.ext4" } else { "dist/
 # On virt the demo root is found by its label (disks number in PCI order there).
 arch_root := if arch_name == "arm64" { "root=LABEL=burrow-root " } else { "" }
 # One entry-point list for every architecture's build.
-entries := "src/main.ts src/boot/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
+entries := "src/main.ts src/pid1.ts src/cli.ts src/modes/paravisor/modules-worker.ts src/memory/lane-worker.ts"
 build_flags := "--compile --bytecode --format=esm --minify-syntax --no-compile-autoload-dotenv --no-compile-autoload-bunfig"
 
 default:
@@ -75,9 +75,10 @@ image: build
 rootfs:
     @if [ "{{arch_name}}" = arm64 ]; then {{just_executable()}} rootfs-arm64; else scripts/make-rootfs.sh dist/rootfs.ext4; fi
 
+# A substitution in a command's VAR= prefix cannot fail the line; assigned on its own first, it does, after fetch-busybox's message.
 # The arm64 demo root disk: dist/arm64/rootfs.ext4 with Debian's busybox-static:arm64 (unpacked, not installed).
 rootfs-arm64:
-    BUSYBOX="$(scripts/fetch-busybox.sh build/busybox-arm64 arm64)" scripts/make-rootfs.sh dist/arm64/rootfs.ext4
+    busybox="$(scripts/fetch-busybox.sh build/busybox-arm64 arm64)" && BUSYBOX="$busybox" scripts/make-rootfs.sh dist/arm64/rootfs.ext4
 
 # Build everything and boot the demo microVM in QEMU (TCG); the guest agent reports what it sees.
 boot: deps image rootfs

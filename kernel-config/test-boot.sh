@@ -135,9 +135,10 @@ echo "bun test on microvm, $runs runs (initramfs $(( $(stat -c %s $w/bun.cpio) /
 printf '  %-4s %-10s %-12s %-14s %-10s %-8s\n' run "Run /init" first-output "init->output" "crng done" "wall"
 for i in $(seq 1 "$runs"); do
   read -r rc ms < <(qemu microvm $w/bun.cpio $w/bun-$i.log)
-  ri=$(grep -a 'Run /init as init process' $w/bun-$i.log | sed -E 's/^\[ *([0-9.]+)\].*/\1/' | head -1)
-  fo=$(grep -a 'BUNTEST first-output' $w/bun-$i.log | sed -E 's/.*uptime=([0-9.]+).*/\1/' | head -1)
-  cr=$(grep -a 'crng init done' $w/bun-$i.log | sed -E 's/^\[ *([0-9.]+)\].*/\1/' | head -1)
+  # A line missing from a failed run's log is "?", not grep's exit 1 ending the script before its FAIL line.
+  ri=$(grep -a 'Run /init as init process' $w/bun-$i.log | sed -E 's/^\[ *([0-9.]+)\].*/\1/' | head -1 || true)
+  fo=$(grep -a 'BUNTEST first-output' $w/bun-$i.log | sed -E 's/.*uptime=([0-9.]+).*/\1/' | head -1 || true)
+  cr=$(grep -a 'crng init done' $w/bun-$i.log | sed -E 's/^\[ *([0-9.]+)\].*/\1/' | head -1 || true)
   d=$( [ -n "$ri" ] && [ -n "$fo" ] && echo "$fo - $ri" | bc || echo "?")
   printf '  %-4s %-10s %-12s %-14s %-10s %-8s rc=%s\n' $i "${ri:-?}" "${fo:-?}" "$d" "${cr:-?}" "${ms}ms" "$rc"
   grep -aq 'BUNTEST child said: spawned exit=0' $w/bun-$i.log && grep -aq 'reboot: Power down' $w/bun-$i.log \

@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in qemu-system-x86 e2fsprogs erofs-utils squashfs-tools kmod cpio zstd busybox-static gcc libc6-dev; do
+for pkg in qemu-system-x86 e2fsprogs erofs-utils squashfs-tools kmod cpio zstd xz-utils busybox-static gcc libc6-dev; do
   have "$pkg" || need+=("$pkg")
 done
 # ARCH=arm64: what cross-building and booting arm64 guests takes (busybox-static:arm64 is unpacked by

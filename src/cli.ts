@@ -10,7 +10,7 @@ import { log } from "./log";
 const init = defineCommand({
   meta: { name: "init", description: "Run the boot plan (what the binary does as PID 1)" },
   async run() {
-    const { runInit } = await import("./boot/pid1");
+    const { runInit } = await import("./pid1");
     await runInit();
   },
 });

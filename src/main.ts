@@ -7,7 +7,7 @@ function entry(name: string): string {
 }
 
 if (process.pid === 1) {
-  const { runInit } = (await import(entry("boot/pid1"))) as typeof import("./boot/pid1");
+  const { runInit } = (await import(entry("pid1"))) as typeof import("./pid1");
   await runInit();
 } else {
   const { cli } = (await import(entry("cli"))) as typeof import("./cli");

@@ -8,7 +8,7 @@ import { closeLogging, log } from "../log";
 import * as sys from "../sys";
 import { exitStatusLine } from "../exit-marker";
 import { EXEC_PATH_VAR } from "./paths";
-import type { BootReport } from "./plan";
+import { BootFailure, type BootReport } from "./plan";
 
 const REPORT_PATH = "/run/burrow/boot.json";
 
@@ -60,6 +60,11 @@ export async function failBoot(message: string, status = 1): Promise<never> {
   if (settings.onfail === "shell") startShell();
   if (settings.onfail === "halt") return endVm("halt", status);
   return finishRun(status);
+}
+
+/** A failed boot in one wording for every mode: "boot failed: <step>: <cause>", or an unexpected error as such. */
+export function failBootOn(error: unknown): Promise<never> {
+  return failBoot(`boot failed: ${error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`}`);
 }
 
 /**

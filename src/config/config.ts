@@ -17,11 +17,7 @@ export type OnExit = "poweroff" | "reboot" | "halt" | "exit";
 /** What Ctrl-Alt-Del (SIGINT to PID 1 once the kernel hands it over) does under the supervisor. */
 export type CtrlAltDel = "reboot" | "poweroff" | "halt" | "ignore";
 
-export type ZramSetting =
-  | { kind: "off" }
-  | { kind: "percent"; percent: number }
-  | { kind: "bytes"; bytes: number }
-  | { kind: "invalid"; value: string; reason: string };
+export type ZramSetting = { kind: "off" } | { kind: "percent"; percent: number } | { kind: "bytes"; bytes: number };
 
 /** burrow.overlay=: none, a tmpfs upper layer, or a device spec (as root=) for a disk upper layer. */
 export type OverlaySetting = { kind: "none" } | { kind: "tmpfs" } | { kind: "device"; spec: string };
@@ -118,7 +114,7 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
 /** A request module name longer than this is refused before any lookup (the kernel's alias strings are far shorter). */
 const MAX_MODULE_REQUEST = 255;
 
-type Setter = (config: Config, value: string | null, key: string) => string | void;
+type Setter = (config: Config, value: string | null) => string | void;
 
 const ONFAIL: readonly OnFail[] = ["poweroff", "shell", "halt"];
 
@@ -195,8 +191,10 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   [
     "burrow.zram",
     (config, value) => {
-      config.zram = parseZram(value);
-      if (config.zram.kind === "invalid") return `${config.zram.reason}; no zram swap`;
+      // A bad value keeps what was set before (the 50 % default), as every other bad burrow.* value does.
+      const parsed = parseZram(value);
+      if ("problem" in parsed) return `${parsed.problem}; keeping ${describeZram(config.zram)}`;
+      config.zram = parsed;
     },
   ],
   [
@@ -264,21 +262,25 @@ export function parseSize(value: string): number | null {
   return Number.isSafeInteger(Math.floor(bytes)) ? Math.floor(bytes) : null;
 }
 
-export function parseZram(value: string | null): ZramSetting {
+export function parseZram(value: string | null): ZramSetting | { problem: string } {
   const raw = value ?? "";
   if (["off", "0%", "no", "false", "none"].includes(raw.toLowerCase())) return { kind: "off" };
   const percent = /^(\d{1,3}(?:\.\d{1,6})?)%$/.exec(raw);
   if (percent) {
     const number = Number(percent[1]);
-    if (number <= 0 || number > 100) return { kind: "invalid", value: raw, reason: "a percentage must be above 0 and at most 100" };
+    if (number <= 0 || number > 100) return { problem: "a percentage must be above 0 and at most 100" };
     return { kind: "percent", percent: number };
   }
-  if (raw.endsWith("%")) return { kind: "invalid", value: raw, reason: "a percentage must be above 0 and at most 100" };
+  if (raw.endsWith("%")) return { problem: "a percentage must be above 0 and at most 100" };
   const bytes = parseSize(raw);
-  if (bytes === null) return { kind: "invalid", value: raw, reason: "not a size (use off, 50%, 512M, 1G…)" };
-  if (bytes === 0) return { kind: "invalid", value: raw, reason: "size 0" };
-  if (bytes < 64 * 1024) return { kind: "invalid", value: raw, reason: "smaller than the 64 KiB a swap area needs" };
+  if (bytes === null) return { problem: "not a size (use off, 50%, 512M, 1G…)" };
+  if (bytes === 0) return { problem: "size 0" };
+  if (bytes < 64 * 1024) return { problem: "smaller than the 64 KiB a swap area needs" };
   return { kind: "bytes", bytes };
+}
+
+function describeZram(setting: ZramSetting): string {
+  return setting.kind === "off" ? "no zram swap" : setting.kind === "percent" ? `${setting.percent}% of RAM` : `${setting.bytes} bytes`;
 }
 
 /** What a failed boot does, read on its own so that even a bug in parsing ends in the user's fallback. */
@@ -339,7 +341,7 @@ function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, 
     return;
   }
   if (setter) {
-    const problem = setter(config, value, key);
+    const problem = setter(config, value);
     if (problem) config.problems.push({ key, value, message: `${shown}: ${problem}` });
     return;
   }

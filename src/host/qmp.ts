@@ -1,5 +1,5 @@
 // A small QMP client (QEMU's JSON machine protocol) over a unix socket: typed commands, one at a
-// time, replies matched by id; asynchronous events are kept for whoever waits on them.
+// time, replies matched by id; asynchronous events (no id) are not used and pass unread.
 import type { Socket } from "bun";
 import { LineSplitter } from "./line-splitter";
 import { connectUnix } from "./unix-socket";
@@ -17,7 +17,6 @@ export class QmpClient {
   private greeted: Promise<void>;
   private onGreeting!: () => void;
   private noGreeting!: (error: Error) => void;
-  readonly events: { event: string; data?: unknown }[] = [];
 
   private constructor(private socket: Socket<undefined> | null = null) {
     this.greeted = new Promise((resolve, reject) => ((this.onGreeting = resolve), (this.noGreeting = reject)));
@@ -51,8 +50,6 @@ export class QmpClient {
       if ("QMP" in message) {
         this.greeting = message.QMP as QmpGreeting;
         this.onGreeting();
-      } else if ("event" in message) {
-        this.events.push({ event: String(message.event), data: message.data });
       } else if ("id" in message) {
         const index = this.pending.findIndex((entry) => entry.id === message.id);
         if (index < 0) continue;

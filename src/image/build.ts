@@ -4,7 +4,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { archOfElf, hostArch, type Arch } from "../arch";
 import { addTree } from "./add";
-import { compress, type Compression } from "./compress";
+import { MODULE_FILE_PATTERN, moduleCompression } from "../modules";
+import { compress, decompress, type Compression } from "./compress";
 import { CpioArchive } from "./cpio";
 import { ImageError } from "./error";
 import { writeExt4 } from "./ext4";
@@ -87,7 +88,9 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
     }
     // Another architecture's kernel directory would only fail in the guest, at finit_module (ENOEXEC).
     for (const entry of archive.list()) {
-      const found = entry.type === "file" && /\.ko$/.test(entry.path) ? archOfElf(entry.data) : null;
+      if (entry.type !== "file" || !MODULE_FILE_PATTERN.test(entry.path)) continue;
+      const compression = moduleCompression(entry.path);
+      const found = archOfElf(compression === null ? entry.data : decompress(entry.data, compression, `module ${entry.path}`));
       if (found !== null && found !== arch) throw new ImageError(`module ${entry.path} from ${options.kernelDir} is for ${found}, but the image is for ${arch} (--arch, or the other architecture's --kernel-dir)`);
     }
 

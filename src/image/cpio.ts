@@ -1,7 +1,6 @@
 // A cpio "newc" (SVR4, no CRC) writer: what the kernel's initramfs unpacker reads.
 // Entries are sorted and carry fixed owners, inode numbers and mtimes, so the same inputs
 // always give the same bytes.
-import { FileMode } from "../sys/constants";
 import { describePath, NEWC_FIELD_MAX, newcSizeProblem, pathProblem, symlinkTargetProblem } from "./limits";
 
 export type CpioEntry =
@@ -14,6 +13,13 @@ export interface CpioOptions {
   /** Seconds since the epoch for every entry (SOURCE_DATE_EPOCH). */
   mtime?: number;
 }
+
+/**
+ * c_mode's file-type bits: the unpacker reads them as a Linux st_mode (<linux/stat.h>, the same on
+ * every architecture). Kept here, not taken from src/sys/constants.ts, whose load picks the guest's
+ * per-architecture tables and refuses a host it has none for.
+ */
+export const NewcFileType = { S_IFCHR: 0o020000, S_IFBLK: 0o060000, S_IFDIR: 0o040000, S_IFREG: 0o100000, S_IFLNK: 0o120000 } as const;
 
 const MAGIC = "070701";
 const TRAILER = "TRAILER!!!";
@@ -144,19 +150,19 @@ export class CpioArchive {
       let rdevMinor = 0;
       switch (entry.type) {
         case "dir":
-          mode = FileMode.S_IFDIR | (entry.mode ?? 0o755);
+          mode = NewcFileType.S_IFDIR | (entry.mode ?? 0o755);
           break;
         case "file":
-          mode = FileMode.S_IFREG | (entry.mode ?? 0o644);
+          mode = NewcFileType.S_IFREG | (entry.mode ?? 0o644);
           data = entry.data;
           break;
         case "symlink":
-          mode = FileMode.S_IFLNK | 0o777;
+          mode = NewcFileType.S_IFLNK | 0o777;
           data = encoder.encode(entry.target);
           break;
         case "char":
         case "block":
-          mode = (entry.type === "char" ? FileMode.S_IFCHR : FileMode.S_IFBLK) | (entry.mode ?? 0o600);
+          mode = (entry.type === "char" ? NewcFileType.S_IFCHR : NewcFileType.S_IFBLK) | (entry.mode ?? 0o600);
           rdevMajor = entry.major;
           rdevMinor = entry.minor;
           break;

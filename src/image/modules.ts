@@ -34,7 +34,7 @@ export const DEFAULT_LAYOUT: Record<ImageMode, "tree" | "ordered"> = { microvm: 
  */
 export type ModuleLayout = "tree" | "ordered";
 
-export interface ModuleRequest {
+export interface ImageModuleOptions {
   kernelDir: string;
   kernelRelease?: string;
   /** Added to the default set. */
@@ -53,7 +53,7 @@ function loadModuleIndex(moduleDir: string): ModuleIndex {
   return index;
 }
 
-export function addModules(archive: CpioArchive, request: ModuleRequest, scratch: string): { modules: string[]; release: string | null } {
+export function addModules(archive: CpioArchive, request: ImageModuleOptions, scratch: string): { modules: string[]; release: string | null } {
   const { kernelDir } = request;
   if (!existsSync(kernelDir)) throw new ImageError(`kernel directory not found: ${kernelDir} (run \`just kernel\`)`);
   const modulesRoot = join(kernelDir, "lib/modules");

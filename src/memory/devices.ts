@@ -66,7 +66,7 @@ export function hypercallOn(fd: number): HypercallFn {
   };
 }
 
-/** MSHV_VTL_ADD_VTL0_MEMORY on a VTL fd (K mshv_vtl_ioctl_add_vtl0_mem; OV MshvVtl::add_vtl0_memory). */
+/** MSHV_VTL_ADD_VTL0_MEMORY on a VTL fd (the OpenHCL kernel's mshv_vtl_ioctl_add_vtl0_mem; openhcl/hcl ioctl.rs MshvVtl::add_vtl0_memory). */
 export function addVtl0MemoryOn(vtlFd: number) {
   return (startPfn: number, lastPfn: number, shared: boolean): void => {
     sys.ioctlPtr(vtlFd, Ioctl.ADD_VTL0_MEMORY, addVtl0MemoryArgument(startPfn, lastPfn, shared), {

@@ -40,17 +40,17 @@ const STATUS_NAMES: Record<number, string> = Object.fromEntries(Object.entries(H
 export const statusName = (status: number): string => `${STATUS_NAMES[status] ?? "HvStatus"}(0x${status.toString(16)})`;
 
 const PARTITION_ID_SELF = 0xffff_ffff_ffff_ffffn;
-/** HV_VP_INDEX_SELF (OV vm/hv1/hvdef). */
+/** HV_VP_INDEX_SELF (openvmm vm/hv1/hvdef). */
 const VP_INDEX_SELF = 0xffff_fffe;
 
-/** Register names (OV vm/hv1/hvdef HvArchRegisterName). */
+/** Register names (openvmm vm/hv1/hvdef, as openhcl/hcl's HvArchRegisterName picks them). */
 export const HvRegister = { VsmPartitionConfig: 0x000d_0007 } as const;
 
 /**
- * HvRegisterVsmPartitionConfig as OV's set_vtl2_vsm_partition_config (openhcl/virt_mshv_vtl/src/lib.rs)
+ * HvRegisterVsmPartitionConfig as OpenHCL's set_vtl2_vsm_partition_config (openhcl/virt_mshv_vtl/src/lib.rs)
  * builds it. Bits: 0 enable_vtl_protection, 1-4 default_vtl_protection_mask, 5 zero_memory_on_reset,
  * 7 intercept_acceptance, 8 intercept_enable_vtl_protection, 10 intercept_cpuid_unimplemented,
- * 11 intercept_unrecoverable_exception. The bits OV takes from HvRegisterVsmCapabilities
+ * 11 intercept_unrecoverable_exception. The bits OpenHCL takes from HvRegisterVsmCapabilities
  * (intercept_page 12, intercept_not_present 14, intercept_system_reset 15) stay 0: reading the
  * capabilities needs HvCallGetVpRegisters, and the worker writes its own full value later.
  */
@@ -64,7 +64,7 @@ export function vsmPartitionConfig(isolated: boolean, hardwareIsolated: boolean)
 }
 
 /**
- * HvCallSetVpRegisters input (OV hvdef GetSetVpRegisters + HvRegisterAssoc): a 16-byte header
+ * HvCallSetVpRegisters input (hvdef GetSetVpRegisters + HvRegisterAssoc): a 16-byte header
  * {partition_id, vp_index, target_vtl, 3 reserved} then one 32-byte element per register
  * {u32 name, 12 bytes pad, u128 value}.
  */
@@ -86,7 +86,7 @@ export function setVpRegistersInput(targetVtl: number, registers: readonly { nam
 const INPUT_PAGE_BYTES = PAGE;
 /** 510: u64 GPN elements after the 16-byte header. */
 export const MAX_GPNS_PER_CALL = (INPUT_PAGE_BYTES - 16) / 8;
-/** 509: OV's cap for the count-only AcceptGpaPages (as if u64 elements followed its 24-byte header). */
+/** 509: openhcl/hcl accept_gpa_pages's cap for the count-only AcceptGpaPages (as if u64 elements followed its 24-byte header). */
 export const MAX_ACCEPT_PAGES_PER_CALL = (INPUT_PAGE_BYTES - 24) / 8;
 
 export const HostVisibility = { PRIVATE: 0, SHARED: 3 } as const;
@@ -189,7 +189,7 @@ export function pvalidateArgument(startPfn: number, pageCount: number, validate:
   view.setBigUint64(8, BigInt(pageCount), true);
   view.setUint8(16, validate ? 1 : 0);
   view.setUint8(17, terminateOnFailure ? 1 : 0);
-  view.setUint8(18, 0); // ram: OV always passes 0
+  view.setUint8(18, 0); // ram: openhcl/hcl's pvalidate_pages always passes 0
   return arg;
 }
 

@@ -40,7 +40,7 @@ const countCall = (stats: CallStats | undefined, code: number) => {
   stats.calls[key] = (stats.calls[key] ?? 0) + 1;
 };
 
-/** Consecutive Timeouts without progress before we give up (OV retries forever). */
+/** Consecutive Timeouts without progress before we give up (openhcl/hcl ioctl.rs retries forever). */
 const MAX_STALLED_TIMEOUTS = 64;
 
 /**
@@ -106,7 +106,7 @@ export function acceptPagesCall(call: HypercallFn, start: number, end: number, s
   }
 }
 
-/** HvCallSetVpRegisters of one register on this VP for `targetVtl` (an HvInputVtl), as OV's set_vp_registers_hypercall. */
+/** HvCallSetVpRegisters of one register on this VP for `targetVtl` (an HvInputVtl), as openhcl/hcl's set_vp_registers_hypercall (ioctl/register.rs). */
 export function setVpRegister(call: HypercallFn, targetVtl: number, name: number, value: bigint, what: string, stats?: CallStats): void {
   const failure = repCall(call, HvCall.SetVpRegisters, 1, setVpRegistersInput(targetVtl, [{ name, value }]), stats);
   if (failure) throw new HypercallError(what, HvCall.SetVpRegisters, failure.status, failure.processed, null);

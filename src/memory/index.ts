@@ -5,16 +5,17 @@
 //   3. not isolated: VTL2's VsmPartitionConfig (HvCallSetVpRegisters), then VTL2 protections;
 //      isolated: accept VTL0 RAM, initial lower-VTL protections, shared pool host-visible;
 //   4. map lower-VTL memory from /dev/mshv_vtl_low (+ bitmaps, file-backed under
-//      /run/burrow/bitmaps), with kernel registration (MSHV_VTL_ADD_VTL0_MEMORY) where OV has a
-//      registrar (SNP: all of VTL0 now, then zero what was accepted; none/VBS: lazily);
+//      /run/burrow/bitmaps), with kernel registration (MSHV_VTL_ADD_VTL0_MEMORY) where underhill_mem
+//      has a registrar (SNP: all of VTL0 now, then zero what was accepted; none/VBS: lazily);
 //   5. hand off: /run/burrow/memory.json and inheritable fds (mshv devices, then the bitmaps),
 //      which the returned MemoryState carries to the worker step.
 //
-// Parallelism (issue 12 item 4): the bulk work — VTL2 protections, or accepting VTL0 RAM with its
-// initial protections — is planned exactly as the seed splits it (2 GiB protection units dealt
-// round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the
-// unaligned edges) and the lanes run on Bun Worker threads, one per online vCPU at most, each on
-// its own hypercall/VTL fds (parallel.ts, lanes.ts). The plan comes from the description alone, so
+// Parallelism: the bulk work — VTL2 protections, or accepting VTL0 RAM with its initial
+// protections — is planned exactly as underhill_mem init.rs splits it (apply_vtl2_protections:
+// 2 GiB protection units dealt round-robin over the VPs; init's accept loop before openvmm
+// PR #4250: 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the unaligned edges) and
+// the lanes run on Bun Worker threads, one per online vCPU at most, each on its own
+// hypercall/VTL fds (parallel.ts, lanes.ts). The plan comes from the description alone, so
 // the calls made do not depend on the vCPU count; memory.json records how the threads ran.
 import type { Config } from "../config/config";
 import { log } from "../log";
@@ -86,13 +87,13 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
   const mappings = isHardwareIsolated(partition) ? mapHardwareIsolated(partition, low, bitmapDir) : mapLowerVtls(partition, low);
   // Kernel registration as underhill_mem init.rs sets it up: VTL0 and VTL1 lazily when not
   // hardware-isolated (the mapping's physical base added), SNP's private VTL0 mapping eagerly (below),
-  // TDX and every shared mapping never (openvmm #1080). burrow registers through the VTL fd it hands on.
+  // TDX and every shared mapping never (openvmm PR #1080). burrow registers through the VTL fd it hands on.
   const addVtl0Memory = addVtl0MemoryOn(vtl);
   for (const mapping of mappings) {
     const registered = mapping.kind === "vtl0" || mapping.kind === "vtl1" || (mapping.kind === "vtl0-private" && partition.isolation === "snp");
     if (registered) mapping.registrar = new MemoryRegistrar(countingAdd(addVtl0Memory, stats), mapping.ranges, Number(mapping.fileOffsetBase), false);
   }
-  // Item 5 of issue 12: the bitmaps go to the worker too, as files mapped MAP_SHARED (live).
+  // The bitmaps go to the worker too, as files mapped MAP_SHARED: it sees what burrow changes later.
   for (const mapping of mappings) {
     for (const [name, bitmap] of Object.entries(mapping.bitmaps)) {
       if (bitmap.fd === null) continue;
@@ -102,7 +103,7 @@ export async function initMemory(config: Pick<Config, "partition" | "moduleParam
   clock.end("map");
   if (partition.isolation === "snp") {
     const privateMapping = mappings.find((m) => m.kind === "vtl0-private")!;
-    // "so the kernel can create PUD-sized backing for aligned 1-GB ranges" (OV init.rs): all of VTL0, before zeroing.
+    // "so the kernel can create PUD-sized backing for aligned 1-GB ranges" (underhill_mem init.rs): all of VTL0, before zeroing.
     privateMapping.registrar!.registerAll();
     clock.end("register");
     stats.pagesZeroed += zeroThrough(privateMapping, accept!.validated) / PAGE;
@@ -161,7 +162,7 @@ function openVtl(partition: Partition, fds: OpenFd[]): number {
 
 /**
  * Not isolated: VsmPartitionConfig before any VTL2 protection (openvmm PR #862), written through a
- * hypercall fd used once and closed; the protections follow on the lanes' own fds, as OV's
+ * hypercall fd used once and closed; the protections follow on the lanes' own fds, as
  * apply_vtl2_protections opens its own (underhill_mem init.rs). Returns the value written.
  */
 function configureVsm(stats: OpStats): bigint {
@@ -200,7 +201,7 @@ function mapLowerVtls(partition: Partition, low: number): GuestMapping[] {
   const mappings = [buildMapping(low, "vtl0", partition.ram, alias ?? 0, false, alias ?? 0)];
   if (partition.maxVtl >= 1) {
     if (alias === null) {
-      // Only reachable on aarch64 (validation refuses it on x86_64), as the seed: warn, no VTL1.
+      // Only reachable on aarch64 (validation refuses it on x86_64), as underhill_mem init.rs: warn, no VTL1.
       log.warn("memory: cannot safely support VTL 1 without using the alias map; Guest VSM not supported");
     } else {
       mappings.push(buildMapping(low, "vtl1", partition.ram, 0, false, 0));

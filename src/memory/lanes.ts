@@ -1,5 +1,5 @@
-// One lane share of the memory step's parallel work, on its own fds: what each thread of OV's
-// parallelize_mem_op does (underhill_mem lib.rs), where the UAPI allows separate fds — a
+// One lane share of the memory step's parallel work, on its own fds: what each thread of OpenHCL's
+// parallelize_mem_op does (openhcl/underhill_mem lib.rs), where the UAPI allows separate fds — a
 // /dev/mshv_hvcall fd set up for just the codes the jobs use (setup works once per fd), and for
 // SNP/TDX a VTL fd of its own (MSHV_CREATE_VTL). Runs in a Bun Worker (lane-worker.ts) or, without
 // one, on the main thread; it never logs (the main thread owns kmsg) and closes what it opened.

@@ -1,4 +1,4 @@
-// Guest memory mappings (OV GuestMemoryMapping / SparseMapping): a PROT_NONE reservation aligned
+// Guest memory mappings (OpenHCL's GuestMemoryMapping, openhcl/underhill_mem mapping.rs, over openvmm's SparseMapping): a PROT_NONE reservation aligned
 // to 1 GiB (2 MiB / 4 KiB for small spaces), each RAM range mapped MAP_SHARED|MAP_FIXED from
 // /dev/mshv_vtl_low at base + GPA, so VA ≡ GPA modulo 1 GiB and the kernel can use huge pages.
 // Bitmaps: one bit per page, LSB first, in a NORESERVE anonymous mapping (untouched = free).
@@ -21,7 +21,7 @@ export function reservationAlign(size: number): number {
   return size < TWO_MB ? PAGE : size < ONE_GB ? TWO_MB : ONE_GB;
 }
 
-/** Reserve `size` bytes of address space aligned as OV does; the head and tail slack are unmapped. */
+/** Reserve `size` bytes of address space aligned as mapping.rs does; the head and tail slack are unmapped. */
 export function reserve(size: number): Reservation {
   const align = reservationAlign(size);
   const length = alignUp(size, align);
@@ -149,7 +149,7 @@ export interface GuestMapping {
   dmaBase: number | null;
   ranges: Range[];
   bitmaps: Record<string, Bitmap>;
-  /** Kernel registration of the mapped memory (OV: VTL0/VTL1 when not hardware-isolated, SNP VTL0), or null. */
+  /** Kernel registration of the mapped memory (as underhill_mem init.rs registers: VTL0/VTL1 when not hardware-isolated, SNP VTL0), or null. */
   registrar: MemoryRegistrar | null;
 }
 

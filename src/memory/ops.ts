@@ -1,7 +1,8 @@
 // underhill_mem's boot-time operations on lower-VTL memory, over the MemoryOps calls: VTL2
 // protections (not isolated), accept + initial lower-VTL protections (isolated), shared-pool
-// visibility. The bulk work is planned here as jobs split the seed's way (2 GiB protection units
-// round-robin over the VPs; 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the
+// visibility. The bulk work is planned here as jobs split as underhill_mem init.rs splits it
+// (apply_vtl2_protections: 2 GiB protection units round-robin over the VPs; init's accept loop
+// before openvmm PR #4250: 2 MiB-aligned accept chunks over max(1, VPs − 1) lanes plus the
 // unaligned edges); parallel.ts runs the lanes on vCPU threads, each on its own fds (lanes.ts).
 // The plan depends on the description only, never on how many threads run it, so the calls made
 // are the same whatever the vCPU count.
@@ -38,7 +39,7 @@ export function addStats(into: OpStats, from: OpStats): void {
 }
 
 /**
- * One piece of the parallel work (what OV's parallelize_mem_op hands each thread a share of):
+ * One piece of the parallel work (what OpenHCL's parallelize_mem_op, openhcl/underhill_mem lib.rs, hands each thread a share of):
  * VTL2 protections for a unit, accepting a range (plus its initial VTL0 protections where accept
  * does not grant them), or VTL0 access for boot-loader-accepted RAM on hardware isolation.
  */
@@ -64,7 +65,7 @@ export function planVtl2Protections(vtl2Ram: readonly Range[], vpCount: number):
 }
 
 /**
- * HvRegisterVsmPartitionConfig for VTL2, written before any ModifyVtlProtectionMask: current OHCL
+ * HvRegisterVsmPartitionConfig for VTL2, written before any ModifyVtlProtectionMask: current OpenHCL
  * kernels no longer write it in mshv_vtl_init, and without it the hypervisor answers 0x000C with
  * AccessDenied at element 0 (OHCL-Linux-Kernel issue #45; openvmm PR #862,
  * openhcl/virt_mshv_vtl/src/lib.rs set_vtl2_vsm_partition_config → hcl set_partition_vtl2_register).
@@ -203,7 +204,7 @@ export function tdxWalk(ops: MemoryOps, r: Range, stats: OpStats, accept: boolea
 }
 
 export interface AcceptReport {
-  /** RAM the boot loader had not accepted (what we accepted), OV's validated_ranges. */
+  /** RAM the boot loader had not accepted (what we accepted), underhill_mem init.rs's validated_ranges. */
   validated: Range[];
   /** RAM the boot loader had accepted (hardware isolation: given VTL0 access). */
   preAccepted: Range[];
@@ -215,7 +216,7 @@ export interface AcceptReport {
 /**
  * Isolated boot, planned: accepting the RAM the boot loader left — 2 MiB-aligned chunks and the
  * unaligned edges, dealt over max(1, VPs − 1) lanes — and, on hardware isolation, VTL0 access for
- * what it accepted, split the same way (OV runs both through parallelize_mem_op).
+ * what it accepted, split the same way (underhill_mem init.rs runs both through parallelize_mem_op).
  */
 export function planAcceptJobs(ram: readonly Range[], accepted: readonly Range[], vpCount: number, hardwareIsolated: boolean): { report: AcceptReport; lanes: MemJob[][] } {
   const preAccepted = overlappingRanges(ram, accepted);

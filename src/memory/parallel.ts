@@ -1,8 +1,8 @@
-// The memory step's threads: OV's parallelize_mem_op (underhill_mem lib.rs) runs each share of
+// The memory step's threads: OpenHCL's parallelize_mem_op (openhcl/underhill_mem lib.rs) runs each share of
 // the work on its own OS thread; burrow runs them as Bun Workers, at most one per online vCPU
 // (more threads than CPUs only queue on the same CPUs). Lanes are dealt round-robin over the
-// threads; all threads run to the end and the first failure, in lane order, is thrown, as OV
-// returns the first error after joining. One thread, or no Worker entrypoint in the binary:
+// threads; all threads run to the end and the first failure, in lane order, is thrown, as
+// parallelize_mem_op returns the first error after joining. One thread, or no Worker entrypoint in the binary:
 // the lanes run on the main thread, on their own fds all the same.
 import { describeError } from "../errors";
 import { log } from "../log";

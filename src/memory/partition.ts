@@ -6,7 +6,8 @@ import { describeError } from "../errors";
 import { coalesce, firstOutside, firstOverlap, fmt, hex, isAligned, PAGE, type Range } from "./ranges";
 
 export type Isolation = "none" | "vbs" | "snp" | "tdx";
-export type Arch = "x86_64" | "aarch64";
+/** The schema's spelling, OpenHCL's (its guest_arch cfg says aarch64); not burrow's guest Arch (src/arch.ts, arm64). */
+export type PartitionArch = "x86_64" | "aarch64";
 
 export interface NodeRange extends Range {
   vnode: number;
@@ -21,7 +22,7 @@ export interface SelfTest {
 
 export interface Partition {
   isolation: Isolation;
-  arch: Arch;
+  arch: PartitionArch;
   vpCount: number;
   maxVtl: 0 | 1 | 2;
   /** VTL0 RAM (mem_layout), sorted. */
@@ -207,7 +208,7 @@ export function parsePartition(json: unknown): Partition {
   const hw = isHardwareIsolated(p);
 
   if (p.ram.length === 0) throw new PartitionError("ram: at least one range is required");
-  // Bitmaps (hardware isolation) track pages a byte at a time: OV's BadAlignment.
+  // Bitmaps (hardware isolation) track pages a byte at a time: mapping.rs's MappingError::BadAlignment.
   const [align, alignWhy] = hw ? [BITMAP_ALIGN, "32 KiB-aligned (the page bitmaps of a hardware-isolated partition need it)"] : [PAGE, "4 KiB-aligned"];
   checkList(p.ram, "ram", align, alignWhy);
   checkList(p.vtl2Ram, "vtl2Ram");

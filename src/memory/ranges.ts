@@ -61,7 +61,7 @@ export function subtractRanges(left: readonly Range[], right: readonly Range[]):
 }
 
 /**
- * OV's AlignedSubranges: split `r` into sub-ranges made of the largest aligned pages (4K, 2M, 1G)
+ * openvmm's AlignedSubranges (vm/vmcore/memory_range): split `r` into sub-ranges made of the largest aligned pages (4K, 2M, 1G)
  * — a ragged head up to the next 2M/1G boundary, then aligned runs — each at most `maxLen` bytes.
  */
 export function alignedSubranges(r: Range, maxLen = Number.MAX_SAFE_INTEGER): Range[] {
@@ -89,15 +89,17 @@ function chunks(r: Range, size: number): Range[] {
 }
 
 export interface AcceptPlan {
-  /** 2 MiB-aligned chunks, one work item each (the seed gives each its own thread). */
+  /** 2 MiB-aligned chunks, one work item each (init.rs gave each its own thread). */
   aligned: Range[];
-  /** The unaligned head and tail of each source range (one work item per source range in the seed). */
+  /** The unaligned head and tail of each source range (one work item per source range, as in init.rs). */
   edges: Range[];
 }
 
 /**
- * The seed's accept split: for each source range, its 2 MiB-aligned middle cut into
- * ceil(2M-pages / workers) * 2 MiB chunks, plus the unaligned edges. workers = max(1, vps - 1).
+ * The accept split of underhill_mem init.rs's init before openvmm PR #4250 (which moved it to
+ * parallelize_mem_op, sizing units from the total): for each source range, its 2 MiB-aligned
+ * middle cut into ceil(2M-pages / workers) * 2 MiB chunks, plus the unaligned edges.
+ * workers = max(1, vps - 1).
  */
 export function planAccept(sources: readonly Range[], vpCount: number): AcceptPlan {
   const workers = Math.max(1, vpCount - 1);
@@ -116,7 +118,7 @@ export function planAccept(sources: readonly Range[], vpCount: number): AcceptPl
   return { aligned, edges };
 }
 
-/** Deal work items round-robin over `workers` lanes (what the seed's threadpool spreading does). */
+/** Deal work items round-robin over `workers` lanes (as apply_vtl2_protections cycles over the threadpool's drivers). */
 export function spread<T>(items: readonly T[], workers: number): T[][] {
   const lanes: T[][] = Array.from({ length: Math.max(1, workers) }, () => []);
   items.forEach((item, index) => lanes[index % lanes.length]!.push(item));

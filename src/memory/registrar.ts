@@ -1,14 +1,14 @@
-// Kernel registration of lower-VTL memory (MSHV_VTL_ADD_VTL0_MEMORY), as OV's MemoryRegistrar
+// Kernel registration of lower-VTL memory (MSHV_VTL_ADD_VTL0_MEMORY), as OpenHCL's MemoryRegistrar
 // (openhcl/underhill_mem/src/registrar.rs) does it: in 1 GiB chunks, each clipped to the RAM
 // ranges it overlaps, with the mapping's physical base added; lazily when a VA range is exposed to
 // the kernel (expose), or all at once (registerAll: SNP, before zeroing, as underhill_mem init.rs).
 // Registration gives the range struct pages, so kernel users that pin pages (get_user_pages:
 // O_DIRECT, VFIO DMA, /proc/pid/mem) work on the mapping. The kernel never releases a registration
-// and refuses a second one of the same range (K mshv_vtl_ioctl_add_vtl0_mem), so failures are
-// sticky per chunk, as in OV.
+// and refuses a second one of the same range (the OpenHCL kernel's mshv_vtl_ioctl_add_vtl0_mem), so
+// failures are sticky per chunk, as in registrar.rs.
 import { fmt, hex, ONE_GB, PAGE, type Range } from "./ranges";
 
-/** OV registrar.rs GRANULARITY (2 GiB before openvmm #4250). */
+/** registrar.rs GRANULARITY (2 GiB before openvmm PR #4250). */
 export const REGISTRATION_CHUNK = ONE_GB;
 
 /** MSHV_VTL_ADD_VTL0_MEMORY: [startPfn, lastPfn) (last exclusive); `shared` sets bit 51 of startPfn. */
@@ -36,7 +36,7 @@ export class MemoryRegistrar {
     for (let chunk = first; chunk <= last; chunk++) this.registerChunk(chunk);
   }
 
-  /** Register [0, end of RAM): OV register_all. */
+  /** Register [0, end of RAM): registrar.rs register_all. */
   registerAll(): void {
     const end = this.ram.length ? this.ram[this.ram.length - 1]!.end : 0;
     this.expose(0, end);

@@ -26,7 +26,7 @@ export interface SelfTestResult {
   /**
    * Chunks registered with the kernel (MSHV_VTL_ADD_VTL0_MEMORY) once the marker's VA was exposed to
    * it, as guestmem's expose_va does before a VA escapes to the kernel; null without a registrar
-   * (TDX, shared: OV never registers them).
+   * (TDX, shared: underhill_mem never registers them).
    */
   registrations: number | null;
 }
@@ -40,7 +40,7 @@ export function runSelfTest(partition: Partition, mappings: readonly GuestMappin
   if (!mapping) throw new Error(`self-test: no ${kind} mapping`);
   const marker = selfTestMarker(partition.isolation, gpa);
   const va = vaOf(mapping, gpa);
-  // The VA goes to the kernel (read/write below): register its chunk first, as OV's expose_va.
+  // The VA goes to the kernel (read/write below): register its chunk first, as mapping.rs's expose_va.
   mapping.registrar?.expose(gpa, MARKER_BYTES);
   const back = Buffer.alloc(MARKER_BYTES);
   const loopback = openLoopback();

@@ -11,7 +11,9 @@ export function moduleNameFromPath(path: string): string {
   return normalizeModuleName(base.replace(MODULE_FILE_PATTERN, ""));
 }
 
-/** The compression of a module file ("xz", "gz", "zst"), or null for a plain `.ko` or another file. */
-export function moduleCompression(path: string): string | null {
-  return MODULE_FILE_PATTERN.exec(path)?.[1] ?? null;
+export type ModuleCompression = "xz" | "gz" | "zst";
+
+/** The compression of a module file, or null for a plain `.ko` or another file. */
+export function moduleCompression(path: string): ModuleCompression | null {
+  return (MODULE_FILE_PATTERN.exec(path)?.[1] as ModuleCompression | undefined) ?? null;
 }

@@ -112,5 +112,3 @@ export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK:
 export const NetlinkProtocol = { ROUTE: 0, KOBJECT_UEVENT: 15 } as const;
 
 export const ModuleInitFlags = { IGNORE_MODVERSIONS: 1, IGNORE_VERMAGIC: 2, COMPRESSED_FILE: 4 } as const;
-
-export const FileMode = { S_IFMT: 0o170000, S_IFCHR: 0o020000, S_IFBLK: 0o060000, S_IFDIR: 0o040000, S_IFREG: 0o100000, S_IFLNK: 0o120000 } as const;

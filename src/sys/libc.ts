@@ -65,7 +65,8 @@ export function libc(name: LibcSymbol): AnyFn {
 /**
  * Bind symbols now, all in one dlopen: each dlopen compiles its trampolines in one TinyCC run,
  * and that run's fixed cost dominates (measured under TCG: 10 symbols 3.8 ms together, 23.9 ms
- * one by one). Also for binding before the file they come from goes away (an emptied initramfs).
+ * one by one). A symbol bound later still binds once libc.so.6's file is gone (an emptied
+ * initramfs, a new root without one): dlopen finds the loaded libc by its soname.
  */
 export function prebind(names: readonly LibcSymbol[]): void {
   const missing = [...new Set(names)].filter((name) => !bound.has(name));

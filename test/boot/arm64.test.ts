@@ -142,7 +142,7 @@ describe("arm64 paravisor plan (Debian's arm64 kernel, ordered modules)", () => 
     expect(result.output).toMatch(/burrow: loaded kernel module ttyprintk/);
     const lines = result.output.split("\n").filter((line) => line.includes("lower-VTL"));
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/burrow: fatal: memory: lower-VTL memory is x86_64 only \(this is arm64\); burrow\.partition=\/partition\.json cannot be set up/);
+    expect(lines[0]).toMatch(/burrow: (error: )?boot failed: memory: lower-VTL memory is x86_64 only \(this is arm64\); burrow\.partition=\/partition\.json cannot be set up/);
     expect(keyedLines(result.output, "[U] hcl: ").has("start")).toBe(false);
     expect(result.outcome).toBe("init-exited");
     expect(result.exitCode).toBe(1);

@@ -1,4 +1,4 @@
-// Paravisor memory step (issue 5) under QEMU/TCG: Debian's kernel, burrow as PID 1 in paravisor
+// Paravisor memory step under QEMU/TCG: Debian's kernel, burrow as PID 1 in paravisor
 // mode, the mshv simulator loaded by burrow's memory step (or, for the invalid description, by a
 // setup script), and a busybox worker that reports the simulator's debugfs state. Six boots:
 // none, vbs (+ injected Timeouts), snp, tdx, an injected visibility failure in the second batch,
@@ -137,7 +137,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
   test("none: VTL2 protections in ≤ 2 GiB units, VTL0 (alias) and VTL1 mappings, marker via VTL1", async () => {
     const report = await run("none", "none.json");
     expect(report.lines).toContain("end worker");
-    // Issue 12 item 1: VsmPartitionConfig written once (0x0051) before the protections; the
+    // VsmPartitionConfig written once (0x0051) before the protections; the
     // simulator answers 0x000C with AccessDenied until it is, so without it nothing below holds.
     expect(hc(report, "0x0051")).toMatchObject({ calls: 1, success: 1, error: 0, elements: 1 });
     expect(report.lines).toContain("info vsm_partition_config=0xc3f");
@@ -156,7 +156,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase])).toEqual([["vtl0", "0x10000000000"], ["vtl1", "0x0"]]);
     expect(ascii(report.mem.get("0x1800000")!)).toBe(marker("none", "0x1800000"));
     expect(hc(report, "0x00d9").calls + hc(report, "0x00db").calls).toBe(0);
-    // Issue 12 item 2: lazy registration (OV registrar.rs): the self-test exposed its VA in the VTL1
+    // Lazy registration (underhill_mem registrar.rs): the self-test exposed its VA in the VTL1
     // mapping, so that chunk, clipped to RAM, was registered once; the VTL0 alias mapping was not.
     expect(registrations(report)).toEqual(RAM_REGISTRATIONS);
     expect(report.json.selfTest.registrations).toBe(2);
@@ -203,7 +203,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(report.json.mappings[1].bitmaps.valid).toMatchObject({ pagesSet: 768, runs: ["[0x2000000, 0x2300000)"], truncated: false });
     expect(report.json.mappings[0].bitmaps.valid.pagesSet).toBe(RAM_PAGES);
     expect(report.json.stats.pagesZeroed).toBe(RAM_PAGES - PRE_ACCEPTED);
-    // Issue 12 item 2: SNP registers all VTL0 RAM eagerly, before zeroing (OV underhill_mem init.rs).
+    // SNP registers all VTL0 RAM eagerly, before zeroing (underhill_mem init.rs).
     expect(registrations(report)).toEqual(RAM_REGISTRATIONS);
     expect(report.json.stats.ioctls.add_vtl0_memory).toBe(2);
     expect(report.json.phasesMs.register).toBeGreaterThanOrEqual(0);
@@ -213,7 +213,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect([3, 4, 5, 6, 7, 8].map((fd) => workerFds.get(String(fd)))).toEqual([
       "/dev/mshv", "anon_inode:mshv_vtl", "/dev/mshv_hvcall", "/dev/mshv_vtl_low", "/run/burrow/bitmaps/vtl0-private.valid", "/run/burrow/bitmaps/shared.valid",
     ]);
-    // Issue 12 item 5: the worker reads the bitmaps through those fds: VTL0 RAM valid in the private
+    // The worker reads the bitmaps through those fds: VTL0 RAM valid in the private
     // one (0x1f38 pages = 0x3e7 bytes of 0xff), only the pool (768 pages = 96 bytes) in the shared one.
     expect(report.json.mappings[0].bitmaps.valid).toMatchObject({ file: "/run/burrow/bitmaps/vtl0-private.valid", workerFd: 7 });
     expect(report.json.mappings[1].bitmaps.valid).toMatchObject({ file: "/run/burrow/bitmaps/shared.valid", workerFd: 8 });
@@ -236,16 +236,16 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
     expect(hc(report, "0x00db").success).toBe(2);
     expect(report.json.mappings.map((m: any) => [m.kind, m.fileOffsetBase, m.dmaBase])).toEqual([["vtl0-private", "0x0", null], ["shared", "0x8000000000000000", "0x10000000000"]]);
     expect(ascii(report.mem.get("0x2100000")!)).toBe(marker("tdx", "0x2100000"));
-    // TDX registers nothing (OV: no registrar on the private mapping, shared memory not since #1080).
+    // TDX registers nothing (underhill_mem: no registrar on the private mapping, shared memory not since openvmm PR #1080).
     expect(registrations(report)).toEqual([]);
     expect(report.json.selfTest.registrations).toBeNull();
   }, 150_000);
 
   test("snp with a failure injected in the second visibility batch: fatal, and the error names GPN 0x2205", async () => {
     const report = await run("fail", "snp.json", "mshv_sim.fail_gpn=0x2205 mshv_sim.fail_code=0xdb");
-    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    const fatal = report.burrowLines.filter((line) => /boot failed: /.test(line));
     expect(fatal).toHaveLength(1);
-    expect(fatal[0]).toMatch(/fatal: memory: unable to make shared pool \[0x2000000, 0x2300000\) host-visible: .*AccessDenied\(0x6\) at GPN 0x2205 \(element 517\)/);
+    expect(fatal[0]).toMatch(/boot failed: memory: unable to make shared pool \[0x2000000, 0x2300000\) host-visible: .*AccessDenied\(0x6\) at GPN 0x2205 \(element 517\)/);
     expect(report.lines).toContain("begin fallback");
     const vis = hc(report, "0x00db");
     expect([vis.calls, vis.success, vis.error, vis.elements]).toEqual([2, 1, 1, 517]);
@@ -255,7 +255,7 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
 
   test("registration pins: O_DIRECT into registered VTL0 memory reads the file, into unregistered VTL0 memory fails (EEXIST on 6.1)", async () => {
     // The window backs GPAs [0x3e000000, 0x42000000): VTL0 RAM on both sides of 1 GiB. The
-    // self-test's exposure at 0x41000000 registers its 1 GiB chunk clipped to RAM (OV registrar.rs),
+    // self-test's exposure at 0x41000000 registers its 1 GiB chunk clipped to RAM (underhill_mem registrar.rs),
     // which the simulator turns into ZONE_DEVICE pagemaps (K mshv_vtl_ioctl_add_vtl0_mem); the
     // worker then O_DIRECT-reads a loop device into each GPA through its own /dev/mshv_vtl_low mmap.
     const report = await run("pin", "pin.json", "mshv_sim.gpa_base=0x3e000000 -- pin=0x41010000 nopin=0x3f000000", { worker: PIN_WORKER, modules: ["loop"] });
@@ -274,9 +274,9 @@ describe("boot: paravisor memory step on the mshv simulator", () => {
 
   test("invalid description: one error line naming the range, nothing applied (all counters zero)", async () => {
     const report = await run("invalid", "invalid.json", "-- --setup-script=/etc/load-sim.sh");
-    const fatal = report.burrowLines.filter((line) => /fatal: /.test(line));
+    const fatal = report.burrowLines.filter((line) => /boot failed: /.test(line));
     expect(fatal).toHaveLength(1);
-    expect(fatal[0]).toMatch(/fatal: memory: \/etc\/partition.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)/);
+    expect(fatal[0]).toMatch(/boot failed: memory: \/etc\/partition.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)/);
     expect(report.lines).toContain("begin fallback");
     expect(report.lines).toContain("module mshv_sim");
     expect(report.counters.size).toBeGreaterThan(0);
@@ -371,7 +371,7 @@ describe.if(process.env.BURROW_MEMORY_LARGE === "1")("measure: 64 GiB sparse lay
   }
 });
 
-// Issue 12 item 4: the bulk work runs on one Bun Worker per vCPU (at most one per lane), each on
+// The bulk work runs on one Bun Worker per vCPU (at most one per lane), each on
 // its own fds. The 64 GiB sparse layouts (description vpCount 8) at -smp 1, 2 and 4: the calls
 // are the plan's, the same at every vCPU count and the same the simulator counted; the step's
 // guest time per vCPU count is printed.

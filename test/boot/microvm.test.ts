@@ -163,16 +163,16 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     expect(result.output).not.toMatch(/switched root/);
   }, BOOT_TIMEOUT_MS);
 
-  test("bad zram size: one warning naming the value, boot continues without swap", async () => {
+  test("bad zram size: one warning naming the value, boot continues with the 50 % default swap", async () => {
     const result = await boot({ machine: "microvm", disks: [ROOTFS], append: "burrow.zram=12QB" });
-    expectHealthyAgent(result, [], { zram: "skipped" });
+    expectHealthyAgent(result, []);
     const warnings = result.burrow.filter((line) => line.includes("12QB"));
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/burrow\.zram=12QB: not a size/);
-    expect(values(result, "swap")).toEqual([]);
+    expect(warnings[0]).toMatch(/burrow\.zram=12QB: not a size .*; keeping 50% of RAM/);
+    expect(values(result, "swap")).toEqual([expect.stringMatching(/^\/dev\/zram0 type=partition /)]);
   }, BOOT_TIMEOUT_MS);
 
-  test("burrow.net=1 with no network device (Debian's kernel): virtio_net loads, one warning, no wait", async () => {
+  test("burrow.net=1 with no network device (Debian's kernel): virtio_net loads, one warning, the step fails and the boot goes on", async () => {
     const result = await boot({ ...DEBIAN, machine: "microvm", disks: [ROOTFS], append: "burrow.net=1 burrow.zram=off" });
     expectHealthyAgent(result, [], { zram: "skipped", network: "failed" });
     expect(values(result, "modules")[0]).toContain("virtio_net");
@@ -182,7 +182,6 @@ describe("microvm mode: failures end in the fallback with one clear line", () =>
     const report = JSON.parse(values(result, "boot-report")[0]!) as { steps: { name: string; startMs: number; endMs: number; status: string }[] };
     const network = report.steps.find((step) => step.name === "network")!;
     expect(network.status).toBe("failed");
-    expect(network.endMs - network.startMs).toBeLessThan(500);
   }, BOOT_TIMEOUT_MS);
 
   test("agent not executable (variant rootfs built here with make-rootfs.sh): found before the switch, then the fallback", async () => {

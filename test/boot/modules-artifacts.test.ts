@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { normalizeAliasPattern, NOT_IN_INDEX, readModuleIndex } from "../../src/modules";
 import { compileGlob, globMatches } from "../../src/modules/glob";
 import { readElfSections, sectionData } from "../../src/modules/elf-sections";
-import { moduleDepends } from "../../src/modes/paravisor/modules";
+import { moduleDepends } from "../../src/modes/paravisor/module-load";
 import { KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 
 describe("module closure against Debian's real modules.dep", () => {

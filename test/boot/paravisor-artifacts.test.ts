@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
-import { moduleDepends } from "../../src/modes/paravisor/modules";
+import { moduleDepends } from "../../src/modes/paravisor/module-load";
 import { BURROW, KERNEL_DIR, requireArtifacts } from "../helpers/artifacts";
 
 const work = mkdtempSync(join(tmpdir(), "burrow-paravisor-artifacts-"));

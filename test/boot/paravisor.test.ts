@@ -122,7 +122,7 @@ describe("boot: paravisor mode", () => {
       append: 'burrow.mode=paravisor OPENHCL_WAIT_FOR_MODULES=1 -- --setup-script "echo A=1; exit 3"',
     });
     if (result.exitCode !== 1) console.error(tail(result, 80));
-    expect(result.output).toMatch(/burrow: fatal: setup-scripts: setup script "echo A=1; exit 3" failed: exit status 3/);
+    expect(result.output).toMatch(/burrow: (error: )?boot failed: setup-scripts: setup script "echo A=1; exit 3" failed: exit status 3/);
     expect(result.output).not.toMatch(/\[U\] hcl: start/);
     // The paravisor defaults brought ttyprintk: stderr opened, no hint printed.
     expect(result.output).not.toMatch(/ttyprintk is neither built in/);

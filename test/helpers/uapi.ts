@@ -1,10 +1,12 @@
-// The kernel UAPI values burrow's system tables (src/sys/constants.ts, src/sys/errno.ts) must match,
+// The kernel UAPI values burrow's system tables (src/sys/constants.ts, src/sys/errno.ts) and the cpio
+// writer's file types (src/image/cpio.ts) must match,
 // per architecture: read from the installed kernel headers (linux-libc-dev, linux-libc-dev:arm64)
 // through the C preprocessor when they are there, else from the expectation checked in under
 // test/fixtures/uapi/<arch>.json (which the unit test also checks against the headers when it can).
 // `bun test/helpers/uapi.ts --write` regenerates the expectations from the headers.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { NewcFileType } from "../../src/image/cpio";
 import * as constants from "../../src/sys/constants";
 import { errnoValue } from "../../src/sys/errno";
 import type { SysArch } from "../../src/sys/constants";
@@ -50,7 +52,7 @@ export function burrowTable(arch: SysArch): Record<string, number> {
   put("MAP_", constants.MapFlags);
   put("NETLINK_", constants.NetlinkProtocol);
   put("MODULE_INIT_", constants.ModuleInitFlags);
-  put("", constants.FileMode);
+  put("", NewcFileType);
   for (const name of ERRNO_NAMES_ALL) table[name] = errnoValue(name)!;
   return table;
 }

@@ -13,12 +13,34 @@ import { buildImage } from "../../src/image/build";
 const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 10 };
 
 /** The first 20 bytes of a 64-bit little-endian ELF header for `machine`. */
-function elfHeader(machine: number): Uint8Array {
+function elfHeader(machine: number): Uint8Array<ArrayBuffer> {
   const bytes = new Uint8Array(64);
   bytes.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
   bytes[18] = machine & 0xff;
   bytes[19] = machine >> 8;
   return bytes;
+}
+
+/** A kernel directory under `work` whose one module is `file` (holding `bytes`), and an arm64 image of it. */
+function oneModuleImage(work: string, file: string, bytes: Uint8Array): { out: string; build: () => ReturnType<typeof buildImage> } {
+  const kernelDir = join(work, file);
+  const release = join(kernelDir, "lib/modules/6.1.0-test");
+  mkdirSync(join(release, "kernel"), { recursive: true });
+  writeFileSync(join(release, "modules.dep"), `kernel/${file}:\n`);
+  writeFileSync(join(release, "kernel", file), bytes);
+  const binary = join(work, "burrow");
+  writeFileSync(binary, elfHeader(183));
+  const out = join(work, `${file}.img`);
+  return { out, build: () => buildImage({ binary, arch: "arm64", out, kernelDir, modules: ["foo"], noDefaultModules: true, moduleLayout: "ordered", add: [], compress: "none", mtime: 0 }) };
+}
+
+async function inScratch(run: (work: string) => Promise<void>): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), "burrow-arch-"));
+  try {
+    await run(work);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 describe("--arch", () => {
@@ -85,6 +107,13 @@ describe("burrow run --arch arm64", () => {
 });
 
 describe("burrow image --arch", () => {
+  test("the host side loads none of the guest's system tables (their load refuses an architecture without one)", async () => {
+    const entrypoints = ["image/build.ts", "host/qemu.ts", "host/snapshot.ts"].map((name) => new URL(`../../src/${name}`, import.meta.url).pathname);
+    const built = await Bun.build({ entrypoints, target: "bun", format: "esm" });
+    expect(built.success).toBe(true);
+    for (const output of built.outputs) expect(await output.text()).not.toContain("system layer has tables");
+  });
+
   test("libraries come from the architecture's multiarch directories only", () => {
     expect(libraryDirs("arm64")).toEqual(["/lib/aarch64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]);
     expect(libraryDirs("x86_64").slice(0, 2)).toEqual(["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu"]);
@@ -105,25 +134,37 @@ describe("burrow image --arch", () => {
     }
   });
 
+  test("a compressed module of another architecture is refused too (its ELF header read decompressed)", async () => {
+    const compressors: [string, (bytes: Uint8Array<ArrayBuffer>) => Uint8Array][] = [
+      ["zst", (bytes) => Bun.zstdCompressSync(bytes)],
+      ["gz", (bytes) => Bun.gzipSync(bytes)],
+    ];
+    if (Bun.which("xz")) compressors.push(["xz", (bytes) => new Uint8Array(Bun.spawnSync(["xz", "--stdout"], { stdin: bytes }).stdout)]);
+    else console.warn("arch: no xz on this host: .ko.xz not tried");
+    await inScratch(async (work) => {
+      for (const [extension, pack] of compressors) {
+        const wrong = oneModuleImage(work, `foo.ko.${extension}`, pack(elfHeader(62)));
+        await expect(wrong.build()).rejects.toThrow(new RegExp(`module lib/modules/000/foo\\.ko\\.${extension} from .* is for x86_64, but the image is for arm64`));
+        expect(existsSync(wrong.out)).toBe(false);
+        expect((await oneModuleImage(work, `foo.ko.${extension}`, pack(elfHeader(183))).build()).modules).toEqual(["foo"]);
+      }
+    });
+  });
+
+  test("a compressed module that does not decompress is refused by name", async () => {
+    await inScratch(async (work) => {
+      await expect(oneModuleImage(work, "foo.ko.zst", elfHeader(183)).build()).rejects.toThrow(/module lib\/modules\/000\/foo\.ko\.zst: cannot decompress \(zst\)/);
+    });
+  });
+
   test("modules of another architecture than the image's are refused with one line", async () => {
-    const work = mkdtempSync(join(tmpdir(), "burrow-arch-"));
-    try {
-      const binary = join(work, "burrow");
-      writeFileSync(binary, elfHeader(183));
-      const release = join(work, "kernel/lib/modules/6.1.0-test");
-      mkdirSync(join(release, "kernel"), { recursive: true });
-      writeFileSync(join(release, "modules.dep"), "kernel/foo.ko:\n");
-      const build = (machine: number) => {
-        writeFileSync(join(release, "kernel/foo.ko"), elfHeader(machine));
-        return buildImage({ binary, arch: "arm64", out: join(work, "out.img"), kernelDir: join(work, "kernel"), modules: ["foo"], noDefaultModules: true, moduleLayout: "ordered", add: [], compress: "none", mtime: 0 });
-      };
-      await expect(build(62)).rejects.toThrow(/module lib\/modules\/000\/foo\.ko from .* is for x86_64, but the image is for arm64/);
-      expect(existsSync(join(work, "out.img"))).toBe(false);
-      const summary = await build(183);
+    await inScratch(async (work) => {
+      const wrong = oneModuleImage(work, "foo.ko", elfHeader(62));
+      await expect(wrong.build()).rejects.toThrow(/module lib\/modules\/000\/foo\.ko from .* is for x86_64, but the image is for arm64/);
+      expect(existsSync(wrong.out)).toBe(false);
+      const summary = await oneModuleImage(work, "foo.ko", elfHeader(183)).build();
       expect(summary.modules).toEqual(["foo"]);
       expect(summary.arch).toBe("arm64");
-    } finally {
-      rmSync(work, { recursive: true, force: true });
-    }
+    });
   });
 });

@@ -52,7 +52,7 @@ describe("CLI", () => {
   test("burrow cmdline prints every problem as a warning, zram included", () => {
     const { stdout, stderr, code } = runCli(["cmdline", "burrow.zram=101% constructor.x=1 BUN_BE_BUN=1"]);
     expect(code).toBe(0);
-    expect(stderr).toContain("burrow.zram=101%: a percentage must be above 0 and at most 100; no zram swap");
+    expect(stderr).toContain("burrow.zram=101%: a percentage must be above 0 and at most 100; keeping 50% of RAM");
     expect(stderr).toContain("BUN_BE_BUN=1 would steer the runtime");
     expect(JSON.parse(stdout).moduleParams).toEqual({ constructor: ["x=1"] });
   });

@@ -153,7 +153,7 @@ describe("nothing is silently ignored", () => {
     expect(messages("burrow.zram.prio=abc")).toEqual(["burrow.zram.prio=abc: expected a whole number from 0 to 32767"]);
     expect(messages("burrow.zram.algo=")).toEqual(["burrow.zram.algo=: expected a comma-separated list of compressors"]);
     expect(messages("burrow.zramsize=1G")).toEqual(["unknown key burrow.zramsize (ignored)"]);
-    expect(messages("burrow.zram=101%")).toEqual(["burrow.zram=101%: a percentage must be above 0 and at most 100; no zram swap"]);
+    expect(messages("burrow.zram=101%")).toEqual(["burrow.zram=101%: a percentage must be above 0 and at most 100; keeping 50% of RAM"]);
     expect(messages("init.bogus=1")).toEqual(["unknown key init.bogus (ignored)"]);
   });
 

@@ -92,10 +92,20 @@ describe("configuration", () => {
     expect(parseZram("off")).toEqual({ kind: "off" });
     expect(parseZram("25%")).toEqual({ kind: "percent", percent: 25 });
     expect(parseZram("256M")).toEqual({ kind: "bytes", bytes: 256 * 2 ** 20 });
-    expect(parseZram("12QB").kind).toBe("invalid");
-    expect(parseZram("0").kind).toBe("invalid");
-    expect(parseZram("150%").kind).toBe("invalid");
-    expect(parseZram("").kind).toBe("invalid");
+    expect(parseZram("12QB")).toEqual({ problem: "not a size (use off, 50%, 512M, 1G…)" });
+    expect(parseZram("0")).toEqual({ problem: "size 0" });
+    expect(parseZram("150%")).toEqual({ problem: "a percentage must be above 0 and at most 100" });
+    expect(parseZram("")).toHaveProperty("problem");
+  });
+
+  test("a bad burrow.zram= is reported and keeps the 50 % default (or what was set before it)", () => {
+    const bad = parseConfig("burrow.zram=12QB");
+    expect(bad.zram).toEqual({ kind: "percent", percent: 50 });
+    expect(bad.problems.map((problem) => problem.message)).toEqual(["burrow.zram=12QB: not a size (use off, 50%, 512M, 1G…); keeping 50% of RAM"]);
+    const earlier = parseConfig("burrow.zram=256M burrow.zram=0");
+    expect(earlier.zram).toEqual({ kind: "bytes", bytes: 256 * 2 ** 20 });
+    expect(earlier.problems.map((problem) => problem.message)).toEqual([`burrow.zram=0: size 0; keeping ${256 * 2 ** 20} bytes`]);
+    expect(parseConfig("burrow.zram=off burrow.zram=150%").zram).toEqual({ kind: "off" });
   });
 });
 

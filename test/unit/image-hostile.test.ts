@@ -1,5 +1,5 @@
-// Issue 9 item 8 (host side): the builder never writes outside its staging tree, never replaces
-// what the image needs, and refuses what it cannot store, naming the paths, before writing.
+// The image builder against hostile input: it never writes outside its staging tree, never
+// replaces what the image needs, and refuses what it cannot store, naming the paths, before writing.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawnSync } from "bun";
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";

@@ -19,7 +19,7 @@ describe("PID 1's runtime modules", () => {
   // Each runtime builtin module PID 1 imports is JavaScript the runtime compiles on first import,
   // under emulation tens of ms each (node:util alone measured 30–80 ms): PID 1's bundle imports only these.
   test("the PID 1 entry point imports no runtime modules beyond fs, path and bun:ffi", async () => {
-    const built = await Bun.build({ entrypoints: [new URL("../../src/boot/pid1.ts", import.meta.url).pathname], target: "bun", format: "esm" });
+    const built = await Bun.build({ entrypoints: [new URL("../../src/pid1.ts", import.meta.url).pathname], target: "bun", format: "esm" });
     expect(built.success).toBe(true);
     const code = await built.outputs[0]!.text();
     const imported = new Set([...code.matchAll(/^import\s[^;]*?from\s+"([^"./][^"]*)"/gm)].map((match) => match[1]!.replace(/^node:/, "")));

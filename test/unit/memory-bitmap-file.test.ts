@@ -1,4 +1,4 @@
-// Issue 12 item 5: bitmaps handed to the worker are sparse files mapped MAP_SHARED, so a reader of
+// Bitmaps handed to the worker are sparse files mapped MAP_SHARED, so a reader of
 // the file (the worker, through the inherited fd) sees exactly what burrow set, and later updates.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";

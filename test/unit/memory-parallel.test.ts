@@ -1,5 +1,5 @@
 // The memory step's split across vCPU threads: the plan is the description's, the threads only
-// share it out, so every job runs once whatever the vCPU count (issue 12 item 4).
+// share it out, so every job runs once whatever the vCPU count.
 import { describe, expect, test } from "bun:test";
 import { addStats, newOpStats, planAcceptJobs, planVtl2Protections } from "../../src/memory/ops";
 import { dealShares } from "../../src/memory/parallel";

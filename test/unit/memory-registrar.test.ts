@@ -1,4 +1,4 @@
-// Issue 12 item 2: kernel registration (MSHV_VTL_ADD_VTL0_MEMORY) as OV's MemoryRegistrar does it:
+// Kernel registration (MSHV_VTL_ADD_VTL0_MEMORY) as OpenHCL's MemoryRegistrar (underhill_mem registrar.rs) does it:
 // lazily, 1 GiB chunks clipped to RAM, the mapping's physical base added, sticky failures.
 import { describe, expect, test } from "bun:test";
 import { addVtl0MemoryArgument } from "../../src/memory/hv-abi";

@@ -70,7 +70,7 @@ describe("runSelfTest", () => {
   });
 });
 
-describe("runSelfTest with a registrar (issue 12 item 2)", () => {
+describe("runSelfTest with a registrar", () => {
   test("registers the marker's chunk before the kernel touches its VA", async () => {
     const { MemoryRegistrar } = await import("../../src/memory/registrar");
     const partition = parsePartition(description("none", { gpa: "0x2040" }));

@@ -1,4 +1,4 @@
-// Issue 12 item 1: VTL2's HvRegisterVsmPartitionConfig is written (HvCallSetVpRegisters 0x0051)
+// VTL2's HvRegisterVsmPartitionConfig is written (HvCallSetVpRegisters 0x0051)
 // before any ModifyVtlProtectionMask (0x000C), against a fake hypervisor that, like current OHCL
 // kernels on Hyper-V, answers 0x000C with AccessDenied at element 0 until it was written.
 import { describe, expect, test } from "bun:test";
@@ -34,7 +34,7 @@ function fakeHypervisor() {
 }
 
 describe("VsmPartitionConfig before VTL2 protections", () => {
-  test("the value OV's set_vtl2_vsm_partition_config writes, without the capability bits", () => {
+  test("the value OpenHCL's set_vtl2_vsm_partition_config writes, without the capability bits", () => {
     // enable_vtl_protection | mask 0xF | zero_memory_on_reset | intercept_cpuid_unimplemented | intercept_unrecoverable_exception
     expect(vsmPartitionConfig(false, false)).toBe(0xc3fn);
     // VBS: + intercept_acceptance, intercept_enable_vtl_protection

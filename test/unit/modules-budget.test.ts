@@ -7,7 +7,8 @@ import { parseConfig } from "../../src/config/config";
 import { ModuleIndex } from "../../src/modules";
 import { MODULES_STEP_BUDGET_MS, notTriedReason } from "../../src/modules/load";
 import { loadModules } from "../../src/modes/microvm/modules";
-import { loadAll, moduleLoaderSteps, notTriedMessage, type LoaderMessage, type ModuleFile } from "../../src/modes/paravisor/modules";
+import type { ModuleFile } from "../../src/modes/paravisor/module-files";
+import { loadAll, moduleLoaderSteps, notTriedMessage, type LoaderMessage } from "../../src/modes/paravisor/module-loader";
 
 test("the reason names the budget", () => {
   expect(notTriedReason(30_000)).toBe("not tried: modules step exceeded its 30000 ms budget");

@@ -2,7 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { checkElf64, cStringAt, readElfSections, sectionData } from "../../src/modules/elf-sections";
-import { moduleDepends } from "../../src/modes/paravisor/modules";
+import { moduleDepends } from "../../src/modes/paravisor/module-load";
 
 const SHT_DYNAMIC = 6;
 

@@ -12,7 +12,7 @@ import { describeStatus, runSetupScript } from "../../src/modes/paravisor/setup-
 import { workerBaseEnv } from "../../src/modes/paravisor/worker";
 import { envTruthy, readConfidentiality } from "../../src/modes/paravisor/confidential";
 import { moduleNameFromPath } from "../../src/modules";
-import { listModules, walkSorted } from "../../src/modes/paravisor/modules";
+import { listModules, walkSorted } from "../../src/modes/paravisor/module-files";
 import { paravisorWorkerArgv, parseParavisorArgs } from "../../src/modes/paravisor/options";
 import { Reaper } from "../../src/modes/paravisor/reaper";
 import {

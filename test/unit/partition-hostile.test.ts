@@ -1,5 +1,5 @@
-// Partition descriptions from a hostile or careless host: the rejections issue 9 added, and JSON
-// that must end in one PartitionError line, never a TypeError, a RangeError or a hang.
+// Partition descriptions from a hostile or careless host: each range a description can get
+// wrong refused by name, and JSON that must end in one PartitionError line, never a TypeError, a RangeError or a hang.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,7 +27,7 @@ function rejection(json: unknown): string {
 }
 const ram = (entry: Record<string, unknown>) => ({ ...snp, ram: [entry], completeLayout: undefined, sharedPool: [], accepted: [], selfTest: undefined });
 
-describe("rejections added by issue 9", () => {
+describe("rejections of a hostile or careless description", () => {
   test("every fixture but invalid.json is still accepted; invalid.json keeps its message", () => {
     for (const name of readdirSync(FIXTURES).filter((n) => n.endsWith(".json"))) {
       if (name === "invalid.json") expect(() => loadPartition(join(FIXTURES, name))).toThrow(/invalid\.json: ram\[1\] \[0xff0000, 0x1f38000\) overlaps ram\[0\] \[0x0, 0x1000000\)$/);

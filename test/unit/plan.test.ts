@@ -89,7 +89,7 @@ describe("runPlan", () => {
     const report = freshReport();
     const seen: Context[] = [];
     const plan = [
-      step("optional", "fatal", undefined, (ctx) => (seen.push(ctx), ctx.wantOptional)),
+      step("optional", "fatal", undefined, (context) => (seen.push(context), context.wantOptional)),
       step("always", "warn", undefined, () => true),
     ];
     await runPlan(plan, context, report, tickingClock());
@@ -106,9 +106,9 @@ describe("runPlan", () => {
     const context: Context = { ran: [], wantOptional: true };
     const report = freshReport();
     const plan = [
-      step("slow", "fatal", async (ctx) => {
+      step("slow", "fatal", async (context) => {
         await Bun.sleep(20);
-        ctx.ran.push("slow");
+        context.ran.push("slow");
       }),
       step("after-slow", "warn", async () => {
         await Bun.sleep(1);

@@ -4,7 +4,8 @@ import { spawnSync } from "bun";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { encodeSwapHeader, formatUuid, randomUuidV4, SWAP_PAGE_SIZE } from "../../src/modes/microvm/swapheader";
+import { encodeSwapHeader, SWAP_PAGE_SIZE } from "../../src/modes/microvm/swapheader";
+import { formatUuid, randomUuidV4 } from "../../src/modes/microvm/uuid";
 
 function withSwapFile(pages: number, header: Uint8Array, fn: (path: string) => void): void {
   const dir = mkdtempSync(join(tmpdir(), "burrow-swap-"));

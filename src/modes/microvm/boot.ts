@@ -1,9 +1,10 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { closeOnExecAllBut, prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
+import { readOptionalText } from "../../boot/optional-text";
 import { ROOT_MOUNT_POINT } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { execSupervisor, openSupervisor, supervisorArgv, type SupervisorRole } from "../../boot/supervisor";
@@ -69,8 +70,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   {
     name: "zram",
     policy: "warn",
-    // An invalid burrow.zram= was reported with the command line's problems: no swap, no second line.
-    when: (context) => context.runtime.config.zram.kind !== "off" && context.runtime.config.zram.kind !== "invalid",
+    when: (context) => context.runtime.config.zram.kind !== "off",
     run(context) {
       if (setupZram(context.runtime.config)) applyVmTunings(context.runtime.config);
     },
@@ -134,7 +134,9 @@ async function waitForDevice(context: MicrovmContext, spec: RootSpec, shown: str
   if (device === null) {
     const types = rootFsTypes(config).join(", ");
     const moduleNote = [...context.failedModules].map(([name, reason]) => `; module ${name}: ${reason}`).join("");
-    throw new Error(`${what} ${shown} did not appear within ${config.rootwaitMs} ms (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
+    // The overlay device gets what the root device left of burrow.rootwait: say so, or the numbers disagree.
+    const share = budgetMs === config.rootwaitMs ? "" : `, the rest of burrow.rootwait=${config.rootwaitMs}`;
+    throw new Error(`${what} ${shown} did not appear within ${budgetMs} ms${share} (ENODEV; fs types to try: ${types}; ${watcher.count} uevents seen${moduleNote})`);
   }
   log.info(`${what} ${shown}${device !== shown ? ` is ${device}` : ""}, ready after ${(now(context) - started).toFixed(1)} ms (${watcher.eventDriven ? "uevents" : "polling"})`);
   return device;
@@ -221,8 +223,6 @@ function switchRootStep(context: MicrovmContext): void {
   if (!check.ok) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${check.reason}`);
   const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
-  // Every libc call left to make, bound while libc.so.6 is still a file we can open.
-  sys.prebind(["mount", "umount2", "chroot", "chdir", "execve", "fexecve", "fcntl", "dup2", "signal", "sigprocmask", "reboot", "sync", "open", "close", "write", "syscall", "mkdir"]);
   try {
     context.supervisorFd = openSupervisor();
   } catch (error) {
@@ -240,15 +240,6 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
-/** A file of the new root, for the workload spec (passwd, group, the OCI file); null when unreadable. */
-function readRootFile(path: string): string | null {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return null;
-  }
-}
-
 /**
  * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
  * the supervisor after it applied a workload spec, or started and supervised by it for its whole
@@ -257,7 +248,8 @@ function readRootFile(path: string): string | null {
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
   const resume = context.resume?.message ?? null;
-  const plan = resolveWorkload(config.workload, readRootFile);
+  // passwd, group, the OCI file: one the new root lacks is null, and the resolver says what that means.
+  const plan = resolveWorkload(config.workload, readOptionalText);
   if (!plan.ok) throw new Error(`${plan.reason}; the agent was not started`);
   for (const field of plan.ignored) log.warn(`workload spec: ${field} is not applied`);
   const argv = resume?.args ? agentArgv(config.agent, resume.args) : (plan.argv ?? agentArgv(config.agent, config.initArgs));

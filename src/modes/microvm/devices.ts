@@ -2,8 +2,9 @@
 // superblocks, SERIAL= from virtio-blk's serial, PARTUUID=/PARTLABEL= from the disk's GPT),
 // virtio-serial ports (named symlinks under /dev/virtio-ports) and network interfaces.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, symlinkSync, unlinkSync } from "node:fs";
+import { readOptionalText } from "../../boot/optional-text";
 import { MAX_PARTLABEL_UNITS, parseGpt } from "./gpt";
-import { formatUuid } from "./swapheader";
+import { formatUuid } from "./uuid";
 
 const EXT_SUPER_MAGIC = 0xef53;
 const SUPERBLOCK_OFFSET = 1024;
@@ -131,12 +132,9 @@ function listBlockDevices(sysClassBlock = SYS_CLASS_BLOCK): string[] {
   }
 }
 
+/** null: the attribute is absent, so not this kind of device. */
 function readSysText(path: string): string | null {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch {
-    return null; // attribute absent: not this kind of device
-  }
+  return readOptionalText(path)?.trim() ?? null;
 }
 
 /** A partition's number (sysfs "partition"), or null for a whole disk. */

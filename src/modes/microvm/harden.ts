@@ -1,9 +1,9 @@
 // Guest hardening: what each rule of the table in src/config/harden.ts does, run before
 // switch_root on the API mounts.
-import { chmodSync, existsSync, mkdirSync, readFileSync, unlinkSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from "node:fs";
 import { enabledRules, TMP_INODES, type HardenRuleName, type HardenSwitches } from "../../config/harden";
 import * as sys from "../../sys";
-import { memTotalBytes } from "./zram";
+import { memTotalBytes } from "./meminfo";
 
 const { NOSUID, NODEV, NOEXEC, REMOUNT } = sys.MountFlags;
 
@@ -15,9 +15,9 @@ export function tmpLimitsData(memTotalKiB: number): string {
   return `mode=1777,size=${bytes},nr_inodes=${TMP_INODES}`;
 }
 
-/** MemTotal in KiB, read as the zram step reads it. */
+/** MemTotal in KiB. */
 function memTotalKiB(): number {
-  const bytes = memTotalBytes(readFileSync("/proc/meminfo", "utf8"));
+  const bytes = memTotalBytes();
   if (bytes === null) throw new Error("no MemTotal in /proc/meminfo");
   return bytes / 1024;
 }

@@ -12,7 +12,7 @@ import type { LoadNode, ModuleIndex } from "../../modules";
 import { finitModuleFile, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
 import * as sys from "../../sys";
 
-export interface ModuleRequest {
+export interface WantedModules {
   /** Names whose absence is worth a warning. */
   required: string[];
   /** Names loaded when present (compressors: one of them is enough). */
@@ -20,7 +20,7 @@ export interface ModuleRequest {
 }
 
 /** The base set plus what the command line asks for. */
-export function wantedModules(config: Config): ModuleRequest {
+export function wantedModules(config: Config): WantedModules {
   const required = ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_console"];
   const rootTypes = config.rootfstype ? config.rootfstype.split(",").map((t) => t.trim()).filter(Boolean) : ["ext4"];
   required.push(...rootTypes);
@@ -36,7 +36,7 @@ export function wantedModules(config: Config): ModuleRequest {
   return { required: [...new Set(required)], optional: [...new Set(optional)].filter((name) => !required.includes(name)) };
 }
 
-export interface LoadResult {
+export interface LoadSummary {
   loaded: string[];
   already: string[];
   builtin: string[];
@@ -56,8 +56,8 @@ export function finitLoader(moduleDir: string): Loader {
  * Load the closure in order; a module whose hard dependency failed is not tried, nor is any
  * module once `budgetMs` (on the `now` clock, in ms) has passed since the first. Never throws.
  */
-export function loadModules(index: ModuleIndex, request: ModuleRequest, config: Config, load: Loader, now: () => number, budgetMs = MODULES_STEP_BUDGET_MS): LoadResult {
-  const result: LoadResult = { loaded: [], already: [], builtin: [], failed: new Map(), ms: {} };
+export function loadModules(index: ModuleIndex, request: WantedModules, config: Config, load: Loader, now: () => number, budgetMs = MODULES_STEP_BUDGET_MS): LoadSummary {
+  const result: LoadSummary = { loaded: [], already: [], builtin: [], failed: new Map(), ms: {} };
   const { order, missingReasons, builtin } = index.closure(request.required);
   const optional = index.closure(request.optional);
   result.builtin.push(...builtin, ...optional.builtin);

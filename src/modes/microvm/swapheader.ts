@@ -3,6 +3,7 @@
 //   bootbits[1024] | version u32 @1024 | last_page u32 @1028 | nr_badpages u32 @1032 |
 //   sws_uuid[16] @1036 | sws_volume[16] @1052 | padding … | magic "SWAPSPACE2" @ PAGE_SIZE-10.
 // Integers are in the CPU's byte order (little-endian on x86_64 and aarch64).
+import { randomUuidV4 } from "./uuid";
 
 export const SWAP_PAGE_SIZE = 4096;
 const SWAP_MAGIC = "SWAPSPACE2";
@@ -16,18 +17,6 @@ export interface SwapHeaderOptions {
   uuid?: Uint8Array;
   /** Up to 15 bytes (the field is 16 bytes, NUL-terminated). */
   label?: string;
-}
-
-export function randomUuidV4(): Uint8Array {
-  const uuid = crypto.getRandomValues(new Uint8Array(16));
-  uuid[6] = (uuid[6]! & 0x0f) | 0x40;
-  uuid[8] = (uuid[8]! & 0x3f) | 0x80;
-  return uuid;
-}
-
-export function formatUuid(bytes: Uint8Array): string {
-  const hex = Buffer.from(bytes).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
 /** One page: the whole header. Throws on sizes no kernel would accept (fewer than 10 pages, > 2^32 pages). */

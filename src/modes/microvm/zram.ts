@@ -1,18 +1,16 @@
 // zram swap: size from burrow.zram (default 50% of MemTotal), first compressor the kernel accepts,
 // our own swap header, swapon with a priority, and the vm tunings that suit swap on compressed RAM.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { readOptionalText } from "../../boot/optional-text";
 import type { Config, ZramSetting } from "../../config/config";
 import { describeError } from "../../errors";
 import { log } from "../../log";
 import * as sys from "../../sys";
-import { encodeSwapHeader, formatUuid, randomUuidV4, SWAP_PAGE_SIZE } from "./swapheader";
+import { memTotalBytes } from "./meminfo";
+import { encodeSwapHeader, SWAP_PAGE_SIZE } from "./swapheader";
+import { formatUuid, randomUuidV4 } from "./uuid";
 
 const ZRAM_LABEL = "burrow-zram";
-
-export function memTotalBytes(meminfo: string): number | null {
-  const match = /^MemTotal:\s+(\d+)\s*kB/m.exec(meminfo);
-  return match ? Number(match[1]) * 1024 : null;
-}
 
 /** The disk size in bytes (whole pages), or a reason naming the value when it is unusable. */
 export function zramDiskSize(setting: ZramSetting, memTotal: number): { bytes: number } | { problem: string } | null {
@@ -20,8 +18,6 @@ export function zramDiskSize(setting: ZramSetting, memTotal: number): { bytes: n
   switch (setting.kind) {
     case "off":
       return null;
-    case "invalid":
-      return { problem: `burrow.zram=${setting.value}: ${setting.reason}` };
     case "percent":
       return { bytes: page((memTotal * setting.percent) / 100) };
     case "bytes":
@@ -44,7 +40,7 @@ export function parseCompAlgorithms(text: string): { available: string[]; select
 export interface ZramOutcome { device: string; bytes: number; algorithm: string; priority: number; uuid: string }
 
 export function setupZram(config: Config, sysBlock = "/sys/block/zram0", device = "/dev/zram0"): ZramOutcome | null {
-  const memTotal = memTotalBytes(readFileSync("/proc/meminfo", "utf8"));
+  const memTotal = memTotalBytes();
   if (memTotal === null) throw new Error("no MemTotal in /proc/meminfo; continuing without swap");
   const size = zramDiskSize(config.zram, memTotal);
   if (size === null) return null;
@@ -69,28 +65,20 @@ export function setupZram(config: Config, sysBlock = "/sys/block/zram0", device 
   return outcome;
 }
 
-/** Write each candidate until the kernel takes one; its refusal (EINVAL, ENOENT) means "not available". */
+/** Write each candidate until the kernel takes one; its refusal (EINVAL, ENOENT) means "not available", an unreadable list none offered. */
 function chooseAlgorithm(candidates: string[], path: string): string {
-  const offered = parseCompAlgorithms(safeRead(path)).available;
+  const offered = parseCompAlgorithms(readOptionalText(path) ?? "").available;
   const refused: string[] = [];
   for (const name of candidates) {
     try {
       writeFileSync(path, `${name}\n`);
-      if (parseCompAlgorithms(safeRead(path)).selected === name) return name;
+      if (parseCompAlgorithms(readOptionalText(path) ?? "").selected === name) return name;
       refused.push(`${name}: not selected`);
     } catch (error) {
       refused.push(`${name}: ${(error as NodeJS.ErrnoException).code ?? describeError(error)}`);
     }
   }
   throw new Error(`no compressor accepted (${refused.join(", ")}; kernel offers ${offered.join(" ") || "none"}); continuing without swap`);
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return ""; // unreadable: nothing offered, nothing selected
-  }
 }
 
 const VM_TUNINGS = (config: Config): [string, number][] => [

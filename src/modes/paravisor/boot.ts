@@ -1,11 +1,12 @@
 // Paravisor (VTL2) boot: underhill_init's sequence as a plan of named, timed steps. burrow stays
 // PID 1: it spawns the worker (openvmm_hcl), reaps orphans, and hands the worker's exit code on.
-// The steps call out to setup-scripts.ts, worker.ts, system.ts, modules.ts and src/memory.
+// The steps call out to setup-scripts.ts, worker.ts, system.ts, module-files.ts, module-load.ts, module-loader.ts and src/memory.
 import type { Subprocess } from "bun";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { archOfNode } from "../../arch";
-import { failBoot, finishRun, isEnding, writeReport } from "../../boot/ending";
+import { failBootOn, finishRun, isEnding, writeReport } from "../../boot/ending";
 import { mountedAt, mountTable } from "../../boot/mounts";
+import { readOptionalText } from "../../boot/optional-text";
 import { EXEC_PATH_VAR, SUPERVISOR_PATH } from "../../boot/paths";
 import { execSupervisor, openSupervisor, supervisorArgv } from "../../boot/supervisor";
 import * as sys from "../../sys";
@@ -14,7 +15,9 @@ import { describeError } from "../../errors";
 import { configureLogging, kmsgActive, log } from "../../log";
 import type { MemoryState } from "../../memory";
 import { readConfidentiality, type Confidentiality } from "./confidential";
-import { listModules, loadWithDependencies, MODULES_ROOT, startBackgroundLoad, type ModuleFile } from "./modules";
+import { listModules, MODULES_ROOT, type ModuleFile } from "./module-files";
+import { loadWithDependencies } from "./module-load";
+import { startBackgroundLoad } from "./module-loader";
 import { parseParavisorArgs, type ParavisorOptions } from "./options";
 import { Reaper } from "./reaper";
 import { describeStatus, runSetupScript } from "./setup-scripts";
@@ -46,16 +49,16 @@ const plan: Step<ParavisorContext>[] = [
   {
     name: "reaper",
     policy: "fatal",
-    run(ctx) {
-      ctx.reaper.start();
+    run(context) {
+      context.reaper.start();
     },
   },
   {
     name: "mounts",
     policy: "fatal",
-    run(ctx) {
+    run(context) {
       mountTable(PARAVISOR_MOUNTS);
-      const { setupScripts, workerArgs } = ctx.options;
+      const { setupScripts, workerArgs } = context.options;
       log.info(`command line args: setup scripts ${JSON.stringify(setupScripts)}, worker args ${JSON.stringify(workerArgs)}`);
     },
   },
@@ -64,13 +67,13 @@ const plan: Step<ParavisorContext>[] = [
     name: "ttyprintk",
     policy: "fatal",
     when: () => !existsSync("/dev/ttyprintk"),
-    run(ctx) {
-      const loaded = loadWithDependencies("ttyprintk", listModules(ctx.runtime.config));
+    run(context) {
+      const loaded = loadWithDependencies("ttyprintk", listModules(context.runtime.config));
       if (loaded === null) {
         log.warn(`ttyprintk is neither built in nor under ${MODULES_ROOT}: ${TTYPRINTK_HINT}`);
         return;
       }
-      for (const module of loaded) ctx.loadedEarly.add(module.path);
+      for (const module of loaded) context.loadedEarly.add(module.path);
     },
   },
   {
@@ -85,7 +88,7 @@ const plan: Step<ParavisorContext>[] = [
   {
     name: "stat-dump",
     policy: "warn",
-    when: (ctx) => ctx.runtime.config.log === "trace",
+    when: (context) => context.runtime.config.log === "trace",
     run() {
       dumpStatFiles();
     },
@@ -93,30 +96,30 @@ const plan: Step<ParavisorContext>[] = [
   {
     name: "system-writes",
     policy: "fatal",
-    run(ctx) {
+    run(context) {
       log.info("setting system resource limits and parameters");
-      for (const write of systemWrites(ctx.confidentiality.filtering)) applyWrite(write);
+      for (const write of systemWrites(context.confidentiality.filtering)) applyWrite(write);
     },
   },
   {
     name: "entropy",
     policy: "fatal",
-    run(ctx) {
-      useHostEntropy({ source: ctx.runtime.config.entropyPath, confidential: ctx.confidentiality.confidential });
+    run(context) {
+      useHostEntropy({ source: context.runtime.config.entropyPath, confidential: context.confidentiality.confidential });
     },
   },
   {
     name: "setup-scripts",
     policy: "fatal",
-    async run(ctx) {
-      for (const script of ctx.options.setupScripts) ctx.workerEnv.push(...(await runSetupScript(script, ctx)));
-      ctx.workerEnv.push(["KERNEL_BOOT_TIME", ctx.runtime.startNs.toString()]);
+    async run(context) {
+      for (const script of context.options.setupScripts) context.workerEnv.push(...(await runSetupScript(script, context)));
+      context.workerEnv.push(["KERNEL_BOOT_TIME", context.runtime.startNs.toString()]);
     },
   },
   {
     name: "nvme-vfio",
     policy: "fatal",
-    when: (ctx) => flagIs(ctx.env.OPENHCL_NVME_VFIO, "true", "1"),
+    when: (context) => flagIs(context.env.OPENHCL_NVME_VFIO, "true", "1"),
     run() {
       if (applyWrite(NVME_VFIO_WRITE) === "written") log.info("registered vfio-pci as driver for nvme");
     },
@@ -124,14 +127,14 @@ const plan: Step<ParavisorContext>[] = [
   {
     name: "modules",
     policy: "fatal",
-    run(ctx) {
-      const modules = listModules(ctx.runtime.config).filter((module: ModuleFile) => !ctx.loadedEarly.has(module.path));
+    run(context) {
+      const modules = listModules(context.runtime.config).filter((module: ModuleFile) => !context.loadedEarly.has(module.path));
       log.info(`loading ${modules.length} kernel modules from ${MODULES_ROOT} in the background`);
       const load = startBackgroundLoad({ modules, root: MODULES_ROOT });
-      ctx.modulesSettled = load.done.then(() => null, (error: Error) => error);
-      if (!waitsForModules(ctx)) {
-        void ctx.modulesSettled.then((error) => {
-          if (error) void fatal(`modules: ${error.message}`);
+      context.modulesSettled = load.done.then(() => null, (error: Error) => error);
+      if (!waitsForModules(context)) {
+        void context.modulesSettled.then((error) => {
+          if (error) void failBootOn(new BootFailure("modules", error));
         });
       }
     },
@@ -140,8 +143,8 @@ const plan: Step<ParavisorContext>[] = [
     name: "modules-wait",
     policy: "fatal",
     when: waitsForModules,
-    async run(ctx) {
-      const error = await ctx.modulesSettled;
+    async run(context) {
+      const error = await context.modulesSettled;
       if (error) throw error;
     },
   },
@@ -150,46 +153,33 @@ const plan: Step<ParavisorContext>[] = [
     // line; imported on demand so boots without one never load it.
     name: "memory",
     policy: "fatal",
-    when: (ctx) => ctx.runtime.config.partition !== null,
-    async run(ctx) {
+    when: (context) => context.runtime.config.partition !== null,
+    async run(context) {
       // hv-abi.ts encodes x86_64 hypercalls, registers and SNP/TDX calls: refuse plainly elsewhere.
       const arch = archOfNode(process.arch);
-      if (arch !== "x86_64") throw new Error(`lower-VTL memory is x86_64 only (this is ${arch ?? process.arch}); burrow.partition=${ctx.runtime.config.partition} cannot be set up`);
+      if (arch !== "x86_64") throw new Error(`lower-VTL memory is x86_64 only (this is ${arch ?? process.arch}); burrow.partition=${context.runtime.config.partition} cannot be set up`);
       const { initMemory } = await import("../../memory");
-      ctx.memory = await initMemory(ctx.runtime.config);
+      context.memory = await initMemory(context.runtime.config);
     },
   },
   {
     name: "worker",
     policy: "fatal",
-    run(ctx) {
+    run(context) {
       // The mshv fds the memory step opened go to the worker as fds 3, 4, … (listed in memory.json).
-      ctx.worker = spawnWorker(ctx, ctx.memory?.fds.map((entry) => entry.fd) ?? []);
+      context.worker = spawnWorker(context, context.memory?.fds.map((entry) => entry.fd) ?? []);
     },
   },
 ];
 
-function waitsForModules(ctx: ParavisorContext): boolean {
-  return ctx.env.OPENHCL_WAIT_FOR_MODULES === "1";
+function waitsForModules(context: ParavisorContext): boolean {
+  return context.env.OPENHCL_WAIT_FOR_MODULES === "1";
 }
 
-/** A fatal failure (a step, or the background module load): one line, then the configured fallback. */
-function fatal(message: string): Promise<never> {
-  return failBoot(`fatal: ${message}`);
-}
-
-/** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable. */
-export function residentFootprint(status = safeRead("/proc/self/status")): NonNullable<BootReport["resident"]> {
+/** VmRSS and its parts, and the thread count, from /proc/self/status; zeros when unreadable (no /proc: a figure fails no boot). */
+export function residentFootprint(status = readOptionalText("/proc/self/status") ?? ""): NonNullable<BootReport["resident"]> {
   const kib = (field: string) => Number(new RegExp(`^${field}:\\s*(\\d+)`, "m").exec(status)?.[1] ?? 0);
   return { rssKiB: kib("VmRSS"), anonKiB: kib("RssAnon"), fileKiB: kib("RssFile"), shmemKiB: kib("RssShmem"), threads: kib("Threads") };
-}
-
-function safeRead(path: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch {
-    return ""; // no /proc: the report says zeros rather than failing the boot over a figure
-  }
 }
 
 function createContext(runtime: InitRuntime, env: Record<string, string | undefined> = process.env): ParavisorContext {
@@ -208,27 +198,27 @@ function createContext(runtime: InitRuntime, env: Record<string, string | undefi
 }
 
 export async function bootParavisor(runtime: InitRuntime): Promise<void> {
-  const ctx = createContext(runtime);
-  const { confidential, debug, filtering } = ctx.confidentiality;
+  const context = createContext(runtime);
+  const { confidential, debug, filtering } = context.confidentiality;
   log.info(`paravisor: confidential ${confidential}, confidential debug ${debug}, filtering ${filtering}`);
   try {
-    await runPlan(plan, ctx, runtime.report, runtime.now);
+    await runPlan(plan, context, runtime.report, runtime.now);
   } catch (error) {
-    return fatal(error instanceof BootFailure ? error.message : `unexpected error: ${describeError(error)}`);
+    return failBootOn(error);
   }
-  const worker = ctx.worker!;
+  const worker = context.worker!;
   // The hand-off ends every thread of burrow's: the background module load must be done first.
-  const moduleError = ctx.modulesSettled ? await ctx.modulesSettled : null;
-  if (moduleError) return fatal(`modules: ${moduleError.message}`);
+  const moduleError = context.modulesSettled ? await context.modulesSettled : null;
+  if (moduleError) return failBootOn(new BootFailure("modules", moduleError));
   if (isEnding()) return new Promise<never>(() => {});
   // What the boot's garbage holds is given back, and burrow's footprint recorded, before the hand-off.
   Bun.gc(true);
   runtime.report.resident = residentFootprint();
-  if (worker.exitCode === null && worker.signalCode === null) handOff(ctx, worker);
+  if (worker.exitCode === null && worker.signalCode === null) handOff(context, worker);
   // Still here: the worker already ended, or the supervisor could not start; burrow stays PID 1.
   writeReport(runtime.report);
   await worker.exited.catch(() => {});
-  ctx.reaper.untrack(worker.pid);
+  context.reaper.untrack(worker.pid);
   if (isEnding()) return new Promise<never>(() => {});
   if (worker.exitCode === 0) log.info("worker exited successfully");
   else log.error(`worker terminated unsuccessfully: ${describeStatus(worker)}`);
@@ -240,8 +230,8 @@ export async function bootParavisor(runtime: InitRuntime): Promise<void> {
  * initramfs first, so the exec frees its pages (~110 MB of ramfs) instead of leaving them pinned.
  * Returns only when the supervisor could not be started.
  */
-function handOff(ctx: ParavisorContext, worker: Subprocess): void {
-  const { config, report } = ctx.runtime;
+function handOff(context: ParavisorContext, worker: Subprocess): void {
+  const { config, report } = context.runtime;
   let fd: number;
   try {
     fd = openSupervisor();
@@ -250,15 +240,15 @@ function handOff(ctx: ParavisorContext, worker: Subprocess): void {
     return;
   }
   const freed = releaseOwnExecutable();
-  report.handoff = { supervisor: SUPERVISOR_PATH, worker: worker.pid, freed, atMs: ctx.runtime.now() };
+  report.handoff = { supervisor: SUPERVISOR_PATH, worker: worker.pid, freed, atMs: context.runtime.now() };
   writeReport(report);
   log.info(`handing PID 1 to ${SUPERVISOR_PATH} for worker pid ${worker.pid}${freed ? ` (removed ${freed} from the initramfs)` : ""}`);
-  ctx.reaper.stop();
+  context.reaper.stop();
   try {
     execSupervisor(fd, supervisorArgv(config, { kind: "adopt", pid: worker.pid }), [EXEC_PATH_VAR]);
   } catch (error) {
     configureLogging({ kmsg: true });
-    ctx.reaper.start();
+    context.reaper.start();
     log.warn(`cannot hand PID 1 to the supervisor (${describeError(error)}); burrow stays resident`);
   }
 }

@@ -1,7 +1,7 @@
 // The module loader thread (a Bun Worker): finit_module calls block, so they run here while the
 // main thread goes on booting. It only loads and reports; the main thread logs.
 // In the compiled binary this file is an extra `bun build --compile` entrypoint.
-import { loadAll, type LoaderMessage, type LoaderRequest } from "./modules";
+import { loadAll, type LoaderMessage, type LoaderRequest } from "./module-loader";
 
 declare const self: Worker;
 

@@ -7,7 +7,7 @@ import type { Reaper } from "./reaper";
 import { workerBaseEnv } from "./worker";
 
 /** /bin/sh -c SCRIPT: stderr inherited, stdout captured; each KEY=VALUE line is for the worker. */
-export async function runSetupScript(script: string, ctx: { reaper: Pick<Reaper, "track" | "untrack"> }, env: Record<string, string> = workerBaseEnv()): Promise<[string, string][]> {
+export async function runSetupScript(script: string, context: { reaper: Pick<Reaper, "track" | "untrack"> }, env: Record<string, string> = workerBaseEnv()): Promise<[string, string][]> {
   log.info(`running provided setup script ${script}`);
   let child;
   try {
@@ -15,7 +15,7 @@ export async function runSetupScript(script: string, ctx: { reaper: Pick<Reaper,
   } catch (error) {
     throw new Error(`setup script ${JSON.stringify(script)} failed to start: ${describeError(error)}`);
   }
-  ctx.reaper.track(child.pid);
+  context.reaper.track(child.pid);
   try {
     const [stdout] = await Promise.all([new Response(child.stdout).text(), child.exited]);
     if (child.exitCode !== 0) throw new Error(`setup script ${JSON.stringify(script)} failed: ${describeStatus(child)}`);
@@ -33,7 +33,7 @@ export async function runSetupScript(script: string, ctx: { reaper: Pick<Reaper,
     }
     return pairs;
   } finally {
-    ctx.reaper.untrack(child.pid);
+    context.reaper.untrack(child.pid);
   }
 }
 

@@ -33,12 +33,12 @@ export function workerBaseEnv(env: Record<string, string | undefined> = process.
 }
 
 /** Start the worker; `handoffFds` (the memory step's) become its fds 3, 4, … in order. */
-export function spawnWorker(ctx: WorkerLaunch, handoffFds: readonly number[] = []): Subprocess {
+export function spawnWorker(context: WorkerLaunch, handoffFds: readonly number[] = []): Subprocess {
   // Large VMs need many fds; the worker inherits this.
   sys.prlimit(sys.Rlimit.NOFILE, { soft: NOFILE_LIMIT, hard: NOFILE_LIMIT });
-  const env = workerBaseEnv(ctx.env);
-  for (const [key, value] of ctx.workerEnv) env[key] = value;
-  const argv = paravisorWorkerArgv(ctx.runtime.config.worker, ctx.options.workerArgs);
+  const env = workerBaseEnv(context.env);
+  for (const [key, value] of context.workerEnv) env[key] = value;
+  const argv = paravisorWorkerArgv(context.runtime.config.worker, context.options.workerArgs);
   log.info(`running ${argv.map((arg) => (/^[\w./=:-]+$/.test(arg) ? arg : JSON.stringify(arg))).join(" ")}`);
   let child: Subprocess;
   try {
@@ -46,9 +46,9 @@ export function spawnWorker(ctx: WorkerLaunch, handoffFds: readonly number[] = [
     // Bun.spawn closes every other fd in the child, CLOEXEC or not: hand-off fds go through stdio.
     child = Bun.spawn(argv, { env, stdio: ["inherit", "inherit", "inherit", ...handoffFds] });
   } catch (error) {
-    throw new Error(`worker ${ctx.runtime.config.worker} failed to start: ${describeError(error)}`);
+    throw new Error(`worker ${context.runtime.config.worker} failed to start: ${describeError(error)}`);
   }
-  ctx.reaper.track(child.pid);
+  context.reaper.track(child.pid);
   log.info(`worker started: pid ${child.pid}`);
   return child;
 }

@@ -1,15 +1,15 @@
 // PID 1 runtime: early mounts, configuration, logging, the mode's plan, and the fallback.
 // Nothing may escape from here: PID 1 exiting (or throwing out of main) panics the kernel.
 import { readFileSync, writeFileSync } from "node:fs";
-import { fromProcCmdline } from "../config/cmdline";
-import { parseConfig, readOnFail } from "../config/config";
-import { describeError } from "../errors";
-import { configureLogging, log, setLogLevel } from "../log";
-import * as sys from "../sys";
-import { configureEnding, failBoot } from "./ending";
-import { ensureMount, mountedAt } from "./mounts";
-import { BootFailure, type BootReport, type InitRuntime } from "./plan";
-import { BURROW_VERSION } from "./version";
+import { fromProcCmdline } from "./config/cmdline";
+import { parseConfig, readOnFail } from "./config/config";
+import { describeError } from "./errors";
+import { configureLogging, log, setLogLevel } from "./log";
+import * as sys from "./sys";
+import { configureEnding, failBoot, failBootOn } from "./boot/ending";
+import { ensureMount, mountedAt } from "./boot/mounts";
+import type { BootReport, InitRuntime } from "./boot/plan";
+import { BURROW_VERSION } from "./boot/version";
 
 export async function runInit(): Promise<void> {
   // One TinyCC compile for every libc trampoline (clock_gettime's too) instead of one per symbol.
@@ -37,14 +37,14 @@ export async function runInit(): Promise<void> {
 
   try {
     if (config.mode === "paravisor") {
-      const { bootParavisor } = await import("../modes/paravisor/boot");
+      const { bootParavisor } = await import("./modes/paravisor/boot");
       await bootParavisor(runtime);
     } else {
-      const { bootMicrovm } = await import("../modes/microvm/boot");
+      const { bootMicrovm } = await import("./modes/microvm/boot");
       await bootMicrovm(runtime);
     }
   } catch (error) {
-    await failBoot(error instanceof BootFailure ? `boot failed: ${error.message}` : `boot failed: unexpected error: ${describeError(error)}`);
+    await failBootOn(error);
   }
 }
 

@@ -1,146 +1,18 @@
-// Kernel modules the paravisor way: every module file under /lib/modules, in file-name order
-// (the image lays them out as 000/, 001/, … so that order is dependency order), loaded by a
-// background thread while boot goes on, then the directory is removed to give the memory back.
-// ttyprintk is the exception: stderr needs it, so it (and what it depends on) loads first.
-// The background load has a time budget, checked between modules; what it had no time for is
-// reported as failed, and the directory is then left in place.
-import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { join } from "node:path";
-import { normalizeModuleName } from "../../config/cmdline";
-import { moduleParamString, type Config } from "../../config/config";
+// The background load of every listed module: a loader thread (a Bun Worker, modules-worker.ts)
+// walks them while boot goes on, then removes the directory to give the memory back; without
+// the thread, the same walk runs on the main thread, one module per event-loop turn. The walk
+// has a time budget, checked between modules: what it had no time for is reported as failed,
+// and the directory is then left in place.
+import { rmSync } from "node:fs";
 import { describeError } from "../../errors";
 import { log } from "../../log";
-import { MODULE_FILE_PATTERN, moduleNameFromPath } from "../../modules";
-import { readElfSections, sectionData } from "../../modules/elf-sections";
-import { finitModuleFile, moduleInitFlags, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
-import * as sys from "../../sys";
-
-export const MODULES_ROOT = "/lib/modules";
-
-export interface ModuleFile {
-  name: string;
-  path: string;
-  params: string;
-  /** finit_module flags (MODULE_INIT_COMPRESSED_FILE for .ko.xz/.gz/.zst). */
-  flags: number;
-}
-
-/** Every file under `root`, depth first, each directory's entries sorted by name (WalkDir sort_by_file_name). */
-export function walkSorted(root: string): string[] {
-  const files: string[] = [];
-  const visit = (dir: string) => {
-    let entries: string[];
-    try {
-      entries = readdirSync(dir);
-    } catch {
-      return; // no such directory: no modules in it
-    }
-    for (const entry of entries.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
-      const path = join(dir, entry);
-      const info = statSync(path, { throwIfNoEntry: false });
-      if (info?.isDirectory()) visit(path);
-      else if (info?.isFile()) files.push(path);
-    }
-  };
-  visit(root);
-  return files;
-}
-
-/** The module files to load, in load order, with their command-line parameters. */
-export function listModules(config: Pick<Config, "moduleParams">, root = MODULES_ROOT): ModuleFile[] {
-  const modules: ModuleFile[] = [];
-  for (const path of walkSorted(root)) {
-    const base = path.slice(path.lastIndexOf("/") + 1);
-    if (!MODULE_FILE_PATTERN.test(base)) {
-      log.debug(`modules: ${path} is not a module file; left alone`);
-      continue;
-    }
-    const name = moduleNameFromPath(base);
-    modules.push({
-      name,
-      path,
-      params: moduleParamString(config.moduleParams, name),
-      flags: moduleInitFlags(base),
-    });
-  }
-  return modules;
-}
-
-/** The `depends=` list from a module's .modinfo section (empty for compressed or unreadable files). */
-export function moduleDepends(bytes: Uint8Array): string[] {
-  let modinfo: Uint8Array;
-  try {
-    const section = readElfSections(bytes).find((candidate) => candidate.name === ".modinfo");
-    if (!section) return [];
-    modinfo = sectionData(bytes, section);
-  } catch {
-    return []; // not ELF (a compressed module): the kernel's own error will name what is missing
-  }
-  // .modinfo is a run of NUL-terminated "key=value" strings.
-  const depends = new TextDecoder().decode(modinfo).split("\0").find((entry) => entry.startsWith("depends="));
-  return depends ? depends.slice("depends=".length).split(",").filter(Boolean).map(normalizeModuleName) : [];
-}
-
-class ModuleLoadError extends Error {
-  readonly module: string;
-  readonly errno: number;
-  constructor(module: ModuleFile, errno: number, reason: string) {
-    super(`failed to load module ${module.name} (${module.path}): finit_module: ${reason}`);
-    this.name = "ModuleLoadError";
-    this.module = module.name;
-    this.errno = errno;
-  }
-}
-
-export type LoadResult = "loaded" | "already";
-
-/** finit_module one file; EEXIST (already loaded, or built in twice) is not an error. */
-function loadModuleFile(module: ModuleFile): LoadResult {
-  try {
-    finitModuleFile(module.path, module.params, module.name, module.flags);
-    return "loaded";
-  } catch (error) {
-    if (sys.isErrno(error, "EEXIST")) return "already";
-    if (!(error instanceof sys.SysError)) throw new ModuleLoadError(module, 0, `open: ${describeError(error)}`);
-    throw new ModuleLoadError(module, error.errno, error.call === "open" ? `open: ${error.reason}` : error.reason);
-  }
-}
-
-/**
- * Load one module and everything it depends on, now, on this thread. Returns the files loaded
- * (so the background walk skips them), or null when the module is not in the image.
- */
-export function loadWithDependencies(name: string, modules: readonly ModuleFile[]): ModuleFile[] | null {
-  const byName = new Map(modules.map((module) => [module.name, module]));
-  const wanted = byName.get(normalizeModuleName(name));
-  if (!wanted) return null;
-  const done: ModuleFile[] = [];
-  const visiting = new Set<string>();
-  const visit = (module: ModuleFile) => {
-    if (visiting.has(module.name)) return;
-    visiting.add(module.name);
-    let depends: string[] = [];
-    try {
-      depends = moduleDepends(new Uint8Array(readFileSync(module.path)));
-    } catch {
-      // Unreadable: finit_module below fails with the reason.
-    }
-    for (const dep of depends) {
-      const file = byName.get(dep);
-      if (file) visit(file);
-      // Not in the image: built in, or the kernel's own error below names it.
-    }
-    const result = loadModuleFile(module);
-    log.info(`${result === "loaded" ? "loaded" : "already loaded:"} kernel module ${module.name} (${module.path})${module.params ? ` ${module.params}` : ""}`);
-    done.push(module);
-  };
-  visit(wanted);
-  return done;
-}
+import { MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
+import type { ModuleFile } from "./module-files";
+import { loadModuleFile, ModuleLoadError, type LoadOutcome } from "./module-load";
 
 /** Messages from the loader thread. */
 export type LoaderMessage =
-  | { type: "loaded"; name: string; path: string; params: string; result: LoadResult; ms: number }
+  | { type: "loaded"; name: string; path: string; params: string; result: LoadOutcome; ms: number }
   | { type: "failed"; name: string; path: string; errno: number; message: string }
   /** The budget ran out with `names` still to load; nothing follows. */
   | { type: "not-tried"; names: string[]; reason: string }
