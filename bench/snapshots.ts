@@ -87,7 +87,7 @@ try {
   const dirs: Record<SnapshotForm, string> = { mapped: join(work, "mapped"), copy: join(work, "copy") };
   lines.push("| form | save (VM paused) | state file | RAM file written | sealing |", "|---|---|---|---|---|");
   for (const form of ["mapped", "copy"] as const) {
-    const { manifest } = await saveSnapshot(options(INITRAMFS, "512M"), dirs[form], () => {}, form);
+    const { manifest } = await saveSnapshot(options(INITRAMFS, "512M"), dirs[form], () => {}, { form });
     log(`saved ${form}: ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)} MiB`);
     lines.push(`| ${form} | ${manifest.saveMs} ms | ${mib(manifest.saved.state.size)} MiB | ${form === "mapped" ? `${mib(manifest.ramAllocatedBytes)} of 512 MiB` : "—"} | ${manifest.sealMs} ms |`);
   }
@@ -134,7 +134,7 @@ try {
     for (const [name, image] of [["64M", INITRAMFS], ["1G", bigImage]] as const) {
       for (const form of ["mapped", "copy"] as const) {
         const dir = join(work, `touched-${name}-${form}`);
-        const { manifest } = await saveSnapshot(options(image, "3G"), dir, () => {}, form);
+        const { manifest } = await saveSnapshot(options(image, "3G"), dir, () => {}, { form });
         touchedDirs[`${name} ${form}`] = dir;
         log(`saved ${name} ${form}: state ${mib(manifest.saved.state.size)} MiB, RAM file written ${mib(manifest.ramAllocatedBytes)} MiB`);
       }

@@ -20,7 +20,7 @@ enum {
 	NR_setresuid = 117, NR_setresgid = 119, NR_prctl = 157, NR_sync = 162, NR_mount = 165,
 	NR_umount2 = 166, NR_swapoff = 168, NR_reboot = 169, NR_sethostname = 170,
 	NR_clock_gettime = 228, NR_exit_group = 231, NR_openat = 257, NR_ppoll = 271,
-	NR_signalfd4 = 289, NR_prlimit64 = 302, NR_syncfs = 306,
+	NR_signalfd4 = 289, NR_prlimit64 = 302, NR_syncfs = 306, NR_socketpair = 53, NR_clock_settime = 227,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -50,7 +50,7 @@ enum {
 	NR_setresuid = 147, NR_setresgid = 149, NR_prctl = 167, NR_sync = 81, NR_mount = 40,
 	NR_umount2 = 39, NR_swapoff = 225, NR_reboot = 142, NR_sethostname = 161,
 	NR_clock_gettime = 113, NR_exit_group = 94, NR_openat = 56, NR_ppoll = 73,
-	NR_signalfd4 = 74, NR_prlimit64 = 261, NR_syncfs = 267,
+	NR_signalfd4 = 74, NR_prlimit64 = 261, NR_syncfs = 267, NR_socketpair = 199, NR_clock_settime = 112,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -129,6 +129,12 @@ __asm__(".text\n.global _start\n_start:\n"
 #define LINUX_REBOOT_CMD_CAD_OFF 0
 /* _IOWR('X', 119, int): the same on x86_64 and arm64. */
 #define FIFREEZE 0xC0045877
+/* _IOW('R', 0x03, int[2]) and _IO('R', 0x07) from linux/random.h: the same on x86_64 and arm64. */
+#define RNDADDENTROPY 0x40085203
+#define RNDRESEEDCRNG 0x5207
+#define CLOCK_REALTIME 0
+#define AF_UNIX 1
+#define SOCK_STREAM 1
 
 struct timespec_k { long tv_sec; long tv_nsec; };
 struct pollfd_k { int fd; short events; short revents; };
@@ -167,6 +173,8 @@ static inline int k_sigprocmask(int how, const u64 *set, u64 *old) { return (int
 static inline int k_sigaction(int sig, const struct sigaction_k *action) { return (int)sys4(NR_rt_sigaction, sig, action, 0, 8); }
 static inline int k_signalfd(const u64 *mask) { return (int)sys4(NR_signalfd4, -1, mask, 8, SFD_CLOEXEC | O_NONBLOCK); }
 static inline int k_ppoll(struct pollfd_k *fds, unsigned long n, const struct timespec_k *timeout) { return (int)sys5(NR_ppoll, fds, n, timeout, 0, 8); }
+static inline int k_socketpair(int fds[2]) { return (int)sys4(NR_socketpair, AF_UNIX, SOCK_STREAM, 0, fds); }
+static inline int k_clock_settime_realtime(const struct timespec_k *when) { return (int)sys2(NR_clock_settime, CLOCK_REALTIME, when); }
 static inline int k_dup3(int from, int to) { return (int)sys3(NR_dup3, from, to, 0); }
 static inline __attribute__((noreturn)) void k_exit(int status)
 {

@@ -7,6 +7,12 @@
  *   supervisor adopt=PID [KEY=VALUE…]           supervise a child burrow already started (paravisor)
  *   supervisor exec=1 [KEY=VALUE…] -- PROGRAM…   apply the workload spec and exec it as PID 1
  *
+ * With warm=PORT the workload gets a socket (BURROW_NOTIFY_FD) and may ask for a warm snapshot
+ * once it is ready by writing READY=1 to it: the supervisor says "ready" on the control port PORT,
+ * the host saves the VM, and on every restore the supervisor credits the host's entropy, reseeds
+ * the CRNG, sets the clock, and hands the workload its resume message on the same socket. The
+ * wire format is src/snapshot/protocol.ts's (encodeWarmResume, encodeReady, encodeResumed).
+ *
  * Duties: reap every child on SIGCHLD; treat signals to PID 1 as VM control (busybox and systemd
  * spellings); on any stop — a control signal, the workload's exit, the host's request on the stop
  * port — SIGTERM, a grace period, SIGKILL, the exit-status line for the host, then the teardown
@@ -40,6 +46,7 @@ struct options {
 	int facility;
 	int log_level;
 	const char *stop_port;
+	const char *warm_port;
 	int freeze_fds[MAX_FREEZE];
 	int nfreeze;
 	/* The workload spec, applied in the child before exec. */
@@ -319,6 +326,8 @@ static int parse_option(char *word)
 		return parse_u64(value, 10, &number) || number > 7 ? -1 : (opt.log_level = (int)number, 0);
 	if (str_eq(word, "stop-port"))
 		return (opt.stop_port = value), 0;
+	if (str_eq(word, "warm"))
+		return value[0] == '/' ? (opt.warm_port = value, 0) : -1;
 	if (str_eq(word, "freeze-fd"))
 		return parse_u64(value, 10, &number) || number > 1023 || opt.nfreeze >= MAX_FREEZE ? -1 : (opt.freeze_fds[opt.nfreeze++] = (int)number, 0);
 	if (str_eq(word, "uid"))
@@ -732,6 +741,12 @@ static __attribute__((noreturn)) void teardown_child(void)
 /* ---- the supervisor proper ------------------------------------------------------------ */
 
 static int signal_fd = -1, stop_fd = -1;
+/* Warm snapshots: our end of the workload's notify socket, the control port while a resume is awaited. */
+static int notify_fd = -1, notify_child_fd = -1, control_fd = -1;
+enum warm_state { WARM_OFF, WARM_IDLE, WARM_AWAITING, WARM_DONE };
+static enum warm_state warm = WARM_OFF;
+static long control_retry_at = -1;
+static int warm_failed;
 static pid_t workload;
 static int workload_status = -1; /* the wait status once it ended */
 static enum phase phase = RUNNING;
@@ -853,28 +868,294 @@ static void read_stop_port(short revents)
 		say(WARN, "stop port %s: unknown request ignored", opt.stop_port);
 }
 
+/* ---- warm snapshots -------------------------------------------------------------------- */
+
+/* The resume message (two lines, the second for the workload) and the bound on it. */
+#define RESUME_MAX 70000
+#define WARM_ENTROPY_MIN 64
+#define WARM_ENTROPY_MAX 4096
+/* While the host side of the port is closed, read() returns 0 and poll reports POLLHUP: look again this often. */
+#define CONTROL_RETRY_MS 20
+/* 2020-01-01 in ns: a clock before it is not the host's. */
+#define PLAUSIBLE_REALTIME_NS 1577836800000000000ULL
+
+static char resume_buffer[RESUME_MAX + 1];
+static size_t resume_len;
+
+static int write_all(int fd, const char *text, size_t len)
+{
+	while (len) {
+		long n = k_write(fd, text, len);
+		if (n == -EINTR)
+			continue;
+		if (n == -EAGAIN) {
+			struct timespec_k pause = { 0, CONTROL_RETRY_MS * 1000000L };
+			k_ppoll(0, 0, &pause);
+			continue;
+		}
+		if (n <= 0)
+			return n < 0 ? (int)n : -5;
+		text += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void put_text(char *out, size_t *len, size_t size, const char *text)
+{
+	while (*text && *len < size - 1)
+		out[(*len)++] = *text++;
+	out[*len] = 0;
+}
+
+static void put_decimal(char *out, size_t *len, size_t size, u64 value)
+{
+	char digits[24];
+	int n = 0;
+	do
+		digits[n++] = (char)('0' + value % 10);
+	while ((value /= 10) && n < 23);
+	while (n && *len < size - 1)
+		out[(*len)++] = digits[--n];
+	out[*len] = 0;
+}
+
+/* The workload asked: say "ready" to the host, which saves the VM while we wait for its resume message. */
+static void warm_ready(void)
+{
+	char line[128];
+	size_t len = 0;
+	struct timespec_k boot = { 0, 0 };
+	int fd = k_open(opt.warm_port, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		say(ERR, "warm snapshot: cannot open the control port %s: %e; no snapshot taken", opt.warm_port, fd);
+		warm = WARM_DONE;
+		return;
+	}
+	sys2(NR_clock_gettime, 7 /* CLOCK_BOOTTIME */, &boot);
+	put_text(line, &len, sizeof(line), "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"ready\",\"uptimeMs\":");
+	put_decimal(line, &len, sizeof(line), (u64)(boot.tv_sec * 1000 + boot.tv_nsec / 1000000));
+	put_text(line, &len, sizeof(line), "}\n");
+	/* Said first: the host pauses the VM as soon as it reads "ready". */
+	say(INFO, "warm snapshot: the workload is ready; waiting for the host on %s", opt.warm_port);
+	int ret = write_all(fd, line, len);
+	if (ret < 0) {
+		say(ERR, "warm snapshot: writing ready to %s: %e; no snapshot taken", opt.warm_port, ret);
+		k_close(fd);
+		warm = WARM_DONE;
+		return;
+	}
+	control_fd = fd;
+	resume_len = 0;
+	warm = WARM_AWAITING;
+}
+
+static int hex_value(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Refuse the restore: the workload must never run on from a cloned RNG state unannounced. */
+static void warm_refuse(const char *why)
+{
+	say(ERR, "warm snapshot: malformed resume message on the control port: %s; stopping the workload rather than let it run on a cloned state", why);
+	warm_failed = 1;
+	warm = WARM_DONE;
+	k_kill(-workload, SIGKILL);
+	kill_everything(SIGKILL);
+	begin_stop(opt.onfail == ACT_HALT ? ACT_HALT : ACT_POWEROFF, "a malformed resume message");
+}
+
+/*
+ * "burrow-warm-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX\n" then one line for the workload.
+ * Checked whole before anything is applied.
+ */
+static void warm_resume(char *header, char *message, size_t message_len)
+{
+	static unsigned char pool[8 + WARM_ENTROPY_MAX];
+	char *fields[6];
+	int nfields = 0;
+	u64 realtime;
+	size_t hex_len, bytes;
+	for (char *p = header; *p && nfields < 6;) {
+		while (*p == ' ')
+			*p++ = 0;
+		if (!*p)
+			break;
+		fields[nfields++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	if (nfields != 5 || !str_eq(fields[0], "burrow-warm-resume"))
+		return warm_refuse("not a warm resume header");
+	if (!str_eq(fields[1], "1"))
+		return warm_refuse("protocol version is not 1");
+	if (str_len(fields[2]) < 1 || str_len(fields[2]) > 64)
+		return warm_refuse("instance: expected 1 to 64 characters");
+	for (const char *c = fields[2]; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			return warm_refuse("instance: expected letters, digits, '.', '_' or '-'");
+	if (parse_u64(fields[3], 10, &realtime) || realtime < PLAUSIBLE_REALTIME_NS)
+		return warm_refuse("realtimeNs: not a plausible wall clock");
+	hex_len = str_len(fields[4]);
+	bytes = hex_len / 2;
+	if (hex_len % 2 || bytes < WARM_ENTROPY_MIN || bytes > WARM_ENTROPY_MAX)
+		return warm_refuse("entropy: expected 64 to 4096 bytes in hex");
+	for (size_t i = 0; i < bytes; i++) {
+		int high = hex_value(fields[4][2 * i]), low = hex_value(fields[4][2 * i + 1]);
+		if (high < 0 || low < 0)
+			return warm_refuse("entropy: expected lowercase hex");
+		pool[8 + i] = (unsigned char)(high << 4 | low);
+	}
+	if (message_len == 0 || message[0] != '{')
+		return warm_refuse("the workload's message: expected a JSON object line");
+
+	/* struct rand_pool_info: entropy_count (bits), buf_size (bytes), then the bytes. */
+	int bits = (int)(bytes * 8), size = (int)bytes;
+	memcpy(pool, &bits, 4);
+	memcpy(pool + 4, &size, 4);
+	int random_fd = k_open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	int ret = random_fd < 0 ? random_fd : k_ioctl(random_fd, RNDADDENTROPY, (long)pool);
+	if (ret == 0)
+		ret = k_ioctl(random_fd, RNDRESEEDCRNG, 0);
+	if (random_fd >= 0)
+		k_close(random_fd);
+	memset(pool, 0, sizeof(pool));
+	if (ret < 0)
+		return warm_refuse(ret == -1 ? "crediting the host's entropy: EPERM" : "crediting the host's entropy failed");
+	struct timespec_k now = { (long)(realtime / 1000000000ULL), (long)(realtime % 1000000000ULL) };
+	ret = k_clock_settime_realtime(&now);
+	if (ret < 0)
+		say(WARN, "warm snapshot: clock_settime(CLOCK_REALTIME): %e; the clock is the saved one", ret);
+
+	message[message_len] = '\n';
+	ret = notify_fd < 0 ? -9 : write_all(notify_fd, message, message_len + 1);
+	if (ret < 0)
+		say(WARN, "warm snapshot: the workload's notify socket: %e; it was not told it was restored", ret);
+	char line[160];
+	size_t len = 0;
+	put_text(line, &len, sizeof(line), "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"resumed\",\"instance\":\"");
+	put_text(line, &len, sizeof(line), fields[2]);
+	put_text(line, &len, sizeof(line), "\"}\n");
+	write_all(control_fd, line, len);
+	say(INFO, "warm snapshot: resumed as instance %s (%l bytes of host entropy credited, CRNG reseeded, clock set)", fields[2], (long)bytes);
+	k_close(control_fd);
+	control_fd = -1;
+	warm = WARM_DONE;
+}
+
+static void read_control(short revents)
+{
+	long n;
+	if (!(revents & POLLIN)) {
+		/* The host is not connected (yet): level-triggered POLLHUP; look again shortly. */
+		control_retry_at = k_now_ms() + CONTROL_RETRY_MS;
+		return;
+	}
+	n = k_read(control_fd, resume_buffer + resume_len, RESUME_MAX - resume_len);
+	if (n == 0) {
+		control_retry_at = k_now_ms() + CONTROL_RETRY_MS;
+		return;
+	}
+	if (n < 0)
+		return;
+	resume_len += (size_t)n;
+	resume_buffer[resume_len] = 0;
+	char *first = 0, *second = 0;
+	for (size_t i = 0; i < resume_len; i++) {
+		if (resume_buffer[i] != '\n')
+			continue;
+		if (!first) {
+			first = resume_buffer + i;
+		} else {
+			second = resume_buffer + i;
+			break;
+		}
+	}
+	if (second) {
+		*first = 0;
+		*second = 0;
+		warm_resume(resume_buffer, first + 1, (size_t)(second - first - 1));
+	} else if (resume_len >= RESUME_MAX) {
+		warm_refuse("longer than 70000 bytes");
+	}
+}
+
+static void read_notify(void)
+{
+	char request[256];
+	long n = k_read(notify_fd, request, sizeof(request) - 1);
+	if (n <= 0) {
+		/* The workload closed its end: it will not ask. */
+		if (n != -EINTR) {
+			k_close(notify_fd);
+			notify_fd = -1;
+		}
+		return;
+	}
+	request[n] = 0;
+	for (long i = 0; i + 7 <= n; i++)
+		if ((i == 0 || request[i - 1] == '\n') && starts_with(request + i, "READY=1")) {
+			if (warm == WARM_IDLE)
+				warm_ready();
+			else
+				say(DEBUG, "warm snapshot: READY=1 again ignored");
+			return;
+		}
+	say(DEBUG, "notify socket: message without READY=1 ignored");
+}
+
 static void wait_for_events(void)
 {
-	struct pollfd_k fds[2] = { { signal_fd, POLLIN, 0 }, { stop_fd, POLLIN, 0 } };
+	struct pollfd_k fds[4];
+	int kinds[4];
+	unsigned long nfds = 0;
 	struct timespec_k timeout, *timeout_ptr = 0;
-	int nfds = stop_fd >= 0 && phase == RUNNING ? 2 : 1;
-	if (deadline >= 0) {
-		long left = deadline - k_now_ms();
+	long wake = deadline;
+	fds[nfds] = (struct pollfd_k){ signal_fd, POLLIN, 0 };
+	kinds[nfds++] = 0;
+	if (stop_fd >= 0 && phase == RUNNING) {
+		fds[nfds] = (struct pollfd_k){ stop_fd, POLLIN, 0 };
+		kinds[nfds++] = 1;
+	}
+	if (notify_fd >= 0 && phase == RUNNING && warm == WARM_IDLE) {
+		fds[nfds] = (struct pollfd_k){ notify_fd, POLLIN, 0 };
+		kinds[nfds++] = 2;
+	}
+	if (control_fd >= 0 && phase == RUNNING && warm == WARM_AWAITING) {
+		if (control_retry_at < 0 || k_now_ms() >= control_retry_at) {
+			control_retry_at = -1;
+			fds[nfds] = (struct pollfd_k){ control_fd, POLLIN, 0 };
+			kinds[nfds++] = 3;
+		} else if (wake < 0 || control_retry_at < wake) {
+			wake = control_retry_at;
+		}
+	}
+	if (wake >= 0) {
+		long left = wake - k_now_ms();
 		if (left < 0)
 			left = 0;
 		timeout.tv_sec = left / 1000;
 		timeout.tv_nsec = (left % 1000) * 1000000;
 		timeout_ptr = &timeout;
 	}
-	if (k_ppoll(fds, (unsigned long)nfds, timeout_ptr) <= 0)
+	if (k_ppoll(fds, nfds, timeout_ptr) <= 0)
 		return;
-	if (fds[0].revents & POLLIN) {
-		struct signalfd_info info;
-		while (k_read(signal_fd, &info, sizeof(info)) == (long)sizeof(info))
-			handle_signal((int)info.signo);
+	for (unsigned long i = 0; i < nfds; i++) {
+		if (!fds[i].revents)
+			continue;
+		if (kinds[i] == 0 && (fds[i].revents & POLLIN)) {
+			struct signalfd_info info;
+			while (k_read(signal_fd, &info, sizeof(info)) == (long)sizeof(info))
+				handle_signal((int)info.signo);
+		} else if (kinds[i] == 1) {
+			read_stop_port(fds[i].revents);
+		} else if (kinds[i] == 2) {
+			read_notify();
+		} else if (kinds[i] == 3) {
+			read_control(fds[i].revents);
+		}
 	}
-	if (nfds == 2 && fds[1].revents)
-		read_stop_port(fds[1].revents);
 }
 
 /* Up to TEARDOWN_BUDGET_MS for the teardown child; what it was doing when time ran out is named. */
@@ -1011,6 +1292,22 @@ static void supervise(void)
 	}
 }
 
+/* In the child: the environment plus BURROW_NOTIFY_FD=N (an earlier one dropped). */
+static void with_notify_env(int fd)
+{
+	static char *env[1024];
+	static char entry[32];
+	size_t n = 0, len = 0;
+	for (char **e = opt.envp; *e && n < sizeof(env) / sizeof(env[0]) - 2; e++)
+		if (!starts_with(*e, "BURROW_NOTIFY_FD="))
+			env[n++] = *e;
+	put_text(entry, &len, sizeof(entry), "BURROW_NOTIFY_FD=");
+	put_decimal(entry, &len, sizeof(entry), (u64)fd);
+	env[n++] = entry;
+	env[n] = 0;
+	opt.envp = env;
+}
+
 static pid_t start_workload(void)
 {
 	int pipe_fds[2];
@@ -1019,14 +1316,33 @@ static pid_t start_workload(void)
 	pid_t child;
 	if (k_pipe2(pipe_fds, O_CLOEXEC) < 0)
 		return -1;
+	if (opt.warm_port) {
+		int pair[2];
+		int ret = k_socketpair(pair);
+		if (ret < 0) {
+			say(ERR, "warm snapshot: socketpair: %e; the workload cannot ask for a snapshot", ret);
+		} else {
+			notify_fd = pair[0];
+			notify_child_fd = pair[1];
+			warm = WARM_IDLE;
+		}
+	}
 	child = k_fork();
 	if (child == 0) {
 		k_close(pipe_fds[0]);
+		if (notify_child_fd >= 0) {
+			k_close(notify_fd);
+			with_notify_env(notify_child_fd);
+		}
 		failure = apply_spec_and_exec(1);
 		k_write(pipe_fds[1], &failure, sizeof(failure));
 		k_exit(127);
 	}
 	k_close(pipe_fds[1]);
+	if (notify_child_fd >= 0) {
+		k_close(notify_child_fd);
+		notify_child_fd = -1;
+	}
 	if (child < 0) {
 		say(ERR, "cannot start the workload: fork: %e", (int)child);
 		return -1;
@@ -1106,8 +1422,8 @@ int start_c(long *stack)
 		if (workload < 0)
 			fail_start();
 	}
-	say(INFO, "supervising pid %d (burrow.onexit=%s, stop timeout %l ms)%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
-	    stop_fd >= 0 ? ", host stop port open" : "");
+	say(INFO, "supervising pid %d (burrow.onexit=%s, stop timeout %l ms)%s%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
+	    stop_fd >= 0 ? ", host stop port open" : "", warm == WARM_IDLE ? ", warm snapshot on READY=1" : "");
 	if (opt.adopt && k_kill(workload, 0) == -3) {
 		/* Collected before the hand-off (not a zombie any more): its status is lost. */
 		say(ERR, "pid %d is gone; its exit status is unknown", workload);
@@ -1120,5 +1436,5 @@ int start_c(long *stack)
 	}
 	if (reaped)
 		say(DEBUG, "reaped %l orphans", reaped);
-	end_vm(status_code(workload_status));
+	end_vm(warm_failed ? 1 : status_code(workload_status));
 }

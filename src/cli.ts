@@ -80,6 +80,7 @@ const run = defineCommand({
     timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
     "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
     "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
+    "snapshot-warm": { type: "boolean", description: "with --snapshot-save and burrow.supervise=1: save when the running workload asks (READY=1 on BURROW_NOTIFY_FD), not before it starts" },
     "snapshot-copy": { type: "boolean", description: "with --snapshot-save: put the RAM into the saved stream, copied back by every restore, instead of a file every restore maps (to compare)" },
     env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
     net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
@@ -133,10 +134,10 @@ const run = defineCommand({
       if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
       if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
       const { saveSnapshot } = await import("./host/snapshot");
-      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text), args["snapshot-copy"] ? "copy" : "mapped");
+      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text), { form: args["snapshot-copy"] ? "copy" : "mapped", warm: args["snapshot-warm"] === true });
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
       const ram = manifest.saved.ram ? `, RAM file ${mib(manifest.ramAllocatedBytes)} written of ${mib(manifest.saved.ram.size)}` : "";
-      log.info(`saved ${args["snapshot-save"]} (${manifest.form}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
+      log.info(`saved ${args["snapshot-save"]} (${manifest.form}${manifest.warm ? ", warm" : ""}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
       return;
     }
     const result = await runVm(options, (text) => process.stdout.write(text));

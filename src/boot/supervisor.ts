@@ -17,7 +17,8 @@ export const STOP_PORT_PATH = `/dev/virtio-ports/${STOP_PORT}`;
 
 export type SupervisorRole =
   /** Start `argv` under the spec and supervise it (microvm supervise mode). */
-  | { kind: "spawn"; argv: string[]; stopPort: boolean }
+  /** warmPort: the control port a warm snapshot is announced on (burrow.snapshot=warm), or null. */
+  | { kind: "spawn"; argv: string[]; stopPort: boolean; warmPort?: string | null }
   /** Supervise a child burrow started (the paravisor worker). */
   | { kind: "adopt"; pid: number }
   /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec). */
@@ -40,7 +41,7 @@ export function supervisorArgv(config: Config, role: SupervisorRole, specWords: 
   ];
   if (role.kind === "adopt") return [...words, `adopt=${role.pid}`];
   if (role.kind === "exec") return [...words, "exec=1", ...specWords, "--", ...role.argv];
-  return [...words, ...(role.stopPort ? [`stop-port=${STOP_PORT_PATH}`] : []), ...specWords, "--", ...role.argv];
+  return [...words, ...(role.stopPort ? [`stop-port=${STOP_PORT_PATH}`] : []), ...(role.warmPort ? [`warm=${role.warmPort}`] : []), ...specWords, "--", ...role.argv];
 }
 
 /** The supervisor's file, open before the root switch takes it out of reach (close-on-exec: fexecve does not need it kept). */

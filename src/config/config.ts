@@ -34,8 +34,12 @@ export interface Config {
   moduleParams: ModuleParams;
   net: boolean;
   balloon: boolean;
-  /** burrow.snapshot=1: stop before the agent's exec, announce "ready" and wait for a resume message. */
-  snapshot: boolean;
+  /**
+   * burrow.snapshot=1 ("point"): stop before the agent's exec, announce "ready" and wait for a
+   * resume message. burrow.snapshot=warm: the resident supervisor takes the snapshot when the
+   * running workload asks (READY=1 on BURROW_NOTIFY_FD); needs burrow.supervise=1.
+   */
+  snapshot: "off" | "point" | "warm";
   root: string;
   rootfstype: string | null;
   rootflags: string | null;
@@ -85,7 +89,7 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   onfail: "poweroff",
   net: false,
   balloon: false,
-  snapshot: false,
+  snapshot: "off",
   root: "/dev/vda",
   rootfstype: null,
   rootflags: null,
@@ -125,7 +129,7 @@ function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit" | "
   };
 }
 
-function flag(field: "net" | "balloon" | "snapshot" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
+function flag(field: "net" | "balloon" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -179,7 +183,15 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["init.net", flag("net")],
   ["burrow.balloon", flag("balloon")],
   ["init.balloon", flag("balloon")],
-  ["burrow.snapshot", flag("snapshot")],
+  [
+    "burrow.snapshot",
+    (config, value) => {
+      if (value === "warm") return void (config.snapshot = "warm");
+      const parsed = parseBoolean(value);
+      if (parsed === null) return "expected 1/0 (the snapshot point before the agent) or warm (when the supervised workload asks)";
+      config.snapshot = parsed ? "point" : "off";
+    },
+  ],
   ["burrow.root", text("root")],
   ["root", text("root")],
   ["rootfstype", text("rootfstype")],

@@ -35,6 +35,8 @@ export interface SavedOptions extends Pick<RunOptions, "kernel" | "initrd" | "di
 export interface SnapshotManifest {
   burrowSnapshot: typeof MANIFEST_VERSION;
   form: SnapshotForm;
+  /** Taken when the running workload asked (burrow.snapshot=warm): restores resume the workload, not the agent's start. */
+  warm: boolean;
   qemu: string;
   savedAt: string;
   /** What the save booted (paths absolute). */
@@ -71,6 +73,12 @@ class Fields {
   string(key: string, pattern?: RegExp): string {
     const value = this.get(key);
     if (typeof value !== "string" || (pattern && !pattern.test(value))) this.fail(key, pattern ? `a string matching ${pattern}` : "a string");
+    return value;
+  }
+
+  boolean(key: string): boolean {
+    const value = this.get(key);
+    if (typeof value !== "boolean") this.fail(key, "true or false");
     return value;
   }
 
@@ -190,6 +198,7 @@ export function parseManifest(text: string): SnapshotManifest {
   return {
     burrowSnapshot: MANIFEST_VERSION,
     form,
+    warm: top.boolean("warm"),
     qemu: top.string("qemu"),
     savedAt: top.string("savedAt"),
     options,

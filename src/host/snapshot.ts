@@ -16,7 +16,8 @@ import { join, resolve } from "node:path";
 import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { describeError, ExitStatusError } from "../errors";
-import { encodeResume, parseReady, parseResumed } from "../snapshot/protocol";
+import { parseConfig } from "../config/config";
+import { encodeResume, encodeWarmResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { LineSocket } from "./line-socket";
 import { QmpClient } from "./qmp";
 import { memBytes } from "./options";
@@ -110,7 +111,17 @@ interface Saved {
  * Boot with burrow.snapshot=1 (and the root read-only, unless the command line says rw: the saved
  * memory must agree with the disks every restore sees), wait for "ready", stop the VM and save it.
  */
-export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (text: string) => void = () => {}, form: SnapshotForm = "mapped"): Promise<SaveResult> {
+export interface SaveOptions {
+  /** mapped (default): the RAM a file restores map; copy: the RAM in the stream. */
+  form?: SnapshotForm;
+  /** Save when the running workload asks (burrow.snapshot=warm, supervise mode), not at the snapshot point before it. */
+  warm?: boolean;
+}
+
+export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (text: string) => void = () => {}, save: SaveOptions = {}): Promise<SaveResult> {
+  const form = save.form ?? "mapped";
+  const warm = save.warm ?? false;
+  if (warm && !parseConfig(options.append).supervise) throw new Error(`--snapshot-save ${dir}: a warm snapshot needs burrow.supervise=1 in --append (the resident supervisor takes it when the workload asks)`);
   prepareSnapshotDir(dir);
   const tooBig = form === "mapped" ? ramFileProblem(dir, options.mem) : null;
   if (tooBig) throw new Error(`--snapshot-save ${dir}: ${tooBig}`);
@@ -121,7 +132,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
   const runId = options.runId ?? newRunId();
   // Not init_on_free=1, though it shrinks the saved memory (285 → 175 MiB): every restore then
   // zeroes Bun's ~110 MB as the agent's exec frees it, 1.3 s under TCG (measured, bench/run.ts).
-  const append = withKernelWords(options.append, ["burrow.snapshot=1", "ro"]);
+  const append = withKernelWords(options.append, [warm ? "burrow.snapshot=warm" : "burrow.snapshot=1", "ro"]);
   const statePartial = join(absolute, STATE + PARTIAL);
   const ramPartial = join(absolute, RAM + PARTIAL);
   let driven: Promise<DriverEnd<Saved>> | null = null;
@@ -173,6 +184,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
     const manifest: SnapshotManifest = {
       burrowSnapshot: MANIFEST_VERSION,
       form,
+      warm,
       qemu: end.value.qemu,
       savedAt: new Date().toISOString(),
       options: {
@@ -327,7 +339,9 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
           }
           const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
           // Queued in the socket until the guest reads it after "cont".
-          control.write(encodeResume({ instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] }));
+          const message = { instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] };
+          // A warm snapshot's resume goes to the resident supervisor (and on to the running workload).
+          control.write(manifest.warm ? encodeWarmResume(message) : encodeResume(message));
           const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
           const loadedMs = performance.now() - started;
           if (status.status !== "running") await qmp.execute("cont");

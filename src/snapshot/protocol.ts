@@ -11,6 +11,13 @@
 //
 // A guest never starts the agent from a snapshot without a valid resume message: every clone
 // would share the kernel's RNG state and a stale clock.
+//
+// A warm snapshot (burrow.snapshot=warm) is taken when the running workload asks, and read by the
+// resident supervisor (image/supervisor.c), which has no JSON parser: the host sends it two lines,
+//   burrow-warm-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX     the supervisor's: entropy, clock
+//   {"burrow":"snapshot","version":1,"type":"resume",        the workload's, passed on verbatim
+//    "instance":ID,"realtimeNs":"DECIMAL","args":[…]?,"env":{…}?}
+// and the supervisor answers with the same ready and resumed lines as burrow.
 import { isRuntimeVariable } from "../config/environment";
 
 export const CONTROL_PORT = "burrow.control";
@@ -62,6 +69,20 @@ export function encodeResume(message: Omit<ResumeMessage, "type">): string {
   if (message.args) body.args = message.args;
   if (message.env.length > 0) body.env = Object.fromEntries(message.env);
   return frame(body);
+}
+
+/** What the supervisor buffers of a warm resume (RESUME_MAX in image/supervisor.c). */
+export const MAX_WARM_RESUME_BYTES = 70_000;
+
+/** The two lines a warm snapshot's supervisor reads on every restore. */
+export function encodeWarmResume(message: Omit<ResumeMessage, "type">): string {
+  const header = `burrow-warm-resume ${VERSION} ${message.instance} ${message.realtimeNs} ${Buffer.from(message.entropy).toString("hex")}\n`;
+  const body: Record<string, unknown> = { type: "resume", instance: message.instance, realtimeNs: String(message.realtimeNs) };
+  if (message.args) body.args = message.args;
+  if (message.env.length > 0) body.env = Object.fromEntries(message.env);
+  const text = header + frame(body);
+  if (Buffer.byteLength(text) > MAX_WARM_RESUME_BYTES) throw new Error(`the resume message is ${Buffer.byteLength(text)} bytes, more than a warm snapshot's supervisor reads (${MAX_WARM_RESUME_BYTES})`);
+  return text;
 }
 
 type Parsed<T> = { ok: true; message: T } | { ok: false; problem: string };

@@ -70,6 +70,7 @@ function manifest(): SnapshotManifest {
   return {
     burrowSnapshot: 2,
     form: "mapped",
+    warm: false,
     qemu: "7.2.22",
     savedAt: "2026-12-01T00:00:00.000Z",
     options: { arch: "x86_64", kernel: "/k", initrd: "/i", disks: ["/d"], readOnlyDisks: [], ports: [{ name: "demo.port", file: null }], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "burrow.snapshot=1 ro", runId: "A".repeat(24), extraArgs: [] },

@@ -21,9 +21,9 @@ import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
 import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
-import { snapshotPoint, type ResumeRecord } from "./snapshot";
+import { controlPortDevice, snapshotPoint, type ResumeRecord } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
-import type { ResumeMessage } from "../../snapshot/protocol";
+import { CONTROL_PORT, type ResumeMessage } from "../../snapshot/protocol";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 
@@ -96,7 +96,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   {
     name: "snapshot",
     policy: "fatal",
-    when: (context) => context.runtime.config.snapshot,
+    when: (context) => context.runtime.config.snapshot === "point",
     run(context) {
       context.resume = snapshotPoint(() => now(context), context.runtime.config.agent);
     },
@@ -245,6 +245,14 @@ function switchRootStep(context: MicrovmContext): void {
  * the supervisor after it applied a workload spec, or started and supervised by it for its whole
  * life (burrow.supervise=1). A spec that cannot be applied fully stops here: fail closed.
  */
+/** The control port the supervisor announces a warm snapshot on; warm snapshots are the supervisor's, so they need it. */
+function warmSnapshotPort(supervise: boolean): string {
+  if (!supervise) throw new Error("burrow.snapshot=warm needs burrow.supervise=1 (the resident supervisor takes the snapshot when the workload asks)");
+  const device = controlPortDevice();
+  if (device === null) throw new Error(`burrow.snapshot=warm but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
+  return device;
+}
+
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
   const resume = context.resume?.message ?? null;
@@ -260,7 +268,8 @@ function startWorkload(context: MicrovmContext): void {
   const words = [...plan.words];
   if (plan.cgroup) words.push(`cgroup=${prepareWorkloadCgroup(plan.cgroup)}`);
   // A bare program name (a spec file's process.args) needs the supervisor's PATH lookup.
-  const role: SupervisorRole | null = config.supervise ? { kind: "spawn", argv, stopPort: true } : words.length > 0 || !argv[0]!.startsWith("/") ? { kind: "exec", argv } : null;
+  const warmPort = config.snapshot === "warm" ? warmSnapshotPort(config.supervise) : null;
+  const role: SupervisorRole | null = config.supervise ? { kind: "spawn", argv, stopPort: true, warmPort } : words.length > 0 || !argv[0]!.startsWith("/") ? { kind: "exec", argv } : null;
   if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
   // Ports that got their names while the root was mounted.
   try {
