@@ -86,6 +86,19 @@ describe("snapshot point", () => {
     expect(one!.agent.get("swap")![0]!.replace(/ prio=.*/, "")).toBe(coldAgent.get("swap")![0]!.replace(/ prio=.*/, ""));
   }, BOOT_TIMEOUT_MS);
 
+  test("the copy form (--snapshot-copy): the RAM in the stream, restored as before", async () => {
+    const copyDir = join(work, "copy-form");
+    const saved = await saveSnapshot(base(), copyDir, () => {}, { form: "copy" });
+    expect(saved.manifest.form).toBe("copy");
+    expect(saved.manifest.saved.ram).toBeNull();
+    expect(saved.manifest.saved.state.size).toBeGreaterThan(16 << 20);
+    const restored = await restoreSnapshot(copyDir, { args: ["copied"], timeoutSeconds: 120 });
+    const agent = parseConsole(restored.output).agent;
+    if (!agent.has("done")) throw new Error(`the copy-form restore did not finish:\n${explain(restored)}`);
+    expect(agent.get("arg[1]")).toEqual(["copied"]);
+    expect(restored.form).toBe("copy");
+  }, BOOT_TIMEOUT_MS);
+
   test("a disk changed since the save: refused with one line", async () => {
     utimesSync(disk, new Date(), new Date(Date.now() + 5000));
     await expect(restoreSnapshot(dir, { timeoutSeconds: 60 })).rejects.toThrow(/cannot restore .*rootfs\.ext4 was modified after the save; the snapshot no longer matches it/);
