@@ -14,7 +14,7 @@ typedef int pid_t;
 
 #if defined(__x86_64__)
 enum {
-	NR_read = 0, NR_write = 1, NR_close = 3, NR_rt_sigaction = 13, NR_rt_sigprocmask = 14,
+	NR_read = 0, NR_write = 1, NR_close = 3, NR_lseek = 8, NR_rt_sigaction = 13, NR_rt_sigprocmask = 14,
 	NR_ioctl = 16, NR_pipe2 = 293, NR_dup3 = 292, NR_getpid = 39, NR_clone = 56, NR_execve = 59,
 	NR_wait4 = 61, NR_kill = 62, NR_chdir = 80, NR_setsid = 112, NR_setgroups = 116,
 	NR_setresuid = 117, NR_setresgid = 119, NR_prctl = 157, NR_sync = 162, NR_mount = 165,
@@ -44,7 +44,7 @@ __asm__(".text\n.global _start\n_start:\n"
 	"	hlt\n");
 #elif defined(__aarch64__)
 enum {
-	NR_read = 63, NR_write = 64, NR_close = 57, NR_rt_sigaction = 134, NR_rt_sigprocmask = 135,
+	NR_read = 63, NR_write = 64, NR_close = 57, NR_lseek = 62, NR_rt_sigaction = 134, NR_rt_sigprocmask = 135,
 	NR_ioctl = 29, NR_pipe2 = 59, NR_dup3 = 24, NR_getpid = 172, NR_clone = 220, NR_execve = 221,
 	NR_wait4 = 260, NR_kill = 129, NR_chdir = 49, NR_setsid = 157, NR_setgroups = 159,
 	NR_setresuid = 147, NR_setresgid = 149, NR_prctl = 167, NR_sync = 81, NR_mount = 40,
@@ -109,6 +109,8 @@ __asm__(".text\n.global _start\n_start:\n"
 #define ECHILD 10
 #define EINTR 4
 #define EAGAIN 11
+#define EPIPE 32
+#define SEEK_END 2
 #define EINVAL 22
 #define POLLIN 0x1
 #define POLLERR 0x8
@@ -147,6 +149,7 @@ static inline ssize_t k_read(int fd, void *buf, size_t len) { return sys3(NR_rea
 static inline ssize_t k_write(int fd, const void *buf, size_t len) { return sys3(NR_write, fd, buf, len); }
 static inline int k_open(const char *path, int flags) { return (int)sys4(NR_openat, AT_FDCWD, path, flags, 0644); }
 static inline int k_close(int fd) { return (int)sys1(NR_close, fd); }
+static inline long k_lseek(int fd, long offset, int whence) { return sys3(NR_lseek, fd, offset, whence); }
 static inline int k_pipe2(int fds[2], int flags) { return (int)sys2(NR_pipe2, fds, flags); }
 static inline int k_getpid(void) { return (int)sys0(NR_getpid); }
 /* clone(SIGCHLD) is fork(); the argument order of clone differs by architecture, but not for zeros. */

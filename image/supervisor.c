@@ -540,6 +540,41 @@ static long oom_kills(void)
 	return -1;
 }
 
+/*
+ * Without VM event counters (the micro kernel) /proc/vmstat has no oom_kill; the OOM killer's own
+ * record in /dev/kmsg says the same. A reader fd positioned at the end when the workload starts
+ * sees only what came after.
+ */
+static int kmsg_reader = -1;
+
+static void mark_kmsg(void)
+{
+	kmsg_reader = k_open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (kmsg_reader >= 0 && k_lseek(kmsg_reader, 0, SEEK_END) < 0) {
+		k_close(kmsg_reader);
+		kmsg_reader = -1;
+	}
+}
+
+static int kmsg_oom_kill_since_mark(void)
+{
+	static char record[1024];
+	if (kmsg_reader < 0)
+		return 0;
+	for (;;) {
+		long n = k_read(kmsg_reader, record, sizeof(record) - 1);
+		if (n == -EPIPE)
+			continue; /* records overwritten under us: the next read goes on from the oldest left */
+		if (n <= 0)
+			return 0; /* -EAGAIN: nothing more */
+		record[n] = 0;
+		/* "Out of memory: Killed process N" and "Memory cgroup out of memory: Killed process N". */
+		for (char *at = record; *at; at++)
+			if (starts_with(at, "Out of memory: Killed process ") || starts_with(at, "out of memory: Killed process "))
+				return 1;
+	}
+}
+
 /* mountinfo and /proc/swaps spell space, tab, newline and backslash as \ooo. */
 static void unescape(char *s)
 {
@@ -763,7 +798,7 @@ static int status_code(int wait_status)
 static void report_workload_end(int wait_status)
 {
 	int sig = wait_status & 0x7f;
-	int oom = sig == SIGKILL && oom_before >= 0 && oom_kills() > oom_before;
+	int oom = sig == SIGKILL && (oom_before >= 0 ? oom_kills() > oom_before : kmsg_oom_kill_since_mark());
 	/* An adopted child is the paravisor's worker: underhill_init's words for its end. */
 	if (opt.adopt && !sig && !status_code(wait_status))
 		say(INFO, "worker exited successfully");
@@ -1411,6 +1446,8 @@ int start_c(long *stack)
 		k_reboot(LINUX_REBOOT_CMD_CAD_OFF); /* Ctrl-Alt-Del becomes SIGINT to PID 1 */
 	open_channels();
 	oom_before = oom_kills();
+	if (oom_before < 0)
+		mark_kmsg();
 	if (opt.adopt) {
 		workload = opt.adopt;
 	} else {

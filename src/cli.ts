@@ -1,5 +1,6 @@
 // The burrow CLI (init, image, run, cmdline). citty's runMain calls process.exit, fatal for
 // PID 1, so commands run through runCommand inside our own try/catch.
+import { statSync } from "node:fs";
 import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
@@ -129,6 +130,9 @@ const run = defineCommand({
     };
     const bootDisk = args["boot-disk"];
     const options = bootDisk ? (await import("./host/boot-disk")).withBootDisk(plain, bootDisk) : plain;
+    // A guest too small to boot fails in ways that never say memory: refused here, in one line.
+    const floorProblem = (await import("./host/mem-floor")).memFloorProblem(options.mem, options.initrd ? fileSize(options.initrd) : null);
+    if (floorProblem) throw new Error(floorProblem);
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
       if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
@@ -169,6 +173,15 @@ const main = defineCommand({
 /** `--net`, or any `--forward` (which needs the NIC): the run's network, or none. */
 function net(wanted: boolean, forwards: PortForward[]): { net?: { forwards: PortForward[] } } {
   return wanted || forwards.length > 0 ? { net: { forwards } } : {};
+}
+
+/** A file's size, or null when it cannot be read (runVm names a missing file itself). */
+function fileSize(path: string): number | null {
+  try {
+    return statSync(path).size;
+  } catch {
+    return null;
+  }
 }
 
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */

@@ -320,6 +320,13 @@ export function qemuFailure(end: Pick<RunEnd, "qemuStatus" | "qemuSignal" | "qem
 
 const INIT_EXIT = /Attempted to kill init! exitcode=0x([0-9a-f]+)/;
 const PANIC = /Kernel panic - not syncing: ([^\r\n]*)/;
+/** The OOM killer's panics (nothing left to kill; panic_on_oom): their words do not say "out of memory" plainly. */
+const OOM_PANIC = /^(System is deadlocked on memory|Out of memory)/;
+
+/** A panic's reason, saying so when the guest ran out of memory. */
+export function panicReason(message: string): string {
+  return `kernel panic: ${message}${OOM_PANIC.test(message) ? " (the guest ran out of memory)" : ""}`;
+}
 /** The kernel's own line for reboot(HALT), alone on its line (after an optional printk time). */
 const HALTED = /^(?:\[\s*\d+\.\d+\] )?reboot: System halted\r?$/m;
 
@@ -353,7 +360,7 @@ export function classify(output: string, end: RunEnd): Omit<RunResult, "output" 
     const code = waitStatus & 0x7f ? 128 + (waitStatus & 0x7f) : (waitStatus >> 8) & 0xff;
     return { outcome: "init-exited", exitCode: code, reason: `init exited with status ${code}` };
   }
-  if (panic) return { outcome: "panic", exitCode: 125, reason: `kernel panic: ${panic[1]!.trim()}` };
+  if (panic) return { outcome: "panic", exitCode: 125, reason: panicReason(panic[1]!.trim()) };
   if (end.qemuStatus !== 0) return { outcome: "qemu-failed", exitCode: QEMU_FAILED_EXIT_CODE, reason: qemuFailure(end) };
   if (status !== null) {
     return { outcome: "exit-status", exitCode: status, reason: status === 0 ? "guest powered off" : `guest reported exit status ${status}` };

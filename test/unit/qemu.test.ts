@@ -57,6 +57,11 @@ describe("how a run ended", () => {
   });
   test("other panics, timeouts and qemu failures are non-zero with a reason", () => {
     expect(classify("Kernel panic - not syncing: VFS: Unable to mount root fs\n", end)).toMatchObject({ outcome: "panic", exitCode: 125, reason: "kernel panic: VFS: Unable to mount root fs" });
+    // The OOM killer with nothing left to kill (an exec'd agent as PID 1 is unkillable): said as out of memory.
+    expect(classify("Out of memory and no killable processes...\r\nKernel panic - not syncing: System is deadlocked on memory\r\n", end)).toMatchObject({
+      outcome: "panic", exitCode: 125, reason: "kernel panic: System is deadlocked on memory (the guest ran out of memory)",
+    });
+    expect(classify("Kernel panic - not syncing: Out of memory: system-wide panic_on_oom is enabled\n", end).reason).toBe("kernel panic: Out of memory: system-wide panic_on_oom is enabled (the guest ran out of memory)");
     expect(classify("", { ...end, qemuStatus: null, timedOut: true })).toMatchObject({ outcome: "timeout", exitCode: 124 });
     expect(classify("", { ...end, qemuStatus: 1 })).toMatchObject({ outcome: "qemu-failed", exitCode: 126 });
     // A trusted marker does not hide a QEMU failure or a panic.

@@ -7,7 +7,7 @@ import { parseSerialDisk, qemuArgs, type RunOptions } from "../../src/host/qemu"
 import { identifyFilesystem, parseRootSpec } from "../../src/modes/microvm/devices";
 import { encodeGuid, formatGuid, parseGpt } from "../../src/modes/microvm/gpt";
 import { overlayMountData } from "../../src/modes/microvm/overlay";
-import { typesIdentifiedFirst } from "../../src/modes/microvm/root";
+import { rootMountFailure, typesIdentifiedFirst } from "../../src/modes/microvm/root";
 
 describe("parseRootSpec", () => {
   test("SERIAL=, PARTUUID=, PARTLABEL= and their /dev/disk spellings", () => {
@@ -159,5 +159,20 @@ describe("burrow run --serial-disk NAME=PATH", () => {
 
   test("names QEMU or the guest could not carry are refused with one line", () => {
     for (const spec of ["/tmp/x.img", "=x.img", "base=", "a,b=x.img", "s".repeat(21) + "=x.img", "na me=x"]) expect(() => parseSerialDisk(spec)).toThrow(/--serial-disk needs NAME=PATH/);
+  });
+});
+
+describe("rootMountFailure", () => {
+  const rw = { readOnly: false, rootflags: null };
+  test("every type failing alike is said once, with what the errno means", () => {
+    const tried = ["ext4", "ext3", "squashfs"].map((type) => ({ type, code: "EIO", module: null }));
+    expect(rootMountFailure("/dev/vda", "/sysroot", rw, tried)).toBe("cannot mount root /dev/vda on /sysroot rw: tried ext4, ext3, squashfs: EIO (the disk failed the reads)");
+    expect(rootMountFailure("/dev/vdb", "/sysroot/lower", { readOnly: true, rootflags: "errors=remount-ro" }, [{ type: "ext4", code: "EINVAL", module: null }]))
+      .toBe("cannot mount root /dev/vdb on /sysroot/lower ro (errors=remount-ro): tried ext4: EINVAL (no valid superblock of that type)");
+  });
+
+  test("mixed errnos and module failures are listed per type; an errno without a known meaning is bare", () => {
+    const tried = [{ type: "ext4", code: "EUCLEAN", module: null }, { type: "xfs", code: "ENODEV", module: "ENOENT" }];
+    expect(rootMountFailure("/dev/vda", "/sysroot", rw, tried)).toBe("cannot mount root /dev/vda on /sysroot rw: tried ext4: EUCLEAN (the filesystem is corrupted); xfs: ENODEV, module xfs: ENOENT");
   });
 });

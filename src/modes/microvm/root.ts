@@ -41,16 +41,41 @@ export function rootMountFlags(config: Config): number {
 /** Try each type; the first that mounts wins. Throws one line: device, types tried, errno each. */
 export function mountRoot(device: string, target: string, config: Config, types = rootFsTypes(config), failedModules = new Map<string, string>()): string {
   mkdirSync(target, { recursive: true, mode: 0o755 });
-  const tried: string[] = [];
+  const tried: TriedMount[] = [];
   for (const type of types) {
     try {
       sys.mount(device, target, type, rootMountFlags(config), config.rootflags);
       return type;
     } catch (error) {
       const code = error instanceof sys.SysError ? error.code : String(error);
-      const moduleNote = failedModules.has(type) ? `, module ${type}: ${failedModules.get(type)}` : "";
-      tried.push(`${type}: ${code}${moduleNote}`);
+      tried.push({ type, code, module: failedModules.get(type) ?? null });
     }
   }
-  throw new Error(`cannot mount root ${device} on ${target} ${config.readOnly ? "ro" : "rw"}${config.rootflags ? ` (${config.rootflags})` : ""}: tried ${tried.join("; ")}`);
+  throw new Error(rootMountFailure(device, target, config, tried));
+}
+
+export interface TriedMount { type: string; code: string; module: string | null }
+
+/** What an errno from mount(2) most likely means for a root device, so the one line says it. */
+const MOUNT_ERRNO_MEANING: Readonly<Record<string, string>> = {
+  EIO: "the disk failed the reads",
+  EINVAL: "no valid superblock of that type",
+  EUCLEAN: "the filesystem is corrupted",
+  EROFS: "the device is read-only",
+  ENOMEM: "out of memory",
+};
+
+/**
+ * The root mount's one-line failure: device, target, mode, each type tried with its errno. Every
+ * type failing alike (a dead disk fails them all with EIO) is said once, with what it means.
+ */
+export function rootMountFailure(device: string, target: string, config: Pick<Config, "readOnly" | "rootflags">, tried: readonly TriedMount[]): string {
+  const head = `cannot mount root ${device} on ${target} ${config.readOnly ? "ro" : "rw"}${config.rootflags ? ` (${config.rootflags})` : ""}`;
+  const codes = new Set(tried.map((attempt) => attempt.code));
+  const meaning = (code: string) => (MOUNT_ERRNO_MEANING[code] ? ` (${MOUNT_ERRNO_MEANING[code]})` : "");
+  if (tried.length > 0 && codes.size === 1 && tried.every((attempt) => attempt.module === null)) {
+    const code = tried[0]!.code;
+    return `${head}: tried ${tried.map((attempt) => attempt.type).join(", ")}: ${code}${meaning(code)}`;
+  }
+  return `${head}: tried ${tried.map((attempt) => `${attempt.type}: ${attempt.code}${meaning(attempt.code)}${attempt.module === null ? "" : `, module ${attempt.type}: ${attempt.module}`}`).join("; ")}`;
 }
