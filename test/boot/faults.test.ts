@@ -14,6 +14,7 @@ import { MANIFEST, RAM, STATE, type SnapshotManifest } from "../../src/host/snap
 import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 import { startCliRun } from "../helpers/cli-run";
+import { microGuest } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-faults-"));
@@ -21,18 +22,7 @@ const disk = join(work, "rootfs.ext4");
 const dir = join(work, "snap");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const base = (append = "burrow.zram=64M -- fault-args"): RunOptions => ({
-  kernel: KERNEL_MICRO,
-  initrd: INITRAMFS,
-  disks: [disk],
-  ports: [{ name: "demo.port", file: null }],
-  mem: "512M",
-  smp: 1,
-  machine: "microvm",
-  accel: "tcg",
-  append,
-  timeoutSeconds: 150,
-});
+const base = (append = "burrow.zram=64M -- fault-args"): RunOptions => microGuest(disk, append);
 
 const cliBase = () => ["--kernel", KERNEL_MICRO, "--initrd", INITRAMFS, "--disk", disk];
 

@@ -6,12 +6,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { QmpClient } from "../../src/host/qmp";
-import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
-import { RAM, STATE } from "../../src/host/snapshot-manifest";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
+import { microGuest, restoreByHand } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-snapshot-test-"));
@@ -19,18 +18,7 @@ const disk = join(work, "rootfs.ext4");
 const dir = join(work, "snap");
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
-const base = (): RunOptions => ({
-  kernel: KERNEL_MICRO,
-  initrd: INITRAMFS,
-  disks: [disk],
-  ports: [{ name: "demo.port", file: null }],
-  mem: "512M",
-  smp: 1,
-  machine: "microvm",
-  accel: "tcg",
-  append: "burrow.zram=64M -- saved-args",
-  timeoutSeconds: 150,
-});
+const base = (): RunOptions => microGuest(disk, "burrow.zram=64M -- saved-args");
 
 function explain(result: RunResult): string {
   return `outcome ${result.outcome} (${result.reason})\n${tail(result, 60)}`;
@@ -108,35 +96,7 @@ describe("snapshot point", () => {
   test("without a resume message the agent never starts; a malformed one ends in the fallback", async () => {
     // Same files as the save, so the manifest check would pass: restore by hand with bare QEMU.
     const fresh = mkdtempSync(join(work, "bare-"));
-    const manifest = (await Bun.file(join(dir, "manifest.json")).json()) as { options: RunOptions & { runId: string } };
-    const runBare = async (send: string | null): Promise<RunResult> => {
-      const sockets = mkdtempSync(join(fresh, "s-"));
-      return runVm({
-        ...manifest.options,
-        timeoutSeconds: 40,
-        snapshotDisks: true,
-        controlSocket: join(sockets, "control"),
-        qmpSocket: join(sockets, "qmp"),
-        incomingFile: join(dir, STATE),
-        ramFile: { path: join(dir, RAM), shared: false },
-        incomingDeferred: true,
-        onSpawn: (qemu) => {
-          void (async () => {
-            const qmp = await QmpClient.connect(join(sockets, "qmp"));
-            await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-            await qmp.execute("migrate-incoming", { uri: incomingUri() });
-            await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000);
-            if (send !== null) {
-              const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });
-              control.write(send);
-            }
-            await qmp.execute("cont");
-            // Without a message the guest waits for ever: give it time to misbehave, then end it.
-            if (send === null) setTimeout(() => qemu.kill(), 8_000);
-          })().catch(() => qemu.kill());
-        },
-      });
-    };
+    const runBare = (send: string | null) => restoreByHand(dir, fresh, send);
     const silent = await runBare(null);
     expect(parseConsole(silent.output).agent.has("start")).toBe(false);
     expect(silent.output).not.toMatch(/exec "\/usr\/local\/bin\/guest-agent"/);

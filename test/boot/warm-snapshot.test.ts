@@ -5,12 +5,11 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { QmpClient } from "../../src/host/qmp";
-import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import type { RunOptions, RunResult } from "../../src/host/qemu";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
-import { RAM, STATE, type SnapshotManifest } from "../../src/host/snapshot-manifest";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { tail } from "../helpers/boot";
+import { microGuest, restoreByHand } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-warm-test-"));
@@ -31,18 +30,7 @@ const WORKLOAD = [
   "echo warm: clock $(date +%s)",
 ].join("; ");
 
-const base = (): RunOptions => ({
-  kernel: KERNEL_MICRO,
-  initrd: INITRAMFS,
-  disks: [disk],
-  ports: [],
-  mem: "512M",
-  smp: 1,
-  machine: "microvm",
-  accel: "tcg",
-  append: `burrow.supervise=1 burrow.agent=/bin/sh -- -c "${WORKLOAD}"`,
-  timeoutSeconds: 150,
-});
+const base = (): RunOptions => ({ ...microGuest(disk, `burrow.supervise=1 burrow.agent=/bin/sh -- -c "${WORKLOAD}"`), ports: [] });
 
 function lines(result: RunResult, key: string): string[] {
   return [...result.output.matchAll(new RegExp(`^warm: ${key} ?(.*?)\\r?$`, "gm"))].map((match) => match[1]!);
@@ -86,29 +74,7 @@ describe("warm snapshot", () => {
   }, BOOT_TIMEOUT_MS);
 
   test("a malformed warm resume: one line, the workload stopped, status 1", async () => {
-    const manifest = (await Bun.file(join(dir, "manifest.json")).json()) as SnapshotManifest;
-    const sockets = mkdtempSync(join(work, "s-"));
-    const result = await runVm({
-      ...manifest.options,
-      timeoutSeconds: 60,
-      snapshotDisks: true,
-      controlSocket: join(sockets, "control"),
-      qmpSocket: join(sockets, "qmp"),
-      incomingFile: join(dir, STATE),
-      ramFile: { path: join(dir, RAM), shared: false },
-      incomingDeferred: true,
-      onSpawn: (qemu) => {
-        void (async () => {
-          const qmp = await QmpClient.connect(join(sockets, "qmp"));
-          await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
-          await qmp.execute("migrate-incoming", { uri: incomingUri() });
-          await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000);
-          const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });
-          control.write(`burrow-warm-resume 1 x ${BigInt(Date.now()) * 1_000_000n} abcd\n{"burrow":"snapshot"}\n`);
-          await qmp.execute("cont");
-        })().catch(() => qemu.kill());
-      },
-    });
+    const result = await restoreByHand(dir, work, `burrow-warm-resume 1 x ${BigInt(Date.now()) * 1_000_000n} abcd\n{"burrow":"snapshot"}\n`);
     expect(result.output).toMatch(/warm snapshot: malformed resume message on the control port: entropy: expected 64 to 4096 bytes in hex; stopping the workload rather than let it run on a cloned state/);
     expect(lines(result, "resumed")).toEqual([]);
     expect(result.exitCode).toBe(1);

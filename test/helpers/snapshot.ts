@@ -1,0 +1,46 @@
+// Snapshot boot tests' shared pieces: the micro-kernel guest they save, and a restore driven by
+// hand (bare QEMU, no burrow run driver) for sending the guest what a real host never would.
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { QmpClient } from "../../src/host/qmp";
+import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import { RAM, readManifest, STATE } from "../../src/host/snapshot-manifest";
+import { INITRAMFS, KERNEL_MICRO } from "./artifacts";
+
+/** The 512 MiB micro-kernel guest on `disk`, with one demo port. */
+export function microGuest(disk: string, append: string): RunOptions {
+  return { kernel: KERNEL_MICRO, initrd: INITRAMFS, disks: [disk], ports: [{ name: "demo.port", file: null }], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append, timeoutSeconds: 150 };
+}
+
+/**
+ * Restore `dir` (a mapped snapshot) with bare QEMU and send `send` on the control port, or
+ * nothing (then QEMU is killed after `silentMs`: a guest without a message waits for ever).
+ */
+export function restoreByHand(dir: string, scratch: string, send: string | null, silentMs = 8_000): Promise<RunResult> {
+  const manifest = readManifest(dir);
+  const sockets = mkdtempSync(join(scratch, "s-"));
+  return runVm({
+    ...manifest.options,
+    timeoutSeconds: 60,
+    snapshotDisks: true,
+    controlSocket: join(sockets, "control"),
+    qmpSocket: join(sockets, "qmp"),
+    incomingFile: join(dir, STATE),
+    ramFile: { path: join(dir, RAM), shared: false },
+    incomingDeferred: true,
+    onSpawn: (qemu) => {
+      void (async () => {
+        const qmp = await QmpClient.connect(join(sockets, "qmp"));
+        await qmp.execute("migrate-set-capabilities", { capabilities: [{ capability: "x-ignore-shared", state: true }] });
+        await qmp.execute("migrate-incoming", { uri: incomingUri() });
+        await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000);
+        if (send !== null) {
+          const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });
+          control.write(send);
+        }
+        await qmp.execute("cont");
+        if (send === null) setTimeout(() => qemu.kill(), silentMs);
+      })().catch(() => qemu.kill());
+    },
+  });
+}
