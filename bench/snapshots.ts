@@ -42,6 +42,11 @@ const median = (xs: number[]) => {
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 const log = (line: string) => console.error(`bench: ${line}`);
 
+/** `line` at the start of a line of `text` (a restored guest's first output has nothing before it). */
+function atLineStart(text: string, line: string): boolean {
+  return text.startsWith(line) || text.includes(`\n${line}`);
+}
+
 interface Clone { ms: number; pid: number; stop: () => Promise<void> }
 
 /** One restore, until its agent's first line; it keeps running until stop(). */
@@ -54,7 +59,7 @@ async function startClone(dir: string, tbSize?: number, upLine = AGENT_UP): Prom
   const done = restoreSnapshot(dir, { timeoutSeconds: 600, signal: controller.signal, onQemu: (p) => (pid = p), ...(tbSize ? { tcgTbSizeMiB: tbSize } : {}) }, (text) => {
     seen += text;
     // At a line's start: the kernel echoes its command line, which names the line too.
-    if (!upAt && seen.includes(`\n${upLine}`)) upAt = performance.now();
+    if (!upAt && atLineStart(seen, upLine)) upAt = performance.now();
   }).catch((error: unknown) => error);
   while (!upAt) {
     const settled = await Promise.race([done.then(() => true), Bun.sleep(10).then(() => false)]);
@@ -86,6 +91,19 @@ function memoryOf(pid: number, memBytes: number): { pssKiB: number; ramPssKiB: n
 }
 
 const lines: string[] = [];
+/** Written after every part, so a part that fails keeps the ones before it. */
+function writeResults(): string {
+  const header = [
+    "# Snapshots: mapped RAM file against the RAM in the stream",
+    "",
+    `${new Date().toISOString().slice(0, 10)}. QEMU TCG, -machine microvm, the micro kernel and initramfs (\`just test-images\`), 512 MiB unless said. \`npx just bench-snapshots\` (RUNS=${runs}).`,
+    "",
+  ];
+  const text = [...header, ...lines].join("\n") + "\n";
+  writeFileSync(join(ROOT, "bench/results/snapshots.md"), text);
+  return text;
+}
+
 try {
   const dirs: Record<SnapshotForm, string> = { mapped: join(work, "mapped"), copy: join(work, "copy") };
   if (only.has("forms") || only.has("clones")) {
@@ -97,6 +115,7 @@ try {
     }
   }
 
+  writeResults();
   if (only.has("forms")) {
     const toAgent: Record<SnapshotForm, number[]> = { mapped: [], copy: [] };
     for (let run = 0; run < runs; run++) {
@@ -113,6 +132,7 @@ try {
     lines.push("", `mapped ÷ copy: ${ratio.toFixed(2)}× (goal ≤ 0.7×)`);
   }
 
+  writeResults();
   if (only.has("clones")) {
     lines.push("", "Clones of one 512 MiB snapshot at once, each kept alive at its agent; PSS per QEMU (mean), and of it the guest RAM's mapping:", "", "| form | TCG buffer | clones | launch → agent (median / max) | PSS per QEMU | guest RAM part |", "|---|---|---|---|---|---|");
     for (const count of cloneCounts) {
@@ -130,6 +150,7 @@ try {
     }
   }
 
+  writeResults();
   if (only.has("touched")) {
     // Warm snapshots of a 3 GiB guest whose workload filled a tmpfs with N MiB (256 MiB of random
     // data copied: every page non-zero) before asking for the snapshot.
@@ -161,6 +182,7 @@ try {
     lines.push("", `mapped, 1 GiB ÷ 64 MiB: ${spread.toFixed(2)}× (goal within 15 %)`);
   }
 
+  writeResults();
   if (only.has("warm")) {
     // A workload that spends seconds warming up (a stand-in for an interpreter importing its
     // modules), then answers. Cold boot, the snapshot point (the warm-up runs after each restore),
@@ -179,9 +201,10 @@ try {
       let seen = "";
       let at = 0;
       const started = performance.now();
-      const cold = runVm({ ...options(INITRAMFS, "512M"), append: pointAppend, signal: controller.signal }, (text) => {
+      // snapshot=on: the cold boot must not touch the disk the snapshots were saved against.
+      const cold = runVm({ ...options(INITRAMFS, "512M"), append: pointAppend, snapshotDisks: true, signal: controller.signal }, (text) => {
         seen += text;
-        if (!at && seen.includes(`\n${answer}`)) {
+        if (!at && atLineStart(seen, answer)) {
           at = performance.now();
           controller.abort();
         }
@@ -203,13 +226,6 @@ try {
 } finally {
   rmSync(work, { recursive: true, force: true });
 }
+process.stdout.write(writeResults());
 
-const header = [
-  "# Snapshots: mapped RAM file against the RAM in the stream",
-  "",
-  `${new Date().toISOString().slice(0, 10)}. QEMU TCG, -machine microvm, the micro kernel and initramfs (\`just test-images\`), 512 MiB unless said. \`npx just bench-snapshots\` (RUNS=${runs}).`,
-  "",
-];
-const text = [...header, ...lines].join("\n") + "\n";
-writeFileSync(join(ROOT, "bench/results/snapshots.md"), text);
-process.stdout.write(text);
+

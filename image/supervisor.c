@@ -1083,11 +1083,15 @@ static void read_control(short revents)
 {
 	long n;
 	if (!(revents & POLLIN)) {
+		if (resume_len > 0)
+			return warm_refuse("the host closed the port in the middle of it");
 		/* The host is not connected (yet): level-triggered POLLHUP; look again shortly. */
 		control_retry_at = k_now_ms() + CONTROL_RETRY_MS;
 		return;
 	}
 	n = k_read(control_fd, resume_buffer + resume_len, RESUME_MAX - resume_len);
+	if (n == 0 && resume_len > 0)
+		return warm_refuse("the host closed the port in the middle of it");
 	if (n == 0) {
 		control_retry_at = k_now_ms() + CONTROL_RETRY_MS;
 		return;

@@ -14,7 +14,7 @@ import { MANIFEST, RAM, STATE, type SnapshotManifest } from "../../src/host/snap
 import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 import { startCliRun } from "../helpers/cli-run";
-import { microGuest } from "../helpers/snapshot";
+import { microGuest, restoreByHand } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-faults-"));
@@ -203,5 +203,32 @@ describe("snapshot faults", () => {
     await refused(editManifest((manifest) => (manifest.options.smp = "1; rm -rf /")), /options\.smp: expected a number/);
     await refused(editManifest((manifest) => (manifest.burrowSnapshot = 1)), /saved by an older burrow \(version 1/);
     await refused(() => writeFileSync(MANIFEST, "{\"burrowSnapshot\":"), /manifest\.json: not JSON/);
+  }, BOOT_TIMEOUT_MS);
+
+  test("the control port during a restore: a flood without a newline, junk lines, a host that hangs up mid-message — one line each, the fallback, status 1", async () => {
+    const scratch = mkdtempSync(join(work, "control-"));
+    const flood = await restoreByHand(dir, scratch, "x".repeat(200_000));
+    expect(flood.output).toMatch(/boot failed: snapshot: resume message longer than 65536 bytes/);
+    const junk = await restoreByHand(dir, scratch, "garbage\n".repeat(2000));
+    expect(junk.output).toMatch(/boot failed: snapshot: malformed resume message on burrow\.control: not JSON; not starting the agent from a cloned state/);
+    const halfway = await restoreByHand(dir, scratch, '{"burrow":"snapshot","version":1,"type":"res', { hangUp: true });
+    expect(halfway.output).toMatch(/boot failed: snapshot: the host closed the control port in the middle of the resume message \(\d+ bytes received\)/);
+    for (const result of [flood, junk, halfway]) {
+      expect(parseConsole(result.output).agent.has("start")).toBe(false);
+      expect(result.exitCode).toBe(1);
+    }
+  }, BOOT_TIMEOUT_MS);
+
+  test("burrow run --snapshot-restore ended by SIGTERM, SIGINT, SIGHUP or SIGKILL: QEMU never outlives it, the status names the signal", async () => {
+    const sleepy = join(work, "sleepy");
+    await saveSnapshot(base('burrow.agent=/bin/sh -- -c "echo sleepy: up; exec sleep 300"'), sleepy);
+    for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130], ["SIGHUP", 129], ["SIGKILL", 137]] as const) {
+      const run = startCliRun(["--snapshot-restore", sleepy]);
+      expect(await run.waitFor(/^sleepy: up/m, 60_000)).toBe(true);
+      const stopped = await run.stop(signal);
+      expect(stopped.code).toBe(code);
+      expect(await waitFor(() => qemusNaming(sleepy).length === 0, 5_000)).toBe(true);
+      expectNoCrash(stopped.stderr);
+    }
   }, BOOT_TIMEOUT_MS);
 });

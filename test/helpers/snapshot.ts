@@ -13,10 +13,11 @@ export function microGuest(disk: string, append: string): RunOptions {
 }
 
 /**
- * Restore `dir` (a mapped snapshot) with bare QEMU and send `send` on the control port, or
- * nothing (then QEMU is killed after `silentMs`: a guest without a message waits for ever).
+ * Restore `dir` (a mapped snapshot) with bare QEMU and send `send` on the control port (then hang
+ * up if `hangUp`), or nothing (then QEMU is killed after `silentMs`: a guest without a message
+ * waits for ever).
  */
-export function restoreByHand(dir: string, scratch: string, send: string | null, silentMs = 8_000): Promise<RunResult> {
+export function restoreByHand(dir: string, scratch: string, send: string | null, { silentMs = 8_000, hangUp = false } = {}): Promise<RunResult> {
   const manifest = readManifest(dir);
   const sockets = mkdtempSync(join(scratch, "s-"));
   return runVm({
@@ -37,6 +38,7 @@ export function restoreByHand(dir: string, scratch: string, send: string | null,
         if (send !== null) {
           const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });
           control.write(send);
+          if (hangUp) setTimeout(() => control.end(), 200);
         }
         await qmp.execute("cont");
         if (send === null) setTimeout(() => qemu.kill(), silentMs);

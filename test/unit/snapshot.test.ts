@@ -54,12 +54,29 @@ describe("snapshot control protocol", () => {
   });
 });
 
+describe("the warm resume", () => {
+  test("a header the supervisor splits on spaces, then the workload's line without the entropy", async () => {
+    const { encodeWarmResume, MAX_WARM_RESUME_BYTES } = await import("../../src/snapshot/protocol");
+    const text = encodeWarmResume({ instance: "vm-1", entropy, realtimeNs: NOW_NS, args: ["a b"], env: [["APP", "1"]] });
+    const [header, workload, rest] = text.split("\n");
+    expect(header).toBe(`burrow-warm-resume 1 vm-1 ${NOW_NS} ${Buffer.from(entropy).toString("hex")}`);
+    expect(JSON.parse(workload!)).toEqual({ burrow: "snapshot", version: 1, type: "resume", instance: "vm-1", realtimeNs: String(NOW_NS), args: ["a b"], env: { APP: "1" } });
+    expect(rest).toBe("");
+    expect(() => encodeWarmResume({ instance: "vm-1", entropy, realtimeNs: NOW_NS, args: ["x".repeat(MAX_WARM_RESUME_BYTES)], env: [] })).toThrow(/more than a warm snapshot's supervisor reads/);
+  });
+});
+
 describe("reading the resume line", () => {
-  test("joins chunks up to the newline, waiting while the host side is closed", () => {
-    const chunks = [null, new TextEncoder().encode('{"a"'), null, new TextEncoder().encode(':1}\nrest')];
+  test("joins chunks up to the newline, waiting while the host side is closed before the line", () => {
+    const chunks = [null, null, new TextEncoder().encode('{"a"'), new TextEncoder().encode(':1}\nrest')];
     let pauses = 0;
     expect(readLine(() => chunks.shift() ?? null, () => pauses++)).toBe('{"a":1}');
     expect(pauses).toBe(2);
+  });
+
+  test("a host that hangs up in the middle of the line: refused, not waited for", () => {
+    const chunks = [new TextEncoder().encode('{"a"'), null, new TextEncoder().encode(':1}\n')];
+    expect(() => readLine(() => chunks.shift() ?? null, () => {})).toThrow("the host closed the control port in the middle of the resume message (4 bytes received)");
   });
 
   test("refuses a line over the limit without reading on", () => {

@@ -36,8 +36,9 @@ export function controlPortDevice(ports = listVirtioPorts()): string | null {
 }
 
 /**
- * Bytes up to the first "\n" from `readChunk` (null: the host side is closed for now, try again
- * after `pause`). Refuses a line longer than `limit` without reading further.
+ * Bytes up to the first "\n" from `readChunk` (null: the host side is closed; before the line
+ * starts, try again after `pause`). Refuses a line longer than `limit` without reading further,
+ * and a line the host hung up in the middle of: what it would send next cannot complete it.
  */
 export function readLine(readChunk: () => Uint8Array | null, pause: () => void, limit = MAX_MESSAGE_BYTES): string {
   const chunks: Uint8Array[] = [];
@@ -45,6 +46,7 @@ export function readLine(readChunk: () => Uint8Array | null, pause: () => void, 
   for (;;) {
     const chunk = readChunk();
     if (chunk === null) {
+      if (chunks.length > 0) throw new Error(`the host closed the control port in the middle of the resume message (${length} bytes received)`);
       pause();
       continue;
     }
