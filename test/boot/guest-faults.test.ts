@@ -205,12 +205,12 @@ describe("a --mem below the smallest guest burrow boots", () => {
       return { code, stdout, lines: stderr.trim().split("\n") };
     };
     const small = await refuse(["--initrd", INITRAMFS, "--mem", "160M"]);
-    expect(small.lines).toEqual([expect.stringMatching(/^burrow: (error: )?--mem 160M is below the smallest guest burrow boots \(\d+ MiB with this 111 MiB initramfs: 28 MiB plus the image and its unpacked copy; see docs\/microvm\.md, "Memory floor"\)$/)]);
+    expect(small.lines).toEqual([expect.stringMatching(/^burrow: (error: )?--mem 160M is below the smallest guest burrow boots \(\d+ MiB with this 111 MiB initramfs: 30 MiB plus 2\.93× the image, for it and its unpacked copy; see docs\/microvm\.md, "Memory floor"\)$/)]);
     expect(small.code).toBe(1);
     // Nothing booted: QEMU never started, so no console.
     expect(small.stdout).toBe("");
     const tiny = await refuse(["--boot-disk", bootDisk, "--mem", "16M"]);
-    expect(tiny.lines).toEqual([expect.stringMatching(/--mem 16M is below the smallest guest burrow boots \(28 MiB without an initramfs;/)]);
+    expect(tiny.lines).toEqual([expect.stringMatching(/--mem 16M is below the smallest guest burrow boots \(30 MiB without an initramfs;/)]);
     expect(tiny.code).toBe(1);
   }, BOOT_TIMEOUT_MS);
 
