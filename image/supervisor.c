@@ -936,30 +936,10 @@ static int write_all(int fd, const char *text, size_t len)
 	return 0;
 }
 
-static void put_text(char *out, size_t *len, size_t size, const char *text)
-{
-	while (*text && *len < size - 1)
-		out[(*len)++] = *text++;
-	out[*len] = 0;
-}
-
-static void put_decimal(char *out, size_t *len, size_t size, u64 value)
-{
-	char digits[24];
-	int n = 0;
-	do
-		digits[n++] = (char)('0' + value % 10);
-	while ((value /= 10) && n < 23);
-	while (n && *len < size - 1)
-		out[(*len)++] = digits[--n];
-	out[*len] = 0;
-}
-
 /* The workload asked: say "ready" to the host, which saves the VM while we wait for its resume message. */
 static void warm_ready(void)
 {
-	char line[128];
-	size_t len = 0;
+	struct line line = { .len = 0 };
 	struct timespec_k boot = { 0, 0 };
 	int fd = k_open(opt.warm_port, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -968,12 +948,13 @@ static void warm_ready(void)
 		return;
 	}
 	sys2(NR_clock_gettime, 7 /* CLOCK_BOOTTIME */, &boot);
-	put_text(line, &len, sizeof(line), "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"ready\",\"uptimeMs\":");
-	put_decimal(line, &len, sizeof(line), (u64)(boot.tv_sec * 1000 + boot.tv_nsec / 1000000));
-	put_text(line, &len, sizeof(line), "}\n");
+	put_str(&line, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"ready\",\"uptimeMs\":");
+	put_num(&line, boot.tv_sec * 1000 + boot.tv_nsec / 1000000);
+	put_str(&line, "}");
+	line.text[line.len++] = '\n';
 	/* Said first: the host pauses the VM as soon as it reads "ready". */
 	say(INFO, "warm snapshot: the workload is ready; waiting for the host on %s", opt.warm_port);
-	int ret = write_all(fd, line, len);
+	int ret = write_all(fd, line.text, line.len);
 	if (ret < 0) {
 		say(ERR, "warm snapshot: writing ready to %s: %e; no snapshot taken", opt.warm_port, ret);
 		k_close(fd);
@@ -1067,12 +1048,12 @@ static void warm_resume(char *header, char *message, size_t message_len)
 	ret = notify_fd < 0 ? -9 : write_all(notify_fd, message, message_len + 1);
 	if (ret < 0)
 		say(WARN, "warm snapshot: the workload's notify socket: %e; it was not told it was restored", ret);
-	char line[160];
-	size_t len = 0;
-	put_text(line, &len, sizeof(line), "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"resumed\",\"instance\":\"");
-	put_text(line, &len, sizeof(line), fields[2]);
-	put_text(line, &len, sizeof(line), "\"}\n");
-	write_all(control_fd, line, len);
+	struct line resumed = { .len = 0 };
+	put_str(&resumed, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"resumed\",\"instance\":\"");
+	put_str(&resumed, fields[2]);
+	put_str(&resumed, "\"}");
+	resumed.text[resumed.len++] = '\n';
+	write_all(control_fd, resumed.text, resumed.len);
 	say(INFO, "warm snapshot: resumed as instance %s (%l bytes of host entropy credited, CRNG reseeded, clock set)", fields[2], (long)bytes);
 	k_close(control_fd);
 	control_fd = -1;
@@ -1335,14 +1316,15 @@ static void supervise(void)
 static void with_notify_env(int fd)
 {
 	static char *env[1024];
-	static char entry[32];
-	size_t n = 0, len = 0;
+	static struct line entry;
+	size_t n = 0;
 	for (char **e = opt.envp; *e && n < sizeof(env) / sizeof(env[0]) - 2; e++)
 		if (!starts_with(*e, "BURROW_NOTIFY_FD="))
 			env[n++] = *e;
-	put_text(entry, &len, sizeof(entry), "BURROW_NOTIFY_FD=");
-	put_decimal(entry, &len, sizeof(entry), (u64)fd);
-	env[n++] = entry;
+	put_str(&entry, "BURROW_NOTIFY_FD=");
+	put_num(&entry, fd);
+	entry.text[entry.len] = 0;
+	env[n++] = entry.text;
 	env[n] = 0;
 	opt.envp = env;
 }

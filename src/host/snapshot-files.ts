@@ -87,15 +87,20 @@ export interface SealedFile {
 
 /** Device, inode, size, mtime and ctime in nanoseconds: any write, copy or replacement changes it. */
 export function statIdentity(path: string): string {
+  return statSealed(path).identity;
+}
+
+/** The file's identity and its size, from one stat. */
+function statSealed(path: string): { identity: string; size: number } {
   const info = statSync(path, { bigint: true });
-  return [info.dev, info.ino, info.size, info.mtimeNs, info.ctimeNs].join(":");
+  return { identity: [info.dev, info.ino, info.size, info.mtimeNs, info.ctimeNs].join(":"), size: Number(info.size) };
 }
 
 /** Seal a file the save has finished writing. */
 export function sealFile(dir: string, name: string): SealedFile {
   const path = join(dir, name);
-  const identity = statIdentity(path);
-  return { name, size: statSync(path).size, sha256: sha256File(path), identity };
+  const { identity, size } = statSealed(path);
+  return { name, size, sha256: sha256File(path), identity };
 }
 
 /** Identities whose full hash matched the manifest since the save (a moved or copied snapshot). */
@@ -135,8 +140,7 @@ export function checkSealed(dir: string, sealed: SealedFile): SealCheck {
   let identity: string;
   let size: number;
   try {
-    identity = statIdentity(path);
-    size = statSync(path).size;
+    ({ identity, size } = statSealed(path));
   } catch (error) {
     return { problem: `${path} is missing (${(error as NodeJS.ErrnoException).code ?? "unreadable"})`, hashed: false };
   }
