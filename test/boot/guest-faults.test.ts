@@ -5,21 +5,20 @@
 // blkdebug driver, a damaged image, a real allocation) and asserts the one line the user sees,
 // the exit status `burrow run` returns and, where it matters, what is on the disk afterwards.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
+import { mkdtempSync, openSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { spawnSync } from "bun";
 import { withBootDisk } from "../../src/host/boot-disk";
 import type { RunOptions } from "../../src/host/qemu";
 import { buildImage } from "../../src/image/build";
-import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
+import { BURROW, copyOfRoot, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { boot, consoleLines, tail, type BootResult } from "../helpers/boot";
 
 // TCG boots take 10-30 s; generous, and no assertion is about time except the no-hang bounds.
 const BOOT_TIMEOUT_MS = 150_000;
 let work: string;
 let bootDisk: string;
-let copies = 0;
 
 beforeAll(async () => {
   requireArtifacts(KERNEL_MICRO, INITRAMFS, ROOTFS, BURROW);
@@ -33,18 +32,15 @@ afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function rootCopy(): string {
-  const path = join(work, `root-${++copies}.ext4`);
-  copyFileSync(ROOTFS, path);
-  return path;
-}
+/** A fresh writable copy of the demo root for one boot. */
+const rootCopy = () => copyOfRoot(work);
 
 /**
  * A virtio-blk disk (serial `serial`) behind QEMU's blkdebug driver with these rules. runVm builds
  * its own -drive for `disks`; this one goes in through extraArgs, found by root=SERIAL=.
  */
 function failingDisk(serial: string, image: string, rules: string): string[] {
-  const config = join(work, `${serial}-${copies}.blkdebug`);
+  const config = join(work, `${serial}-${basename(image)}.blkdebug`);
   writeFileSync(config, rules);
   return ["-drive", `id=${serial},if=none,format=raw,file.driver=blkdebug,file.config=${config},file.image.filename=${image}`, "-device", `virtio-blk-device,drive=${serial},serial=${serial}`];
 }

@@ -4,17 +4,16 @@
 // and what the workload saw (its credentials). Cgroup limits need Debian's kernel (the micro
 // kernel has no cgroups).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
-import { BURROW, INITRAMFS, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
+import { BURROW, copyOfRoot, INITRAMFS, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { boot, consoleLines, tail, type BootResult } from "../helpers/boot";
 import { startCliRun } from "../helpers/cli-run";
 
 const BOOT_TIMEOUT_MS = 150_000;
 let work: string;
-let disks = 0;
 
 beforeAll(() => {
   requireArtifacts(KERNEL_MICRO, INITRAMFS, ROOTFS, BURROW);
@@ -26,11 +25,7 @@ afterAll(() => {
 });
 
 /** A fresh writable copy of the demo root for one boot. */
-function rootCopy(): string {
-  const path = join(work, `root-${++disks}.ext4`);
-  copyFileSync(ROOTFS, path);
-  return path;
-}
+const rootCopy = () => copyOfRoot(work);
 
 /**
  * A shell workload under the supervisor: `script` runs as `sh -c`, with extra kernel words before

@@ -1,6 +1,6 @@
 // Paths of the artifacts `just test` builds before running bun test. A missing artifact is an
 // error (the boot tests must run), never a skip.
-import { existsSync } from "node:fs";
+import { copyFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "../..");
@@ -31,3 +31,12 @@ export const KERNEL_MICRO_ARM64 = join(ROOT, "build/kernel-micro-arm64/vmlinuz")
 export const BURROW_ARM64 = join(ROOT, "dist/arm64/burrow");
 /** Debian's busybox-static:arm64, unpacked by `just rootfs-arm64`. */
 export const BUSYBOX_ARM64 = join(ROOT, "build/busybox-arm64/bin/busybox");
+
+let rootCopies = 0;
+
+/** A fresh writable copy of the demo root in `dir`, for one boot. */
+export function copyOfRoot(dir: string): string {
+  const path = join(dir, `root-${++rootCopies}.ext4`);
+  copyFileSync(ROOTFS, path);
+  return path;
+}
