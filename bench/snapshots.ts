@@ -1,37 +1,42 @@
 // `just bench-snapshots`: the mapped snapshot form (the RAM a file every restore maps copy-on-write)
 // against the copy form (the RAM inside the migration stream), side by side in one run:
-// - save time and size;
-// - restore launch → the agent's first line, interleaved;
-// - 1, 4 and 16 clones of one snapshot at once: time to agent and host memory (PSS per QEMU, and
-//   of it the guest RAM's mapping: file pages plus their copy-on-write copies), with TCG's default
-//   translation buffer and a small one;
+// - save time and size, and restore launch → the agent's first line, interleaved, on the micro
+//   kernel and on Debian's;
+// - 1, 4 and 16 clones of one snapshot at once: time to agent and host memory (PSS per QEMU; of
+//   it the guest RAM's mapping, file pages plus their copy-on-write copies, and TCG's translation
+//   buffer), with TCG's default buffer and smaller ones, huge pages on and off; and what a host
+//   must allow for them (commit charge, descriptors, threads, mappings);
+// - where DIR lives: a disk with the RAM file in the page cache or evicted from it, or a tmpfs;
 // - a guest that touched ~64 MiB against one that touched ~1 GiB (its initramfs held 1 GiB of
 //   random data, freed by switch_root but still written RAM): restore time of each form.
 // Writes bench/results/snapshots.md.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { spawnSync } from "bun";
 import { restoreSnapshot, saveSnapshot } from "../src/host/snapshot";
 import type { SnapshotForm } from "../src/host/snapshot-manifest";
 import { runVm, type RunOptions } from "../src/host/qemu";
-import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../test/helpers/artifacts";
+import { prctl } from "../src/sys";
+import { BURROW, INITRAMFS, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../test/helpers/artifacts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, clones: { type: "string", default: "1,4,16" }, "tb-size": { type: "string", default: "32" }, only: { type: "string", default: "forms,clones,touched,warm" } } });
+const { values } = parseArgs({ options: { runs: { type: "string", default: "5" }, clones: { type: "string", default: "1,4,16" }, only: { type: "string", default: "forms,clones,dir,touched,warm" } } });
 const runs = Number(values.runs);
 const cloneCounts = values.clones!.split(",").map(Number);
-const smallTb = Number(values["tb-size"]);
-/** Which parts to run: forms (save and restore of each form), clones, touched, warm. */
+/** Which parts to run: forms (save and restore of each form), clones, dir, touched, warm. */
 const only = new Set(values.only!.split(","));
-requireArtifacts(BURROW, KERNEL_MICRO, INITRAMFS, ROOTFS);
+requireArtifacts(BURROW, KERNEL_MICRO, INITRAMFS, KERNEL, INITRAMFS_DEBIAN, ROOTFS);
+const KERNELS = { micro: { kernel: KERNEL_MICRO, initrd: INITRAMFS }, debian: { kernel: KERNEL, initrd: INITRAMFS_DEBIAN } } as const;
+type KernelName = keyof typeof KERNELS;
 
 const work = mkdtempSync(join(tmpdir(), "burrow-bench-snapshots-"));
 const disk = join(work, "root.ext4");
 copyFileSync(ROOTFS, disk);
 const AGENT_UP = "bench: up";
-const options = (initrd: string, mem: string): RunOptions => ({
-  kernel: KERNEL_MICRO, initrd, disks: [disk], ports: [], mem, smp: 1, machine: "microvm", accel: "tcg",
+const options = (initrd: string, mem: string, kernel = KERNEL_MICRO): RunOptions => ({
+  kernel, initrd, disks: [disk], ports: [], mem, smp: 1, machine: "microvm", accel: "tcg",
   append: `burrow.agent=/bin/sh -- -c "echo ${AGENT_UP}; exec sleep 900"`, timeoutSeconds: 600,
 });
 
@@ -68,27 +73,43 @@ async function startClone(dir: string, tbSize?: number, upLine = AGENT_UP): Prom
   return { ms: upAt - started, pid, stop: async () => { controller.abort(); await done; } };
 }
 
-/** PSS of a QEMU, and of the mapping holding the guest's RAM (the file's VMA, or the anonymous one of the guest's size). */
-function memoryOf(pid: number, memBytes: number): { pssKiB: number; ramPssKiB: number } {
+interface Memory { pssKiB: number; ramPssKiB: number; tbPssKiB: number; mappings: number }
+
+/**
+ * PSS of a QEMU; of it the mapping holding the guest's RAM (the file's, or the anonymous one of
+ * the guest's size) and TCG's translation buffer (the one anonymous mapping that is writable and
+ * executable); and its count of mappings (against vm.max_map_count).
+ */
+function memoryOf(pid: number, memBytes: number): Memory {
   const smaps = readFileSync(`/proc/${pid}/smaps`, "utf8").split("\n");
-  let total = 0;
-  let ram = 0;
-  let inRam = false;
+  const memory: Memory = { pssKiB: 0, ramPssKiB: 0, tbPssKiB: 0, mappings: 0 };
+  let kind: "ram" | "tb" | "other" = "other";
   for (const line of smaps) {
-    const header = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const header = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (header) {
+      memory.mappings++;
       const size = parseInt(header[2]!, 16) - parseInt(header[1]!, 16);
-      inRam = header[3]!.endsWith("/ram") || (header[3] === "" && size === memBytes);
+      const anonymous = header[4] === "";
+      kind = header[4]!.endsWith("/ram") || (anonymous && size === memBytes) ? "ram" : anonymous && header[3] === "rwxp" ? "tb" : "other";
       continue;
     }
     const pss = /^Pss:\s+(\d+) kB/.exec(line);
-    if (pss) {
-      total += Number(pss[1]);
-      if (inRam) ram += Number(pss[1]);
-    }
+    if (!pss) continue;
+    memory.pssKiB += Number(pss[1]);
+    if (kind === "ram") memory.ramPssKiB += Number(pss[1]);
+    if (kind === "tb") memory.tbPssKiB += Number(pss[1]);
   }
-  return { pssKiB: total, ramPssKiB: ram };
+  return memory;
 }
+
+/** A /proc/meminfo field in KiB. */
+function meminfoKiB(field: string): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync("/proc/meminfo", "utf8"));
+  return match ? Number(match[1]) : NaN;
+}
+
+const openFds = (pid: number | "self") => readdirSync(`/proc/${pid}/fd`).length;
+const threadsOf = (pid: number) => Number(/^Threads:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
 
 const lines: string[] = [];
 /** Written after every part, so a part that fails keeps the ones before it. */
@@ -96,7 +117,7 @@ function writeResults(): string {
   const header = [
     "# Snapshots: mapped RAM file against the RAM in the stream",
     "",
-    `${new Date().toISOString().slice(0, 10)}. QEMU TCG, -machine microvm, the micro kernel and initramfs (\`just test-images\`), 512 MiB unless said. \`npx just bench-snapshots\` (RUNS=${runs}).`,
+    `${new Date().toISOString().slice(0, 10)}. QEMU TCG, -machine microvm, the micro kernel and its initramfs (\`just test-images\`) unless said (the forms also on Debian's kernel with its initramfs), 512 MiB unless said. \`npx just bench-snapshots\` (RUNS=${runs}).`,
     "",
   ];
   const text = [...header, ...lines].join("\n") + "\n";
@@ -104,49 +125,122 @@ function writeResults(): string {
   return text;
 }
 
+const PR_SET_THP_DISABLE = 41;
+
 try {
-  const dirs: Record<SnapshotForm, string> = { mapped: join(work, "mapped"), copy: join(work, "copy") };
-  if (only.has("forms") || only.has("clones")) {
-    lines.push("| form | save (VM paused) | state file | RAM file written | sealing |", "|---|---|---|---|---|");
-    for (const form of ["mapped", "copy"] as const) {
-      const { manifest } = await saveSnapshot(options(INITRAMFS, "512M"), dirs[form], () => {}, { form });
-      log(`saved ${form}: ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)} MiB`);
-      lines.push(`| ${form} | ${manifest.saveMs} ms | ${mib(manifest.saved.state.size)} MiB | ${form === "mapped" ? `${mib(manifest.ramAllocatedBytes)} of 512 MiB` : "—"} | ${manifest.sealMs} ms |`);
+  // The micro kernel's snapshots serve every part; Debian's only the forms.
+  const dirs = (kernel: KernelName, form: SnapshotForm) => join(work, `${kernel}-${form}`);
+  const kernels: KernelName[] = only.has("forms") ? ["micro", "debian"] : ["micro"];
+  if (only.has("forms") || only.has("clones") || only.has("dir")) {
+    lines.push("| kernel | form | save (VM paused) | state file | RAM file written | sealing |", "|---|---|---|---|---|---|");
+    for (const kernel of kernels) {
+      for (const form of ["mapped", "copy"] as const) {
+        const { kernel: image, initrd } = KERNELS[kernel];
+        const { manifest } = await saveSnapshot(options(initrd, "512M", image), dirs(kernel, form), () => {}, { form });
+        log(`saved ${kernel} ${form}: ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)} MiB`);
+        lines.push(`| ${kernel} | ${form} | ${manifest.saveMs} ms | ${mib(manifest.saved.state.size)} MiB | ${form === "mapped" ? `${mib(manifest.ramAllocatedBytes)} of 512 MiB` : "—"} | ${manifest.sealMs} ms |`);
+      }
     }
   }
 
   writeResults();
   if (only.has("forms")) {
-    const toAgent: Record<SnapshotForm, number[]> = { mapped: [], copy: [] };
+    const toAgent: Record<string, number[]> = {};
     for (let run = 0; run < runs; run++) {
-      for (const form of ["mapped", "copy"] as const) {
-        const clone = await startClone(dirs[form]);
-        await clone.stop();
-        toAgent[form].push(clone.ms);
-        log(`run ${run + 1} ${form}: launch → agent ${clone.ms.toFixed(0)} ms`);
+      for (const kernel of kernels) {
+        for (const form of ["mapped", "copy"] as const) {
+          const clone = await startClone(dirs(kernel, form));
+          await clone.stop();
+          (toAgent[`${kernel} ${form}`] ??= []).push(clone.ms);
+          log(`run ${run + 1} ${kernel} ${form}: launch → agent ${clone.ms.toFixed(0)} ms`);
+        }
       }
     }
-    const ratio = median(toAgent.mapped) / median(toAgent.copy);
-    lines.push("", `Restore, launch → agent's first line (${runs} interleaved runs, median [min–max]):`, "", "| form | launch → agent |", "|---|---|");
-    for (const form of ["mapped", "copy"] as const) lines.push(`| ${form} | ${median(toAgent[form]).toFixed(0)} ms [${Math.min(...toAgent[form]).toFixed(0)}–${Math.max(...toAgent[form]).toFixed(0)}] |`);
-    lines.push("", `mapped ÷ copy: ${ratio.toFixed(2)}× (goal ≤ 0.7×)`);
+    lines.push("", `Restore, launch → agent's first line (${runs} interleaved runs, median [min–max]):`, "", "| kernel | form | launch → agent | mapped ÷ copy |", "|---|---|---|---|");
+    for (const kernel of kernels) {
+      for (const form of ["mapped", "copy"] as const) {
+        const samples = toAgent[`${kernel} ${form}`]!;
+        const ratio = form === "mapped" ? `${(median(samples) / median(toAgent[`${kernel} copy`]!)).toFixed(2)}× (goal ≤ 0.7×)` : "";
+        lines.push(`| ${kernel} | ${form} | ${median(samples).toFixed(0)} ms [${Math.min(...samples).toFixed(0)}–${Math.max(...samples).toFixed(0)}] | ${ratio} |`);
+      }
+    }
   }
 
   writeResults();
   if (only.has("clones")) {
-    lines.push("", "Clones of one 512 MiB snapshot at once, each kept alive at its agent; PSS per QEMU (mean), and of it the guest RAM's mapping:", "", "| form | TCG buffer | clones | launch → agent (median / max) | PSS per QEMU | guest RAM part |", "|---|---|---|---|---|---|");
+    // TCG's buffer: QEMU 7.2 maps 1 GiB and the guest dirties what it translates; a smaller one
+    // is flushed and refilled when full. Huge pages off: PR_SET_THP_DISABLE on this process,
+    // which every QEMU started meanwhile inherits (as transparent_hugepage=never would do).
+    const variants = [
+      { form: "mapped", tb: undefined, thp: true },
+      { form: "mapped", tb: 16, thp: true },
+      { form: "mapped", tb: 8, thp: true },
+      { form: "mapped", tb: 8, thp: false },
+      { form: "copy", tb: undefined, thp: true },
+    ] as const;
+    lines.push(
+      "", "Clones of one 512 MiB snapshot at once (micro kernel), each kept alive at its agent; per QEMU (mean): PSS, and of it the guest RAM's mapping and TCG's translation buffer; what the host must allow per clone: commit charge (Committed_AS), descriptors and threads of each QEMU, descriptors of the process that started them, mappings:", "",
+      "| form | TCG buffer | huge pages | clones | launch → agent (median / max) | PSS per QEMU | guest RAM part | TCG buffer part | commit per clone | fds / threads per QEMU | caller fds per clone | mappings |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    );
     for (const count of cloneCounts) {
-      for (const [form, tb] of [["mapped", undefined], ["mapped", smallTb], ["copy", undefined]] as const) {
-        const clones = await Promise.all(Array.from({ length: count }, () => startClone(dirs[form], tb)));
+      for (const { form, tb, thp } of variants) {
+        const committedBefore = meminfoKiB("Committed_AS");
+        const fdsBefore = openFds("self");
+        if (!thp) prctl(PR_SET_THP_DISABLE, 1);
+        const clones = await Promise.all(Array.from({ length: count }, () => startClone(dirs("micro", form), tb)));
+        if (!thp) prctl(PR_SET_THP_DISABLE, 0);
         await Bun.sleep(1000);
         const memory = clones.map((clone) => memoryOf(clone.pid, 512 * 2 ** 20));
+        const commitMiB = (meminfoKiB("Committed_AS") - committedBefore) / count / 1024;
+        const callerFds = (openFds("self") - fdsBefore) / count;
+        const fds = clones.map((clone) => openFds(clone.pid));
+        const threads = clones.map((clone) => threadsOf(clone.pid));
         await Promise.all(clones.map((clone) => clone.stop()));
         const times = clones.map((clone) => clone.ms);
-        const pss = memory.reduce((sum, m) => sum + m.pssKiB, 0) / count / 1024;
-        const ram = memory.reduce((sum, m) => sum + m.ramPssKiB, 0) / count / 1024;
-        log(`${count} × ${form} tb=${tb ?? "default"}: agent ${median(times).toFixed(0)}/${Math.max(...times).toFixed(0)} ms, PSS ${pss.toFixed(1)} MiB (RAM ${ram.toFixed(1)})`);
-        lines.push(`| ${form} | ${tb ? `${tb} MiB` : "default"} | ${count} | ${median(times).toFixed(0)} / ${Math.max(...times).toFixed(0)} ms | ${pss.toFixed(1)} MiB | ${ram.toFixed(1)} MiB |`);
+        const mean = (pick: (m: Memory) => number) => memory.reduce((sum, m) => sum + pick(m), 0) / count;
+        const [pss, ram, tbPart] = [mean((m) => m.pssKiB) / 1024, mean((m) => m.ramPssKiB) / 1024, mean((m) => m.tbPssKiB) / 1024];
+        const row = [form, tb ? `${tb} MiB` : "default (1 GiB)", thp ? "madvise" : "off", count, `${median(times).toFixed(0)} / ${Math.max(...times).toFixed(0)} ms`, `${pss.toFixed(1)} MiB`, `${ram.toFixed(1)} MiB`, `${tbPart.toFixed(1)} MiB`, `${commitMiB.toFixed(0)} MiB`, `${Math.max(...fds)} / ${Math.max(...threads)}`, callerFds.toFixed(1), mean((m) => m.mappings).toFixed(0)];
+        log(`clones: ${row.join(" | ")}`);
+        lines.push(`| ${row.join(" | ")} |`);
       }
+    }
+  }
+
+  writeResults();
+  if (only.has("dir")) {
+    // The same mapped snapshot on this disk, its RAM file in the page cache (as after a save or an
+    // earlier restore) or evicted from it (flushed, then dropped with fadvise DONTNEED through dd's
+    // nocache: only this file's pages), and a copy on a tmpfs.
+    const onDisk = dirs("micro", "mapped");
+    const shm = existsSync("/dev/shm") ? mkdtempSync("/dev/shm/burrow-bench-snapshots-") : null;
+    try {
+      const places: [string, string, boolean][] = [["disk, RAM file cached", onDisk, false], ["disk, RAM file evicted", onDisk, true]];
+      if (shm) {
+        cpSync(onDisk, join(shm, "snap"), { recursive: true });
+        places.push(["tmpfs (/dev/shm)", join(shm, "snap"), false]);
+        await (await startClone(join(shm, "snap"))).stop(); // the copy's first restore hashes it in full
+      }
+      const cachedMiB = (dir: string) => Number(spawnSync(["fincore", "--bytes", "--noheadings", "--output", "RES", join(dir, "ram")]).stdout.toString().trim()) / 2 ** 20;
+      const samples: Record<string, number[]> = {};
+      const cached: Record<string, number[]> = {};
+      for (let run = 0; run < runs; run++) {
+        for (const [name, dir, evict] of places) {
+          if (evict) {
+            spawnSync(["sync", join(dir, "ram")]);
+            spawnSync(["dd", `if=${join(dir, "ram")}`, "iflag=nocache", "count=0", "status=none"]);
+          }
+          (cached[name] ??= []).push(cachedMiB(dir));
+          const clone = await startClone(dir);
+          await clone.stop();
+          (samples[name] ??= []).push(clone.ms);
+          log(`run ${run + 1} ${name}: ${clone.ms.toFixed(0)} ms (${cached[name]!.at(-1)!.toFixed(0)} MiB of the RAM file cached before)`);
+        }
+      }
+      lines.push("", "Where DIR lives: one mapped snapshot (micro kernel), launch → agent (median [min–max]) and how much of its RAM file was in the page cache before each restore (fincore):", "", "| DIR | RAM file cached before | launch → agent |", "|---|---|---|");
+      for (const [name] of places) lines.push(`| ${name} | ${median(cached[name]!).toFixed(0)} MiB | ${median(samples[name]!).toFixed(0)} ms [${Math.min(...samples[name]!).toFixed(0)}–${Math.max(...samples[name]!).toFixed(0)}] |`);
+    } finally {
+      if (shm) rmSync(shm, { recursive: true, force: true });
     }
   }
 

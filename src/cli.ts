@@ -77,6 +77,7 @@ const run = defineCommand({
     arch: { type: "string", description: "guest architecture: x86_64 (amd64) or arm64 (aarch64; qemu-system-aarch64 -machine virt); default this host's" },
     machine: { type: "enum", options: ["microvm", "q35", "virt"], description: "QEMU machine (x86_64: microvm, the default, or q35; arm64: virt)" },
     accel: { type: "enum", options: ["tcg", "kvm"], default: "tcg", description: "accelerator" },
+    "tcg-tb-size": { type: "string", description: "TCG's translation buffer in MiB (default QEMU's, 1 GiB): a smaller one costs each VM less memory and commit charge, and a guest translating more than it holds retranslates (docs/snapshots.md; also with --snapshot-restore)" },
     append: { type: "string", default: "", description: "kernel command line (burrow.* keys, -- init args)" },
     timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
     "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
@@ -89,11 +90,11 @@ const run = defineCommand({
   },
   async run({ args, rawArgs }) {
     const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
-    const { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, parseSmp, parseTimeout } = await import("./host/options");
+    const { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, withInitArgs } = await import("./host/options");
+    const tcgTbSize = args["tcg-tb-size"] === undefined ? {} : { tcgTbSizeMiB: parseTcgTbSize(args["tcg-tb-size"]) };
     const { hostArch, parseArch } = await import("./arch");
     if (args["snapshot-restore"]) {
       const { restoreSnapshot } = await import("./host/snapshot");
-      const dashes = rawArgs.indexOf("--");
       const env = collectRepeated(rawArgs, "--env").map((pair): [string, string] => {
         const equals = pair.indexOf("=");
         if (equals <= 0) throw new Error(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
@@ -101,9 +102,10 @@ const run = defineCommand({
       });
       const result = await restoreSnapshot(args["snapshot-restore"], {
         ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
-        args: dashes < 0 ? null : rawArgs.slice(dashes + 1),
+        args: rawArgs.includes("--") ? initArgs(rawArgs) : null,
         env,
         timeoutSeconds: parseTimeout(args.timeout),
+        ...tcgTbSize,
       }, (text) => process.stdout.write(text));
       const t = result.timings;
       if (t) log.info(`restore ${result.instance} (${result.form}): files checked in ${t.checkMs.toFixed(0)} ms${t.hashed ? " (hashed in full: not the files last verified)" : ""}, QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
@@ -124,7 +126,9 @@ const run = defineCommand({
       smp: parseSmp(args.smp),
       machine: (args.machine ?? defaultMachine(arch)) as "microvm" | "q35" | "virt",
       accel: args.accel as "tcg" | "kvm",
-      append: args.append,
+      ...tcgTbSize,
+      // After "--": the agent's arguments, as they are for --snapshot-restore.
+      append: withInitArgs(args.append, initArgs(rawArgs)),
       timeoutSeconds: parseTimeout(args.timeout),
       ...net(args.net === true, collectRepeated(rawArgs, "--forward").map(parseForward)),
     };
@@ -184,11 +188,18 @@ function fileSize(path: string): number | null {
   }
 }
 
+/** What follows the first "--" of the raw arguments (none without one). */
+function initArgs(rawArgs: string[]): string[] {
+  const dashes = rawArgs.indexOf("--");
+  return dashes < 0 ? [] : rawArgs.slice(dashes + 1);
+}
+
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
 function collectRepeated(rawArgs: string[], flag: string): string[] {
   const values: string[] = [];
   for (let i = 0; i < rawArgs.length; i++) {
     const arg = rawArgs[i]!;
+    if (arg === "--") break; // the agent's arguments from here, never flags of ours
     if (arg === flag && i + 1 < rawArgs.length) values.push(rawArgs[++i]!);
     else if (arg.startsWith(`${flag}=`)) values.push(arg.slice(flag.length + 1));
   }

@@ -2,6 +2,7 @@
 // QEMU parses `-drive`, `-chardev` and `-device` values as `key=value,key=value`: a comma in a
 // path would end the value and start a new option (`x.raw,snapshot=on` injects `snapshot=on`),
 // so every value built from user input goes through qemuOptionValue.
+import { splitAppend } from "../config/cmdline";
 
 /** QEMU's own escaping inside an option list: a literal comma is written as two. */
 export function qemuOptionValue(value: string, what: string): string {
@@ -67,6 +68,26 @@ export function checkSmp(count: number, shown: string | number = count): void {
   }
 }
 
+/** QEMU 7.2 takes a TCG translation buffer of up to 2 GiB on 64-bit hosts (and clamps more). */
+const MAX_TB_SIZE_MIB = 2048;
+
+/**
+ * `--tcg-tb-size`: TCG's translation buffer in whole MiB. QEMU's default maps 1 GiB per VM; a
+ * guest dirties what it translates, so a clone holds up to this much of it, and the whole mapping
+ * counts against the host's commit limit.
+ */
+export function parseTcgTbSize(value: string): number {
+  const mib = /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+  checkTcgTbSize(mib, value);
+  return mib;
+}
+
+export function checkTcgTbSize(mib: number, shown: string | number = mib): void {
+  if (!(Number.isInteger(mib) && mib >= 1 && mib <= MAX_TB_SIZE_MIB)) {
+    throw new Error(`--tcg-tb-size must be a whole number of MiB from 1 to ${MAX_TB_SIZE_MIB}, got ${JSON.stringify(String(shown))}`);
+  }
+}
+
 const MEM_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
 const MIN_MEM = 2 ** 20;
 const MAX_MEM = 4 * 2 ** 40;
@@ -120,4 +141,19 @@ export function parseForward(spec: string): PortForward {
 /** QEMU's -netdev user hostfwd rule for one forward (numbers only: nothing to escape). */
 export function hostForwardRule(forward: PortForward): string {
   return `hostfwd=${forward.protocol}:127.0.0.1:${forward.hostPort}-:${forward.guestPort}`;
+}
+
+/**
+ * `burrow run … -- ARGS`: the agent's arguments, put after the command line's own `--` words (a
+ * line without any gets one). The kernel splits its line at spaces outside double quotes and has
+ * no escapes, so an argument with a space is quoted and one with a double quote cannot be said.
+ */
+export function withInitArgs(append: string, args: readonly string[]): string {
+  if (args.length === 0) return append;
+  const quoted = args.map((arg) => {
+    if (arg.includes('"') || arg.includes("\0")) throw new Error(`argument ${JSON.stringify(arg)} after --: the kernel command line cannot carry a double quote or NUL (it has no escapes)`);
+    return arg === "" || /\s/.test(arg) ? `"${arg}"` : arg;
+  });
+  const { kernelWords, initWords } = splitAppend(append);
+  return [...kernelWords, ...(initWords.length > 0 ? initWords : ["--"]), ...quoted].join(" ");
 }

@@ -10,7 +10,7 @@ import { splitAppend, wordKey } from "../config/cmdline";
 import { parseConfig } from "../config/config";
 import { describeError } from "../errors";
 import { CONTROL_PORT } from "../snapshot/protocol";
-import { checkMachine, checkSmp, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
+import { checkMachine, checkSmp, checkTcgTbSize, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
 import { hostStopWaitMs, STOP_PORT, STOP_REQUEST } from "../stop-port";
 import { connectUnix } from "./unix-socket";
@@ -201,7 +201,7 @@ export function qemuArgs(options: RunOptions): string[] {
   const args = [
     options.qemu ?? ARCH_INFO[arch].qemu,
     "-machine", `${options.machine === "microvm" ? "microvm,rtc=on" : options.machine}${options.ramFile ? `,memory-backend=${RAM_BACKEND_ID}` : ""}`,
-    "-accel", options.accel === "tcg" && options.tcgTbSizeMiB !== undefined ? `tcg,tb-size=${checkTbSize(options.tcgTbSizeMiB)}` : options.accel,
+    "-accel", accelArg(options),
     "-cpu", options.accel === "kvm" ? "host" : tcgCpu(arch),
     "-m", parseMem(options.mem),
     "-smp", String(options.smp),
@@ -262,9 +262,12 @@ export function qemuArgs(options: RunOptions): string[] {
   return args;
 }
 
-function checkTbSize(mib: number): number {
-  if (!Number.isInteger(mib) || mib < 1 || mib > 4096) throw new Error(`TCG translation buffer must be 1 to 4096 MiB, got ${mib}`);
-  return mib;
+/** `-accel`: KVM has no translation buffer, so a size asked for under it is a mistake, said once. */
+function accelArg(options: RunOptions): string {
+  if (options.tcgTbSizeMiB === undefined) return options.accel;
+  if (options.accel !== "tcg") throw new Error(`--tcg-tb-size sizes TCG's translation buffer, but this VM runs under ${options.accel}`);
+  checkTcgTbSize(options.tcgTbSizeMiB);
+  return `tcg,tb-size=${options.tcgTbSizeMiB}`;
 }
 
 function checkPortName(name: string, spec: string): void {

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { parsePortSpec, qemuArgs, type RunOptions } from "../../src/host/qemu";
-import { hostForwardRule, MAX_TIMEOUT_SECONDS, parseForward, parseMem, parseSmp, parseTimeout, qemuOptionValue } from "../../src/host/options";
+import { hostForwardRule, MAX_TIMEOUT_SECONDS, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, qemuOptionValue, withInitArgs } from "../../src/host/options";
 
 const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "kvm", append: "", timeoutSeconds: 10 };
 
@@ -161,6 +161,23 @@ describe("numbers are bounded", () => {
     expect(parseSmp("4")).toBe(4);
     for (const bad of ["0", "1.5", "-1", "4,maxcpus=8", "sockets=2", "", "289", "1e2"]) expect(() => parseSmp(bad)).toThrow(/^--smp must be a whole number of vCPUs from 1 to 288/);
     expect(() => qemuArgs({ ...base, smp: 0 })).toThrow(/--smp/);
+  });
+  test("arguments after --: after the line's own init words, quoted where the kernel would split them", () => {
+    expect(withInitArgs("burrow.zram=64M", [])).toBe("burrow.zram=64M");
+    expect(withInitArgs("burrow.zram=64M", ["--serve", "two words", ""])).toBe('burrow.zram=64M -- --serve "two words" ""');
+    expect(withInitArgs('quiet -- first "a b"', ["second"])).toBe('quiet -- first "a b" second');
+    expect(withInitArgs("", ["x\ty"])).toBe('-- "x\ty"');
+    expect(() => withInitArgs("", ['say "hi"'])).toThrow('argument "say \\"hi\\"" after --: the kernel command line cannot carry a double quote or NUL (it has no escapes)');
+  });
+  test("--tcg-tb-size: whole MiB under TCG, refused under KVM", () => {
+    expect(parseTcgTbSize("16")).toBe(16);
+    for (const bad of ["0", "", "1.5", "16M", "-8", "2049", "1e3", "16,thread=single"]) expect(() => parseTcgTbSize(bad)).toThrow(/^--tcg-tb-size must be a whole number of MiB from 1 to 2048, got /);
+    const tcg = qemuArgs({ ...base, accel: "tcg", tcgTbSizeMiB: 16 });
+    expect(tcg[tcg.indexOf("-accel") + 1]).toBe("tcg,tb-size=16");
+    const plain = qemuArgs({ ...base, accel: "tcg" });
+    expect(plain[plain.indexOf("-accel") + 1]).toBe("tcg");
+    expect(() => qemuArgs({ ...base, tcgTbSizeMiB: 16 })).toThrow("--tcg-tb-size sizes TCG's translation buffer, but this VM runs under kvm");
+    expect(() => qemuArgs({ ...base, accel: "tcg", tcgTbSizeMiB: 0 })).toThrow(/^--tcg-tb-size must be/);
   });
   test("--mem: a size with K/M/G/T, nothing else reaches -m", () => {
     expect(parseMem("512M")).toBe("512M");
