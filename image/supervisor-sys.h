@@ -90,7 +90,9 @@ __asm__(".text\n.global _start\n_start:\n"
 #define O_RDONLY 0
 #define O_WRONLY 1
 #define O_RDWR 2
+#define O_CREAT 0100
 #define O_NOCTTY 0400
+#define O_TRUNC 01000
 #define O_NONBLOCK 04000
 #define O_CLOEXEC 02000000
 #define SIGHUP 1
@@ -110,6 +112,7 @@ __asm__(".text\n.global _start\n_start:\n"
 #define EINTR 4
 #define EAGAIN 11
 #define EPIPE 32
+#define ENOTCONN 107
 #define SEEK_END 2
 #define EINVAL 22
 #define POLLIN 0x1

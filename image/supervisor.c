@@ -6,12 +6,19 @@
  *   supervisor [KEY=VALUE…] -- PROGRAM ARGS…   start the workload (microvm supervise mode)
  *   supervisor adopt=PID [KEY=VALUE…]           supervise a child burrow already started (paravisor)
  *   supervisor exec=1 [KEY=VALUE…] -- PROGRAM…   apply the workload spec and exec it as PID 1
+ *   … point=PORT …                               first wait at the snapshot point (either role)
  *
  * With warm=PORT the workload gets a socket (BURROW_NOTIFY_FD) and may ask for a warm snapshot
  * once it is ready by writing READY=1 to it: the supervisor says "ready" on the control port PORT,
  * the host saves the VM, and on every restore the supervisor credits the host's entropy, reseeds
  * the CRNG, sets the clock, and hands the workload its resume message on the same socket. The
  * wire format is src/snapshot/protocol.ts's (encodeWarmResume, encodeReady, encodeResumed).
+ *
+ * With point=PORT (the snapshot point, burrow.snapshot=1) it says "ready" on PORT before doing
+ * anything else and blocks; the host saves the VM there, with burrow (Bun) already gone. Every
+ * restore sends one line (encodePointResume): entropy and clock as for a warm snapshot, then the
+ * instance's arguments and variables replace the saved ones, and the supervisor goes on with its
+ * role (exec=1: the agent becomes PID 1).
  *
  * Duties: reap every child on SIGCHLD; treat signals to PID 1 as VM control (busybox and systemd
  * spellings); on any stop — a control signal, the workload's exit, the host's request on the stop
@@ -47,6 +54,7 @@ struct options {
 	int log_level;
 	const char *stop_port;
 	const char *warm_port;
+	const char *point_port;
 	int freeze_fds[MAX_FREEZE];
 	int nfreeze;
 	/* The workload spec, applied in the child before exec. */
@@ -328,6 +336,8 @@ static int parse_option(char *word)
 		return (opt.stop_port = value), 0;
 	if (str_eq(word, "warm"))
 		return value[0] == '/' ? (opt.warm_port = value, 0) : -1;
+	if (str_eq(word, "point"))
+		return value[0] == '/' ? (opt.point_port = value, 0) : -1;
 	if (str_eq(word, "freeze-fd"))
 		return parse_u64(value, 10, &number) || number > 1023 || opt.nfreeze >= MAX_FREEZE ? -1 : (opt.freeze_fds[opt.nfreeze++] = (int)number, 0);
 	if (str_eq(word, "uid"))
@@ -916,6 +926,8 @@ static void read_stop_port(short revents)
 
 static char resume_buffer[RESUME_MAX + 1];
 static size_t resume_len;
+/* CLOCK_BOOTTIME ms when "ready" went out (the gap to the resume spans the saved time). */
+static long boot_ready_ms;
 
 static int write_all(int fd, const char *text, size_t len)
 {
@@ -936,25 +948,46 @@ static int write_all(int fd, const char *text, size_t len)
 	return 0;
 }
 
+static long boottime_ms(void)
+{
+	struct timespec_k boot = { 0, 0 };
+	sys2(NR_clock_gettime, 7 /* CLOCK_BOOTTIME */, &boot);
+	return boot.tv_sec * 1000 + boot.tv_nsec / 1000000;
+}
+
+/* {"burrow":"snapshot","version":1,"type":"ready","uptimeMs":N}, as burrow's own encodeReady. */
+static int write_ready(int fd)
+{
+	struct line line = { .len = 0 };
+	put_str(&line, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"ready\",\"uptimeMs\":");
+	put_num(&line, boot_ready_ms = boottime_ms());
+	put_str(&line, "}");
+	line.text[line.len++] = '\n';
+	return write_all(fd, line.text, line.len);
+}
+
+static void write_resumed(int fd, const char *instance)
+{
+	struct line resumed = { .len = 0 };
+	put_str(&resumed, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"resumed\",\"instance\":\"");
+	put_str(&resumed, instance);
+	put_str(&resumed, "\"}");
+	resumed.text[resumed.len++] = '\n';
+	write_all(fd, resumed.text, resumed.len);
+}
+
 /* The workload asked: say "ready" to the host, which saves the VM while we wait for its resume message. */
 static void warm_ready(void)
 {
-	struct line line = { .len = 0 };
-	struct timespec_k boot = { 0, 0 };
 	int fd = k_open(opt.warm_port, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		say(ERR, "warm snapshot: cannot open the control port %s: %e; no snapshot taken", opt.warm_port, fd);
 		warm = WARM_DONE;
 		return;
 	}
-	sys2(NR_clock_gettime, 7 /* CLOCK_BOOTTIME */, &boot);
-	put_str(&line, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"ready\",\"uptimeMs\":");
-	put_num(&line, boot.tv_sec * 1000 + boot.tv_nsec / 1000000);
-	put_str(&line, "}");
-	line.text[line.len++] = '\n';
 	/* Said first: the host pauses the VM as soon as it reads "ready". */
 	say(INFO, "warm snapshot: the workload is ready; waiting for the host on %s", opt.warm_port);
-	int ret = write_all(fd, line.text, line.len);
+	int ret = write_ready(fd);
 	if (ret < 0) {
 		say(ERR, "warm snapshot: writing ready to %s: %e; no snapshot taken", opt.warm_port, ret);
 		k_close(fd);
@@ -969,6 +1002,54 @@ static void warm_ready(void)
 static int hex_value(char c)
 {
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* The host's fields every resume line starts with, checked; the entropy decoded into entropy_pool. */
+static unsigned char entropy_pool[8 + WARM_ENTROPY_MAX];
+
+static const char *check_host_fields(const char *instance, const char *realtime_text, const char *entropy_hex, u64 *realtime, size_t *bytes)
+{
+	size_t hex_len = str_len(entropy_hex);
+	if (str_len(instance) < 1 || str_len(instance) > 64)
+		return "instance: expected 1 to 64 characters";
+	for (const char *c = instance; *c; c++)
+		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
+			return "instance: expected letters, digits, '.', '_' or '-'";
+	if (parse_u64(realtime_text, 10, realtime) || *realtime < PLAUSIBLE_REALTIME_NS || *realtime >= (1ULL << 63))
+		return "realtimeNs: not a plausible wall clock";
+	*bytes = hex_len / 2;
+	if (hex_len % 2 || *bytes < WARM_ENTROPY_MIN || *bytes > WARM_ENTROPY_MAX)
+		return "entropy: expected 64 to 4096 bytes in hex";
+	for (size_t i = 0; i < *bytes; i++) {
+		int high = hex_value(entropy_hex[2 * i]), low = hex_value(entropy_hex[2 * i + 1]);
+		if (high < 0 || low < 0)
+			return "entropy: expected lowercase hex";
+		entropy_pool[8 + i] = (unsigned char)(high << 4 | low);
+	}
+	return 0;
+}
+
+/* Fresh randomness first (nothing random may be drawn from the cloned state), then the clock. */
+static const char *apply_host_fields(u64 realtime, size_t bytes, const char *who)
+{
+	/* struct rand_pool_info: entropy_count (bits), buf_size (bytes), then the bytes. */
+	int bits = (int)(bytes * 8), size = (int)bytes;
+	memcpy(entropy_pool, &bits, 4);
+	memcpy(entropy_pool + 4, &size, 4);
+	int random_fd = k_open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	int ret = random_fd < 0 ? random_fd : k_ioctl(random_fd, RNDADDENTROPY, (long)entropy_pool);
+	if (ret == 0)
+		ret = k_ioctl(random_fd, RNDRESEEDCRNG, 0);
+	if (random_fd >= 0)
+		k_close(random_fd);
+	memset(entropy_pool, 0, sizeof(entropy_pool));
+	if (ret < 0)
+		return ret == -1 ? "crediting the host's entropy: EPERM" : "crediting the host's entropy failed";
+	struct timespec_k now = { (long)(realtime / 1000000000ULL), (long)(realtime % 1000000000ULL) };
+	ret = k_clock_settime_realtime(&now);
+	if (ret < 0)
+		say(WARN, "%s: clock_settime(CLOCK_REALTIME): %e; the clock is the saved one", who, ret);
+	return 0;
 }
 
 /* Refuse the restore: the workload must never run on from a cloned RNG state unannounced. */
@@ -988,11 +1069,10 @@ static void warm_refuse(const char *why)
  */
 static void warm_resume(char *header, char *message, size_t message_len)
 {
-	static unsigned char pool[8 + WARM_ENTROPY_MAX];
 	char *fields[6];
 	int nfields = 0;
 	u64 realtime;
-	size_t hex_len, bytes;
+	size_t bytes;
 	for (char *p = header; *p && nfields < 6;) {
 		while (*p == ' ')
 			*p++ = 0;
@@ -1006,54 +1086,20 @@ static void warm_resume(char *header, char *message, size_t message_len)
 		return warm_refuse("not a warm resume header");
 	if (!str_eq(fields[1], "1"))
 		return warm_refuse("protocol version is not 1");
-	if (str_len(fields[2]) < 1 || str_len(fields[2]) > 64)
-		return warm_refuse("instance: expected 1 to 64 characters");
-	for (const char *c = fields[2]; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-'))
-			return warm_refuse("instance: expected letters, digits, '.', '_' or '-'");
-	if (parse_u64(fields[3], 10, &realtime) || realtime < PLAUSIBLE_REALTIME_NS)
-		return warm_refuse("realtimeNs: not a plausible wall clock");
-	hex_len = str_len(fields[4]);
-	bytes = hex_len / 2;
-	if (hex_len % 2 || bytes < WARM_ENTROPY_MIN || bytes > WARM_ENTROPY_MAX)
-		return warm_refuse("entropy: expected 64 to 4096 bytes in hex");
-	for (size_t i = 0; i < bytes; i++) {
-		int high = hex_value(fields[4][2 * i]), low = hex_value(fields[4][2 * i + 1]);
-		if (high < 0 || low < 0)
-			return warm_refuse("entropy: expected lowercase hex");
-		pool[8 + i] = (unsigned char)(high << 4 | low);
-	}
+	const char *problem = check_host_fields(fields[2], fields[3], fields[4], &realtime, &bytes);
+	if (problem)
+		return warm_refuse(problem);
 	if (message_len == 0 || message[0] != '{')
 		return warm_refuse("the workload's message: expected a JSON object line");
-
-	/* struct rand_pool_info: entropy_count (bits), buf_size (bytes), then the bytes. */
-	int bits = (int)(bytes * 8), size = (int)bytes;
-	memcpy(pool, &bits, 4);
-	memcpy(pool + 4, &size, 4);
-	int random_fd = k_open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-	int ret = random_fd < 0 ? random_fd : k_ioctl(random_fd, RNDADDENTROPY, (long)pool);
-	if (ret == 0)
-		ret = k_ioctl(random_fd, RNDRESEEDCRNG, 0);
-	if (random_fd >= 0)
-		k_close(random_fd);
-	memset(pool, 0, sizeof(pool));
-	if (ret < 0)
-		return warm_refuse(ret == -1 ? "crediting the host's entropy: EPERM" : "crediting the host's entropy failed");
-	struct timespec_k now = { (long)(realtime / 1000000000ULL), (long)(realtime % 1000000000ULL) };
-	ret = k_clock_settime_realtime(&now);
-	if (ret < 0)
-		say(WARN, "warm snapshot: clock_settime(CLOCK_REALTIME): %e; the clock is the saved one", ret);
+	problem = apply_host_fields(realtime, bytes, "warm snapshot");
+	if (problem)
+		return warm_refuse(problem);
 
 	message[message_len] = '\n';
-	ret = notify_fd < 0 ? -9 : write_all(notify_fd, message, message_len + 1);
+	int ret = notify_fd < 0 ? -9 : write_all(notify_fd, message, message_len + 1);
 	if (ret < 0)
 		say(WARN, "warm snapshot: the workload's notify socket: %e; it was not told it was restored", ret);
-	struct line resumed = { .len = 0 };
-	put_str(&resumed, "{\"burrow\":\"snapshot\",\"version\":1,\"type\":\"resumed\",\"instance\":\"");
-	put_str(&resumed, fields[2]);
-	put_str(&resumed, "\"}");
-	resumed.text[resumed.len++] = '\n';
-	write_all(control_fd, resumed.text, resumed.len);
+	write_resumed(control_fd, fields[2]);
 	say(INFO, "warm snapshot: resumed as instance %s (%l bytes of host entropy credited, CRNG reseeded, clock set)", fields[2], (long)bytes);
 	k_close(control_fd);
 	control_fd = -1;
@@ -1380,12 +1426,20 @@ static pid_t start_workload(void)
 	return child;
 }
 
+/* Where say() and the exit-status line go; once. */
+static void open_log(void)
+{
+	if (kmsg_fd < 0)
+		kmsg_fd = k_open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	if (console_fd < 0)
+		console_fd = k_open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+}
+
 static void open_channels(void)
 {
 	u64 mask = 0;
 	static const int handled[] = { SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2, SIGRTMIN_LIBC + 3, SIGRTMIN_LIBC + 4, SIGRTMIN_LIBC + 5 };
-	kmsg_fd = k_open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
-	console_fd = k_open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	open_log();
 	for (unsigned i = 0; i < sizeof(handled) / sizeof(handled[0]); i++)
 		mask |= 1ULL << (handled[i] - 1);
 	/* Blocked signals are queued even for PID 1 (which the kernel spares every signal it has no handler for). */
@@ -1397,6 +1451,268 @@ static void open_channels(void)
 		stop_fd = k_open(opt.stop_port, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 		if (stop_fd < 0)
 			say(DEBUG, "stop port %s: %e; graceful stop from the host unavailable", opt.stop_port, stop_fd);
+	}
+}
+
+/* ---- the snapshot point ---------------------------------------------------------------- */
+
+/* Bounds of the instance's arguments and variables (src/snapshot/protocol.ts MAX_ARGS, MAX_ENV). */
+#define POINT_MAX_ARGS 256
+#define POINT_MAX_ENV 64
+#define POINT_MAX_INHERITED 1024
+#define POINT_RETRY_MIN_MS 5
+#define POINT_RETRY_MAX_MS 100
+
+static char *point_argv[POINT_MAX_ARGS + 2];
+static char *point_env[POINT_MAX_ENV];
+static char *point_envp[POINT_MAX_INHERITED + POINT_MAX_ENV + 2];
+static struct line instance_entry;
+
+static void sleep_ms(long ms)
+{
+	struct timespec_k pause = { ms / 1000, (ms % 1000) * 1000000L };
+	k_ppoll(0, 0, &pause);
+}
+
+/* The fallback with the signals the teardown waits on (exec=1 has not opened them yet). */
+static __attribute__((noreturn)) void point_fail(void)
+{
+	open_channels();
+	fail_start();
+}
+
+/* The agent must never start from a cloned RNG state: one line, then burrow.onfail. */
+static __attribute__((noreturn)) void point_refuse(const char *why)
+{
+	say(ERR, "snapshot: malformed resume message on burrow.control: %s; not starting the agent from a cloned state", why);
+	point_fail();
+}
+
+/* Lowercase hex decoded in place (the text shrinks by half); a NUL byte is refused. 0 on success. */
+static int unhex_in_place(char *text)
+{
+	char *out = text;
+	for (const char *in = text; *in; in += 2) {
+		int high = hex_value(in[0]), low = in[1] ? hex_value(in[1]) : -1;
+		if (high < 0 || low < 0 || (high | low) == 0)
+			return -1;
+		*out++ = (char)(high << 4 | low);
+	}
+	*out = 0;
+	return 0;
+}
+
+/* "COUNT:HEX,HEX,…" decoded into items (in place); the count, or -1. "1:" is one empty item. */
+static int split_hex_list(char *field, char **items, int max)
+{
+	char *p = field;
+	u64 count;
+	while (*p && *p != ':')
+		p++;
+	if (*p != ':')
+		return -1;
+	*p++ = 0;
+	if (parse_u64(field, 10, &count) || count > (u64)max)
+		return -1;
+	if (count == 0)
+		return *p ? -1 : 0;
+	for (int i = 0; i < (int)count; i++) {
+		items[i] = p;
+		while (*p && *p != ',')
+			p++;
+		if (i < (int)count - 1) {
+			if (*p != ',')
+				return -1;
+			*p++ = 0;
+		} else if (*p) {
+			return -1;
+		}
+		if (unhex_in_place(items[i]))
+			return -1;
+	}
+	return (int)count;
+}
+
+static int same_name(const char *a, const char *b)
+{
+	while (*a && *a != '=' && *a == *b)
+		a++, b++;
+	return (*a == '=' || !*a) && (*b == '=' || !*b);
+}
+
+/* Why NAME=VALUE may not be an instance's variable (src/snapshot/protocol.ts), or 0. */
+static const char *env_problem(const char *entry)
+{
+	static const char *const reserved[] = { "PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "BURROW_INSTANCE" };
+	/* src/config/environment.ts RUNTIME_ENV_PREFIXES: they steer the runtime or the loader. */
+	static const char *const runtime[] = { "BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_" };
+	const char *c = entry;
+	if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || *c == '_'))
+		return "env: expected NAME=VALUE with a variable name";
+	for (; *c && *c != '='; c++)
+		if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+			return "env: expected NAME=VALUE with a variable name";
+	if (*c != '=' || c - entry > 128)
+		return "env: expected NAME=VALUE with a variable name";
+	for (unsigned i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+		if (same_name(entry, reserved[i]))
+			return "env: a variable burrow sets itself cannot be replaced";
+	for (unsigned i = 0; i < sizeof(runtime) / sizeof(runtime[0]); i++)
+		if (starts_with(entry, runtime[i]))
+			return "env: a variable that steers the runtime or the loader cannot be set";
+	return 0;
+}
+
+/* The saved environment minus what the instance replaces, then BURROW_INSTANCE and the instance's own. */
+static void with_instance_env(const char *instance, int nenv)
+{
+	size_t n = 0;
+	for (char **e = opt.envp; *e && n < POINT_MAX_INHERITED; e++) {
+		int replaced = same_name(*e, "BURROW_INSTANCE");
+		for (int i = 0; i < nenv && !replaced; i++)
+			replaced = same_name(*e, point_env[i]);
+		if (!replaced)
+			point_envp[n++] = *e;
+	}
+	put_str(&instance_entry, "BURROW_INSTANCE=");
+	put_str(&instance_entry, instance);
+	instance_entry.text[instance_entry.len] = 0;
+	point_envp[n++] = instance_entry.text;
+	for (int i = 0; i < nenv; i++)
+		point_envp[n++] = point_env[i];
+	point_envp[n] = 0;
+	opt.envp = point_envp;
+}
+
+/* /run/burrow/resume.json: what the boot report's readers want to know of this restore. */
+static void record_resume(const char *instance, long resume_ms, size_t entropy_bytes, int nargs, int nenv)
+{
+	struct line record = { .len = 0 };
+	put_str(&record, "{\"instance\":\"");
+	put_str(&record, instance);
+	put_str(&record, "\",\"readyMs\":");
+	put_num(&record, boot_ready_ms);
+	put_str(&record, ",\"resumeMs\":");
+	put_num(&record, resume_ms);
+	put_str(&record, ",\"execMs\":");
+	put_num(&record, boottime_ms());
+	put_str(&record, ",\"entropyBytes\":");
+	put_num(&record, (long)entropy_bytes);
+	put_str(&record, ",\"args\":");
+	put_num(&record, nargs);
+	put_str(&record, ",\"env\":");
+	put_num(&record, nenv);
+	put_str(&record, "}");
+	record.text[record.len++] = '\n';
+	int fd = k_open("/run/burrow/resume.json", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
+	if (fd < 0) {
+		say(WARN, "snapshot: cannot write /run/burrow/resume.json: %e", fd);
+		return;
+	}
+	k_write(fd, record.text, record.len);
+	k_close(fd);
+}
+
+/*
+ * "burrow-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX ARGS ENV", ARGS "-" (the saved ones) or
+ * "COUNT:HEX,…", ENV "COUNT:HEX,…" of NAME=VALUE. Checked whole before anything is applied;
+ * returns the instance.
+ */
+static const char *point_apply(char *header, long resume_ms)
+{
+	char *fields[8];
+	int nfields = 0, nargs = -1, nenv;
+	u64 realtime;
+	size_t bytes;
+	for (char *p = header; *p && nfields < 8;) {
+		while (*p == ' ')
+			*p++ = 0;
+		if (!*p)
+			break;
+		fields[nfields++] = p;
+		while (*p && *p != ' ')
+			p++;
+	}
+	if (nfields != 7 || !str_eq(fields[0], "burrow-resume"))
+		point_refuse("not a resume line");
+	if (!str_eq(fields[1], "1"))
+		point_refuse("protocol version is not 1");
+	const char *problem = check_host_fields(fields[2], fields[3], fields[4], &realtime, &bytes);
+	if (problem)
+		point_refuse(problem);
+	if (!str_eq(fields[5], "-")) {
+		nargs = split_hex_list(fields[5], point_argv + 1, POINT_MAX_ARGS);
+		if (nargs < 0)
+			point_refuse("args: expected - or COUNT:HEX,... of at most 256 arguments without NUL");
+	}
+	nenv = split_hex_list(fields[6], point_env, POINT_MAX_ENV);
+	if (nenv < 0)
+		point_refuse("env: expected COUNT:HEX,... of at most 64 NAME=VALUE without NUL");
+	for (int i = 0; i < nenv; i++)
+		if ((problem = env_problem(point_env[i])))
+			point_refuse(problem);
+	problem = apply_host_fields(realtime, bytes, "snapshot");
+	if (problem)
+		point_refuse(problem);
+	if (nargs >= 0) {
+		point_argv[0] = opt.argv[0];
+		point_argv[nargs + 1] = 0;
+		opt.argv = point_argv;
+	}
+	with_instance_env(fields[2], nenv);
+	record_resume(fields[2], resume_ms, bytes, nargs, nenv);
+	say(INFO, "resumed as instance %s: %l bytes of host entropy, CRNG reseeded, clock set", fields[2], (long)bytes);
+	return fields[2];
+}
+
+/* Say "ready" on the control port and block until the host's resume line, then apply it. */
+static void snapshot_point(void)
+{
+	long pause = POINT_RETRY_MIN_MS, n;
+	int ret, fd = k_open(opt.point_port, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		say(ERR, "snapshot: cannot open the control port %s: %e", opt.point_port, fd);
+		point_fail();
+	}
+	/* Said first: the host may stop the VM the moment it reads "ready". */
+	say(INFO, "snapshot point: ready on burrow.control; waiting for the host's resume message");
+	/* The host may not have opened its side yet. */
+	while ((ret = write_ready(fd)) == -ENOTCONN || ret == -EPIPE)
+		sleep_ms(POINT_RETRY_MIN_MS);
+	if (ret < 0) {
+		say(ERR, "snapshot: writing ready to %s: %e", opt.point_port, ret);
+		point_fail();
+	}
+	resume_len = 0;
+	for (;;) {
+		n = k_read(fd, resume_buffer + resume_len, RESUME_MAX - resume_len);
+		if (n == -EINTR)
+			continue;
+		if (n < 0) {
+			say(ERR, "snapshot: reading the control port %s: %e; not starting the agent from a cloned state", opt.point_port, (int)n);
+			point_fail();
+		}
+		if (n == 0) {
+			/* The host side is closed: before the line starts, look again, backing off. */
+			if (resume_len > 0) {
+				say(ERR, "snapshot: malformed resume message on burrow.control: the host closed the port in the middle of it (%l bytes received); not starting the agent from a cloned state", (long)resume_len);
+				point_fail();
+			}
+			sleep_ms(pause);
+			pause = pause * 2 > POINT_RETRY_MAX_MS ? POINT_RETRY_MAX_MS : pause * 2;
+			continue;
+		}
+		for (long i = 0; i < n; i++) {
+			if (resume_buffer[resume_len + (size_t)i] != '\n')
+				continue;
+			resume_buffer[resume_len + (size_t)i] = 0;
+			write_resumed(fd, point_apply(resume_buffer, boottime_ms()));
+			k_close(fd);
+			return;
+		}
+		resume_len += (size_t)n;
+		if (resume_len >= RESUME_MAX)
+			point_refuse("longer than 70000 bytes");
 	}
 }
 
@@ -1415,6 +1731,14 @@ int start_c(long *stack)
 	}
 	if (i < argc)
 		opt.argv = argv + i + 1;
+	if (opt.point_port) {
+		open_log();
+		if (!opt.argv || !opt.argv[0]) {
+			say(ERR, "supervisor: point= needs -- PROGRAM");
+			point_fail();
+		}
+		snapshot_point();
+	}
 	if (opt.exec_only) {
 		struct start_failure failure;
 		if (!opt.argv || !opt.argv[0]) {

@@ -34,8 +34,6 @@ export interface BootReport {
   resident?: { rssKiB: number; anonKiB: number; fileKiB: number; shmemKiB: number; threads: number };
   /** paravisor: PID 1 handed to the supervisor (CLOCK_BOOTTIME ms); `freed`: burrow's executable, removed from the initramfs. */
   handoff?: { supervisor: string; worker: number; freed: string | null; atMs: number };
-  /** microvm snapshot restores: the instance, and CLOCK_BOOTTIME ms of ready, resume message and exec. */
-  resume?: { instance: string; readyMs: number; resumeMs: number; execMs: number; entropyBytes: number; args: string[] | null; env: string[] };
 }
 
 /** What every mode's plan gets from PID 1's start. */

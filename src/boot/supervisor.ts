@@ -16,13 +16,16 @@ const SEVERITY: Record<LogLevelName, number> = { error: 3, warn: 4, info: 5, deb
 export const STOP_PORT_PATH = `/dev/virtio-ports/${STOP_PORT}`;
 
 export type SupervisorRole =
-  /** Start `argv` under the spec and supervise it (microvm supervise mode). */
-  /** warmPort: the control port a warm snapshot is announced on (burrow.snapshot=warm), or null. */
-  | { kind: "spawn"; argv: string[]; stopPort: boolean; warmPort?: string | null }
+  /**
+   * Start `argv` under the spec and supervise it (microvm supervise mode). warmPort: the control
+   * port a warm snapshot is announced on (burrow.snapshot=warm); pointPort: the one the snapshot
+   * point waits on before anything starts (burrow.snapshot=1); null or absent: none.
+   */
+  | { kind: "spawn"; argv: string[]; stopPort: boolean; warmPort?: string | null; pointPort?: string | null }
   /** Supervise a child burrow started (the paravisor worker). */
   | { kind: "adopt"; pid: number }
-  /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec). */
-  | { kind: "exec"; argv: string[] };
+  /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec, or after the snapshot point). */
+  | { kind: "exec"; argv: string[]; pointPort?: string | null };
 
 /** The supervisor's argv: its options, the spec words, then "--" and the workload's argv. */
 export function supervisorArgv(config: Config, role: SupervisorRole, specWords: readonly string[] = [], freezeFds: readonly number[] = []): string[] {
@@ -40,8 +43,9 @@ export function supervisorArgv(config: Config, role: SupervisorRole, specWords: 
     ...freezeFds.map((fd) => `freeze-fd=${fd}`),
   ];
   if (role.kind === "adopt") return [...words, `adopt=${role.pid}`];
-  if (role.kind === "exec") return [...words, "exec=1", ...specWords, "--", ...role.argv];
-  return [...words, ...(role.stopPort ? [`stop-port=${STOP_PORT_PATH}`] : []), ...(role.warmPort ? [`warm=${role.warmPort}`] : []), ...specWords, "--", ...role.argv];
+  const point = role.pointPort ? [`point=${role.pointPort}`] : [];
+  if (role.kind === "exec") return [...words, "exec=1", ...point, ...specWords, "--", ...role.argv];
+  return [...words, ...(role.stopPort ? [`stop-port=${STOP_PORT_PATH}`] : []), ...(role.warmPort ? [`warm=${role.warmPort}`] : []), ...point, ...specWords, "--", ...role.argv];
 }
 
 /** The supervisor's file, open before the root switch takes it out of reach (close-on-exec: fexecve does not need it kept). */

@@ -15,8 +15,16 @@ export const MANIFEST = "manifest.json";
 export const STATE = "state";
 /** The guest's RAM, mapped copy-on-write by every restore (the mapped form). */
 export const RAM = "ram";
-/** 1: the RAM in a file named memory, copied by every restore; refused, save again. */
-export const MANIFEST_VERSION = 2;
+/**
+ * 1: the RAM in a file named memory, copied by every restore; 2: burrow (Bun) waited at the
+ * snapshot point and read a JSON resume message. Both refused: save again.
+ */
+export const MANIFEST_VERSION = 3;
+/** What an older manifest's snapshots did differently, for the line that refuses them. */
+const OLDER_VERSIONS: Record<number, string> = {
+  1: "whose restores copied the whole RAM",
+  2: "whose guest waited in burrow itself for a resume message of another form",
+};
 
 /**
  * mapped: the RAM is a file every restore maps MAP_PRIVATE (x-ignore-shared; nothing copied);
@@ -180,7 +188,7 @@ export function parseManifest(text: string): SnapshotManifest {
   const version = (value as Json).burrowSnapshot;
   if (version !== MANIFEST_VERSION) {
     throw new ManifestError(typeof version === "number" && version < MANIFEST_VERSION
-      ? `saved by an older burrow (version ${version}, whose restores copied the whole RAM); this burrow restores version ${MANIFEST_VERSION}`
+      ? `saved by an older burrow (version ${version}, ${OLDER_VERSIONS[version] ?? "of another layout"}); this burrow restores version ${MANIFEST_VERSION}`
       : `not a burrow snapshot manifest of version ${MANIFEST_VERSION} (burrowSnapshot: ${JSON.stringify(version)})`);
   }
   const form = top.oneOf<SnapshotForm>("form", ["mapped", "copy"]);

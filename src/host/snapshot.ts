@@ -17,7 +17,7 @@ import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { describeError, ExitStatusError } from "../errors";
 import { parseConfig } from "../config/config";
-import { encodeResume, encodeWarmResume, parseReady, parseResumed } from "../snapshot/protocol";
+import { encodePointResume, encodeWarmResume, instanceProblem, parseReady, parseResumed } from "../snapshot/protocol";
 import { LineSocket } from "./line-socket";
 import { QmpClient } from "./qmp";
 import { memBytes } from "./options";
@@ -296,6 +296,8 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
   if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
   const instance = restore.instance ?? `i${newRunId(12)}`;
+  const carried = instanceProblem({ instance, args: restore.args ?? null, env: restore.env ?? [] });
+  if (carried) throw new Error(`cannot restore ${dir}: ${carried}`);
   const mapped = manifest.form === "mapped";
   const sockets = mkdtempSync(join(tmpdir(), "burrow-restore-"));
   const controlSocket = join(sockets, "control");
@@ -340,8 +342,8 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
           const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
           // Queued in the socket until the guest reads it after "cont".
           const message = { instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] };
-          // A warm snapshot's resume goes to the resident supervisor (and on to the running workload).
-          control.write(manifest.warm ? encodeWarmResume(message) : encodeResume(message));
+          // Both go to the resident supervisor: at the snapshot point, or in a warm snapshot on to the running workload.
+          control.write(manifest.warm ? encodeWarmResume(message) : encodePointResume(message));
           const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
           const loadedMs = performance.now() - started;
           if (status.status !== "running") await qmp.execute("cont");

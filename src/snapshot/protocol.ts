@@ -1,23 +1,24 @@
-// The snapshot control protocol between burrow (guest) and `burrow run` (host), carried on the
-// virtio-serial port named CONTROL_PORT. JSON lines, one object per line, every object tagged
-// {"burrow":"snapshot","version":1,"type":…}:
+// The snapshot control protocol between the guest and `burrow run` (host), carried on the
+// virtio-serial port named CONTROL_PORT. The guest's side is the resident supervisor
+// (image/supervisor.c), which has no JSON parser; burrow (Bun) has exec'd it and is gone before
+// the VM is saved.
 //
-//   guest → host  {"type":"ready","uptimeMs":N}            all init work done; the VM may be saved
-//   host  → guest {"type":"resume","instance":ID,          on every restore
-//                  "entropy":BASE64 (≥ 64 bytes),
-//                  "realtimeNs":"DECIMAL",
-//                  "args":[…]?, "env":{…}?}
-//   guest → host  {"type":"resumed","instance":ID}         the message was accepted; the agent follows
+//   guest → host  {"burrow":"snapshot","version":1,"type":"ready","uptimeMs":N}    the VM may be saved
+//   host  → guest one line on every restore (below)
+//   guest → host  {"burrow":"snapshot","version":1,"type":"resumed","instance":ID} accepted; the agent follows
 //
-// A guest never starts the agent from a snapshot without a valid resume message: every clone
-// would share the kernel's RNG state and a stale clock.
+// At the snapshot point (burrow.snapshot=1), before the agent's exec:
+//   burrow-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX ARGS ENV
+// ARGS is "-" (the saved command line's) or COUNT:HEX,HEX,… (each argument's UTF-8 in lowercase
+// hex; "0:" none, "1:" one empty argument); ENV is COUNT:HEX,… of NAME=VALUE.
 //
-// A warm snapshot (burrow.snapshot=warm) is taken when the running workload asks, and read by the
-// resident supervisor (image/supervisor.c), which has no JSON parser: the host sends it two lines,
+// A warm snapshot (burrow.snapshot=warm) is taken when the running workload asks; two lines,
 //   burrow-warm-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX     the supervisor's: entropy, clock
 //   {"burrow":"snapshot","version":1,"type":"resume",        the workload's, passed on verbatim
 //    "instance":ID,"realtimeNs":"DECIMAL","args":[…]?,"env":{…}?}
-// and the supervisor answers with the same ready and resumed lines as burrow.
+//
+// A guest never starts the agent from a snapshot without a valid resume message: every clone
+// would share the kernel's RNG state and a stale clock.
 import { isRuntimeVariable } from "../config/environment";
 
 export const CONTROL_PORT = "burrow.control";
@@ -59,20 +60,39 @@ export function encodeResumed(instance: string): string {
   return frame({ type: "resumed", instance });
 }
 
-export function encodeResume(message: Omit<ResumeMessage, "type">): string {
-  const body: Record<string, unknown> = {
-    type: "resume",
-    instance: message.instance,
-    entropy: Buffer.from(message.entropy).toString("base64"),
-    realtimeNs: String(message.realtimeNs),
-  };
-  if (message.args) body.args = message.args;
-  if (message.env.length > 0) body.env = Object.fromEntries(message.env);
-  return frame(body);
+/** What the supervisor buffers of a resume message (RESUME_MAX in image/supervisor.c). */
+export const MAX_SUPERVISOR_RESUME_BYTES = 70_000;
+
+/** Why an instance cannot be sent (the rules the supervisor applies again), or null. */
+export function instanceProblem(message: Pick<ResumeMessage, "instance" | "args" | "env">): string | null {
+  if (!INSTANCE_PATTERN.test(message.instance)) return `instance ${JSON.stringify(message.instance)}: expected 1 to 64 letters, digits, '.', '_' or '-'`;
+  if (message.args && message.args.length > MAX_ARGS) return `${message.args.length} arguments, at most ${MAX_ARGS}`;
+  if (message.args?.some((arg) => arg.includes("\0"))) return "an argument holds a NUL byte";
+  if (message.env.length > MAX_ENV) return `${message.env.length} variables, at most ${MAX_ENV}`;
+  for (const [name, value] of message.env) {
+    if (!ENV_NAME.test(name)) return `env: ${JSON.stringify(name)} is not a variable name`;
+    if (RESERVED_ENV.has(name) || isRuntimeVariable(name)) return `env: ${name} is burrow's or the runtime's and cannot be set`;
+    if (value.includes("\0")) return `env: ${name} holds a NUL byte`;
+  }
+  if (new Set(message.env.map(([name]) => name)).size !== message.env.length) return "env: a variable is named twice";
+  return null;
 }
 
-/** What the supervisor buffers of a warm resume (RESUME_MAX in image/supervisor.c). */
-export const MAX_WARM_RESUME_BYTES = 70_000;
+function checkedForSupervisor(message: Pick<ResumeMessage, "instance" | "args" | "env">, text: string): string {
+  const problem = instanceProblem(message);
+  if (problem) throw new Error(`the resume message cannot carry this: ${problem}`);
+  if (Buffer.byteLength(text) > MAX_SUPERVISOR_RESUME_BYTES) throw new Error(`the resume message is ${Buffer.byteLength(text)} bytes, more than the guest's supervisor reads (${MAX_SUPERVISOR_RESUME_BYTES})`);
+  return text;
+}
+
+const hexList = (items: readonly string[]) => `${items.length}:${items.map((item) => Buffer.from(item, "utf8").toString("hex")).join(",")}`;
+
+/** The line the supervisor reads at the snapshot point on every restore. */
+export function encodePointResume(message: Omit<ResumeMessage, "type">): string {
+  const args = message.args ? hexList(message.args) : "-";
+  const env = hexList(message.env.map(([name, value]) => `${name}=${value}`));
+  return checkedForSupervisor(message, `burrow-resume ${VERSION} ${message.instance} ${message.realtimeNs} ${Buffer.from(message.entropy).toString("hex")} ${args} ${env}\n`);
+}
 
 /** The two lines a warm snapshot's supervisor reads on every restore. */
 export function encodeWarmResume(message: Omit<ResumeMessage, "type">): string {
@@ -80,9 +100,7 @@ export function encodeWarmResume(message: Omit<ResumeMessage, "type">): string {
   const body: Record<string, unknown> = { type: "resume", instance: message.instance, realtimeNs: String(message.realtimeNs) };
   if (message.args) body.args = message.args;
   if (message.env.length > 0) body.env = Object.fromEntries(message.env);
-  const text = header + frame(body);
-  if (Buffer.byteLength(text) > MAX_WARM_RESUME_BYTES) throw new Error(`the resume message is ${Buffer.byteLength(text)} bytes, more than a warm snapshot's supervisor reads (${MAX_WARM_RESUME_BYTES})`);
-  return text;
+  return checkedForSupervisor(message, header + frame(body));
 }
 
 type Parsed<T> = { ok: true; message: T } | { ok: false; problem: string };
@@ -121,52 +139,4 @@ export function parseResumed(line: string): Parsed<ResumedMessage> {
   const instance = own(frame.message.body, "instance");
   if (frame.message.type !== "resumed" || typeof instance !== "string") return { ok: false, problem: `expected resumed, got ${frame.message.type}` };
   return { ok: true, message: { type: "resumed", instance } };
-}
-
-/** The host's resume message, validated completely; the first problem is one line. */
-export function parseResume(line: string): Parsed<ResumeMessage> {
-  const frame = parseFrame(line);
-  if (!frame.ok) return frame;
-  const { type, body } = frame.message;
-  if (type !== "resume") return { ok: false, problem: `expected resume, got ${JSON.stringify(type)}` };
-  for (const key of Object.keys(body)) {
-    if (!["burrow", "version", "type", "instance", "entropy", "realtimeNs", "args", "env"].includes(key)) return { ok: false, problem: `unknown field ${JSON.stringify(key)}` };
-  }
-  const instance = own(body, "instance");
-  if (typeof instance !== "string" || !INSTANCE_PATTERN.test(instance)) return { ok: false, problem: "instance: expected 1 to 64 letters, digits, '.', '_' or '-'" };
-
-  const entropyText = own(body, "entropy");
-  if (typeof entropyText !== "string" || !/^[A-Za-z0-9+/]*={0,2}$/.test(entropyText) || entropyText.length % 4 !== 0) return { ok: false, problem: "entropy: expected base64" };
-  const entropy = new Uint8Array(Buffer.from(entropyText, "base64"));
-  if (entropy.length < MIN_ENTROPY_BYTES || entropy.length > MAX_ENTROPY_BYTES) return { ok: false, problem: `entropy: ${entropy.length} bytes, expected ${MIN_ENTROPY_BYTES} to ${MAX_ENTROPY_BYTES}` };
-
-  const realtimeText = own(body, "realtimeNs");
-  if (typeof realtimeText !== "string" || !/^\d{1,20}$/.test(realtimeText)) return { ok: false, problem: "realtimeNs: expected a decimal string of nanoseconds since the epoch" };
-  const realtimeNs = BigInt(realtimeText);
-  // time_t seconds fit an i64 by far; a clock before 2000 is a host bug, not a time to set.
-  if (realtimeNs < 946_684_800n * 1_000_000_000n || realtimeNs >= 2n ** 63n) return { ok: false, problem: `realtimeNs: ${realtimeText} is not a plausible wall clock` };
-
-  const argsValue = own(body, "args");
-  let args: string[] | null = null;
-  if (argsValue !== undefined) {
-    if (!Array.isArray(argsValue) || argsValue.length > MAX_ARGS || !argsValue.every((arg) => typeof arg === "string" && !arg.includes("\0"))) {
-      return { ok: false, problem: `args: expected at most ${MAX_ARGS} strings without NUL` };
-    }
-    args = argsValue as string[];
-  }
-
-  const envValue = own(body, "env");
-  const env: [string, string][] = [];
-  if (envValue !== undefined) {
-    if (typeof envValue !== "object" || envValue === null || Array.isArray(envValue)) return { ok: false, problem: "env: expected an object of strings" };
-    const entries = Object.entries(envValue);
-    if (entries.length > MAX_ENV) return { ok: false, problem: `env: more than ${MAX_ENV} variables` };
-    for (const [name, value] of entries) {
-      if (!ENV_NAME.test(name)) return { ok: false, problem: `env: ${JSON.stringify(name)} is not a variable name` };
-      if (RESERVED_ENV.has(name) || isRuntimeVariable(name)) return { ok: false, problem: `env: ${name} is burrow's or the runtime's and cannot be set` };
-      if (typeof value !== "string" || value.includes("\0")) return { ok: false, problem: `env: ${name} must be a string without NUL` };
-      env.push([name, value]);
-    }
-  }
-  return { ok: true, message: { type: "resume", instance, entropy, realtimeNs, args, env } };
 }

@@ -26,7 +26,6 @@ const DECLS = {
   prlimit: { args: ["i32", "i32", "ptr", "ptr"], returns: "i32" },
   uname: { args: ["ptr"], returns: "i32" },
   clock_gettime: { args: ["i32", "ptr"], returns: "i32" },
-  clock_settime: { args: ["i32", "ptr"], returns: "i32" },
   syscall: { args: ["i64", "i64", "i64", "i64"], returns: FFIType.i64_fast },
   swapon: { args: ["ptr", "i32"], returns: "i32" },
   reboot: { args: ["i32"], returns: "i32" },

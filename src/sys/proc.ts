@@ -150,8 +150,3 @@ export function closeRangeCloexec(first: number): void {
   if (result < 0) throw new SysError("close_range", errno(), { first });
 }
 
-/** Set a clock (CLOCK_REALTIME after a snapshot restore) to `ns` nanoseconds. */
-export function setClockNs(clock: number, ns: bigint): void {
-  const timespec = new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
-  check(libc("clock_settime")(clock, timespec), "clock_settime", { clock, ns: String(ns) });
-}

@@ -1,9 +1,8 @@
 // The kernel's random device ioctls (include/uapi/linux/random.h).
-import { ioctlInt, ioctlPtr } from "./fs";
 
 /** RNDADDENTROPY = _IOW('R', 0x03, int[2]): mix bytes in and credit them. */
 export const RNDADDENTROPY = 0x40085203;
-/** RNDRESEEDCRNG = _IO('R', 0x07): reseed the CRNG from the pool now, not at its next interval. */
+/** RNDRESEEDCRNG = _IO('R', 0x07): reseed the CRNG from the pool now (the supervisor does, after every restore). */
 export const RNDRESEEDCRNG = 0x5207;
 
 /** struct rand_pool_info { int entropy_count (bits); int buf_size; __u32 buf[]; }, buf sized `bufferSize`. */
@@ -14,10 +13,4 @@ export function rndAddEntropyArgument(bytes: Uint8Array, bufferSize = bytes.leng
   view.setInt32(4, bytes.length, true);
   argument.set(bytes, 8);
   return argument;
-}
-
-/** Credit `bytes` to the pool and force a CRNG reseed (fd: /dev/random or /dev/urandom, CAP_SYS_ADMIN). */
-export function addEntropyAndReseed(fd: number, bytes: Uint8Array): void {
-  ioctlPtr(fd, RNDADDENTROPY, rndAddEntropyArgument(bytes), { what: "RNDADDENTROPY", bytes: bytes.length });
-  ioctlInt(fd, RNDRESEEDCRNG, 0, { what: "RNDRESEEDCRNG" });
 }

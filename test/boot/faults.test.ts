@@ -211,13 +211,20 @@ describe("snapshot faults", () => {
 
   test("the control port during a restore: a flood without a newline, junk lines, a host that hangs up mid-message — one line each, the fallback, status 1", async () => {
     const scratch = mkdtempSync(join(work, "control-"));
+    const refusal = (why: string) => new RegExp(`snapshot: malformed resume message on burrow\\.control: ${why}; not starting the agent from a cloned state`);
     const flood = await restoreByHand(dir, scratch, "x".repeat(200_000));
-    expect(flood.output).toMatch(/boot failed: snapshot: resume message longer than 65536 bytes/);
+    expect(flood.output).toMatch(refusal("longer than 70000 bytes"));
     const junk = await restoreByHand(dir, scratch, "garbage\n".repeat(2000));
-    expect(junk.output).toMatch(/boot failed: snapshot: malformed resume message on burrow\.control: not JSON; not starting the agent from a cloned state/);
-    const halfway = await restoreByHand(dir, scratch, '{"burrow":"snapshot","version":1,"type":"res', { hangUp: true });
-    expect(halfway.output).toMatch(/boot failed: snapshot: the host closed the control port in the middle of the resume message \(\d+ bytes received\)/);
-    for (const result of [flood, junk, halfway]) {
+    expect(junk.output).toMatch(refusal("not a resume line"));
+    const halfway = await restoreByHand(dir, scratch, "burrow-resume 1 vm-1 ", { hangUp: true });
+    expect(halfway.output).toMatch(refusal("the host closed the port in the middle of it \\(\\d+ bytes received\\)"));
+    // Well formed, but what a real host refuses to send: the guest refuses it too.
+    const header = `burrow-resume 1 vm-1 ${BigInt(Date.now()) * 1_000_000n} ${"ab".repeat(64)}`;
+    const loader = await restoreByHand(dir, scratch, `${header} - 1:${Buffer.from("LD_PRELOAD=/x.so").toString("hex")}\n`);
+    expect(loader.output).toMatch(refusal("env: a variable that steers the runtime or the loader cannot be set"));
+    const nul = await restoreByHand(dir, scratch, `${header} 1:610062 0:\n`);
+    expect(nul.output).toMatch(refusal("args: expected - or COUNT:HEX,... of at most 256 arguments without NUL"));
+    for (const result of [flood, junk, halfway, loader, nul]) {
       expect(parseConsole(result.output).agent.has("start")).toBe(false);
       expect(result.exitCode).toBe(1);
     }

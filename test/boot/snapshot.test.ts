@@ -3,7 +3,7 @@
 // and the same mounts and swap as a cold boot. Changed files and missing or malformed resume
 // messages never reach the agent.
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync, utimesSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
@@ -38,10 +38,22 @@ describe("snapshot point", () => {
     expect(parseConsole(saved.run.output).agent.has("start")).toBe(false);
 
     const before = Date.now();
+    // The second with a translation buffer smaller than the guest translates (--tcg-tb-size 4): TCG flushes and refills it.
+    let secondCmdline = "";
+    // Read once QEMU has exec'd (the pid is known from the spawn, the command line a moment later).
+    const readCmdline = (pid: number) => {
+      try {
+        secondCmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      } catch {
+        return;
+      }
+      if (!secondCmdline.includes("qemu")) setTimeout(() => readCmdline(pid), 5);
+    };
     const [first, second] = await Promise.all([
       restoreSnapshot(dir, { args: ["one", "a b"], env: [["APP_MODE", "first"]], instance: "first", timeoutSeconds: 120 }),
-      restoreSnapshot(dir, { args: ["two"], instance: "second", timeoutSeconds: 120 }),
+      restoreSnapshot(dir, { args: ["two"], instance: "second", timeoutSeconds: 120, tcgTbSizeMiB: 4, onQemu: readCmdline }),
     ]);
+    expect(secondCmdline.split("\0")).toContain("tcg,tb-size=4");
     const cold = await runVm({ ...base(), append: "burrow.zram=64M ro -- cold" });
     const results = [first, second].map((result) => ({ result, ...parseConsole(result.output) }));
     for (const { result, agent } of results) {
@@ -54,10 +66,14 @@ describe("snapshot point", () => {
       expect(agent.get("env")).toContain(`BURROW_INSTANCE=${result.instance}`);
       const reportLine = agent.get("boot-report")![0]!;
       if (!reportLine.endsWith("}")) throw new Error(`boot report cut: ${reportLine.slice(-300)}\n${explain(result)}`);
-      const report = JSON.parse(reportLine) as { resume: { instance: string; resumeMs: number; execMs: number }; steps: { name: string; status: string }[] };
-      expect(report.resume.instance).toBe(result.instance);
-      expect(report.resume.execMs).toBeGreaterThanOrEqual(report.resume.resumeMs);
+      const report = JSON.parse(reportLine) as { steps: { name: string; status: string }[] };
       expect(report.steps.find((step) => step.name === "snapshot")!.status).toBe("ok");
+      // The supervisor's record of this restore (burrow itself was gone before the save).
+      const resume = JSON.parse(agent.get("resume-report")![0]!) as { instance: string; readyMs: number; resumeMs: number; execMs: number; entropyBytes: number; args: number; env: number };
+      expect(resume.instance).toBe(result.instance);
+      expect(resume.resumeMs).toBeGreaterThanOrEqual(resume.readyMs);
+      expect(resume.execMs).toBeGreaterThanOrEqual(resume.resumeMs);
+      expect(resume.entropyBytes).toBe(64);
     }
     const [one, two] = results;
     expect(one!.agent.get("argc")).toEqual(["2"]);
@@ -101,8 +117,8 @@ describe("snapshot point", () => {
     expect(parseConsole(silent.output).agent.has("start")).toBe(false);
     expect(silent.output).not.toMatch(/exec "\/usr\/local\/bin\/guest-agent"/);
 
-    const malformed = await runBare('{"burrow":"snapshot","version":1,"type":"resume","instance":"x","entropy":"AA==","realtimeNs":"1"}\n');
-    expect(malformed.output).toMatch(/boot failed: snapshot: malformed resume message on burrow\.control: entropy: 1 bytes, expected 64 to 4096; not starting the agent from a cloned state/);
+    const malformed = await runBare(`burrow-resume 1 x ${BigInt(Date.now()) * 1_000_000n} 00 - 0:\n`);
+    expect(malformed.output).toMatch(/snapshot: malformed resume message on burrow\.control: entropy: expected 64 to 4096 bytes in hex; not starting the agent from a cloned state/);
     expect(parseConsole(malformed.output).agent.has("start")).toBe(false);
     expect(malformed.outcome).toBe("exit-status");
     expect(malformed.exitCode).toBe(1);

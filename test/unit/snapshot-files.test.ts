@@ -68,7 +68,7 @@ const identity = (path: string) => ({ path, size: 10, mtimeMs: 1, head: HASH, ta
 
 function manifest(): SnapshotManifest {
   return {
-    burrowSnapshot: 2,
+    burrowSnapshot: 3,
     form: "mapped",
     warm: false,
     qemu: "7.2.22",

@@ -21,9 +21,9 @@ import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
 import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
-import { controlPortDevice, snapshotPoint, type ResumeRecord } from "./snapshot";
+import { controlPortDevice, warmAgent } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
-import { CONTROL_PORT, type ResumeMessage } from "../../snapshot/protocol";
+import { CONTROL_PORT } from "../../snapshot/protocol";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 
@@ -43,8 +43,8 @@ interface MicrovmContext {
   supervisorError: string | null;
   /** An fd on the overlay's upper disk, which the root hides: the supervisor freezes it at the stop. */
   freezeFd: number | null;
-  /** Set when a snapshot was resumed: the instance's arguments and variables replace the command line's. */
-  resume: { message: ResumeMessage; record: ResumeRecord } | null;
+  /** The control port the supervisor waits on at the snapshot point (burrow.snapshot=1), or null. */
+  pointPort: string | null;
 }
 
 const now = (context: MicrovmContext) => context.runtime.now();
@@ -98,7 +98,10 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
     policy: "fatal",
     when: (context) => context.runtime.config.snapshot === "point",
     run(context) {
-      context.resume = snapshotPoint(() => now(context), context.runtime.config.agent);
+      const device = controlPortDevice();
+      if (device === null) throw new Error(`burrow.snapshot=1 but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
+      context.pointPort = device;
+      log.debug(`snapshot point: read ${warmAgent(context.runtime.config.agent).join(", ") || "nothing"} into the page cache for the restores`);
     },
   },
   { name: "start-workload", policy: "fatal", run: startWorkload },
@@ -255,21 +258,23 @@ function warmSnapshotPort(supervise: boolean): string {
 
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
-  const resume = context.resume?.message ?? null;
   // passwd, group, the OCI file: one the new root lacks is null, and the resolver says what that means.
   const plan = resolveWorkload(config.workload, readOptionalText);
   if (!plan.ok) throw new Error(`${plan.reason}; the agent was not started`);
   for (const field of plan.ignored) log.warn(`workload spec: ${field} is not applied`);
-  const argv = resume?.args ? agentArgv(config.agent, resume.args) : (plan.argv ?? agentArgv(config.agent, config.initArgs));
+  const argv = plan.argv ?? agentArgv(config.agent, config.initArgs);
   const env = buildAgentEnv(process.env, startNs);
   env.push(...plan.env);
-  if (resume) env.push(`BURROW_INSTANCE=${resume.instance}`, ...resume.env.map(([name, value]) => `${name}=${value}`));
   if (argv[0]!.startsWith("/") && !existsSync(argv[0]!)) throw new Error(`cannot exec agent ${argv[0]}: ENOENT (no such file or directory)`);
   const words = [...plan.words];
   if (plan.cgroup) words.push(`cgroup=${prepareWorkloadCgroup(plan.cgroup)}`);
   // A bare program name (a spec file's process.args) needs the supervisor's PATH lookup.
   const warmPort = config.snapshot === "warm" ? warmSnapshotPort(config.supervise) : null;
-  const role: SupervisorRole | null = config.supervise ? { kind: "spawn", argv, stopPort: true, warmPort } : words.length > 0 || !argv[0]!.startsWith("/") ? { kind: "exec", argv } : null;
+  // The snapshot point is the supervisor's too: it waits for the resume, then execs or starts the agent.
+  const pointPort = context.pointPort;
+  const role: SupervisorRole | null = config.supervise
+    ? { kind: "spawn", argv, stopPort: true, warmPort, pointPort }
+    : words.length > 0 || !argv[0]!.startsWith("/") || pointPort ? { kind: "exec", argv, pointPort } : null;
   if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
   // Ports that got their names while the root was mounted.
   try {
@@ -279,12 +284,12 @@ function startWorkload(context: MicrovmContext): void {
   }
   const record = report.steps.at(-1);
   if (record) record.endMs = now(context);
-  if (context.resume) report.resume = { ...context.resume.record, execMs: now(context) };
   writeReport(report);
   const shown = argv.map((arg) => JSON.stringify(arg)).join(" ");
   const after = `${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started`;
   const spec = words.length ? `; ${plan.summary}` : "";
-  log.info(role?.kind === "spawn" ? `supervise ${shown} (${after}${spec})` : `exec ${shown} (${after}${spec})`);
+  const waits = pointPort ? `; the supervisor starts it after the resume on ${CONTROL_PORT}` : "";
+  log.info(role?.kind === "spawn" ? `supervise ${shown} (${after}${spec}${waits})` : `exec ${shown} (${after}${spec}${waits})`);
   makeStdioBlocking();
   // The agent reads no console input unless asked: a stray keystroke on the console cannot reach it.
   if (!config.consoleStdin) stdinFromDevNull();
@@ -318,6 +323,6 @@ function stdinFromDevNull(): void {
 }
 
 export async function bootMicrovm(runtime: InitRuntime): Promise<void> {
-  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, overlayDevice: null, supervisorFd: null, supervisorError: null, freezeFd: null, resume: null };
+  const context: MicrovmContext = { runtime, watcher: null, failedModules: new Map(), rootDevice: null, rootType: null, overlayDevice: null, supervisorFd: null, supervisorError: null, freezeFd: null, pointPort: null };
   await runPlan(MICROVM_PLAN, context, runtime.report, runtime.now);
 }
