@@ -27,7 +27,7 @@ export const VERSION = 1;
 /** Host entropy per resume: enough to reseed the CRNG on its own (it takes 32 bytes). */
 export const MIN_ENTROPY_BYTES = 64;
 export const MAX_ENTROPY_BYTES = 4096;
-/** A line longer than this is refused unread: the guest never buffers more. */
+/** The longest line the host reads from the guest (ready, resumed); a longer one is refused. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 export const MAX_ARGS = 256;
 export const MAX_ENV = 64;
