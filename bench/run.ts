@@ -14,6 +14,7 @@ import { buildImage, type Compression } from "../src/image/build";
 import { withBootDisk } from "../src/host/boot-disk";
 import { runVm, type RunOptions } from "../src/host/qemu";
 import { restoreSnapshot, saveSnapshot, type RestoreTimings } from "../src/host/snapshot";
+import { readManifest } from "../src/host/snapshot-manifest";
 import type { BootTimeline } from "./charts/timeline";
 import { bootPicture, wallPicture } from "./draw";
 import { bootFromConsole, wallRowsFromData, type BootData, type ResultsData } from "./results-data";
@@ -37,6 +38,12 @@ const variantNames = values.variants!.split(",").filter(Boolean);
  * burrow's own part (its first line → its exec line, printk times); NaN for other inits.
  */
 interface Sample { initMs: number; wallToAgentMs: number; memAvailableKiB: number; stepsMs: number; restore?: RestoreTimings; boot?: BootTimeline }
+/** A snapshot's saved bytes: its state file, and the blocks its RAM file holds (a hole is free). */
+function savedBytes(dir: string): number {
+  const manifest = readManifest(dir);
+  return manifest.saved.state.size + manifest.ramAllocatedBytes;
+}
+
 interface Row { kernel: string; init: string; imageBytes: number; samples: Sample[]; failures: string[] }
 
 const KERNELS: Record<string, { vmlinuz: string; kernelDir: string | null; arch?: "arm64" }> = {
@@ -162,8 +169,8 @@ for (const kernel of kernels) {
   const built = await images(kernel);
   const byInit = new Map<string, Row>();
   for (const variant of variantsFor(kernel)) {
-    // A restore's "image" is the saved memory it loads.
-    const imageBytes = statSync(variant === "restore" ? join(built[variant]!, "memory") : built[variant]!).size;
+    // A restore's "image" is what its save wrote: the device state and the RAM file's written blocks.
+    const imageBytes = variant === "restore" ? savedBytes(built[variant]!) : statSync(built[variant]!).size;
     const row: Row = { kernel, init: variant, imageBytes, samples: [], failures: [] };
     byInit.set(variant, row);
     rows.push(row);

@@ -1070,18 +1070,9 @@ static void warm_refuse(const char *why)
 static void warm_resume(char *header, char *message, size_t message_len)
 {
 	char *fields[6];
-	int nfields = 0;
+	int nfields = split_fields(header, fields, 6);
 	u64 realtime;
 	size_t bytes;
-	for (char *p = header; *p && nfields < 6;) {
-		while (*p == ' ')
-			*p++ = 0;
-		if (!*p)
-			break;
-		fields[nfields++] = p;
-		while (*p && *p != ' ')
-			p++;
-	}
 	if (nfields != 5 || !str_eq(fields[0], "burrow-warm-resume"))
 		return warm_refuse("not a warm resume header");
 	if (!str_eq(fields[1], "1"))
@@ -1621,18 +1612,9 @@ static void record_resume(const char *instance, long resume_ms, size_t entropy_b
 static const char *point_apply(char *header, long resume_ms)
 {
 	char *fields[8];
-	int nfields = 0, nargs = -1, nenv;
+	int nfields = split_fields(header, fields, 8), nargs = -1, nenv;
 	u64 realtime;
 	size_t bytes;
-	for (char *p = header; *p && nfields < 8;) {
-		while (*p == ' ')
-			*p++ = 0;
-		if (!*p)
-			break;
-		fields[nfields++] = p;
-		while (*p && *p != ' ')
-			p++;
-	}
 	if (nfields != 7 || !str_eq(fields[0], "burrow-resume"))
 		point_refuse("not a resume line");
 	if (!str_eq(fields[1], "1"))

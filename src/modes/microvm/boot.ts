@@ -243,11 +243,6 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
-/**
- * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
- * the supervisor after it applied a workload spec, or started and supervised by it for its whole
- * life (burrow.supervise=1). A spec that cannot be applied fully stops here: fail closed.
- */
 /** The control port the supervisor announces a warm snapshot on; warm snapshots are the supervisor's, so they need it. */
 function warmSnapshotPort(supervise: boolean): string {
   if (!supervise) throw new Error("burrow.snapshot=warm needs burrow.supervise=1 (the resident supervisor takes the snapshot when the workload asks)");
@@ -256,6 +251,12 @@ function warmSnapshotPort(supervise: boolean): string {
   return device;
 }
 
+/**
+ * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
+ * the supervisor after it applied a workload spec or took the snapshot point's resume, or started
+ * and supervised by it for its whole life (burrow.supervise=1). A spec that cannot be applied
+ * fully stops here: fail closed.
+ */
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
   // passwd, group, the OCI file: one the new root lacks is null, and the resolver says what that means.
@@ -275,7 +276,7 @@ function startWorkload(context: MicrovmContext): void {
   const role: SupervisorRole | null = config.supervise
     ? { kind: "spawn", argv, stopPort: true, warmPort, pointPort }
     : words.length > 0 || !argv[0]!.startsWith("/") || pointPort ? { kind: "exec", argv, pointPort } : null;
-  if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
+  if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : pointPort ? "burrow.snapshot=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
   // Ports that got their names while the root was mounted.
   try {
     linkVirtioPorts(listVirtioPorts());
