@@ -929,6 +929,12 @@ static size_t resume_len;
 /* CLOCK_BOOTTIME ms when "ready" went out (the gap to the resume spans the saved time). */
 static long boot_ready_ms;
 
+static void sleep_ms(long ms)
+{
+	struct timespec_k pause = { ms / 1000, (ms % 1000) * 1000000L };
+	k_ppoll(0, 0, &pause);
+}
+
 static int write_all(int fd, const char *text, size_t len)
 {
 	while (len) {
@@ -936,8 +942,7 @@ static int write_all(int fd, const char *text, size_t len)
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN) {
-			struct timespec_k pause = { 0, CONTROL_RETRY_MS * 1000000L };
-			k_ppoll(0, 0, &pause);
+			sleep_ms(CONTROL_RETRY_MS);
 			continue;
 		}
 		if (n <= 0)
@@ -1458,12 +1463,6 @@ static char *point_argv[POINT_MAX_ARGS + 2];
 static char *point_env[POINT_MAX_ENV];
 static char *point_envp[POINT_MAX_INHERITED + POINT_MAX_ENV + 2];
 static struct line instance_entry;
-
-static void sleep_ms(long ms)
-{
-	struct timespec_k pause = { ms / 1000, (ms % 1000) * 1000000L };
-	k_ppoll(0, 0, &pause);
-}
 
 /* The fallback with the signals the teardown waits on (exec=1 has not opened them yet). */
 static __attribute__((noreturn)) void point_fail(void)

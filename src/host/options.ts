@@ -52,12 +52,17 @@ export function checkTimeout(seconds: number, shown: string | number = seconds):
   }
 }
 
+/** Plain digits, at most four of them (no sign, exponent or suffix), or NaN for the caller's check to refuse. */
+function wholeNumber(value: string): number {
+  return /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+}
+
 /** QEMU's x86 machines take at most 288 vCPUs; more is a typo, not a plan. */
 const MAX_SMP = 288;
 
 /** `--smp`: a plain vCPU count (QEMU's -smp also takes `sockets=…,maxcpus=…`, which we do not pass through). */
 export function parseSmp(value: string): number {
-  const count = /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+  const count = wholeNumber(value);
   checkSmp(count, value);
   return count;
 }
@@ -77,7 +82,7 @@ const MAX_TB_SIZE_MIB = 2048;
  * counts against the host's commit limit.
  */
 export function parseTcgTbSize(value: string): number {
-  const mib = /^\d{1,4}$/.test(value.trim()) ? Number(value) : NaN;
+  const mib = wholeNumber(value);
   checkTcgTbSize(mib, value);
   return mib;
 }

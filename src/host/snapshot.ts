@@ -17,7 +17,7 @@ import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { describeError, ExitStatusError } from "../errors";
 import { parseConfig } from "../config/config";
-import { encodePointResume, encodeWarmResume, instanceProblem, parseReady, parseResumed } from "../snapshot/protocol";
+import { encodePointResume, encodeWarmResume, parseReady, parseResumed } from "../snapshot/protocol";
 import { LineSocket } from "./line-socket";
 import { QmpClient } from "./qmp";
 import { memBytes } from "./options";
@@ -296,8 +296,15 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
   if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
   const instance = restore.instance ?? `i${newRunId(12)}`;
-  const carried = instanceProblem({ instance, args: restore.args ?? null, env: restore.env ?? [] });
-  if (carried) throw new Error(`cannot restore ${dir}: ${carried}`);
+  // Both go to the resident supervisor: at the snapshot point, or in a warm snapshot on to the running workload.
+  const encode = manifest.warm ? encodeWarmResume : encodePointResume;
+  const resumeMessage = () => encode({ instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] });
+  // Encoded once before QEMU starts: what the supervisor would refuse, or a message too long for it, is one line here.
+  try {
+    resumeMessage();
+  } catch (error) {
+    throw new Error(`cannot restore ${dir}: ${(error as Error).message}`);
+  }
   const mapped = manifest.form === "mapped";
   const sockets = mkdtempSync(join(tmpdir(), "burrow-restore-"));
   const controlSocket = join(sockets, "control");
@@ -340,10 +347,8 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
             await qmp.execute("migrate-incoming", { uri: incomingUri() });
           }
           const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
-          // Queued in the socket until the guest reads it after "cont".
-          const message = { instance, entropy: new Uint8Array(randomBytes(RESUME_ENTROPY_BYTES)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: restore.args ?? null, env: restore.env ?? [] };
-          // Both go to the resident supervisor: at the snapshot point, or in a warm snapshot on to the running workload.
-          control.write(manifest.warm ? encodeWarmResume(message) : encodePointResume(message));
+          // Queued in the socket until the guest reads it after "cont"; fresh entropy and the clock of now.
+          control.write(resumeMessage());
           const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
           const loadedMs = performance.now() - started;
           if (status.status !== "running") await qmp.execute("cont");

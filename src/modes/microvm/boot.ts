@@ -98,9 +98,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
     policy: "fatal",
     when: (context) => context.runtime.config.snapshot === "point",
     run(context) {
-      const device = controlPortDevice();
-      if (device === null) throw new Error(`burrow.snapshot=1 but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
-      context.pointPort = device;
+      context.pointPort = requiredControlPort("1");
       log.debug(`snapshot point: read ${warmAgent(context.runtime.config.agent).join(", ") || "nothing"} into the page cache for the restores`);
     },
   },
@@ -243,12 +241,17 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
+/** The control port a snapshot (burrow.snapshot=1 or warm) is announced on; the host must add it. */
+function requiredControlPort(setting: "1" | "warm"): string {
+  const device = controlPortDevice();
+  if (device === null) throw new Error(`burrow.snapshot=${setting} but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
+  return device;
+}
+
 /** The control port the supervisor announces a warm snapshot on; warm snapshots are the supervisor's, so they need it. */
 function warmSnapshotPort(supervise: boolean): string {
   if (!supervise) throw new Error("burrow.snapshot=warm needs burrow.supervise=1 (the resident supervisor takes the snapshot when the workload asks)");
-  const device = controlPortDevice();
-  if (device === null) throw new Error(`burrow.snapshot=warm but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
-  return device;
+  return requiredControlPort("warm");
 }
 
 /**
