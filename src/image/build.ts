@@ -1,7 +1,7 @@
 // `burrow image`: the initramfs (our own cpio newc writer) or an ext4 boot disk. Reproducible:
 // entries sorted, owner 0, every timestamp from SOURCE_DATE_EPOCH (or 0; 1 on ext4). Each duty lives in its
 // own module; this file is the order they run in.
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { archOfElf, hostArch, type Arch } from "../arch";
 import { addTree } from "./add";
 import { MODULE_FILE_PATTERN, moduleCompression } from "../modules";
@@ -13,9 +13,11 @@ import { addBaseLayout } from "./layout";
 import { addRuntimeLibraries, checkBinaryArch } from "./libraries";
 import { addModules, type ImageMode, type ModuleLayout } from "./modules";
 import { writeAtomically, writeInto } from "./output";
-import { addEarlyMounts } from "./preload";
+import { addEarlyMounts, EARLY_MOUNTS_PATH, LD_SO_PRELOAD_PATH } from "./preload";
 import { addSupervisor } from "./supervisor";
 import { withScratch } from "./scratch";
+import { NEWC_FIELD_MAX } from "./limits";
+import { SUPERVISOR_PATH } from "../boot/paths";
 
 // bench/run.ts names the compression type of ImageOptions.compress through this entry point.
 export { type Compression } from "./compress";
@@ -60,8 +62,27 @@ export interface ImageSummary {
   arch: Arch;
 }
 
+/**
+ * The options that can be judged without reading what they name; the rest (the kernel directory,
+ * each --add source) is judged as it is read, still before anything is compiled or the image written.
+ */
+function checkImageOptions(options: ImageOptions): void {
+  const binary = statSync(options.binary, { throwIfNoEntry: false });
+  if (!binary) throw new ImageError(`burrow binary not found: ${options.binary} (build it with \`just build\`)`);
+  if (!binary.isFile()) throw new ImageError(`burrow binary ${options.binary} is not a file`);
+  if (options.kernelDir === null && options.modules.length > 0) throw new ImageError("--modules needs --kernel-dir (where the kernel's lib/modules/<release>/ is)");
+  if (options.kernelDir === null && options.kernelRelease !== undefined) throw new ImageError(`--kernel-release ${options.kernelRelease} needs --kernel-dir (where the kernel's lib/modules/<release>/ is)`);
+  // The rename at the end would fail only after the whole build.
+  if (statSync(options.out, { throwIfNoEntry: false })?.isDirectory()) throw new ImageError(`--out ${options.out} is a directory; name the image file`);
+  const { mtime } = options;
+  if ((options.format ?? "cpio") === "cpio" && !(Number.isInteger(mtime) && mtime >= 0 && mtime <= NEWC_FIELD_MAX)) {
+    throw new ImageError(`mtime ${mtime} (SOURCE_DATE_EPOCH) does not fit a cpio newc header (0 to ${NEWC_FIELD_MAX})`);
+  }
+}
+
 export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
-  if (!existsSync(options.binary)) throw new ImageError(`burrow binary not found: ${options.binary} (build it with \`just build\`)`);
+  // Every check comes before the first compile: a bad option costs no C build and leaves nothing behind.
+  checkImageOptions(options);
   const format = options.format ?? "cpio";
   const archive = new CpioArchive();
   const binary = new Uint8Array(readFileSync(options.binary));
@@ -69,13 +90,10 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
   checkBinaryArch(binary, options.binary, arch);
   archive.add({ type: "file", path: options.binaryPath ?? "/init", data: binary, mode: 0o755 });
   const libraries = addRuntimeLibraries(archive, binary, options.binary, arch);
+  // Only a dynamically linked (glibc) binary needs the early mounts before its main().
+  const earlyMounts = libraries.length > 0;
 
   return withScratch((scratch) => {
-    // Only a dynamically linked (glibc) binary needs the early mounts before its main().
-    if (libraries.length > 0) addEarlyMounts(archive, scratch, arch);
-    addSupervisor(archive, scratch, arch);
-    addBaseLayout(archive);
-
     let modules: string[] = [];
     let release: string | null = null;
     if (options.kernelDir !== null) {
@@ -83,8 +101,6 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
         kernelDir: options.kernelDir, kernelRelease: options.kernelRelease, modules: options.modules,
         noDefaultModules: options.noDefaultModules, mode: options.mode, layout: options.moduleLayout,
       }, scratch));
-    } else if (options.modules.length > 0) {
-      throw new ImageError("--modules needs --kernel-dir (where the kernel's lib/modules/<release>/ is)");
     }
     // Another architecture's kernel directory would only fail in the guest, at finit_module (ENOEXEC).
     for (const entry of archive.list()) {
@@ -94,9 +110,17 @@ export async function buildImage(options: ImageOptions): Promise<ImageSummary> {
       if (found !== null && found !== arch) throw new ImageError(`module ${entry.path} from ${options.kernelDir} is for ${found}, but the image is for ${arch} (--arch, or the other architecture's --kernel-dir)`);
     }
 
+    // The compiled programs' places are held by empty files, so --add is judged against the whole
+    // image before the compiler runs; their bytes replace the empty files after.
+    for (const path of [SUPERVISOR_PATH, ...(earlyMounts ? [EARLY_MOUNTS_PATH, LD_SO_PRELOAD_PATH] : [])]) archive.add({ type: "file", path, data: new Uint8Array(0) });
+    addBaseLayout(archive);
+
     // Everything so far is what the image needs to boot: --add may add to it, never replace it.
     const imageOwn = new Set(archive.list().map((entry) => entry.path));
     for (const [source, destination] of options.add) addTree(archive, source, destination, { format, imageOwn });
+
+    if (earlyMounts) addEarlyMounts(archive, scratch, arch);
+    addSupervisor(archive, scratch, arch);
 
     const bytes = writeAtomically(options.out, (temporary) => {
       if (format === "ext4") return writeExt4(archive, temporary, scratch, options.mtime);

@@ -8,11 +8,12 @@ import { compilerFor } from "./c-compiler";
 import type { CpioArchive } from "./cpio";
 import { runTool } from "./tool";
 
-const EARLY_MOUNTS_PATH = "/lib/burrow/early-mounts.so";
+export const EARLY_MOUNTS_PATH = "/lib/burrow/early-mounts.so";
+export const LD_SO_PRELOAD_PATH = "/etc/ld.so.preload";
 
 export function addEarlyMounts(archive: CpioArchive, scratch: string, arch: Arch = hostArch()): void {
   archive.add({ type: "file", path: EARLY_MOUNTS_PATH, data: compileEarlyMounts(scratch, arch), mode: 0o755 });
-  archive.add({ type: "file", path: "/etc/ld.so.preload", data: Buffer.from(`${EARLY_MOUNTS_PATH}\n`), mode: 0o644 });
+  archive.add({ type: "file", path: LD_SO_PRELOAD_PATH, data: Buffer.from(`${EARLY_MOUNTS_PATH}\n`), mode: 0o644 });
 }
 
 function compileEarlyMounts(scratch: string, arch: Arch): Uint8Array {

@@ -3,13 +3,14 @@
 // (slow: few boots, generous timeouts), and a snapshot saved and restored there. `just test` builds
 // the artifacts; a missing one is an error naming it, as for every boot test, never a skip.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildImage } from "../../src/image/build";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { BUSYBOX_ARM64, BURROW_ARM64, INITRAMFS_ARM64, KERNEL_ARM64, KERNEL_ARM64_DIR, KERNEL_MICRO_ARM64, requireArtifacts, ROOT, ROOTFS_ARM64 } from "../helpers/artifacts";
 import { boot, keyedLines, parseConsole, tail, type BootResult } from "../helpers/boot";
+import { elfHeader, oneModuleImage } from "../helpers/module-image";
 
 const BOOT_TIMEOUT_MS = 600_000;
 const ARTIFACTS = [KERNEL_ARM64, INITRAMFS_ARM64, ROOTFS_ARM64, BURROW_ARM64, BUSYBOX_ARM64];
@@ -26,7 +27,7 @@ function explain(result: BootResult): string {
 describe("arm64 microvm (qemu-system-aarch64 -machine virt, Debian's arm64 kernel)", () => {
   beforeAll(() => requireArtifacts(...ARTIFACTS));
 
-  test("root by label on the second disk, console on ttyAMA0, modules with dependencies and parameters, zram, ports, switch_root, clean exec", async () => {
+  test("root by label on the second disk, console on ttyAMA0, modules with dependencies and parameters, zram, ports, switch_root, clean exec (burrow.supervise=0: the agent is PID 1)", async () => {
     const work = mkdtempSync(join(tmpdir(), "burrow-arm64-"));
     try {
       // A blank disk first: the root is then not /dev/vda and only its label can find it.
@@ -36,7 +37,7 @@ describe("arm64 microvm (qemu-system-aarch64 -machine virt, Debian's arm64 kerne
         ...arm64,
         disks: [blank, ROOTFS_ARM64],
         ports: [{ name: "demo.port", file: null }, { name: "org.example.events", file: null }],
-        append: "root=LABEL=burrow-root burrow.zram=64M burrow.zram.prio=7 virtio_blk.queue_depth=128 burrow.modules=virtio_balloon -- hello arm64",
+        append: "burrow.supervise=0 root=LABEL=burrow-root burrow.zram=64M burrow.zram.prio=7 virtio_blk.queue_depth=128 burrow.modules=virtio_balloon -- hello arm64",
       });
       if (!result.agent.has("done")) throw new Error(`the agent did not finish:\n${explain(result)}`);
 
@@ -177,7 +178,10 @@ describe("arm64 snapshot point (qemu-system-aarch64 saves and restores -machine 
     const agents = [first, second].map((result) => {
       const { agent } = parseConsole(result.output);
       if (!agent.has("done")) throw new Error(`arm64 restore ${result.instance} did not reach the agent's end: outcome ${result.outcome} (${result.reason})\n${result.output.split("\n").slice(-60).join("\n")}`);
-      expect(result.outcome).toBe("poweroff");
+      // Supervise mode (the default): the agent exits, the supervisor reports status 0.
+      expect(agent.get("pid")![0]).toMatch(/^\d+ ppid=1$/);
+      expect(result.outcome).toBe("exit-status");
+      expect(result.exitCode).toBe(0);
       expect(agent.get("env")).toContain(`BURROW_INSTANCE=${result.instance}`);
       expect(Math.abs(Number(agent.get("clock")![0]) * 1000 - before)).toBeLessThan(120_000);
       expect(agent.get("cmdline")![0]).toMatch(/^console=ttyAMA0 /);
@@ -198,7 +202,7 @@ describe("arm64 micro kernel (kernel-config/common.config + arm64.config: driver
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  test("no initramfs, no modules: root by label, zram, ports, the boot disk detached, clean exec", async () => {
+  test("no initramfs, no modules: root by label, zram, ports, the boot disk detached, the agent supervised (the default)", async () => {
     requireArtifacts(KERNEL_MICRO_ARM64, BURROW_ARM64, ROOTFS_ARM64);
     work = mkdtempSync(join(tmpdir(), "burrow-arm64-micro-"));
     const bootDisk = join(work, "boot.ext4");
@@ -221,8 +225,36 @@ describe("arm64 micro kernel (kernel-config/common.config + arm64.config: driver
     expect(values(result, "port").some((line) => /^demo\.port -> \.\.\/vport\d+p1$/.test(line))).toBe(true);
     expect(values(result, "cmdline")[0]).toMatch(/^console=ttyAMA0 /);
     expect(values(result, "argc")).toEqual(["2"]);
-    expect(values(result, "pid")[0]).toBe("1 ppid=0");
-    expect(result.outcome).toBe("poweroff");
+    // The resident supervisor's child; it exits and the supervisor reports its status 0.
+    expect(values(result, "pid")[0]).toMatch(/^\d+ ppid=1$/);
+    expect(result.burrow.some((line) => /^burrow: workload \(pid \d+\) exited with status 0$/.test(line))).toBe(true);
+    expect(result.outcome).toBe("exit-status");
     expect(result.exitCode).toBe(0);
   }, BOOT_TIMEOUT_MS);
+});
+
+// test/unit/arch.test.ts checks modules against an image of this host's architecture; here the
+// arm64 image's supervisor is cross-compiled (aarch64-linux-gnu-gcc, which `just test` installs).
+describe("an arm64 image from any host: arm64 modules taken, plain and compressed", () => {
+  test("each compression's module is read as arm64 and goes in; an x86_64 one is refused", async () => {
+    const work = mkdtempSync(join(tmpdir(), "burrow-arm64-modules-"));
+    try {
+      const packs: [string, (bytes: Uint8Array<ArrayBuffer>) => Uint8Array][] = [
+        ["ko", (bytes) => bytes],
+        ["ko.zst", (bytes) => Bun.zstdCompressSync(bytes)],
+        ["ko.gz", (bytes) => Bun.gzipSync(bytes)],
+        ["ko.xz", (bytes) => new Uint8Array(Bun.spawnSync(["xz", "--stdout"], { stdin: bytes }).stdout)],
+      ];
+      for (const [extension, pack] of packs) {
+        const image = oneModuleImage(work, `foo.${extension}`, pack(elfHeader(183)), "arm64");
+        const summary = await image.build();
+        expect(summary.modules).toEqual(["foo"]);
+        expect(summary.arch).toBe("arm64");
+        expect(existsSync(image.out)).toBe(true);
+      }
+      await expect(oneModuleImage(work, "foo.ko.zst", Bun.zstdCompressSync(elfHeader(62)), "arm64").build()).rejects.toThrow(/is for x86_64, but the image is for arm64/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
 });

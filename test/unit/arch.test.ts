@@ -1,38 +1,24 @@
 // Guest architectures on the host side: --arch parsing, the QEMU command line per architecture,
 // and the image builder refusing another architecture's binary or libraries.
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ARCH_INFO, archOfElf, hostArch, parseArch } from "../../src/arch";
+import { ARCH_INFO, archOfElf, hostArch, parseArch, type Arch } from "../../src/arch";
 import { kernelCommandLine, qemuArgs, type RunOptions } from "../../src/host/qemu";
 import { checkMachine, defaultMachine } from "../../src/host/options";
 import { checkBinaryArch, libraryDirs } from "../../src/image/libraries";
 import { buildImage } from "../../src/image/build";
+import { elfHeader, oneModuleImage } from "../helpers/module-image";
 
 const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 10 };
 
-/** The first 20 bytes of a 64-bit little-endian ELF header for `machine`. */
-function elfHeader(machine: number): Uint8Array<ArrayBuffer> {
-  const bytes = new Uint8Array(64);
-  bytes.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]);
-  bytes[18] = machine & 0xff;
-  bytes[19] = machine >> 8;
-  return bytes;
-}
-
-/** A kernel directory under `work` whose one module is `file` (holding `bytes`), and an arm64 image of it. */
-function oneModuleImage(work: string, file: string, bytes: Uint8Array): { out: string; build: () => ReturnType<typeof buildImage> } {
-  const kernelDir = join(work, file);
-  const release = join(kernelDir, "lib/modules/6.1.0-test");
-  mkdirSync(join(release, "kernel"), { recursive: true });
-  writeFileSync(join(release, "modules.dep"), `kernel/${file}:\n`);
-  writeFileSync(join(release, "kernel", file), bytes);
-  const binary = join(work, "burrow");
-  writeFileSync(binary, elfHeader(183));
-  const out = join(work, `${file}.img`);
-  return { out, build: () => buildImage({ binary, arch: "arm64", out, kernelDir, modules: ["foo"], noDefaultModules: true, moduleLayout: "ordered", add: [], compress: "none", mtime: 0 }) };
-}
+// The module checks build images for this host's architecture, whose supervisor the host's own cc
+// compiles: unit tests need no cross compiler. An arm64 image of arm64 modules, cross-compiled, is
+// built in test/boot/arm64.test.ts.
+const IMAGE = hostArch();
+const OTHER: Arch = IMAGE === "arm64" ? "x86_64" : "arm64";
+const moduleImage = (work: string, file: string, bytes: Uint8Array) => oneModuleImage(work, file, bytes, IMAGE);
 
 async function inScratch(run: (work: string) => Promise<void>): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), "burrow-arch-"));
@@ -143,28 +129,28 @@ describe("burrow image --arch", () => {
     else console.warn("arch: no xz on this host: .ko.xz not tried");
     await inScratch(async (work) => {
       for (const [extension, pack] of compressors) {
-        const wrong = oneModuleImage(work, `foo.ko.${extension}`, pack(elfHeader(62)));
-        await expect(wrong.build()).rejects.toThrow(new RegExp(`module lib/modules/000/foo\\.ko\\.${extension} from .* is for x86_64, but the image is for arm64`));
+        const wrong = moduleImage(work, `foo.ko.${extension}`, pack(elfHeader(ARCH_INFO[OTHER].elfMachine)));
+        await expect(wrong.build()).rejects.toThrow(new RegExp(`module lib/modules/000/foo\\.ko\\.${extension} from .* is for ${OTHER}, but the image is for ${IMAGE}`));
         expect(existsSync(wrong.out)).toBe(false);
-        expect((await oneModuleImage(work, `foo.ko.${extension}`, pack(elfHeader(183))).build()).modules).toEqual(["foo"]);
+        expect((await moduleImage(work, `foo.ko.${extension}`, pack(elfHeader(ARCH_INFO[IMAGE].elfMachine))).build()).modules).toEqual(["foo"]);
       }
     });
   });
 
   test("a compressed module that does not decompress is refused by name", async () => {
     await inScratch(async (work) => {
-      await expect(oneModuleImage(work, "foo.ko.zst", elfHeader(183)).build()).rejects.toThrow(/module lib\/modules\/000\/foo\.ko\.zst: cannot decompress \(zst\)/);
+      await expect(moduleImage(work, "foo.ko.zst", elfHeader(ARCH_INFO[IMAGE].elfMachine)).build()).rejects.toThrow(/module lib\/modules\/000\/foo\.ko\.zst: cannot decompress \(zst\)/);
     });
   });
 
   test("modules of another architecture than the image's are refused with one line", async () => {
     await inScratch(async (work) => {
-      const wrong = oneModuleImage(work, "foo.ko", elfHeader(62));
-      await expect(wrong.build()).rejects.toThrow(/module lib\/modules\/000\/foo\.ko from .* is for x86_64, but the image is for arm64/);
+      const wrong = moduleImage(work, "foo.ko", elfHeader(ARCH_INFO[OTHER].elfMachine));
+      await expect(wrong.build()).rejects.toThrow(new RegExp(`module lib/modules/000/foo\\.ko from .* is for ${OTHER}, but the image is for ${IMAGE}`));
       expect(existsSync(wrong.out)).toBe(false);
-      const summary = await oneModuleImage(work, "foo.ko", elfHeader(183)).build();
+      const summary = await moduleImage(work, "foo.ko", elfHeader(ARCH_INFO[IMAGE].elfMachine)).build();
       expect(summary.modules).toEqual(["foo"]);
-      expect(summary.arch).toBe("arm64");
+      expect(summary.arch).toBe(IMAGE);
     });
   });
 });
