@@ -1,11 +1,12 @@
 // The burrow CLI (init, image, run, cmdline). citty's runMain calls process.exit, fatal for
 // PID 1, so commands run through runCommand inside our own try/catch.
 import { statSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
 import { describeError, ExitStatusError } from "./errors";
-import type { PortForward } from "./host/options";
+import { RUN_DEFAULTS, type PortForward } from "./host/options";
 import { log } from "./log";
 
 const init = defineCommand({
@@ -40,6 +41,8 @@ const image = defineCommand({
       return [spec.slice(0, colon), spec.slice(colon + 1)] as [string, string];
     });
     const epoch = process.env.SOURCE_DATE_EPOCH;
+    // reproducible-builds.org: a malformed SOURCE_DATE_EPOCH fails the build rather than stamping 0.
+    if (epoch && !/^\d+$/.test(epoch)) throw new Error(`SOURCE_DATE_EPOCH must be whole seconds since 1970, got ${JSON.stringify(epoch)}`);
     const { hostArch, parseArch } = await import("./arch");
     const arch = args.arch === undefined ? hostArch() : parseArch(args.arch);
     const summary = await buildImage({
@@ -56,7 +59,7 @@ const image = defineCommand({
       add: adds,
       compress: args.compress as "none" | "gzip" | "zstd",
       format: args.format as "cpio" | "ext4",
-      mtime: epoch && /^\d+$/.test(epoch) ? Number(epoch) : 0,
+      mtime: epoch ? Number(epoch) : 0,
     });
     log.info(`wrote ${summary.out} (${summary.arch}): ${(summary.bytes / 2 ** 20).toFixed(1)} MiB, ${summary.entries} entries, ${summary.modules.length} modules${summary.kernelRelease ? ` for ${summary.kernelRelease}` : ""}`);
     log.debug(`modules: ${summary.modules.join(" ")}`);
@@ -72,23 +75,40 @@ const run = defineCommand({
     disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
     "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
     port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
-    mem: { type: "string", default: "512M", description: "guest memory" },
-    smp: { type: "string", default: "1", description: "vCPUs" },
+    mem: { type: "string", default: RUN_DEFAULTS.mem, description: "guest memory" },
+    smp: { type: "string", default: String(RUN_DEFAULTS.smp), description: "vCPUs" },
     arch: { type: "string", description: "guest architecture: x86_64 (amd64) or arm64 (aarch64; qemu-system-aarch64 -machine virt); default this host's" },
     machine: { type: "enum", options: ["microvm", "q35", "virt"], description: "QEMU machine (x86_64: microvm, the default, or q35; arm64: virt)" },
-    accel: { type: "enum", options: ["tcg", "kvm"], default: "tcg", description: "accelerator" },
+    accel: { type: "enum", options: ["tcg", "kvm"], default: RUN_DEFAULTS.accel, description: "accelerator" },
     "tcg-tb-size": { type: "string", description: "TCG's translation buffer in MiB (default QEMU's, 1 GiB): a smaller one costs each VM less memory and commit charge, and a guest translating more than it holds retranslates (docs/snapshots.md; also with --snapshot-restore)" },
-    append: { type: "string", default: "", description: "kernel command line (burrow.* keys, -- init args)" },
-    timeout: { type: "string", default: "120", description: "seconds before the guest is killed (at most 7 days)" },
+    append: { type: "string", default: RUN_DEFAULTS.append, description: "kernel command line (burrow.* keys, -- init args)" },
+    timeout: { type: "string", default: String(RUN_DEFAULTS.timeoutSeconds), description: "seconds before the guest is killed (at most 7 days)" },
     "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
     "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
-    "snapshot-warm": { type: "boolean", description: "with --snapshot-save and burrow.supervise=1: save when the running workload asks (READY=1 on BURROW_NOTIFY_FD), not before it starts" },
+    "snapshot-warm": { type: "boolean", description: "with --snapshot-save, in supervise mode (the default; not burrow.supervise=0): save when the running workload asks (READY=1 on BURROW_NOTIFY_FD), not before it starts" },
     "snapshot-copy": { type: "boolean", description: "with --snapshot-save: put the RAM into the saved stream, copied back by every restore, instead of a file every restore maps (to compare)" },
     env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
     net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
-    forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net)" },
+    forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net; with --snapshot-restore: this clone's, the save having had --net)" },
+    name: { type: "string", description: "register the VM under NAME (1-64 of A-Z a-z 0-9 _ . -) for burrow exec, cp, ps, stop, kill and logs; not with --snapshot-save" },
+    detach: { type: "boolean", description: "with --name: run in the background, print the name once the workload runs (gives up after --timeout)" },
   },
   async run({ args, rawArgs }) {
+    const name = args.name === undefined ? null : (await import("./host/vm-registry")).checkVmName(args.name);
+    if (args.detach && name === null) throw new Error("--detach needs --name NAME (the name burrow exec, ps, stop and logs use)");
+    if (name !== null && args["snapshot-save"]) throw new Error("--name cannot be combined with --snapshot-save (a save ends its VM)");
+    const toStdout = (text: string) => process.stdout.write(text);
+    if (name !== null && args.detach) {
+      const { parseTimeout } = await import("./host/options");
+      const { detachRun } = await import("./host/detach");
+      // Every other option is checked by the background run; its one line comes back as the reason.
+      const detached = await detachRun(name, rawArgs, parseTimeout(args.timeout));
+      if (detached.stdout !== null) process.stdout.write(`${detached.stdout}\n`);
+      if (detached.stderr !== null) process.stderr.write(`${detached.stderr}\n`);
+      process.exitCode = detached.exitCode;
+      return;
+    }
+    const { hostNamedVm } = await import("./host/named-vm");
     const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
     const { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, withInitArgs } = await import("./host/options");
     const tcgTbSize = args["tcg-tb-size"] === undefined ? {} : { tcgTbSizeMiB: parseTcgTbSize(args["tcg-tb-size"]) };
@@ -100,13 +120,19 @@ const run = defineCommand({
         if (equals <= 0) throw new Error(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
         return [pair.slice(0, equals), pair.slice(equals + 1)];
       });
-      const result = await restoreSnapshot(args["snapshot-restore"], {
+      const snapshotDir = args["snapshot-restore"];
+      const restore = {
         ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
         args: rawArgs.includes("--") ? initArgs(rawArgs) : null,
         env,
         timeoutSeconds: parseTimeout(args.timeout),
         ...tcgTbSize,
-      }, (text) => process.stdout.write(text));
+        // Each clone its own forwards on its own user network (the NIC must have been saved: --net).
+        forwards: collectRepeated(rawArgs, "--forward").map(parseForward),
+      };
+      const result = name === null
+        ? await restoreSnapshot(snapshotDir, restore, toStdout)
+        : await hostNamedVm(name, resolvePath(snapshotDir), toStdout, (hooks) => restoreSnapshot(snapshotDir, { ...restore, ...hooks }, hooks.onOutput));
       const t = result.timings;
       if (t) log.info(`restore ${result.instance} (${result.form}): files checked in ${t.checkMs.toFixed(0)} ms${t.hashed ? " (hashed in full: not the files last verified)" : ""}, QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
       (result.exitCode === 0 ? log.info : log.error)(`${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`);
@@ -140,7 +166,6 @@ const run = defineCommand({
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
       if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
-      if (options.net) throw new Error("--net and --forward cannot be combined with --snapshot-save (a restored guest would keep the saved network state)");
       const { saveSnapshot } = await import("./host/snapshot");
       const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text), { form: args["snapshot-copy"] ? "copy" : "mapped", warm: args["snapshot-warm"] === true });
       const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -148,7 +173,16 @@ const run = defineCommand({
       log.info(`saved ${args["snapshot-save"]} (${manifest.form}${manifest.warm ? ", warm" : ""}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
       return;
     }
-    const result = await runVm(options, (text) => process.stdout.write(text));
+    const result = name === null
+      ? await runVm(options, toStdout)
+      : await hostNamedVm(name, null, toStdout, (hooks) => runVm({
+        ...options,
+        signal: hooks.signal,
+        onSpawn: (vm) => {
+          hooks.onQemu(vm.pid);
+          if (vm.control) hooks.onControl(vm.control);
+        },
+      }, hooks.onOutput));
     const line = `burrow run: ${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`;
     if (result.exitCode === 0) log.info(line.replace("burrow run: ", ""));
     else log.error(line.replace("burrow run: ", ""));

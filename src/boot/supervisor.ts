@@ -1,27 +1,24 @@
-// The hand-off to the resident supervisor (image/supervisor.c): burrow has set the machine up;
+// The hand-off to the resident supervisor (image/supervisor/): burrow has set the machine up;
 // the supervisor, exec'd as PID 1, does the resident duty (reaping, control signals, the orderly
 // stop, the exit status) for a few pages. This module spells its options and execs it; both
 // modes use it (microvm: supervise mode and a workload spec before the exec; paravisor: always).
 import type { Config, LogLevelName } from "../config/config";
 import { supervisorLogSettings } from "../log";
 import * as sys from "../sys";
-import { STOP_PORT } from "../stop-port";
 import { closeOnExecAllBut, prepareForExec } from "./ending";
 import { SUPERVISOR_PATH } from "./paths";
 
 /** burrow's log levels as kmsg severities (src/log.ts maps them the same way). */
 const SEVERITY: Record<LogLevelName, number> = { error: 3, warn: 4, info: 5, debug: 6, trace: 7 };
 
-/** Where the host's stop port appears once the ports are linked (src/stop-port.ts). */
-export const STOP_PORT_PATH = `/dev/virtio-ports/${STOP_PORT}`;
-
 export type SupervisorRole =
   /**
-   * Start `argv` under the spec and supervise it (microvm supervise mode). warmPort: the control
-   * port a warm snapshot is announced on (burrow.snapshot=warm); pointPort: the one the snapshot
-   * point waits on before anything starts (burrow.snapshot=1); null or absent: none.
+   * Start `argv` under the spec and supervise it (microvm supervise mode), serving the host's
+   * control channel on controlPort (null: the host added none). warm: the workload may ask for a
+   * warm snapshot (burrow.snapshot=warm); point: wait at the snapshot point on the control port
+   * before anything starts (burrow.snapshot=1).
    */
-  | { kind: "spawn"; argv: string[]; stopPort: boolean; warmPort?: string | null; pointPort?: string | null }
+  | { kind: "spawn"; argv: string[]; controlPort: string | null; warm?: boolean; point?: boolean }
   /** Supervise a child burrow started (the paravisor worker). */
   | { kind: "adopt"; pid: number }
   /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec, or after the snapshot point). */
@@ -43,9 +40,9 @@ export function supervisorArgv(config: Config, role: SupervisorRole, specWords: 
     ...freezeFds.map((fd) => `freeze-fd=${fd}`),
   ];
   if (role.kind === "adopt") return [...words, `adopt=${role.pid}`];
-  const point = role.pointPort ? [`point=${role.pointPort}`] : [];
-  if (role.kind === "exec") return [...words, "exec=1", ...point, ...specWords, "--", ...role.argv];
-  return [...words, ...(role.stopPort ? [`stop-port=${STOP_PORT_PATH}`] : []), ...(role.warmPort ? [`warm=${role.warmPort}`] : []), ...point, ...specWords, "--", ...role.argv];
+  if (role.kind === "exec") return [...words, "exec=1", ...(role.pointPort ? [`control=${role.pointPort}`, "point=1"] : []), ...specWords, "--", ...role.argv];
+  const channel = role.controlPort ? [`control=${role.controlPort}`, ...(role.warm ? ["warm=1"] : []), ...(role.point ? ["point=1"] : [])] : [];
+  return [...words, ...channel, ...specWords, "--", ...role.argv];
 }
 
 /** The supervisor's file, open before the root switch takes it out of reach (close-on-exec: fexecve does not need it kept). */

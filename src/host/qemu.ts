@@ -1,6 +1,5 @@
 // `burrow run`: boot a kernel + initramfs in QEMU, stream the guest console, and turn how the
 // guest ended into an exit status the host can act on.
-import type { Socket } from "bun";
 import { getRandomValues } from "node:crypto";
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync } from "node:fs";
 import { constants, tmpdir } from "node:os";
@@ -9,17 +8,25 @@ import { exitStatusPattern, EXIT_STATUS_MARKER, RUN_ID_PATTERN } from "../exit-m
 import { splitAppend, wordKey } from "../config/cmdline";
 import { parseConfig } from "../config/config";
 import { describeError } from "../errors";
-import { CONTROL_PORT } from "../snapshot/protocol";
+import { ControlClient } from "../control/client";
+import { ControlMux } from "../control/mux";
+import { CONTROL_PORT } from "../control/wire";
 import { checkMachine, checkSmp, checkTcgTbSize, checkTimeout, hostForwardRule, parseMem, qemuOptionValue, type PortForward } from "./options";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
-import { hostStopWaitMs, STOP_PORT, STOP_REQUEST } from "../stop-port";
-import { connectUnix } from "./unix-socket";
+import { hostStopWaitMs } from "../stop-port";
 
 /** microvm and q35 are x86_64 machines, virt the arm64 one (checkMachine pairs them). */
 export type Machine = "microvm" | "q35" | "virt";
 export type Accel = "tcg" | "kvm";
 
 export interface PortSpec { name: string; file: string | null }
+
+export interface SpawnedVm {
+  pid: number;
+  kill(signal?: NodeJS.Signals): void;
+  exited: Promise<number>;
+  control: Promise<ControlMux> | null;
+}
 
 export interface SerialDisk { serial: string; file: string }
 
@@ -80,13 +87,14 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Open every disk with snapshot=on: guest writes go to a throw-away overlay, never to the file. */
   snapshotDisks?: boolean;
-  /** A unix socket (QEMU the server) behind the virtio-serial port burrow.control (snapshots). */
-  controlSocket?: string;
   /**
-   * A unix socket (QEMU the server) behind the virtio-serial port burrow.stop, the guest
-   * supervisor's graceful stop. runVm sets it itself when the command line has burrow.supervise=1.
+   * A unix socket (QEMU the server) behind the virtio-serial port burrow.control, the guest
+   * supervisor's control channel. runVm makes one itself for a supervised guest (the default);
+   * either way runVm owns its one connection (a ControlMux, handed to onSpawn).
    */
-  stopSocket?: string;
+  controlSocket?: string;
+  /** The caller connects to controlSocket itself (a test sending what a real host never would): runVm does not. */
+  rawControl?: boolean;
   /** A unix socket for QMP (QEMU the server). */
   qmpSocket?: string;
   /**
@@ -106,8 +114,12 @@ export interface RunOptions {
    * the guest touches them, its writes stay in this QEMU, the file is never written).
    */
   ramFile?: { path: string; shared: boolean };
-  /** Called once QEMU runs, for callers that drive it (QMP, the control port) while the console streams. */
-  onSpawn?: (qemu: { pid: number; kill(signal?: NodeJS.Signals): void; exited: Promise<number> }) => void;
+  /**
+   * Called once QEMU runs, for callers that drive it (QMP, the control channel) while the console
+   * streams. `control` settles once the guest's supervisor answered on the control port (null: the
+   * guest has none); it rejects when QEMU ends first.
+   */
+  onSpawn?: (qemu: SpawnedVm) => void;
 }
 
 /**
@@ -232,7 +244,7 @@ export function qemuArgs(options: RunOptions): string[] {
     const serial = disk.serial === null ? "" : `,serial=${qemuOptionValue(disk.serial, `disk serial ${JSON.stringify(disk.serial)}`)}`;
     args.push("-drive", `id=disk${index},if=none,format=raw${snapshot}${readOnly},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
   });
-  if (options.ports.length > 0 || options.controlSocket || options.stopSocket) {
+  if (options.ports.length > 0 || options.controlSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
     options.ports.forEach((port, index) => {
       checkPortName(port.name, port.name);
@@ -244,12 +256,6 @@ export function qemuArgs(options: RunOptions): string[] {
       // The control port comes last, so a saved VM and its restores agree on the device order.
       args.push("-chardev", `socket,id=control,path=${qemuOptionValue(options.controlSocket, "control socket path")},server=on,wait=off`);
       args.push("-device", `virtserialport,bus=vser0.0,chardev=control,name=${CONTROL_PORT}`);
-    }
-    if (options.stopSocket) {
-      // After the control port: a supervised guest's save and its restores add it alike (the
-      // saved command line decides), so both agree on the device order.
-      args.push("-chardev", `socket,id=stop,path=${qemuOptionValue(options.stopSocket, "stop socket path")},server=on,wait=off`);
-      args.push("-device", `virtserialport,bus=vser0.0,chardev=stop,name=${STOP_PORT}`);
     }
   }
   if (options.net) {
@@ -445,10 +451,12 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
   const runId = options.runId ?? newRunId();
   checkRunInputs({ ...options, runId });
   const stopWaitMs = guestStopWaitMs(options.append);
-  const stopDir = stopWaitMs === null ? null : mkdtempSync(join(tmpdir(), "burrow-stop-"));
+  // A supervised guest serves the control channel: its port is always there (the save and its restores agree on it).
+  const socketDir = options.controlSocket === undefined && stopWaitMs !== null ? mkdtempSync(join(tmpdir(), "burrow-control-")) : null;
+  const controlSocket = options.controlSocket ?? (socketDir === null ? undefined : join(socketDir, "control"));
+  let mux: ControlMux | null = null;
   try {
-    const stopSocket = stopDir === null ? undefined : join(stopDir, "stop");
-    const args = qemuArgs({ ...options, runId, stopSocket });
+    const args = qemuArgs({ ...options, runId, controlSocket });
     const started = performance.now();
     const incoming = options.incomingFile ? openIncoming(options.incomingFile) : null;
     let child;
@@ -458,10 +466,12 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
       // QEMU has its own copy now (or never started).
       if (incoming !== null) closeSync(incoming);
     }
-    const signals = watchStopSignals(child, stopSocket === undefined || stopWaitMs === null ? null : { path: stopSocket, waitMs: stopWaitMs });
+    const control = controlSocket === undefined || options.rawControl ? null : connectControl(controlSocket, child, options.timeoutSeconds);
+    void control?.then((connected) => (mux = connected), () => {});
+    const signals = watchStopSignals(child, control === null || stopWaitMs === null ? null : { control, waitMs: stopWaitMs });
     let streamed: Streamed;
     try {
-      streamed = await streamRun(child, options, onOutput);
+      streamed = await streamRun(child, options, onOutput, control);
     } finally {
       signals.dispose();
     }
@@ -470,8 +480,23 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
     const verdict = classify(output, { qemuStatus: child.exitCode, qemuSignal, qemuLastWords: lastStderrLine, timedOut, timeoutSeconds: options.timeoutSeconds, runId, stoppedBy: signals.stoppedBy });
     return { ...verdict, output, wallMs: performance.now() - started, runId };
   } finally {
-    if (stopDir !== null) rmSync(stopDir, { recursive: true, force: true });
+    (mux as ControlMux | null)?.close("the VM ended");
+    if (socketDir !== null) rmSync(socketDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The one connection to the guest's control port, made as soon as QEMU runs: QEMU keeps what the
+ * host writes until the guest's supervisor opens the port, so the handshake waits as long as the
+ * boot does (bounded by the run's timeout), and gives up the moment QEMU ends.
+ */
+function connectControl(path: string, child: { exited: Promise<number> }, timeoutSeconds: number): Promise<ControlMux> {
+  const gone = new AbortController();
+  void child.exited.then(() => gone.abort(), () => gone.abort());
+  const connecting = ControlMux.connect(path, { timeoutMs: CONTROL_CONNECT_TIMEOUT_MS, signal: gone.signal, helloTimeoutMs: timeoutSeconds * 1000 });
+  // Whoever needs the channel awaits it; a run that never does must not see an unhandled rejection.
+  connecting.catch(() => {});
+  return connecting;
 }
 
 type QemuProcess = ReturnType<typeof spawnQemu>;
@@ -500,13 +525,13 @@ export function qemuLastWords(stderr: string): string | null {
 }
 
 /** Stream QEMU's output until it exits, enforcing the run's timeout, the caller's abort and a halted guest's end. */
-async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (text: string) => void): Promise<Streamed> {
+async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (text: string) => void, control: Promise<ControlMux> | null): Promise<Streamed> {
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
     child.kill("SIGKILL");
   }, options.timeoutSeconds * 1000);
-  options.onSpawn?.({ pid: child.pid, kill: (signal = "SIGKILL") => child.kill(signal), exited: child.exited });
+  options.onSpawn?.({ pid: child.pid, kill: (signal = "SIGKILL") => child.kill(signal), exited: child.exited, control });
   const abort = () => child.kill("SIGKILL");
   options.signal?.addEventListener("abort", abort, { once: true });
   if (options.signal?.aborted) abort();
@@ -556,10 +581,11 @@ export const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SI
 const QEMU_TERM_GRACE_MS = 1000;
 
 /** QEMU makes its sockets before the guest runs; as long as QMP's connect waits for QEMU to make its socket. */
-const STOP_CONNECT_TIMEOUT_MS = 10_000;
+const CONTROL_CONNECT_TIMEOUT_MS = 10_000;
 
-interface StopPortPlan {
-  path: string;
+interface StopPlan {
+  /** The guest's control channel (its supervisor answers STOP with the orderly stop). */
+  control: Promise<ControlMux>;
   /** How long the guest has to power off after the request, before QEMU is killed. */
   waitMs: number;
 }
@@ -573,14 +599,19 @@ interface SignalWatch {
 
 /**
  * While QEMU runs, SIGINT, SIGTERM and SIGHUP stop the guest instead of killing burrow run: in
- * order through the stop port when the guest has one (QEMU killed if it is not gone in time),
- * otherwise by stopping QEMU at once. A second signal kills QEMU at once.
+ * order through the control channel when the guest has one (QEMU killed if it is not gone in
+ * time), otherwise by stopping QEMU at once. A second signal kills QEMU at once.
  */
-function watchStopSignals(child: { kill(signal?: NodeJS.Signals): void }, port: StopPortPlan | null): SignalWatch {
+function watchStopSignals(child: { kill(signal?: NodeJS.Signals): void }, port: StopPlan | null): SignalWatch {
   let stoppedBy: NodeJS.Signals | null = null;
   let disposed = false;
   const timers: ReturnType<typeof setTimeout>[] = [];
-  const request = port === null ? null : new StopPortClient(port.path);
+  let client: ControlClient | null = null;
+  const requestStop = async (plan: StopPlan) => {
+    // The handshake waits while the guest boots: QEMU holds what we write until the supervisor opens the port.
+    client = await ControlClient.over((await plan.control).local());
+    if (!disposed) await client.stop();
+  };
   const killSoon = () => {
     child.kill("SIGTERM");
     timers.push(setTimeout(() => child.kill("SIGKILL"), QEMU_TERM_GRACE_MS));
@@ -588,10 +619,10 @@ function watchStopSignals(child: { kill(signal?: NodeJS.Signals): void }, port: 
   const onSignal = (signal: NodeJS.Signals) => {
     if (stoppedBy !== null) return child.kill("SIGKILL");
     stoppedBy = signal;
-    if (port === null || request === null) return killSoon();
+    if (port === null) return killSoon();
     process.stderr.write(`burrow run: ${signal}: asking the guest to stop (up to ${Math.ceil(port.waitMs / 1000)} s)\n`);
     timers.push(setTimeout(() => child.kill("SIGKILL"), port.waitMs));
-    request.requestStop().catch((error: unknown) => {
+    requestStop(port).catch((error: unknown) => {
       if (disposed) return; // the run ended meanwhile: QEMU is gone
       process.stderr.write(`burrow run: ${describeError(error)}; stopping QEMU\n`);
       killSoon();
@@ -607,43 +638,9 @@ function watchStopSignals(child: { kill(signal?: NodeJS.Signals): void }, port: 
       disposed = true;
       for (const [signal, listener] of listeners) process.off(signal, listener);
       for (const timer of timers) clearTimeout(timer);
-      request?.close();
+      (client as ControlClient | null)?.close();
     },
   };
-}
-
-/**
- * The host's end of the stop port, connected as soon as QEMU runs and held until the run ends.
- * Not only on a signal: the guest sees a port without a host as hung up, and its supervisor then
- * stops watching it for good; and QEMU takes a client's hang-up for a disconnect, dropping what
- * the guest has not read yet.
- */
-class StopPortClient {
-  private readonly connection: Promise<Socket<undefined>>;
-  private readonly giveUp = new AbortController();
-  private socket: Socket<undefined> | null = null;
-
-  constructor(path: string) {
-    this.connection = connectUnix(path, { data() {} }, STOP_CONNECT_TIMEOUT_MS, "stop port", this.giveUp.signal).then((socket) => {
-      if (this.giveUp.signal.aborted) socket.end();
-      else this.socket = socket;
-      return socket;
-    });
-    // Reported by requestStop, if a stop is ever asked for; a run without one does not care.
-    this.connection.catch(() => {});
-  }
-
-  /** Ask for the orderly stop (waits for the connection when QEMU has only just started). */
-  async requestStop(): Promise<void> {
-    const socket = await this.connection;
-    if (this.giveUp.signal.aborted) return;
-    socket.write(STOP_REQUEST);
-  }
-
-  close(): void {
-    this.giveUp.abort();
-    this.socket?.end();
-  }
 }
 
 /**

@@ -17,13 +17,15 @@ export const STATE = "state";
 export const RAM = "ram";
 /**
  * 1: the RAM in a file named memory, copied by every restore; 2: burrow (Bun) waited at the
- * snapshot point and read a JSON resume message. Both refused: save again.
+ * snapshot point and read a JSON resume message; 3: the guest's supervisor read a resume line on
+ * a port of its own, before the control channel's frames. All refused: save again.
  */
-export const MANIFEST_VERSION = 3;
+export const MANIFEST_VERSION = 4;
 /** What an older manifest's snapshots did differently, for the line that refuses them. */
 const OLDER_VERSIONS: Record<number, string> = {
   1: "whose restores copied the whole RAM",
   2: "whose guest waited in burrow itself for a resume message of another form",
+  3: "whose guest read its resume as a text line, before the control channel",
 };
 
 /**
@@ -38,6 +40,8 @@ export interface SavedOptions extends Pick<RunOptions, "kernel" | "initrd" | "di
   /** The restore needs the same devices. */
   extraArgs: string[];
   arch: Arch;
+  /** A virtio-net NIC was saved: every restore has one too, on a user network of its own (its own forwards). */
+  net: boolean;
 }
 
 export interface SnapshotManifest {
@@ -172,6 +176,7 @@ function savedOptions(fields: Fields): SavedOptions {
     append: fields.string("append"),
     runId: fields.string("runId", RUN_ID_PATTERN),
     extraArgs: fields.strings("extraArgs"),
+    net: fields.boolean("net"),
   };
 }
 

@@ -17,11 +17,12 @@ import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { describeError, ExitStatusError } from "../errors";
 import { parseConfig } from "../config/config";
-import { encodePointResume, encodeWarmResume, parseReady, parseResumed } from "../snapshot/protocol";
-import { LineSocket } from "./line-socket";
+import { ControlClient } from "../control/client";
+import type { ControlMux } from "../control/mux";
+import { encodePointResume, encodeWarmResume } from "../snapshot/protocol";
 import { QmpClient } from "./qmp";
-import { memBytes } from "./options";
-import { incomingUri, newRunId, QEMU_FAILED_EXIT_CODE, runVm, type PortSpec, type RunOptions, type RunResult } from "./qemu";
+import { memBytes, type PortForward } from "./options";
+import { incomingUri, newRunId, QEMU_FAILED_EXIT_CODE, runVm, type PortSpec, type RunOptions, type RunResult, type SpawnedVm } from "./qemu";
 import { startDriver, type DriverEnd } from "./qemu-driver";
 import { checkSealed, fileIdentity, identityChange, sealFile, sha256, VERIFIED } from "./snapshot-files";
 import { MANIFEST, MANIFEST_VERSION, RAM, readManifest, STATE, type SnapshotForm, type SnapshotManifest } from "./snapshot-manifest";
@@ -33,6 +34,12 @@ const LEGACY_MEMORY = "memory";
 const PARTIAL = ".partial";
 /** QEMU's migration capability that leaves shared RAM blocks (our file) out of the stream. */
 const IGNORE_SHARED = [{ capability: "x-ignore-shared", state: true }];
+
+/** A client of the VM's control channel (runVm owns the one connection; the snapshot drivers borrow it). */
+async function controlOf(qemu: SpawnedVm): Promise<ControlClient> {
+  if (qemu.control === null) throw new Error("the VM has no control port");
+  return ControlClient.over((await qemu.control).local());
+}
 
 /** Single quotes for the shell QEMU runs an exec: migration URI with. */
 export function shellQuote(value: string): string {
@@ -149,12 +156,8 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
       onSpawn: (qemu) => {
         driven = startDriver(qemu, async (qemuGone) => {
           const qmp = await QmpClient.connect(qmpSocket, 10_000, qemuGone);
-          const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
-          for (;;) {
-            const line = await control.nextLine();
-            if (line === null) throw new Error("the guest never announced its snapshot point (control port closed)");
-            if (parseReady(line).ok) break;
-          }
+          const control = await controlOf(qemu);
+          await control.nextReady();
           const readyAfterMs = performance.now() - started;
           const saveStarted = performance.now();
           await qmp.execute("stop");
@@ -202,6 +205,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
         append,
         runId,
         extraArgs: options.extraArgs ?? [],
+        net: options.net !== undefined,
       },
       files: {
         kernel: fileIdentity(options.kernel),
@@ -263,6 +267,12 @@ export interface RestoreOptions {
   tcgTbSizeMiB?: number;
   /** QEMU's pid once it runs (what a host measures, PSS for one, or stops by hand). */
   onQemu?: (pid: number) => void;
+  /** The restored VM's control channel, once QEMU runs (runVm owns it until the VM ends). */
+  onControl?: (control: Promise<ControlMux>) => void;
+  /** The guest applied the resume message (RESUMED): the clone runs as its own instance from here. */
+  onResumed?: (instance: string) => void;
+  /** Host ports forwarded into this clone (its NIC was saved: --net at the save). */
+  forwards?: PortForward[];
 }
 
 export interface RestoreTimings {
@@ -295,6 +305,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
   const ports = saved.ports.map((port) => restore.ports?.find((entry) => entry.name === port.name) ?? port);
   const unknown = (restore.ports ?? []).filter((port) => !saved.ports.some((entry) => entry.name === port.name));
   if (unknown.length > 0) throw new Error(`cannot restore ${dir}: port ${unknown[0]!.name} was not in the saved VM (ports: ${saved.ports.map((port) => port.name).join(", ") || "none"})`);
+  if ((restore.forwards ?? []).length > 0 && !saved.net) throw new Error(`cannot restore ${dir}: --forward needs the NIC the save had (save with --net)`);
   const instance = restore.instance ?? `i${newRunId(12)}`;
   // Both go to the resident supervisor: at the snapshot point, or in a warm snapshot on to the running workload.
   const encode = manifest.warm ? encodeWarmResume : encodePointResume;
@@ -329,6 +340,8 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       append: saved.append,
       runId: saved.runId,
       extraArgs: saved.extraArgs,
+      // Every clone its own user network: its own forwards, the saved guest's address.
+      ...(saved.net ? { net: { forwards: restore.forwards ?? [] } } : {}),
       timeoutSeconds: restore.timeoutSeconds,
       signal: restore.signal,
       snapshotDisks: true,
@@ -339,6 +352,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
       ...(mapped ? { ramFile: { path: join(absolute, RAM), shared: false }, incomingDeferred: true } : {}),
       onSpawn: (qemu) => {
         restore.onQemu?.(qemu.pid);
+        if (qemu.control) restore.onControl?.(qemu.control);
         driven = startDriver(qemu, async (qemuGone) => {
           const qmp = await QmpClient.connect(qmpSocket, 10_000, qemuGone);
           const qmpMs = performance.now() - started;
@@ -346,22 +360,15 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
             await qmp.execute("migrate-set-capabilities", { capabilities: IGNORE_SHARED });
             await qmp.execute("migrate-incoming", { uri: incomingUri() });
           }
-          const control = await LineSocket.connect(controlSocket, 10_000, qemuGone);
-          // Queued in the socket until the guest reads it after "cont"; fresh entropy and the clock of now.
-          control.write(resumeMessage());
           const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 120_000, 2);
           const loadedMs = performance.now() - started;
           if (status.status !== "running") await qmp.execute("cont");
           const continuedMs = performance.now() - started;
-          let resumedMs = -1;
-          for (;;) {
-            const line = await control.nextLine();
-            if (line === null) throw new Error("the control port closed before the guest resumed");
-            if (parseResumed(line).ok) {
-              resumedMs = performance.now() - started;
-              break;
-            }
-          }
+          // The guest answers the channel once it runs; fresh entropy and the clock of now.
+          const control = await controlOf(qemu);
+          await control.resume(resumeMessage());
+          const resumedMs = performance.now() - started;
+          restore.onResumed?.(instance);
           qmp.close();
           control.close();
           return { qmpMs, loadedMs, continuedMs, resumedMs };

@@ -1,6 +1,6 @@
 // The snapshot control protocol between the guest and `burrow run` (host), carried on the
 // virtio-serial port named CONTROL_PORT. The guest's side is the resident supervisor
-// (image/supervisor.c), which has no JSON parser; burrow (Bun) has exec'd it and is gone before
+// (image/supervisor/), which has no JSON parser; burrow (Bun) has exec'd it and is gone before
 // the VM is saved.
 //
 //   guest → host  {"burrow":"snapshot","version":1,"type":"ready","uptimeMs":N}    the VM may be saved
@@ -21,7 +21,7 @@
 // would share the kernel's RNG state and a stale clock.
 import { isRuntimeVariable } from "../config/environment";
 
-export const CONTROL_PORT = "burrow.control";
+export { CONTROL_PORT } from "../control/wire";
 export const PROTOCOL = "snapshot";
 export const VERSION = 1;
 /** Host entropy per resume: enough to reseed the CRNG on its own (it takes 32 bytes). */
@@ -32,10 +32,11 @@ export const MAX_MESSAGE_BYTES = 64 * 1024;
 export const MAX_ARGS = 256;
 export const MAX_ENV = 64;
 
-export const INSTANCE_PATTERN = /^[A-Za-z0-9._-]{1,64}$/;
+export const INSTANCE_MAX_CHARS = 64;
+export const INSTANCE_PATTERN = new RegExp(`^[A-Za-z0-9._-]{1,${INSTANCE_MAX_CHARS}}$`);
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** Variables burrow sets for the agent itself; an instance cannot replace them. */
-const RESERVED_ENV = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "BURROW_INSTANCE"]);
+export const RESERVED_ENV: ReadonlySet<string> = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "BURROW_INSTANCE"]);
 
 export interface ReadyMessage { type: "ready"; uptimeMs: number }
 export interface ResumeMessage {
@@ -60,7 +61,7 @@ export function encodeResumed(instance: string): string {
   return frame({ type: "resumed", instance });
 }
 
-/** What the supervisor buffers of a resume message (RESUME_MAX in image/supervisor.c). */
+/** What the supervisor buffers of a resume message (RESUME_MAX in image/supervisor/snapshot.c). */
 export const MAX_SUPERVISOR_RESUME_BYTES = 70_000;
 
 /** Why an instance cannot be sent (the rules the supervisor applies again), or null. */

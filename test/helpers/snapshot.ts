@@ -13,11 +13,11 @@ export function microGuest(disk: string, append: string): RunOptions {
 }
 
 /**
- * Restore `dir` (a mapped snapshot) with bare QEMU and send `send` on the control port (then hang
- * up if `hangUp`), or nothing (then QEMU is killed after `silentMs`: a guest without a message
- * waits for ever).
+ * Restore `dir` (a mapped snapshot) with bare QEMU and send `send`'s bytes on the control port
+ * (then hang up if `hangUp`), or nothing (then QEMU is killed after `silentMs`: a guest without a
+ * message waits for ever).
  */
-export function restoreByHand(dir: string, scratch: string, send: string | null, { silentMs = 8_000, hangUp = false } = {}): Promise<RunResult> {
+export function restoreByHand(dir: string, scratch: string, send: Uint8Array[] | null, { silentMs = 8_000, hangUp = false } = {}): Promise<RunResult> {
   const manifest = readManifest(dir);
   const sockets = mkdtempSync(join(scratch, "s-"));
   return runVm({
@@ -25,6 +25,7 @@ export function restoreByHand(dir: string, scratch: string, send: string | null,
     timeoutSeconds: 60,
     snapshotDisks: true,
     controlSocket: join(sockets, "control"),
+    rawControl: true,
     qmpSocket: join(sockets, "qmp"),
     incomingFile: join(dir, STATE),
     ramFile: { path: join(dir, RAM), shared: false },
@@ -37,7 +38,7 @@ export function restoreByHand(dir: string, scratch: string, send: string | null,
         await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000);
         if (send !== null) {
           const control = await Bun.connect({ unix: join(sockets, "control"), socket: { data() {} } });
-          control.write(send);
+          for (const bytes of send) control.write(bytes);
           if (hangUp) setTimeout(() => control.end(), 200);
         }
         await qmp.execute("cont");

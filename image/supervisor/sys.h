@@ -21,6 +21,8 @@ enum {
 	NR_umount2 = 166, NR_swapoff = 168, NR_reboot = 169, NR_sethostname = 170,
 	NR_clock_gettime = 228, NR_exit_group = 231, NR_openat = 257, NR_ppoll = 271,
 	NR_signalfd4 = 289, NR_prlimit64 = 302, NR_syncfs = 306, NR_socketpair = 53, NR_clock_settime = 227,
+	NR_fcntl = 72, NR_socket = 41, NR_connect = 42, NR_fsync = 74, NR_fchmod = 91, NR_unlinkat = 263,
+	NR_renameat2 = 316, NR_statx = 332,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -51,6 +53,8 @@ enum {
 	NR_umount2 = 39, NR_swapoff = 225, NR_reboot = 142, NR_sethostname = 161,
 	NR_clock_gettime = 113, NR_exit_group = 94, NR_openat = 56, NR_ppoll = 73,
 	NR_signalfd4 = 74, NR_prlimit64 = 261, NR_syncfs = 267, NR_socketpair = 199, NR_clock_settime = 112,
+	NR_fcntl = 25, NR_socket = 198, NR_connect = 203, NR_fsync = 82, NR_fchmod = 52, NR_unlinkat = 35,
+	NR_renameat2 = 276, NR_statx = 291,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -140,8 +144,27 @@ __asm__(".text\n.global _start\n_start:\n"
 #define CLOCK_REALTIME 0
 #define AF_UNIX 1
 #define SOCK_STREAM 1
+/* The same on x86_64 and aarch64 (asm-generic values). */
+#define O_EXCL 0200
+#define O_NOFOLLOW 0400000
+#define O_ASYNC 020000
+#define F_SETFL 4
+#define F_SETOWN 8
+#define POLLOUT 0x4
+#define SIGPIPE 13
+#define SIGIO 29
+#define TIOCSCTTY 0x540E
+#define TIOCSWINSZ 0x5414
+#define TIOCGPTN 0x80045430
+#define TIOCSPTLCK 0x40045431
+#define AT_EMPTY_PATH 0x1000
+#define STATX_BASIC_STATS 0x7ff
+#define S_IFMT 0170000
+#define S_IFREG 0100000
 
 struct timespec_k { long tv_sec; long tv_nsec; };
+/* struct statx: the same layout on every architecture (what makes it the call to use here). */
+struct statx_k { u32 mask, blksize; u64 attributes; u32 nlink, uid, gid; unsigned short mode, pad1; u64 ino, size, blocks, attributes_mask; unsigned char rest[160]; };
 struct pollfd_k { int fd; short events; short revents; };
 struct rlimit_k { u64 cur; u64 max; };
 struct sigaction_k { void *handler; unsigned long flags; void *restorer; u64 mask; };
@@ -182,6 +205,15 @@ static inline int k_ppoll(struct pollfd_k *fds, unsigned long n, const struct ti
 static inline int k_socketpair(int fds[2]) { return (int)sys4(NR_socketpair, AF_UNIX, SOCK_STREAM, 0, fds); }
 static inline int k_clock_settime_realtime(const struct timespec_k *when) { return (int)sys2(NR_clock_settime, CLOCK_REALTIME, when); }
 static inline int k_dup3(int from, int to) { return (int)sys3(NR_dup3, from, to, 0); }
+static inline int k_openat(int dir, const char *path, int flags, int mode) { return (int)sys4(NR_openat, dir, path, flags, mode); }
+static inline int k_fcntl(int fd, int cmd, long arg) { return (int)sys3(NR_fcntl, fd, cmd, arg); }
+static inline int k_socket(int family, int type, int protocol) { return (int)sys3(NR_socket, family, type, protocol); }
+static inline int k_connect(int fd, const void *address, size_t len) { return (int)sys3(NR_connect, fd, address, len); }
+static inline int k_fsync(int fd) { return (int)sys1(NR_fsync, fd); }
+static inline int k_fchmod(int fd, u32 mode) { return (int)sys2(NR_fchmod, fd, mode); }
+static inline int k_unlinkat(int dir, const char *path, int flags) { return (int)sys3(NR_unlinkat, dir, path, flags); }
+static inline int k_renameat2(int from_dir, const char *from, int to_dir, const char *to, unsigned flags) { return (int)sys5(NR_renameat2, from_dir, from, to_dir, to, flags); }
+static inline int k_statx(int fd, struct statx_k *buf) { return (int)sys5(NR_statx, fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, buf); }
 static inline __attribute__((noreturn)) void k_exit(int status)
 {
 	for (;;)

@@ -1,0 +1,296 @@
+// The supervisor's side of the control channel (image/supervisor/channel.c, sessions.c, files.c)
+// fed what the host's TypeScript encoder writes (src/control/frames.ts, src/control/client.ts):
+// the real C parser against the real encoder, no re-implementation in between. The supervisor
+// runs as PID 1 of a throw-away PID namespace and reaches "the host" through an abstract unix
+// socket (control=@NAME) this test listens on, in place of the virtio port.
+// SAFETY: outside the namespace nothing is signalled; the namespace ends with the test's kill.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { createHash, randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ControlClient, GuestError, SpawnError } from "../../src/control/client";
+import { decodeError, encodeExec, encodeFrame, type Frame, FrameReader, readU32, u32Body } from "../../src/control/frames";
+import { listenUnix } from "../../src/control/transport";
+import { ErrorCode, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION } from "../../src/control/wire";
+import { compileSupervisor } from "../../src/image/supervisor";
+
+let work: string;
+let supervisor: string;
+let names = 0;
+
+beforeAll(() => {
+  // Never skip: a privileged test that did not run must show up as a failure.
+  if (process.getuid?.() !== 0) throw new Error("test/privileged needs root (a PID namespace)");
+  work = mkdtempSync(join(tmpdir(), "burrow-control-"));
+  // Open to the unprivileged users the tests run commands as.
+  chmodSync(work, 0o755);
+  mkdirSync(join(work, "build"));
+  supervisor = join(work, "supervisor");
+  writeFileSync(supervisor, compileSupervisor(join(work, "build")), { mode: 0o755 });
+});
+
+afterAll(() => {
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+interface Guest {
+  child: ReturnType<typeof Bun.spawn>;
+  log(): string;
+  /** Settles once the supervisor's stderr is read to its end. */
+  logged: Promise<void>;
+  end(): Promise<void>;
+}
+
+/** The supervisor as PID 1 of a new PID namespace, its control port an abstract socket named `name`. */
+function startSupervisor(name: string, workload: string, options: string[] = []): Guest {
+  let log = "";
+  // The host's kernel log and console are not the test's to write: /dev/null in their place, in the namespace only.
+  const enter = 'mount --bind /dev/null /dev/kmsg && mount --bind /dev/null /dev/console && exec "$@"';
+  const child = Bun.spawn(["unshare", "--fork", "--pid", "--mount-proc", "--propagation", "private", "--kill-child", "sh", "-c", enter, "enter", supervisor, `control=@${name}`, "console-level=1", "log=6", "stop-timeout=1000", ...options, "--", "/bin/sh", "-c", workload], {
+    stdin: "ignore", stdout: "pipe", stderr: "pipe",
+  });
+  const logged = (async () => {
+    for await (const chunk of child.stderr as ReadableStream<Uint8Array>) log += new TextDecoder().decode(chunk);
+  })();
+  return {
+    child,
+    log: () => log,
+    logged,
+    end: async () => {
+      child.kill("SIGKILL");
+      await child.exited;
+    },
+  };
+}
+
+/** A guest driven through ControlClient, the host's own client. */
+async function clientGuest(workload = "sleep 1000", options: string[] = []): Promise<{ client: ControlClient; guest: Guest }> {
+  const name = `burrow-ctl-${process.pid}-${++names}`;
+  let accepted: (client: Promise<ControlClient>) => void;
+  const connected = new Promise<Promise<ControlClient>>((resolve) => (accepted = resolve));
+  const listener = listenUnix(`\0${name}`, (transport) => accepted(ControlClient.over(transport)));
+  const started = startSupervisor(name, workload, options);
+  // Stopping the listener would close the connection it accepted: it goes with the guest.
+  const guest = { ...started, end: async () => {
+    await started.end();
+    listener.stop();
+  } };
+  try {
+    const client = await Promise.race([connected.then((c) => c), started.child.exited.then(() => Promise.reject(new Error(`the supervisor ended: ${started.log()}`)))]);
+    return { client, guest };
+  } catch (error) {
+    await guest.end();
+    throw error;
+  }
+}
+
+/** A guest driven frame by frame: what a broken or hostile host sends. */
+async function rawGuest(workload = "sleep 1000"): Promise<{ send(bytes: Uint8Array): void; next(type: number, session?: number): Promise<Frame>; guest: Guest; socket: Socket<undefined> }> {
+  const name = `burrow-ctl-${process.pid}-${++names}`;
+  const reader = new FrameReader();
+  const frames: Frame[] = [];
+  const waiters: (() => void)[] = [];
+  let opened: (socket: Socket<undefined>) => void;
+  const connected = new Promise<Socket<undefined>>((resolve) => (opened = resolve));
+  const server = Bun.listen<undefined>({
+    unix: `\0${name}`,
+    socket: {
+      open: (socket) => opened(socket),
+      data: (_socket, data) => {
+        frames.push(...reader.push(data));
+        for (const wake of waiters.splice(0)) wake();
+      },
+    },
+  });
+  const started = startSupervisor(name, workload);
+  const socket = await connected;
+  const guest = { ...started, end: async () => {
+    await started.end();
+    server.stop(true);
+  } };
+  const next = async (type: number, session?: number): Promise<Frame> => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const index = frames.findIndex((frame) => frame.type === type && (session === undefined || frame.session === session));
+      if (index >= 0) return frames.splice(index, 1)[0]!;
+      if (Date.now() > deadline) throw new Error(`no frame of type ${type} (session ${session}) within 10 s; have ${frames.map((f) => f.type).join(",")}; log: ${guest.log()}`);
+      await Promise.race([new Promise<void>((resolve) => waiters.push(resolve)), Bun.sleep(100)]);
+    }
+  };
+  return { send: (bytes) => socket.write(bytes), next, guest, socket };
+}
+
+const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+describe("exec through the control channel", () => {
+  test("stdout, stderr and the exit code; env, cwd and a numeric user; stdin piped to EOF; a spawn failure as its errno", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const plain = await client.exec(["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]);
+      expect({ code: plain.exitCode, out: text(plain.stdout), err: text(plain.stderr) }).toEqual({ code: 3, out: "out\n", err: "err\n" });
+      const dir = mkdtempSync(join(work, "cwd-"));
+      chmodSync(dir, 0o755);
+      const shaped = await client.exec(["/bin/sh", "-c", 'echo "$GREETING $(pwd) $(id -u):$(id -g)"'], { env: { GREETING: "hi" }, cwd: dir, user: "65534:65534" });
+      expect(text(shaped.stdout), text(shaped.stderr)).toBe(`hi ${dir} 65534:65534\n`);
+      const input = randomBytes(3 * INPUT_WINDOW_BYTES + 17);
+      const piped = await client.exec(["sha256sum"], { stdin: input });
+      expect(text(piped.stdout).split(" ")[0]).toBe(createHash("sha256").update(input).digest("hex"));
+      const failed = await client.exec(["/no/such/program"]).then(() => null, (error: unknown) => error);
+      expect(failed).toBeInstanceOf(SpawnError);
+      expect((failed as SpawnError).errnoName).toBe("ENOENT");
+      const unknownUser = await client.exec(["true"], { user: "no-such-user-here" }).then(() => null, (error: unknown) => error);
+      expect((unknownUser as SpawnError).guestText).toContain("no-such-user-here");
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
+  test("a timeout kills the whole process group, background children too", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const marker = join(mkdtempSync(join(work, "group-")), "bg.pid");
+      const started = Date.now();
+      const ended = await client.exec(["/bin/sh", "-c", `trap '' TERM; sleep 100 & echo $! > ${marker}; wait`], { timeoutMs: 400 });
+      expect({ timedOut: ended.timedOut, signal: ended.signal, exitCode: ended.exitCode }).toEqual({ timedOut: true, signal: 9, exitCode: 137 });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      // The background sleep was in the group: gone too (kill -0 fails).
+      const probe = await client.exec(["/bin/sh", "-c", `kill -0 $(cat ${marker})`]);
+      expect(probe.exitCode).not.toBe(0);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
+  test("64 sessions at once, each its own answer", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const results = await Promise.all(Array.from({ length: 64 }, (_, index) => client.exec(["/bin/sh", "-c", `echo ${index}`])));
+      expect(results.map((result) => text(result.stdout).trim())).toEqual(Array.from({ length: 64 }, (_, index) => String(index)));
+      expect((await client.info()).sessions).toBe(0);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
+  test("a process writing without end while the host reads nothing: it blocks on its pipe, the supervisor stays small", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const hog = client.spawn(["/bin/sh", "-c", "cat /dev/zero"]);
+      await hog.pid;
+      await Bun.sleep(1500);
+      const info = await client.info();
+      expect(info.supervisorRssKiB).toBeLessThan(1024);
+      expect(info.sessions).toBe(1);
+      hog.close();
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+});
+
+describe("files through the control channel", () => {
+  test("put then get of 8 MiB of random bytes: the same bytes, the mode kept, no temporary file left", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const dir = mkdtempSync(join(work, "files-"));
+      const data = randomBytes(8 * 2 ** 20);
+      await client.writeFile(join(dir, "blob"), data, { mode: 0o640 });
+      expect(statSync(join(dir, "blob")).mode & 0o777).toBe(0o640);
+      expect(readdirSync(dir)).toEqual(["blob"]);
+      const back = await client.readFile(join(dir, "blob"));
+      expect(createHash("sha256").update(back).digest("hex")).toBe(createHash("sha256").update(data).digest("hex"));
+      const missing = await client.readFile(join(dir, "absent")).then(() => null, (error: unknown) => error);
+      expect(missing).toBeInstanceOf(GuestError);
+      expect((missing as GuestError).message).toContain("ENOENT");
+      expect(existsSync(join(dir, "absent"))).toBe(false);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+});
+
+describe("hostile frames from the host side", () => {
+  test("junk, an oversized length, an unknown type, a cut exec request, input past the window: typed errors; the supervisor and the workload go on", async () => {
+    const raw = await rawGuest();
+    try {
+      raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
+      await raw.next(FrameType.HELLO_ACK, 0);
+      raw.send(new TextEncoder().encode("garbage that is no frame at all"));
+      expect(decodeError((await raw.next(FrameType.ERROR, 0)).body).code).toBe(ErrorCode.BAD_FRAME);
+      raw.send(encodeFrame(FrameType.PING, 1));
+      await raw.next(FrameType.PONG, 1);
+      // A header claiming more than a frame may hold: refused without waiting for the body.
+      const huge = encodeFrame(FrameType.PING, 2);
+      new DataView(huge.buffer).setUint32(8, MAX_BODY_BYTES + 1, true);
+      raw.send(huge);
+      expect(decodeError((await raw.next(FrameType.ERROR, 0)).body).code).toBe(ErrorCode.BAD_FRAME);
+      raw.send(encodeFrame(FrameType.PING, 3));
+      await raw.next(FrameType.PONG, 3);
+      raw.send(encodeFrame(0x3e, 4));
+      expect(decodeError((await raw.next(FrameType.ERROR, 4)).body).code).toBe(ErrorCode.UNKNOWN_TYPE);
+      const request = encodeExec({ argv: ["/bin/true"] });
+      raw.send(encodeFrame(FrameType.EXEC, 5, request.subarray(0, request.byteLength - 3)));
+      expect(decodeError((await raw.next(FrameType.ERROR, 5)).body).code).toBe(ErrorCode.BAD_REQUEST);
+      raw.send(encodeFrame(FrameType.EXEC, 6, encodeExec({ argv: ["/bin/sh", "-c", "sleep 100"], stdin: true })));
+      await raw.next(FrameType.STARTED, 6);
+      const chunk = new Uint8Array(MAX_BODY_BYTES - 1024);
+      for (let sent = 0; sent <= INPUT_WINDOW_BYTES; sent += chunk.byteLength) raw.send(encodeFrame(FrameType.STDIN, 6, chunk));
+      expect(decodeError((await raw.next(FrameType.ERROR, 6)).body).code).toBe(ErrorCode.CREDIT_EXCEEDED);
+      raw.send(encodeFrame(FrameType.EXEC, 7, encodeExec({ argv: ["/bin/true"] })));
+      await raw.next(FrameType.STARTED, 7);
+      await raw.next(FrameType.EXITED, 7);
+      raw.send(encodeFrame(FrameType.INFO, 8));
+      const info = JSON.parse(text((await raw.next(FrameType.INFO_REPLY, 8)).body));
+      expect(info.workload.state).toBe("running");
+      expect(raw.guest.child.exitCode).toBeNull();
+    } finally {
+      raw.socket.end();
+      await raw.guest.end();
+    }
+  });
+
+  test("a new HELLO ends every session of the connection before it; requests before any HELLO are refused", async () => {
+    const raw = await rawGuest();
+    try {
+      raw.send(encodeFrame(FrameType.INFO, 1));
+      expect(decodeError((await raw.next(FrameType.ERROR, 1)).body).code).toBe(ErrorCode.NOT_NOW);
+      raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
+      const ack = (await raw.next(FrameType.HELLO_ACK, 0)).body;
+      expect([0, 4, 8].map((offset) => readU32(ack, "HELLO_ACK", offset))).toEqual([PROTOCOL_VERSION, MAX_SESSIONS, OUTPUT_WINDOW_BYTES]);
+      raw.send(encodeFrame(FrameType.EXEC, 2, encodeExec({ argv: ["/bin/sh", "-c", "sleep 100"] })));
+      const pid = readU32((await raw.next(FrameType.STARTED, 2)).body, "STARTED");
+      raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
+      await raw.next(FrameType.HELLO_ACK, 0);
+      raw.send(encodeFrame(FrameType.EXEC, 3, encodeExec({ argv: ["/bin/sh", "-c", `sleep 0.3; kill -0 ${pid}`] })));
+      await raw.next(FrameType.STARTED, 3);
+      expect(readU32((await raw.next(FrameType.EXITED, 3)).body, "EXITED")).not.toBe(0);
+      raw.send(encodeFrame(FrameType.STDIN, 2, new Uint8Array([1]), FLAG_EOF));
+      raw.send(encodeFrame(FrameType.SIGNAL, 2, u32Body(15)));
+      expect(decodeError((await raw.next(FrameType.ERROR, 2)).body).code).toBe(ErrorCode.NO_SESSION);
+    } finally {
+      raw.socket.end();
+      await raw.guest.end();
+    }
+  });
+
+  test("STOP: the orderly stop ends the workload and the exec'd processes alike, and PID 1 powers off", async () => {
+    const { client, guest } = await clientGuest();
+    const running = client.spawn(["/bin/sh", "-c", "sleep 100"]);
+    await running.pid;
+    await client.stop();
+    const ended = await running.exited;
+    expect(ended.signal).toBe(15);
+    // reboot() in a PID namespace ends it with SIGINT (power-off); unshare re-raises it.
+    expect(await guest.child.exited).not.toBe(0);
+    await guest.logged;
+    expect(guest.log()).toContain("stop (the host's stop request)");
+    client.close();
+  });
+});
