@@ -58,6 +58,8 @@ export class ControlMux {
   private helloAckBody: Uint8Array = new Uint8Array(0);
   /** Sent once by the guest; a client that greets later hears it too. */
   private workloadExited: Frame | null = null;
+  /** A snapshot waiting for its save or resume (READY until RESUMED): a client that greets later hears it too. */
+  private snapshotReady: Frame | null = null;
   private closedReason: string | null = null;
 
   private constructor(private readonly guest: FrameTransport, private readonly log: (line: string) => void) {}
@@ -175,6 +177,7 @@ export class ControlMux {
     client.greeted = true;
     client.transport.send(encodeFrame(FrameType.HELLO_ACK, 0, this.helloAckBody));
     if (this.workloadExited) client.transport.send(encodeFrame(FrameType.WORKLOAD_EXITED, 0, this.workloadExited.body));
+    if (this.snapshotReady) client.transport.send(encodeFrame(FrameType.READY, 0, this.snapshotReady.body));
   }
 
   private open(client: ClientLink, frame: Frame, clientSession: number): void {
@@ -210,6 +213,8 @@ export class ControlMux {
       // Late answers to the mux's re-sent HELLOs.
       if (frame.type === FrameType.HELLO_ACK) return;
       if (frame.type === FrameType.WORKLOAD_EXITED) this.workloadExited = frame;
+      if (frame.type === FrameType.READY) this.snapshotReady = frame;
+      if (frame.type === FrameType.RESUMED) this.snapshotReady = null;
       const bytes = encodeFrame(frame.type, 0, frame.body, frame.flags);
       for (const client of this.clients) if (client.greeted) client.transport.send(bytes);
       return;

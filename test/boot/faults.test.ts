@@ -14,7 +14,10 @@ import { MANIFEST, RAM, STATE, type SnapshotManifest } from "../../src/host/snap
 import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
 import { startCliRun } from "../helpers/cli-run";
-import { microGuest, restoreByHand } from "../helpers/snapshot";
+import { randomBytes } from "node:crypto";
+import { microGuest, restoreByHand, resumeFrames } from "../helpers/snapshot";
+import { MAX_BODY_BYTES } from "../../src/control/wire";
+import { encodePointResume, MAX_SUPERVISOR_RESUME_BYTES } from "../../src/snapshot/protocol";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-faults-"));
@@ -209,25 +212,34 @@ describe("snapshot faults", () => {
     await refused(() => writeFileSync(MANIFEST, "{\"burrowSnapshot\":"), /manifest\.json: not JSON/);
   }, BOOT_TIMEOUT_MS);
 
-  test("the control port during a restore: a flood without a newline, junk lines, a host that hangs up mid-message — one line each, the fallback, status 1", async () => {
+  test("the control port during a restore: a resume too long, one cut off by the host hanging up, one a real host refuses to send — one line each, the fallback, status 1", async () => {
     const scratch = mkdtempSync(join(work, "control-"));
     const refusal = (why: string) => new RegExp(`snapshot: malformed resume message on burrow\\.control: ${why}; not starting the agent from a cloned state`);
-    const flood = await restoreByHand(dir, scratch, "x".repeat(200_000));
-    expect(flood.output).toMatch(refusal("longer than 70000 bytes"));
-    const junk = await restoreByHand(dir, scratch, "garbage\n".repeat(2000));
-    expect(junk.output).toMatch(refusal("not a resume line"));
-    const halfway = await restoreByHand(dir, scratch, "burrow-resume 1 vm-1 ", { hangUp: true });
+    const flood = await restoreByHand(dir, scratch, resumeFrames(new Uint8Array(MAX_BODY_BYTES).fill(0x78)));
+    expect(flood.output).toMatch(refusal(`longer than ${MAX_SUPERVISOR_RESUME_BYTES} bytes`));
+    const header = `burrow-resume 1 vm-1 ${BigInt(Date.now()) * 1_000_000n} ${"ab".repeat(64)}`;
+    const [hello, whole] = resumeFrames(`${header} - 0:\n`);
+    const halfway = await restoreByHand(dir, scratch, [hello!, whole!.subarray(0, 40)], { hangUp: true });
     expect(halfway.output).toMatch(refusal("the host closed the port in the middle of it \\(\\d+ bytes received\\)"));
     // Well formed, but what a real host refuses to send: the guest refuses it too.
-    const header = `burrow-resume 1 vm-1 ${BigInt(Date.now()) * 1_000_000n} ${"ab".repeat(64)}`;
-    const loader = await restoreByHand(dir, scratch, `${header} - 1:${Buffer.from("LD_PRELOAD=/x.so").toString("hex")}\n`);
+    const loader = await restoreByHand(dir, scratch, resumeFrames(`${header} - 1:${Buffer.from("LD_PRELOAD=/x.so").toString("hex")}\n`));
     expect(loader.output).toMatch(refusal("env: a variable that steers the runtime or the loader cannot be set"));
-    const nul = await restoreByHand(dir, scratch, `${header} 1:610062 0:\n`);
+    const nul = await restoreByHand(dir, scratch, resumeFrames(`${header} 1:610062 0:\n`));
     expect(nul.output).toMatch(refusal("args: expected - or COUNT:HEX,... of at most 256 arguments without NUL"));
-    for (const result of [flood, junk, halfway, loader, nul]) {
+    for (const result of [flood, halfway, loader, nul]) {
       expect(parseConsole(result.output).agent.has("start")).toBe(false);
       expect(result.exitCode).toBe(1);
     }
+  }, BOOT_TIMEOUT_MS);
+
+  test("junk on the control port before a host greets: one warning, the bytes skipped, and a valid resume after it is taken", async () => {
+    const scratch = mkdtempSync(join(work, "junk-"));
+    const junk = new TextEncoder().encode("garbage\n".repeat(2000));
+    const message = encodePointResume({ instance: "vm-junk", entropy: new Uint8Array(randomBytes(64)), realtimeNs: BigInt(Date.now()) * 1_000_000n, args: null, env: [] });
+    const result = await restoreByHand(dir, scratch, [junk, ...resumeFrames(message)]);
+    expect(result.output).toMatch(/control: a malformed frame from the host \(bad frame magic\); skipping to the next frame/);
+    expect(result.output).toMatch(/resumed as instance vm-junk/);
+    expect(parseConsole(result.output).agent.has("start")).toBe(true);
   }, BOOT_TIMEOUT_MS);
 
   test("burrow run --snapshot-restore ended by SIGTERM, SIGINT, SIGHUP or SIGKILL: QEMU never outlives it, the status names the signal", async () => {

@@ -2,6 +2,8 @@
 // hand (bare QEMU, no burrow run driver) for sending the guest what a real host never would.
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
+import { encodeFrame, u32Body } from "../../src/control/frames";
+import { FrameType, PROTOCOL_VERSION } from "../../src/control/wire";
 import { QmpClient } from "../../src/host/qmp";
 import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
 import { RAM, readManifest, STATE } from "../../src/host/snapshot-manifest";
@@ -12,6 +14,14 @@ export function microGuest(disk: string, append: string): RunOptions {
   return { kernel: KERNEL_MICRO, initrd: INITRAMFS, disks: [disk], ports: [{ name: "demo.port", file: null }], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append, timeoutSeconds: 150 };
 }
 
+/** What a host sends first on a connection. */
+export const HELLO = encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION));
+
+/** A connection that greets the guest, then hands it `text` as its resume message (whatever it holds). */
+export function resumeFrames(text: string | Uint8Array): Uint8Array[] {
+  return [HELLO, encodeFrame(FrameType.RESUME, 0, typeof text === "string" ? new TextEncoder().encode(text) : text)];
+}
+
 /**
  * Restore `dir` (a mapped snapshot) with bare QEMU and send `send`'s bytes on the control port
  * (then hang up if `hangUp`), or nothing (then QEMU is killed after `silentMs`: a guest without a
@@ -20,8 +30,10 @@ export function microGuest(disk: string, append: string): RunOptions {
 export function restoreByHand(dir: string, scratch: string, send: Uint8Array[] | null, { silentMs = 8_000, hangUp = false } = {}): Promise<RunResult> {
   const manifest = readManifest(dir);
   const sockets = mkdtempSync(join(scratch, "s-"));
+  const { net, ...saved } = manifest.options;
   return runVm({
-    ...manifest.options,
+    ...saved,
+    ...(net ? { net: { forwards: [] } } : {}),
     timeoutSeconds: 60,
     snapshotDisks: true,
     controlSocket: join(sockets, "control"),

@@ -156,34 +156,44 @@ describe("a run stopped by a signal", () => {
   });
 });
 
-describe("the stop port", () => {
+describe("the control port", () => {
   const devices = (args: string[]) => args.flatMap((arg, index) => (args[index - 1] === "-device" || args[index - 1] === "-chardev" ? [arg] : []));
-  test("after the user ports and the control port, on the one serial bus", () => {
-    const args = qemuArgs({ ...base, machine: "q35", ports: [{ name: "a", file: null }, { name: "b", file: "/tmp/b" }], controlSocket: "/tmp/s/control", stopSocket: "/tmp/s/stop" });
+  test("after the user ports, on the one serial bus; no separate stop port", () => {
+    const args = qemuArgs({ ...base, machine: "q35", ports: [{ name: "a", file: null }, { name: "b", file: "/tmp/b" }], controlSocket: "/tmp/s/control" });
     expect(devices(args).filter((arg) => /vser0|port|control|stop/.test(arg))).toEqual([
       "virtio-serial-pci,id=vser0",
       "null,id=port0", "virtserialport,bus=vser0.0,chardev=port0,name=a",
       "file,id=port1,path=/tmp/b", "virtserialport,bus=vser0.0,chardev=port1,name=b",
       "socket,id=control,path=/tmp/s/control,server=on,wait=off", "virtserialport,bus=vser0.0,chardev=control,name=burrow.control",
-      "socket,id=stop,path=/tmp/s/stop,server=on,wait=off", "virtserialport,bus=vser0.0,chardev=stop,name=burrow.stop",
     ]);
+    expect(args.join(" ")).not.toContain("burrow.stop");
   });
-  test("the only port: the serial bus is made for it; absent: no stop chardev", () => {
-    const alone = qemuArgs({ ...base, machine: "microvm", ports: [], stopSocket: "/tmp/s/stop" }).join(" ");
-    expect(alone).toContain("-device virtio-serial-device,id=vser0 -chardev socket,id=stop,path=/tmp/s/stop,server=on,wait=off -device virtserialport,bus=vser0.0,chardev=stop,name=burrow.stop");
+  test("the only port: the serial bus is made for it; absent: no control chardev", () => {
+    const alone = qemuArgs({ ...base, machine: "microvm", ports: [], controlSocket: "/tmp/s/control" }).join(" ");
+    expect(alone).toContain("-device virtio-serial-device,id=vser0 -chardev socket,id=control,path=/tmp/s/control,server=on,wait=off -device virtserialport,bus=vser0.0,chardev=control,name=burrow.control");
+    expect(alone).not.toContain("burrow.stop");
     expect(qemuArgs({ ...base, machine: "microvm", ports: [] }).join(" ")).not.toContain("vser0");
-    expect(qemuArgs({ ...base, machine: "microvm" }).join(" ")).not.toContain("burrow.stop");
+    const without = qemuArgs({ ...base, machine: "microvm" }).join(" ");
+    expect(without).not.toContain("id=control");
+    expect(without).not.toContain("burrow.control");
   });
-  test("only a supervised guest gets one; the wait covers its stop timeout", () => {
-    expect(guestStopWaitMs("")).toBeNull();
+  test("a path with a comma is escaped (QEMU's option syntax), not cut", () => {
+    expect(qemuArgs({ ...base, machine: "microvm", ports: [], controlSocket: "/tmp/a,b/control" })).toContain("socket,id=control,path=/tmp/a,,b/control,server=on,wait=off");
+  });
+  test("only a supervised guest gets one (supervise mode is the default); the wait covers its stop timeout", () => {
+    expect(guestStopWaitMs("")).toBe(hostStopWaitMs(5000));
     expect(guestStopWaitMs("burrow.supervise=0")).toBeNull();
     expect(guestStopWaitMs("burrow.supervise=1")).toBe(hostStopWaitMs(5000));
-    expect(guestStopWaitMs("burrow.supervise=1 burrow.stop-timeout=30000 -- agent args")).toBe(hostStopWaitMs(30000));
+    expect(guestStopWaitMs("burrow.stop-timeout=30000 -- agent args")).toBe(hostStopWaitMs(30000));
     // After "--" it is only an init argument.
-    expect(guestStopWaitMs("-- burrow.supervise=1")).toBeNull();
+    expect(guestStopWaitMs("burrow.supervise=0 -- burrow.supervise=1")).toBeNull();
+    // paravisor's supervisor serves no control port.
+    expect(guestStopWaitMs("burrow.mode=paravisor")).toBeNull();
   });
   test("a snapshot keeps it: the saved command line (what restores boot with) is still supervised", () => {
     expect(guestStopWaitMs(withKernelWords("burrow.supervise=1 -- x", ["burrow.snapshot=1", "ro"]))).toBe(hostStopWaitMs(5000));
+    // And an exec-mode guest's stays one without the port.
+    expect(guestStopWaitMs(withKernelWords("burrow.supervise=0 -- x", ["burrow.snapshot=1", "ro"]))).toBeNull();
   });
 });
 

@@ -80,11 +80,10 @@ async function until(what: string, check: () => boolean, timeoutMs = 10_000): Pr
   }
 }
 
-/** The fake guest has opened its stop port, and had a host on the other end. */
+/** The fake guest has booted with the host already on its control port, and answered its HELLO. */
 async function guestBooted(): Promise<void> {
-  const path = join(dir, "booted");
-  await until("the fake guest to boot", () => existsSync(path));
-  expect(readFileSync(path, "utf8")).toBe("host connected");
+  await until("the fake guest to answer HELLO", () => existsSync(join(dir, "greeted")));
+  expect(readFileSync(join(dir, "booted"), "utf8")).toBe("host connected");
 }
 
 /** The fake QEMU's pid, once it is up (it writes the file last). */
@@ -108,9 +107,12 @@ describe("QEMU never outlives burrow run", () => {
     await until("the fake QEMU to die with its parent", () => !alive(pid), 2000);
   }, TEST_TIMEOUT_MS);
 
-  test("SIGTERM without a stop port: QEMU is killed (SIGKILL when it ignores SIGTERM), exit code 143", async () => {
-    const driver = startDriver("", { FAKE_QEMU_IGNORE_TERM: "1" });
+  test("SIGTERM without a control port (exec mode): QEMU is killed (SIGKILL when it ignores SIGTERM), exit code 143", async () => {
+    const driver = startDriver("burrow.supervise=0", { FAKE_QEMU_IGNORE_TERM: "1" });
     const pid = await fakePid();
+    // No supervisor to ask: the guest gets no control port at all.
+    expect(readFileSync(join(dir, "argv"), "utf8")).not.toContain("burrow.control");
+    expect(existsSync(join(dir, "control-path"))).toBe(false);
     process.kill(driver.pid, "SIGTERM");
     const result = await driver.result();
     expect(result).toMatchObject({ outcome: "stopped", exitCode: 143, reason: "stopped by SIGTERM" });
@@ -127,11 +129,11 @@ describe("QEMU never outlives burrow run", () => {
   }, TEST_TIMEOUT_MS);
 });
 
-describe("a supervised guest is asked to stop through its stop port", () => {
+describe("a supervised guest is asked to stop over its control port (STOP)", () => {
   test("SIGTERM: the guest's reported status, the signal in the reason, the socket directory removed", async () => {
     const driver = startDriver("burrow.supervise=1");
     const pid = await fakePid();
-    // The host holds the port from the start: the guest would give up on a port without one.
+    // The host connects as soon as QEMU runs: the handshake is done before the signal.
     await guestBooted();
     process.kill(driver.pid, "SIGTERM");
     const result = await driver.result();
@@ -139,15 +141,18 @@ describe("a supervised guest is asked to stop through its stop port", () => {
     // hostStopWaitMs(5000 ms, the default burrow.stop-timeout): 12 s.
     expect(driver.stderr()).toContain("burrow run: SIGTERM: asking the guest to stop (up to 12 s)");
     expect(alive(pid)).toBe(false);
-    expect(existsSync(dirname(readFileSync(join(dir, "stop-path"), "utf8")))).toBe(false);
+    // runVm made the control socket's directory itself: nothing of it is left.
+    expect(existsSync(dirname(readFileSync(join(dir, "control-path"), "utf8")))).toBe(false);
   }, TEST_TIMEOUT_MS);
 
-  test("QEMU gets the stop port; burrow.stop-timeout sets how long the host waits", async () => {
-    const driver = startDriver("burrow.supervise=1 burrow.stop-timeout=0");
+  test("QEMU gets the control port (supervised by default), no stop port; burrow.stop-timeout sets how long the host waits", async () => {
+    const driver = startDriver("burrow.stop-timeout=0");
     await fakePid();
     const argv: string[] = JSON.parse(readFileSync(join(dir, "argv"), "utf8"));
-    expect(argv.join(" ")).toMatch(/virtio-serial-(device|pci),id=vser0 -chardev socket,id=stop,path=\S+,server=on,wait=off -device virtserialport,bus=vser0.0,chardev=stop,name=burrow.stop/);
-    // At once, before the guest opened the port: the request waits for it.
+    expect(argv.join(" ")).toMatch(/virtio-serial-(device|pci),id=vser0 -chardev socket,id=control,path=\S+,server=on,wait=off -device virtserialport,bus=vser0.0,chardev=control,name=burrow.control/);
+    // The one port on the bus: no burrow.stop beside it.
+    expect(argv.filter((arg) => arg.startsWith("virtserialport,"))).toEqual(["virtserialport,bus=vser0.0,chardev=control,name=burrow.control"]);
+    // At once, before the guest opened the port: HELLO and STOP wait in it until the guest boots.
     process.kill(driver.pid, "SIGHUP");
     const result = await driver.result();
     expect(result).toMatchObject({ exitCode: 143, reason: "guest reported exit status 143 (stopped by SIGHUP)" });
@@ -161,6 +166,8 @@ describe("a supervised guest is asked to stop through its stop port", () => {
     const sent = performance.now();
     process.kill(driver.pid, "SIGTERM");
     await until("burrow run's stop line", () => driver.stderr().includes("asking the guest to stop"));
+    // The STOP reached the guest, which will never answer: only the second signal ends the wait.
+    await until("the STOP to reach the guest", () => existsSync(join(dir, "stop-received")));
     process.kill(driver.pid, "SIGINT");
     const result = await driver.result();
     expect(result).toMatchObject({ outcome: "stopped", exitCode: 143, reason: "stopped by SIGTERM" });

@@ -6,7 +6,7 @@ import { copyFileSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { checkSealed, sealFile, VERIFIED } from "../../src/host/snapshot-files";
-import { MANIFEST, parseManifest, readManifest, type SnapshotManifest } from "../../src/host/snapshot-manifest";
+import { MANIFEST, MANIFEST_VERSION, parseManifest, readManifest, type SnapshotManifest } from "../../src/host/snapshot-manifest";
 
 const work = mkdtempSync(join(tmpdir(), "burrow-sealed-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -68,12 +68,12 @@ const identity = (path: string) => ({ path, size: 10, mtimeMs: 1, head: HASH, ta
 
 function manifest(): SnapshotManifest {
   return {
-    burrowSnapshot: 3,
+    burrowSnapshot: 4,
     form: "mapped",
     warm: false,
     qemu: "7.2.22",
     savedAt: "2026-12-01T00:00:00.000Z",
-    options: { arch: "x86_64", kernel: "/k", initrd: "/i", disks: ["/d"], readOnlyDisks: [], ports: [{ name: "demo.port", file: null }], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "burrow.snapshot=1 ro", runId: "A".repeat(24), extraArgs: [] },
+    options: { arch: "x86_64", kernel: "/k", initrd: "/i", disks: ["/d"], readOnlyDisks: [], ports: [{ name: "demo.port", file: null }], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "burrow.snapshot=1 ro", runId: "A".repeat(24), extraArgs: [], net: true },
     files: { kernel: identity("/k"), initrd: identity("/i"), disks: [identity("/d")] },
     sha256: { kernel: HASH, initrd: null },
     saved: { state: { name: "state", size: 67650, sha256: HASH, identity: "1:2:3:4:5" }, ram: { name: "ram", size: 512 * 2 ** 20, sha256: HASH, identity: "1:3:3:4:5" } },
@@ -93,6 +93,8 @@ function edited(edit: (value: Record<string, any>) => void): string {
 describe("the manifest", () => {
   test("a saved manifest reads back as it was", () => {
     expect(parseManifest(JSON.stringify(manifest()))).toEqual(manifest());
+    // Both values of the NIC flag come back as saved.
+    expect(parseManifest(edited((m) => (m.options.net = false))).options.net).toBe(false);
   });
 
   test("every edited, missing or mistyped field is refused with its name", () => {
@@ -105,12 +107,19 @@ describe("the manifest", () => {
       }
     };
     expect(refused("{")).toBe("not JSON");
+    expect(MANIFEST_VERSION).toBe(4);
     expect(refused(edited((m) => (m.burrowSnapshot = 1)))).toMatch(/^saved by an older burrow \(version 1/);
+    // Version 3's guest read its resume as a text line on a port of its own: refused, with why.
+    expect(refused(edited((m) => (m.burrowSnapshot = 3)))).toBe("saved by an older burrow (version 3, whose guest read its resume as a text line, before the control channel); this burrow restores version 4");
+    expect(refused(edited((m) => (m.burrowSnapshot = 5)))).toBe("not a burrow snapshot manifest of version 4 (burrowSnapshot: 5)");
     expect(refused(edited((m) => delete m.options.mem))).toBe("options.mem: expected a string");
     expect(refused(edited((m) => (m.options.mem = "3X")))).toMatch(/^options\.mem: expected a valid value \(--mem must be/);
     expect(refused(edited((m) => (m.options.smp = "1")))).toBe("options.smp: expected a number of at least 0");
     expect(refused(edited((m) => (m.options.machine = "virt")))).toMatch(/^options\.machine: expected a valid value \(x86_64: microvm, q35\)/);
     expect(refused(edited((m) => (m.options.extraArgs = ["-x", 1])))).toBe("options.extraArgs: expected a list of strings");
+    // Whether a restore gets a NIC: required, and a boolean (not a truthy string).
+    expect(refused(edited((m) => delete m.options.net))).toBe("options.net: expected true or false");
+    expect(refused(edited((m) => (m.options.net = "false")))).toBe("options.net: expected true or false");
     expect(refused(edited((m) => (m.options.ports[0].name = "a,b")))).toMatch(/^options\.ports\[0\]\.name: expected a string matching/);
     expect(refused(edited((m) => (m.options.runId = "short")))).toMatch(/^options\.runId: expected a string matching/);
     expect(refused(edited((m) => (m.files.disks = [])))).toMatch(/^files\.disks: expected one identity per disk/);
@@ -125,6 +134,8 @@ describe("the manifest", () => {
     const paths = (value: unknown, prefix: string[] = []): string[][] =>
       value !== null && typeof value === "object" ? Object.entries(value).flatMap(([key, child]) => [[...prefix, key], ...paths(child, [...prefix, key])]) : [];
     const all = paths(manifest());
+    // Every field is mutated, the NIC flag too.
+    expect(all).toContainEqual(["options", "net"]);
     fc.assert(fc.property(fc.constantFrom(...all), fc.jsonValue(), (path, replacement) => {
       const text = edited((m) => {
         let target = m;
