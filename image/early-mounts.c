@@ -19,11 +19,10 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
+/* Generated at build time from src/config/environment.ts: the one list the host, burrow and the supervisor share. */
+#include "runtime-env.h"
 
-/* Keep in step with RUNTIME_ENV_PREFIXES in src/config/environment.ts. */
-static const char *const runtime_prefixes[] = {
-	"BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_", NULL,
-};
+static const char *const runtime_prefixes[] = RUNTIME_ENV_PREFIXES;
 
 static int steers_runtime(const char *entry)
 {

@@ -5,7 +5,7 @@
 // constructor (image/early-mounts.c) removes them, and the programs burrow starts never see them.
 import { clipValue, type CmdlineToken, type Problem } from "./cmdline";
 
-/** Variables that steer the runtime or the dynamic loader. Keep in step with early-mounts.c. */
+/** Variables that steer the runtime or the dynamic loader; the C programs' copies are generated from this one (src/control/c-header.ts). */
 export const RUNTIME_ENV_PREFIXES = ["BUN_", "JSC_", "__BUN", "BUNFS", "NODE_", "LD_", "GLIBC_TUNABLES", "MALLOC_"] as const;
 
 export function isRuntimeVariable(name: string): boolean {

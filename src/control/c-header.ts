@@ -17,6 +17,15 @@ function stringList(name: string, values: readonly string[]): string[] {
   return [`#define ${name} { ${[...values.map(cString), "0"].join(", ")} }`];
 }
 
+/** The early-mounts library's one shared list (image/early-mounts.c): the variables PID 1 re-executes itself without. */
+export function runtimeEnvHeader(): string {
+  return [
+    "/* Generated from src/config/environment.ts (src/control/c-header.ts): do not edit. */",
+    ...stringList("RUNTIME_ENV_PREFIXES", RUNTIME_ENV_PREFIXES),
+    "",
+  ].join("\n");
+}
+
 export function supervisorWireHeader(): string {
   const lines = [
     "/* Generated from src/control/wire.ts and the TypeScript homes named below (src/control/c-header.ts): do not edit. */",

@@ -36,6 +36,9 @@ export const DEFAULT_BOOT_FILES = {
   arm64: { kernel: "build/kernel-micro-arm64/vmlinuz", initrd: "dist/arm64/initramfs.img" },
 } as const satisfies Record<keyof typeof MACHINES_BY_ARCH, { kernel: string; initrd: string }>;
 
+/** What `burrow run` and the TypeScript API (src/api/boot.ts) use when a value is not given: one home, so they agree. */
+export const RUN_DEFAULTS = { mem: "512M", smp: 1, accel: "tcg", timeoutSeconds: 120, append: "" } as const;
+
 /** Past ~24.8 days setTimeout overflows and fires at once; a week is more than any boot needs. */
 export const MAX_TIMEOUT_SECONDS = 7 * 24 * 3600;
 

@@ -510,6 +510,9 @@ interface Streamed {
 
 const QEMU_PREFIX = /^qemu-system-[\w-]+: /;
 
+/** The console kept for the verdict and RunResult.output: its last 8–16 MiB (a boot's log is far less). */
+const CONSOLE_KEEP_CHARS = 8 * 2 ** 20;
+
 /**
  * QEMU's last message from its stderr, on one line: the last line with its program-name prefix
  * (which the verdict replaces with "qemu") and the lines that continue it ("Is another process
@@ -549,6 +552,12 @@ async function streamRun(child: QemuProcess, options: RunOptions, onOutput: (tex
         output += text.split("\n").map((line) => (line ? `[qemu] ${line}` : line)).join("\n");
         // Bounded: only the last lines can hold the reason.
         stderrText = (stderrText + text).slice(-8192);
+      }
+      // Bounded too: a guest may print without end, and the verdict's lines come last.
+      if (output.length > 2 * CONSOLE_KEEP_CHARS) {
+        const dropped = output.length - CONSOLE_KEEP_CHARS;
+        output = output.slice(dropped);
+        scanned = Math.max(0, scanned - dropped);
       }
       onOutput(text);
       // A halted guest leaves QEMU running until the timeout: stop it once the kernel says so.

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Pool } from "../../src/api";
 import { ControlClient, GuestError } from "../../src/control/client";
 import { decodeError, encodeFrame, type Frame, FrameReader, u32Body } from "../../src/control/frames";
 import type { ControlMux } from "../../src/control/mux";
@@ -254,6 +255,18 @@ describe("clones of one snapshot", () => {
     } finally {
       const results = await Promise.all(clones.map((clone) => clone.ended.catch((error: Error) => error)));
       for (const result of results) expect(result instanceof Error ? result.message : result.exitCode).toBe(143);
+    }
+    // The TypeScript API's pool over the same snapshot: a clone is restored ahead and handed out answering.
+    const pool = new Pool({ snapshot: dir, size: 1, restoreOptions: { timeoutSeconds: 300 } });
+    try {
+      const vm = await pool.take();
+      const answer = await vm.exec(["/bin/sh", "-c", "echo pooled $BURROW_INSTANCE"]);
+      expect(text(answer.stdout)).toMatch(/^pooled \S+\n$/);
+      await vm.writeFile("/tmp/from-host", "bytes");
+      expect(text(await vm.readFile("/tmp/from-host"))).toBe("bytes");
+      expect((await vm.stop()).exitCode).toBe(143);
+    } finally {
+      await pool.close();
     }
   }, BOOT_TIMEOUT_MS);
 });
