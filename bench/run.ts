@@ -120,7 +120,9 @@ function vmOptions(kernel: string, image: string, fromDisk: boolean): RunOptions
     ports: [{ name: "bench.port", file: null }], mem: values.mem!, smp: 1, accel: "tcg",
     ...(KERNELS[kernel]!.arch === "arm64" ? { arch: "arm64" as const, machine: "virt" as const } : { machine: "microvm" as const }),
     // printk.time=1: the init phase starts at the kernel's timestamp of "Run /init".
-    append: "printk.time=1", timeoutSeconds: 120,
+    // burrow.supervise=0: burrow execs the agent as PID 1, as the busybox init does (the same
+    // steps); supervise mode, the default, adds the supervisor's exec and the agent's fork.
+    append: "printk.time=1 burrow.supervise=0", timeoutSeconds: 120,
     snapshotDisks: true,
   };
   return fromDisk ? withBootDisk(options, image) : options;
@@ -145,7 +147,7 @@ async function bootOnce(kernel: string, image: string, variant: string): Promise
   }
   const initMs = runInit ? (Number(agentStart[1]) - Number(runInit[1])) * 1000 : NaN;
   const firstLine = /\[\s*([\d.]+)\] burrow: burrow \S+ starting as PID 1/.exec(result.output);
-  const execLine = /\[\s*([\d.]+)\] burrow: exec /.exec(result.output);
+  const execLine = /\[\s*([\d.]+)\] burrow: (?:exec|supervise) /.exec(result.output);
   const stepsMs = firstLine && execLine && !restore ? (Number(execLine[1]) - Number(firstLine[1])) * 1000 : NaN;
   // Cold burrow boots: the boot report the agent prints, for the timeline picture.
   const boot = !restore && variant.startsWith("burrow") ? bootFromConsole(result.output) : null;

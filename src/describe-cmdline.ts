@@ -11,7 +11,8 @@ export function describeCmdline(text: string | Uint8Array): { json: Record<strin
     const { setupScripts, workerArgs } = parseParavisorArgs(config.initArgs);
     json.plan = { setupScripts, worker: { path: config.worker, argv: paravisorWorkerArgv(config.worker, workerArgs) }, onexit: config.onexit };
   } else {
-    json.plan = { root: config.root, agent: { path: config.agent, argv: [config.agent, ...config.initArgs] } };
+    // Who is PID 1 once the agent runs: the resident supervisor (the default) or, with burrow.supervise=0, the agent.
+    json.plan = { root: config.root, agent: { path: config.agent, argv: [config.agent, ...config.initArgs] }, pid1: config.supervise ? "supervisor" : "agent" };
   }
   return { json, warnings: problems.map((problem) => problem.message) };
 }

@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { hostArch, parseArch } from "../arch";
 import { describeError } from "../errors";
 import { withBootDisk } from "../host/boot-disk";
-import { memFloorProblem } from "../host/mem-floor";
+import { hasVirtioSerial, memFloorProblem } from "../host/mem-floor";
 import { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, RUN_DEFAULTS, withInitArgs } from "../host/options";
 import { type Accel, guestStopWaitMs, type Machine, parsePortSpec, parseSerialDisk, type RunOptions, runVm } from "../host/qemu";
 import { BootError } from "./errors";
@@ -73,7 +73,7 @@ export function bootRunOptions(options: BootOptions): RunOptions {
   };
   const run = options.bootDisk === undefined ? plain : withBootDisk(plain, options.bootDisk);
   // A guest too small to boot fails in ways that never say memory: refused here, as the CLI does.
-  const floor = memFloorProblem(run.mem, run.initrd ? fileSize(run.initrd) : null);
+  const floor = memFloorProblem(run.mem, run.initrd ? fileSize(run.initrd) : null, hasVirtioSerial(run));
   if (floor) throw new Error(floor);
   return run;
 }

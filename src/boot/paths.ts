@@ -7,5 +7,5 @@ export const ROOT_MOUNT_POINT = "/sysroot";
 /** The PATH every program burrow execs starts with: the agent and the fallback shell. */
 export const EXEC_PATH_VAR = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/** The resident supervisor (image/supervisor.c) in every image. */
+/** The resident supervisor (image/supervisor/) in every image. */
 export const SUPERVISOR_PATH = "/lib/burrow/supervisor";

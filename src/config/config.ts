@@ -37,7 +37,7 @@ export interface Config {
   /**
    * burrow.snapshot=1 ("point"): stop before the agent's exec, announce "ready" and wait for a
    * resume message. burrow.snapshot=warm: the resident supervisor takes the snapshot when the
-   * running workload asks (READY=1 on BURROW_NOTIFY_FD); needs burrow.supervise=1.
+   * running workload asks (READY=1 on BURROW_NOTIFY_FD); needs supervise mode (not burrow.supervise=0).
    */
   snapshot: "off" | "point" | "warm";
   root: string;
@@ -69,7 +69,11 @@ export interface Config {
   harden: HardenSwitches;
   /** burrow.console-stdin=1: the agent's stdin stays on the console instead of /dev/null. */
   consoleStdin: boolean;
-  /** burrow.supervise=1 (microvm): the agent runs as PID 1's child under the resident supervisor instead of replacing PID 1. */
+  /**
+   * microvm: the agent runs as PID 1's child under the resident supervisor (the default) instead
+   * of replacing PID 1 (burrow.supervise=0: an agent that is itself an init, systemd). paravisor
+   * hands PID 1 to the supervisor regardless; there it is false unless the line says 1.
+   */
   supervise: boolean;
   /** burrow.stop-timeout=MS: on a stop, how long the workload has between SIGTERM and SIGKILL. */
   stopTimeoutMs: number;
@@ -110,7 +114,8 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   overlayReadOnly: false,
   hideRootDevices: false,
   consoleStdin: false,
-  supervise: false,
+  // microvm's default (parseConfig turns it off in paravisor mode unless the line sets it).
+  supervise: true,
   stopTimeoutMs: 5000,
   ctrlAltDel: "reboot",
 } as const);
@@ -323,6 +328,8 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
     // Paravisor's default hands the worker's status to the kernel (underhill_init's way); a
     // supervised microVM powers off after the workload unless told otherwise.
     if (config.mode === "microvm" && !params.some((token) => token.key === "burrow.onexit" && config.onexit === token.value)) config.onexit = "poweroff";
+    // Supervise mode is microvm's default; the paravisor plan hands PID 1 to the supervisor anyway.
+    if (config.mode === "paravisor" && !params.some((token) => token.key === "burrow.supervise" && parseBoolean(token.value) !== null)) config.supervise = false;
     config.problems.push(...environmentProblems(params, initArgs, droppedWords));
   } catch (error) {
     // Not expected; but PID 1 must boot on defaults (and the user's onfail) rather than die here.

@@ -1,6 +1,6 @@
 // The workload spec, resolved: the command line's request over the OCI file's (field by field),
 // the user looked up in the new root's passwd and group, encoded as the supervisor's words
-// (image/supervisor.c). Fails closed: a bad key, an unknown user or a bad file is a refusal
+// (image/supervisor/). Fails closed: a bad key, an unknown user or a bad file is a refusal
 // naming it, never a workload with less confinement than was asked for. Pure: files come
 // through readFile.
 import { CAPABILITIES, defaultWorkload, RLIMITS, RLIMIT_NAMES, type RlimitName, type RlimitValue, type Rlimits, type WorkloadRequest } from "../config/workload";
@@ -58,7 +58,7 @@ function sortedRlimits(rlimits: Rlimits): [RlimitName, NonNullable<Rlimits[Rlimi
   return RLIMIT_NAMES.flatMap((name) => (rlimits[name] ? [[name, rlimits[name]!] as [RlimitName, NonNullable<Rlimits[RlimitName]>]] : []));
 }
 
-/** The capabilities to keep as supervisor.c reads them: a hex bit mask of capability numbers. */
+/** The capabilities to keep as image/supervisor/options.c reads them: a hex bit mask of capability numbers. */
 export function capabilityMask(numbers: readonly number[]): string {
   return numbers.reduce((mask, number) => mask | (1n << BigInt(number)), 0n).toString(16);
 }

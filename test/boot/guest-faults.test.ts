@@ -185,8 +185,8 @@ describe("memory pressure (boot disk, 160 MiB)", () => {
     expect(result).toMatchObject({ outcome: "exit-status", exitCode: 137 });
   }, BOOT_TIMEOUT_MS);
 
-  test("exec mode: the hog is PID 1, which the OOM killer spares; the panic's reason says out of memory, status 125", async () => {
-    const result = await boot(bootDiskRun({ disks: [rootCopy()], mem: "160M", append: `burrow.zram=off burrow.agent=/bin/sh -- -c "echo ws: started; ${HOG}"` }));
+  test("exec mode (burrow.supervise=0): the hog is PID 1, which the OOM killer spares; the panic's reason says out of memory, status 125", async () => {
+    const result = await boot(bootDiskRun({ disks: [rootCopy()], mem: "160M", append: `burrow.supervise=0 burrow.zram=off burrow.agent=/bin/sh -- -c "echo ws: started; ${HOG}"` }));
     expect(reported(result).has("started"), explain(result)).toBe(true);
     expect(result.output).toMatch(/Out of memory and no killable processes/);
     expect(result).toMatchObject({ outcome: "panic", exitCode: 125, reason: "kernel panic: System is deadlocked on memory (the guest ran out of memory)" });
@@ -205,13 +205,18 @@ describe("a --mem below the smallest guest burrow boots", () => {
     expect(small.code).toBe(1);
     // Nothing booted: QEMU never started, so no console.
     expect(small.stdout).toBe("");
-    const tiny = await refuse(["--boot-disk", bootDisk, "--mem", "16M"]);
+    const tiny = await refuse(["--boot-disk", bootDisk, "--mem", "16M", "--append", "burrow.supervise=0"]);
     expect(tiny.lines).toEqual([expect.stringMatching(/--mem 16M is below the smallest guest burrow boots \(30 MiB without an initramfs;/)]);
     expect(tiny.code).toBe(1);
+    // The default (supervised) guest has the control port: a virtio-serial device costs 8 MiB more.
+    const ported = await refuse(["--boot-disk", bootDisk, "--mem", "37M"]);
+    expect(ported.lines).toEqual([expect.stringMatching(/--mem 37M is below the smallest guest burrow boots \(38 MiB without an initramfs, with virtio-serial ports/)]);
   }, BOOT_TIMEOUT_MS);
 
-  test("a boot disk at 32 MiB (just above the floor) still boots to the agent", async () => {
-    const result = await boot(bootDiskRun({ disks: [rootCopy()], mem: "32M", append: "" }));
-    expect(result.agent.has("start"), explain(result)).toBe(true);
+  test("a boot disk just above the floor still boots to the agent: 32 MiB in exec mode without ports, 40 MiB supervised", async () => {
+    const bare = await boot(bootDiskRun({ disks: [rootCopy()], mem: "32M", append: "burrow.supervise=0" }));
+    expect(bare.agent.has("start"), explain(bare)).toBe(true);
+    const supervised = await boot(bootDiskRun({ disks: [rootCopy()], mem: "40M", append: "" }));
+    expect(supervised.agent.has("start"), explain(supervised)).toBe(true);
   }, BOOT_TIMEOUT_MS);
 });

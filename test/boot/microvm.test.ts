@@ -1,14 +1,14 @@
 // microvm mode end to end: the micro kernel (the default) or Debian's where modules are the point,
 // under QEMU (TCG), burrow as PID 1 from the initramfs,
-// the demo root disk; assertions on what the guest agent (then PID 1) reports, or on the one-line
-// cause and the fallback when boot cannot complete.
+// the demo root disk; assertions on what the guest agent (the resident supervisor's child, or PID 1
+// with burrow.supervise=0) reports, or on the one-line cause and the fallback when boot cannot complete.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
 import { buildImage } from "../../src/image/build";
-import { BURROW, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOT, ROOTFS } from "../helpers/artifacts";
+import { BURROW, INITRAMFS, INITRAMFS_DEBIAN, KERNEL, KERNEL_MICRO, requireArtifacts, ROOT, ROOTFS } from "../helpers/artifacts";
 import { boot, tail, type BootResult } from "../helpers/boot";
 
 const BOOT_TIMEOUT_MS = 150_000;
@@ -36,12 +36,16 @@ const HEALTHY_STEPS: Record<string, StepStatus> = {
 };
 
 /**
- * What every completed boot must show: the agent as PID 1, a clean handover, a full report with
- * each step's status (HEALTHY_STEPS, with this boot's `statuses` over it), and the agent's power-off.
+ * What every completed boot must show: the agent as the supervisor's child (supervise mode, the
+ * default) or as PID 1 (`exec`: burrow.supervise=0), a clean handover, a full report with each
+ * step's status (HEALTHY_STEPS, with this boot's `statuses` over it), and the VM's end: the
+ * supervisor's status line after the agent's exit, or the agent's own power-off.
  */
-function expectHealthyAgent(result: BootResult, args: string[], statuses: Record<string, StepStatus> = {}): void {
+function expectHealthyAgent(result: BootResult, args: string[], statuses: Record<string, StepStatus> = {}, mode: "supervise" | "exec" = "supervise"): void {
   if (!result.agent.has("done")) throw new Error(`the agent did not finish:\n${explain(result)}`);
-  expect(values(result, "pid")[0]).toBe("1 ppid=0");
+  const pid = values(result, "pid")[0] ?? "";
+  if (mode === "exec") expect(pid).toBe("1 ppid=0");
+  else expect(pid).toMatch(/^([2-9]|\d{2,}) ppid=1$/);
   expect(values(result, "argc")).toEqual([String(args.length)]);
   args.forEach((arg, index) => expect(values(result, `arg[${index + 1}]`)).toEqual([arg]));
 
@@ -70,8 +74,17 @@ function expectHealthyAgent(result: BootResult, args: string[], statuses: Record
   expect(Object.fromEntries(report.steps.map((step) => [step.name, step.status]))).toEqual({ ...HEALTHY_STEPS, ...statuses });
   for (const step of report.steps) expect(step.endMs).toBeGreaterThanOrEqual(step.startMs);
   expect(result.output).not.toMatch(/Kernel panic/);
-  // The agent powers off itself (poweroff -f): no exit-status line, nothing else.
-  expect(result.outcome).toBe("poweroff");
+  if (mode === "exec") {
+    // The agent powers off itself (poweroff -f): no exit-status line, nothing else.
+    expect(result.output).not.toMatch(/burrow: guest exit status/);
+    expect(result.outcome).toBe("poweroff");
+  } else {
+    // The agent exits; the supervisor reports it (the pid the agent saw), stops in order and powers off.
+    expect(result.burrow).toContain(`burrow: workload (pid ${pid.split(" ")[0]}) exited with status 0`);
+    expect(result.burrow.some((line) => /^burrow: teardown: .*\/ read-only, synced/.test(line))).toBe(true);
+    expect(result.output).toMatch(/reboot: Power down/);
+    expect(result.outcome).toBe("exit-status");
+  }
   expect(result.exitCode).toBe(0);
 }
 
@@ -224,6 +237,15 @@ describe("microvm mode on the micro kernel (kernel-config/: drivers built in, no
     expect(values(result, "modules")[0]?.trim() ?? "").toBe("");
     const mem = meminfo(result);
     expect(mem.MemAvailable!).toBeGreaterThan(mem.MemTotal! - 100 * 1024);
+  }, BOOT_TIMEOUT_MS);
+
+  test("burrow.supervise=0 (an agent that is itself an init, such as systemd): the agent replaces burrow as PID 1", async () => {
+    const result = await boot({ kernel: KERNEL_MICRO, initrd: INITRAMFS, machine: "microvm", disks: [ROOTFS], ports: [{ name: "demo.port", file: null }], append: "burrow.supervise=0 burrow.zram=25% -- exec" });
+    expectHealthyAgent(result, ["exec"], {}, "exec");
+    expect(result.burrow.some((line) => /^burrow: exec "\/usr\/local\/bin\/guest-agent" "exec" \(/.test(line))).toBe(true);
+    // No supervisor to ask, so the host adds no stop port.
+    expect(values(result, "port")).toContain("demo.port -> ../vport1p1");
+    expect(values(result, "port").filter((line) => line.startsWith("burrow.stop "))).toEqual([]);
   }, BOOT_TIMEOUT_MS);
 
   test("without an initramfs: the kernel mounts burrow's ext4 boot disk, burrow moves to the real root", async () => {

@@ -10,7 +10,7 @@ import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
-import { microGuest, restoreByHand } from "../helpers/snapshot";
+import { microGuest, restoreByHand, resumeFrames } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-snapshot-test-"));
@@ -56,9 +56,13 @@ describe("snapshot point", () => {
     expect(secondCmdline.split("\0")).toContain("tcg,tb-size=4");
     const cold = await runVm({ ...base(), append: "burrow.zram=64M ro -- cold" });
     const results = [first, second].map((result) => ({ result, ...parseConsole(result.output) }));
-    for (const { result, agent } of results) {
+    for (const { result, agent, burrow } of results) {
       if (!agent.has("done")) throw new Error(`restore ${result.instance} did not reach the agent's end:\n${explain(result)}`);
-      expect(result.outcome).toBe("poweroff");
+      // Supervise mode (the default): the supervisor started the agent after the resume, and reports its exit.
+      expect(agent.get("pid")![0]).toMatch(/^\d+ ppid=1$/);
+      expect(burrow.some((line) => /^burrow: workload \(pid \d+\) exited with status 0$/.test(line))).toBe(true);
+      expect(result.outcome).toBe("exit-status");
+      expect(result.exitCode).toBe(0);
       expect(result.timings!.resumedMs).toBeGreaterThan(0);
       // The guest clock is the host's at resume, not the one frozen into the snapshot.
       const clock = Number(agent.get("clock")![0]) * 1000;
@@ -90,9 +94,9 @@ describe("snapshot point", () => {
     expect(one!.agent.get("swap")![0]!.replace(/ prio=.*/, "")).toBe(coldAgent.get("swap")![0]!.replace(/ prio=.*/, ""));
   }, BOOT_TIMEOUT_MS);
 
-  test("the copy form (--snapshot-copy): the RAM in the stream, restored as before", async () => {
+  test("the copy form (--snapshot-copy): the RAM in the stream, restored as before; exec mode (burrow.supervise=0): the agent is PID 1", async () => {
     const copyDir = join(work, "copy-form");
-    const saved = await saveSnapshot(base(), copyDir, () => {}, { form: "copy" });
+    const saved = await saveSnapshot({ ...base(), append: "burrow.supervise=0 burrow.zram=64M -- saved-args" }, copyDir, () => {}, { form: "copy" });
     expect(saved.manifest.form).toBe("copy");
     expect(saved.manifest.saved.ram).toBeNull();
     expect(saved.manifest.saved.state.size).toBeGreaterThan(16 << 20);
@@ -101,6 +105,9 @@ describe("snapshot point", () => {
     if (!agent.has("done")) throw new Error(`the copy-form restore did not finish:\n${explain(restored)}`);
     expect(agent.get("arg[1]")).toEqual(["copied"]);
     expect(restored.form).toBe("copy");
+    // The supervisor took the resume, then exec'd the agent in its place; it powers off itself.
+    expect(agent.get("pid")).toEqual(["1 ppid=0"]);
+    expect(restored.outcome).toBe("poweroff");
   }, BOOT_TIMEOUT_MS);
 
   test("a disk changed since the save: refused with one line", async () => {
@@ -112,10 +119,10 @@ describe("snapshot point", () => {
   test("without a resume message the agent never starts; a malformed one ends in the fallback", async () => {
     // Same files as the save, so the manifest check would pass: restore by hand with bare QEMU.
     const fresh = mkdtempSync(join(work, "bare-"));
-    const runBare = (send: string | null) => restoreByHand(dir, fresh, send);
+    const runBare = (send: string | null) => restoreByHand(dir, fresh, send === null ? null : resumeFrames(send));
     const silent = await runBare(null);
     expect(parseConsole(silent.output).agent.has("start")).toBe(false);
-    expect(silent.output).not.toMatch(/exec "\/usr\/local\/bin\/guest-agent"/);
+    expect(silent.output).not.toMatch(/exec "\/usr\/local\/bin\/guest-agent"|supervising pid/);
 
     const malformed = await runBare(`burrow-resume 1 x ${BigInt(Date.now()) * 1_000_000n} 00 - 0:\n`);
     expect(malformed.output).toMatch(/snapshot: malformed resume message on burrow\.control: entropy: expected 64 to 4096 bytes in hex; not starting the agent from a cloned state/);

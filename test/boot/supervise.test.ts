@@ -1,8 +1,9 @@
-// Supervise mode end to end on the micro kernel: burrow.supervise=1 hands PID 1 to the resident
-// supervisor (image/supervisor.c), which runs the agent as its child. What the host sees (the
-// exit status, the lines), what the next boot finds on the disk (the file, a clean filesystem),
-// and what the workload saw (its credentials). Cgroup limits need Debian's kernel (the micro
-// kernel has no cgroups).
+// Supervise mode end to end on the micro kernel: supervise mode (the default; the tests still say
+// burrow.supervise=1) hands PID 1 to the resident supervisor (image/supervisor/), which runs the
+// agent as its child. What the host sees (the exit status, the lines), what the next boot finds on
+// the disk (the file, a clean filesystem), and what the workload saw (its credentials). Cgroup
+// limits need Debian's kernel (the micro kernel has no cgroups). burrow.supervise=0 (exec mode)
+// where a test is about the agent replacing PID 1.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -193,14 +194,14 @@ describe("supervise mode: the workload spec", () => {
     const bad = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: supervised("exit 0", "burrow.rlimit.nofile=lots") });
     expect(bad.exitCode, explain(bad)).toBe(1);
     expect(bad.burrow.some((line) => /burrow\.rlimit\.nofile=lots/.test(line))).toBe(true);
-    const cwd = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: "burrow.cwd=/nonexistent burrow.agent=/bin/sh -- -c \"exit 0\"" });
+    const cwd = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: "burrow.supervise=0 burrow.cwd=/nonexistent burrow.agent=/bin/sh -- -c \"exit 0\"" });
     expect(cwd.exitCode, explain(cwd)).toBe(1);
     expect(cwd.burrow.some((line) => /cannot start the workload: chdir \/nonexistent: ENOENT/.test(line))).toBe(true);
   }, BOOT_TIMEOUT_MS * 2);
 
-  test("exec mode applies the spec before the exec: the agent is PID 1 as the user", async () => {
+  test("exec mode (burrow.supervise=0) applies the spec before the exec: the agent is PID 1 as the user", async () => {
     const script = `echo ws: pid $$; echo ws: Uid $(sed -n s/^Uid:[[:space:]]*//p /proc/self/status); exit 0`;
-    const result = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: `burrow.user=1000:1000 burrow.agent=/bin/sh -- -c "${script}"` });
+    const result = await boot({ initrd: INITRAMFS, disks: [rootCopy()], append: `burrow.supervise=0 burrow.user=1000:1000 burrow.agent=/bin/sh -- -c "${script}"` });
     const seen = reported(result);
     expect(seen.get("pid"), explain(result)).toBe("1");
     expect(seen.get("Uid")).toBe("1000 1000 1000 1000");

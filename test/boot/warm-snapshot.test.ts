@@ -9,7 +9,7 @@ import type { RunOptions, RunResult } from "../../src/host/qemu";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOTFS } from "../helpers/artifacts";
 import { tail } from "../helpers/boot";
-import { microGuest, restoreByHand } from "../helpers/snapshot";
+import { microGuest, restoreByHand, resumeFrames } from "../helpers/snapshot";
 
 const BOOT_TIMEOUT_MS = 240_000;
 const work = mkdtempSync(join(tmpdir(), "burrow-warm-test-"));
@@ -30,7 +30,8 @@ const WORKLOAD = [
   "echo warm: clock $(date +%s)",
 ].join("; ");
 
-const base = (): RunOptions => ({ ...microGuest(disk, `burrow.supervise=1 burrow.agent=/bin/sh -- -c "${WORKLOAD}"`), ports: [] });
+// Supervise mode is the default: no burrow.supervise=1 needed.
+const base = (): RunOptions => ({ ...microGuest(disk, `burrow.agent=/bin/sh -- -c "${WORKLOAD}"`), ports: [] });
 
 function lines(result: RunResult, key: string): string[] {
   return [...result.output.matchAll(new RegExp(`^warm: ${key} ?(.*?)\\r?$`, "gm"))].map((match) => match[1]!);
@@ -74,13 +75,13 @@ describe("warm snapshot", () => {
   }, BOOT_TIMEOUT_MS);
 
   test("a malformed warm resume: one line, the workload stopped, status 1", async () => {
-    const result = await restoreByHand(dir, work, `burrow-warm-resume 1 x ${BigInt(Date.now()) * 1_000_000n} abcd\n{"burrow":"snapshot"}\n`);
+    const result = await restoreByHand(dir, work, resumeFrames(`burrow-warm-resume 1 x ${BigInt(Date.now()) * 1_000_000n} abcd\n{"burrow":"snapshot"}\n`));
     expect(result.output).toMatch(/warm snapshot: malformed resume message on the control port: entropy: expected 64 to 4096 bytes in hex; stopping the workload rather than let it run on a cloned state/);
     expect(lines(result, "resumed")).toEqual([]);
     expect(result.exitCode).toBe(1);
   }, BOOT_TIMEOUT_MS);
 
-  test("without burrow.supervise=1 a warm save is refused before QEMU starts", async () => {
-    await expect(saveSnapshot({ ...base(), append: "-- x" }, join(work, "no-supervise"), () => {}, { warm: true })).rejects.toThrow(/a warm snapshot needs burrow\.supervise=1 in --append/);
+  test("with burrow.supervise=0 (exec mode) a warm save is refused before QEMU starts", async () => {
+    await expect(saveSnapshot({ ...base(), append: "burrow.supervise=0 -- x" }, join(work, "no-supervise"), () => {}, { warm: true })).rejects.toThrow(/a warm snapshot needs burrow\.supervise=1 in --append/);
   });
 });

@@ -1,4 +1,4 @@
-// The resident supervisor (image/supervisor.c) for real, as PID 1 of a throw-away PID + mount
+// The resident supervisor (image/supervisor/) for real, as PID 1 of a throw-away PID + mount
 // namespace whose root is a fresh tmpfs (pivot_root, the host's tree detached): its teardown
 // unmounts and remounts read-only only what the namespace made. reboot() there ends the
 // namespace, not the machine: the kernel kills its init with SIGINT (power-off, halt) or SIGHUP

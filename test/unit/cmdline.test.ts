@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseWord, splitAppend, splitWords, tokenize, wordKey } from "../../src/config/cmdline";
 import { moduleParamString, parseConfig, parseSize, parseZram } from "../../src/config/config";
+import { describeCmdline } from "../../src/describe-cmdline";
 
 describe("kernel command line tokenizer", () => {
   test("splits on whitespace and keeps quoted groups", () => {
@@ -36,7 +37,32 @@ describe("configuration", () => {
     expect(config.root).toBe("/dev/vda");
     expect(config.zram).toEqual({ kind: "percent", percent: 50 });
     expect(config.zramAlgorithms).toEqual(["lz4", "lzo-rle", "lzo"]);
+    expect(config.supervise).toBe(true);
     expect(config.problems).toEqual([]);
+  });
+
+  test("burrow.supervise: supervise mode is microvm's default; 0 execs the agent as PID 1; a bad value is reported and keeps the default", () => {
+    expect(parseConfig("").supervise).toBe(true);
+    expect(parseConfig("burrow.supervise=0").supervise).toBe(false);
+    expect(parseConfig("burrow.supervise=off").supervise).toBe(false);
+    expect(parseConfig("burrow.supervise=1").supervise).toBe(true);
+    expect(parseConfig("burrow.supervise=0 burrow.supervise").supervise).toBe(true);
+    // After "--" it is the agent's argument, not a setting.
+    expect(parseConfig("-- burrow.supervise=0").supervise).toBe(true);
+    const bad = parseConfig("burrow.supervise=maybe");
+    expect(bad.supervise).toBe(true);
+    expect(bad.problems.map((problem) => problem.message)).toEqual(["burrow.supervise=maybe: expected 1/0, on/off, true/false or yes/no"]);
+    expect(parseConfig("burrow.supervise=0 burrow.supervise=2").supervise).toBe(false);
+    // paravisor hands PID 1 to the supervisor whatever the key says: not "supervised" unless the line asks.
+    expect(parseConfig("burrow.mode=paravisor").supervise).toBe(false);
+    expect(parseConfig("burrow.mode=paravisor burrow.supervise=maybe").supervise).toBe(false);
+    expect(parseConfig("burrow.supervise=1 burrow.mode=paravisor").supervise).toBe(true);
+  });
+
+  test("burrow cmdline's microvm plan names PID 1 once the agent runs", () => {
+    expect(describeCmdline("-- x").json.plan).toEqual({ root: "/dev/vda", agent: { path: "/usr/local/bin/guest-agent", argv: ["/usr/local/bin/guest-agent", "x"] }, pid1: "supervisor" });
+    expect((describeCmdline("burrow.supervise=0").json.plan as { pid1: string }).pid1).toBe("agent");
+    expect(describeCmdline("burrow.supervise=0").json.supervise).toBe(false);
   });
 
   test("module parameters: dashes equal underscores, repeated keys accumulate, quotes kept", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { INITRD_COST, MEM_FLOOR_MIB, memFloorBytes, memFloorProblem } from "../../src/host/mem-floor";
+import { hasVirtioSerial, INITRD_COST, MEM_FLOOR_MIB, memFloorBytes, memFloorProblem } from "../../src/host/mem-floor";
 
 const MIB = 2 ** 20;
 // dist/test/initramfs-micro.img when measured: 356 MiB booted, 352 MiB did not.
@@ -22,6 +22,16 @@ describe("the memory floor", () => {
     expect(memFloorProblem("512M", SHIPPED_INITRAMFS)).toBeNull();
     // A small initramfs asks for little more than a boot disk.
     expect(memFloorProblem("34M", 1 * MIB)).toBeNull();
+  });
+
+  test("with virtio-serial ports (a supervised guest's control port): 8 MiB more, measured (38 MiB boots, 37 MiB panics)", () => {
+    expect(memFloorProblem("37M", null, true)).toBe('--mem 37M is below the smallest guest burrow boots (38 MiB without an initramfs, with virtio-serial ports (the control port is one); see docs/microvm.md, "Memory floor")');
+    expect(memFloorProblem("38M", null, true)).toBeNull();
+    expect(memFloorProblem("360M", SHIPPED_INITRAMFS, true)).toMatch(/363 MiB with this 111 MiB initramfs: 38 MiB with virtio-serial ports \(the control port is one\) plus 2\.93× the image/);
+    expect(hasVirtioSerial({ ports: [], append: "" })).toBe(true);
+    expect(hasVirtioSerial({ ports: [], append: "burrow.supervise=0" })).toBe(false);
+    expect(hasVirtioSerial({ ports: [], append: "burrow.supervise=0" }, true)).toBe(true);
+    expect(hasVirtioSerial({ ports: [{}], append: "burrow.supervise=0" })).toBe(true);
   });
 
   test("a size burrow cannot read is refused by parseMem's own line first", () => {

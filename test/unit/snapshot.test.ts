@@ -6,7 +6,7 @@ import { encodePointResume, encodeReady, encodeResumed, encodeWarmResume, instan
 const entropy = new Uint8Array(MIN_ENTROPY_BYTES).map((_, index) => index);
 const NOW_NS = 1_764_400_000_000_000_000n;
 
-/** The point line read back by the grammar src/snapshot/protocol.ts documents (image/supervisor.c reads it the same way). */
+/** The point line read back by the grammar src/snapshot/protocol.ts documents (image/supervisor/snapshot.c reads it the same way). */
 function readPointLine(line: string): { instance: string; realtimeNs: bigint; entropy: Uint8Array; args: string[] | null; env: string[] } {
   const fields = line.replace(/\n$/, "").split(" ");
   expect(fields).toHaveLength(7);

@@ -132,6 +132,7 @@ describe("workload keys", () => {
   test("valid whatever burrow.supervise says, and in either mode", () => {
     expect(workload("burrow.user=1").user).toBe("1");
     expect(workload("burrow.supervise=1 burrow.user=1").user).toBe("1");
+    expect(workload("burrow.supervise=0 burrow.user=1").user).toBe("1");
     expect(workload("burrow.mode=paravisor burrow.user=1").user).toBe("1");
   });
 

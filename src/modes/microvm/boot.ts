@@ -1,11 +1,11 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { closeOnExecAllBut, prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
 import { readOptionalText } from "../../boot/optional-text";
-import { ROOT_MOUNT_POINT } from "../../boot/paths";
+import { ROOT_MOUNT_POINT, SUPERVISOR_PATH } from "../../boot/paths";
 import { runPlan, type InitRuntime, type Step } from "../../boot/plan";
 import { execSupervisor, openSupervisor, supervisorArgv, type SupervisorRole } from "../../boot/supervisor";
 import { resolveWorkload } from "../../workload/resolve";
@@ -225,7 +225,7 @@ function switchRootStep(context: MicrovmContext): void {
   const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
   try {
-    context.supervisorFd = openSupervisor();
+    context.supervisorFd = check.initramfs ? openSupervisor() : openStagedSupervisor();
   } catch (error) {
     context.supervisorError = describeError(error);
   }
@@ -241,6 +241,29 @@ function switchRootStep(context: MicrovmContext): void {
   log.info(`switched root: ${oldRoot}, moved ${outcome.moved.join(" ")}`);
 }
 
+/** Where the supervisor is copied from a boot disk: /dev is a tmpfs (devtmpfs) that moves to the new root. */
+const STAGED_SUPERVISOR = "/dev/.burrow-supervisor";
+
+/**
+ * From a boot disk, the supervisor a copy on /dev, opened and unlinked before anyone else runs: a
+ * resident supervisor (supervise mode, the default) exec'd from the boot disk itself would pin
+ * it, and the detached old root, its disk and its page cache (Bun's pages) would stay until the
+ * VM ends instead of going with burrow's exec. The boot disk's own file if the copy fails.
+ */
+function openStagedSupervisor(): number {
+  try {
+    writeFileSync(STAGED_SUPERVISOR, readFileSync(SUPERVISOR_PATH), { mode: 0o500, flag: "wx" });
+    try {
+      return sys.open(STAGED_SUPERVISOR, sys.OpenFlags.RDONLY | sys.OpenFlags.CLOEXEC);
+    } finally {
+      unlinkSync(STAGED_SUPERVISOR);
+    }
+  } catch (error) {
+    log.warn(`supervisor: cannot copy it to ${STAGED_SUPERVISOR} (${describeError(error)}); running it from the boot disk, which then stays mounted`);
+    return openSupervisor();
+  }
+}
+
 /** The control port a snapshot (burrow.snapshot=1 or warm) is announced on; the host must add it. */
 function requiredControlPort(setting: "1" | "warm"): string {
   const device = controlPortDevice();
@@ -250,15 +273,15 @@ function requiredControlPort(setting: "1" | "warm"): string {
 
 /** The control port the supervisor announces a warm snapshot on; warm snapshots are the supervisor's, so they need it. */
 function warmSnapshotPort(supervise: boolean): string {
-  if (!supervise) throw new Error("burrow.snapshot=warm needs burrow.supervise=1 (the resident supervisor takes the snapshot when the workload asks)");
+  if (!supervise) throw new Error("burrow.snapshot=warm needs supervise mode, not burrow.supervise=0 (the resident supervisor takes the snapshot when the workload asks)");
   return requiredControlPort("warm");
 }
 
 /**
- * The agent, one of three ways: exec'd as PID 1 (the default, burrow leaves), exec'd as PID 1 by
- * the supervisor after it applied a workload spec or took the snapshot point's resume, or started
- * and supervised by it for its whole life (burrow.supervise=1). A spec that cannot be applied
- * fully stops here: fail closed.
+ * The agent, one of three ways: started and supervised by the resident supervisor for its whole
+ * life (the default), or with burrow.supervise=0 exec'd as PID 1 (burrow leaves), by the
+ * supervisor when it applied a workload spec or took the snapshot point's resume first. A spec
+ * that cannot be applied fully stops here: fail closed.
  */
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
@@ -273,13 +296,13 @@ function startWorkload(context: MicrovmContext): void {
   const words = [...plan.words];
   if (plan.cgroup) words.push(`cgroup=${prepareWorkloadCgroup(plan.cgroup)}`);
   // A bare program name (a spec file's process.args) needs the supervisor's PATH lookup.
-  const warmPort = config.snapshot === "warm" ? warmSnapshotPort(config.supervise) : null;
+  const warm = config.snapshot === "warm" && warmSnapshotPort(config.supervise) !== null;
   // The snapshot point is the supervisor's too: it waits for the resume, then execs or starts the agent.
   const pointPort = context.pointPort;
   const role: SupervisorRole | null = config.supervise
-    ? { kind: "spawn", argv, stopPort: true, warmPort, pointPort }
+    ? { kind: "spawn", argv, controlPort: controlPortDevice(), warm, point: pointPort !== null }
     : words.length > 0 || !argv[0]!.startsWith("/") || pointPort ? { kind: "exec", argv, pointPort } : null;
-  if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "burrow.supervise=1" : pointPort ? "burrow.snapshot=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
+  if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "supervise mode" : pointPort ? "burrow.snapshot=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
   // Ports that got their names while the root was mounted.
   try {
     linkVirtioPorts(listVirtioPorts());

@@ -1,5 +1,5 @@
 // The snapshot point (burrow.snapshot=1): every init step runs as usual, then burrow execs the
-// resident supervisor with point=PORT instead of the agent. The supervisor (image/supervisor.c)
+// resident supervisor with point=PORT instead of the agent. The supervisor (image/supervisor/)
 // announces "ready" on the control port and blocks; the host saves the VM there, with burrow's
 // runtime already gone; every restore continues in the supervisor, which credits the host's
 // entropy, reseeds the CRNG, sets the clock and replaces the saved arguments and variables with
