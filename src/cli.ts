@@ -5,6 +5,12 @@ import { resolve as resolvePath } from "node:path";
 import { defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
+import { cp } from "./commands/cp";
+import { exec } from "./commands/exec";
+import { kill } from "./commands/kill";
+import { logs } from "./commands/logs";
+import { ps } from "./commands/ps";
+import { stop } from "./commands/stop";
 import { describeError, ExitStatusError } from "./errors";
 import { RUN_DEFAULTS, type PortForward } from "./host/options";
 import { log } from "./log";
@@ -161,7 +167,8 @@ const run = defineCommand({
     const bootDisk = args["boot-disk"];
     const options = bootDisk ? (await import("./host/boot-disk")).withBootDisk(plain, bootDisk) : plain;
     // A guest too small to boot fails in ways that never say memory: refused here, in one line.
-    const floorProblem = (await import("./host/mem-floor")).memFloorProblem(options.mem, options.initrd ? fileSize(options.initrd) : null);
+    const { hasVirtioSerial, memFloorProblem } = await import("./host/mem-floor");
+    const floorProblem = memFloorProblem(options.mem, options.initrd ? fileSize(options.initrd) : null, hasVirtioSerial(options, args["snapshot-save"] !== undefined));
     if (floorProblem) throw new Error(floorProblem);
     if (args["snapshot-save"]) {
       // The snapshot manifest records plain disks only; a restore would come up without these.
@@ -205,7 +212,7 @@ const cmdline = defineCommand({
 
 const main = defineCommand({
   meta: { name: "burrow", version: BURROW_VERSION, description: "A PID 1 for microVMs and paravisors" },
-  subCommands: { init, image, run, cmdline },
+  subCommands: { init, image, run, cmdline, exec, cp, ps, stop, kill, logs },
 });
 
 /** `--net`, or any `--forward` (which needs the NIC): the run's network, or none. */
@@ -260,10 +267,12 @@ export async function cli(rawArgs: string[]): Promise<number> {
   // Own keys only: "burrow toString" is an unknown command, not Object.prototype.toString.
   const command = Object.hasOwn(commands, sub) ? commands[sub] : undefined;
   if (!command) {
-    log.error(`unknown command ${JSON.stringify(sub)}; commands: init, image, run, cmdline`);
+    log.error(`unknown command ${JSON.stringify(sub)}; commands: ${Object.keys(commands).join(", ")}`);
     return 2;
   }
-  if (rawArgs.includes("--help") || rawArgs.includes("-h")) {
+  // After "--" the words are a guest command's (burrow exec NAME -- ls --help), never ours.
+  const ours = rawArgs.includes("--") ? rawArgs.slice(0, rawArgs.indexOf("--")) : rawArgs;
+  if (ours.includes("--help") || ours.includes("-h")) {
     process.stdout.write(plainUnlessTerminal(await renderUsage(command, main)) + "\n");
     return 0;
   }

@@ -1,13 +1,9 @@
-// The snapshot control protocol between the guest and `burrow run` (host), carried on the
-// virtio-serial port named CONTROL_PORT. The guest's side is the resident supervisor
-// (image/supervisor/), which has no JSON parser; burrow (Bun) has exec'd it and is gone before
-// the VM is saved.
+// What a snapshot's resume message says, carried in one RESUME frame of the control channel
+// (src/control/wire.ts) to the guest's resident supervisor (image/supervisor/snapshot.c), which has
+// no JSON parser; burrow (Bun) has exec'd it and is gone before the VM is saved. The guest says
+// READY when it may be saved, and RESUMED with the instance once a resume is applied.
 //
-//   guest → host  {"burrow":"snapshot","version":1,"type":"ready","uptimeMs":N}    the VM may be saved
-//   host  → guest one line on every restore (below)
-//   guest → host  {"burrow":"snapshot","version":1,"type":"resumed","instance":ID} accepted; the agent follows
-//
-// At the snapshot point (burrow.snapshot=1), before the agent's exec:
+// At the snapshot point (burrow.snapshot=1), before the agent starts:
 //   burrow-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX ARGS ENV
 // ARGS is "-" (the saved command line's) or COUNT:HEX,HEX,… (each argument's UTF-8 in lowercase
 // hex; "0:" none, "1:" one empty argument); ENV is COUNT:HEX,… of NAME=VALUE.
@@ -27,8 +23,6 @@ export const VERSION = 1;
 /** Host entropy per resume: enough to reseed the CRNG on its own (it takes 32 bytes). */
 export const MIN_ENTROPY_BYTES = 64;
 export const MAX_ENTROPY_BYTES = 4096;
-/** The longest line the host reads from the guest (ready, resumed); a longer one is refused. */
-export const MAX_MESSAGE_BYTES = 64 * 1024;
 export const MAX_ARGS = 256;
 export const MAX_ENV = 64;
 
@@ -38,7 +32,6 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 /** Variables burrow sets for the agent itself; an instance cannot replace them. */
 export const RESERVED_ENV: ReadonlySet<string> = new Set(["PATH", "HOME", "TERM", "KERNEL_BOOT_TIME", "BURROW_INSTANCE"]);
 
-export interface ReadyMessage { type: "ready"; uptimeMs: number }
 export interface ResumeMessage {
   type: "resume";
   instance: string;
@@ -47,18 +40,8 @@ export interface ResumeMessage {
   args: string[] | null;
   env: [string, string][];
 }
-export interface ResumedMessage { type: "resumed"; instance: string }
-
 function frame(body: Record<string, unknown>): string {
   return `${JSON.stringify({ burrow: PROTOCOL, version: VERSION, ...body })}\n`;
-}
-
-export function encodeReady(uptimeMs: number): string {
-  return frame({ type: "ready", uptimeMs: Math.round(uptimeMs) });
-}
-
-export function encodeResumed(instance: string): string {
-  return frame({ type: "resumed", instance });
 }
 
 /** What the supervisor buffers of a resume message (RESUME_MAX in image/supervisor/snapshot.c). */
@@ -102,42 +85,4 @@ export function encodeWarmResume(message: Omit<ResumeMessage, "type">): string {
   if (message.args) body.args = message.args;
   if (message.env.length > 0) body.env = Object.fromEntries(message.env);
   return checkedForSupervisor(message, header + frame(body));
-}
-
-type Parsed<T> = { ok: true; message: T } | { ok: false; problem: string };
-
-const own = (object: object, key: string): unknown => (Object.hasOwn(object, key) ? (object as Record<string, unknown>)[key] : undefined);
-
-/** One line → its object and type, checking the frame. Never throws. */
-function parseFrame(line: string): Parsed<{ type: string; body: object }> {
-  if (line.length > MAX_MESSAGE_BYTES) return { ok: false, problem: `message longer than ${MAX_MESSAGE_BYTES} bytes` };
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    // The parser's own message adds nothing a host author needs; the line is simply not JSON.
-    return { ok: false, problem: "not JSON" };
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return { ok: false, problem: "not a JSON object" };
-  if (own(value, "burrow") !== PROTOCOL) return { ok: false, problem: `not a burrow snapshot message (burrow: ${JSON.stringify(own(value, "burrow"))})` };
-  if (own(value, "version") !== VERSION) return { ok: false, problem: `protocol version ${JSON.stringify(own(value, "version"))}, this burrow speaks ${VERSION}` };
-  const type = own(value, "type");
-  if (typeof type !== "string") return { ok: false, problem: "no type" };
-  return { ok: true, message: { type, body: value } };
-}
-
-export function parseReady(line: string): Parsed<ReadyMessage> {
-  const frame = parseFrame(line);
-  if (!frame.ok) return frame;
-  if (frame.message.type !== "ready") return { ok: false, problem: `expected ready, got ${frame.message.type}` };
-  const uptimeMs = own(frame.message.body, "uptimeMs");
-  return { ok: true, message: { type: "ready", uptimeMs: typeof uptimeMs === "number" && Number.isFinite(uptimeMs) ? uptimeMs : 0 } };
-}
-
-export function parseResumed(line: string): Parsed<ResumedMessage> {
-  const frame = parseFrame(line);
-  if (!frame.ok) return frame;
-  const instance = own(frame.message.body, "instance");
-  if (frame.message.type !== "resumed" || typeof instance !== "string") return { ok: false, problem: `expected resumed, got ${frame.message.type}` };
-  return { ok: true, message: { type: "resumed", instance } };
 }

@@ -33,7 +33,7 @@ afterAll(() => rmSync(work, { recursive: true, force: true }));
 function guestOptions(extra: Partial<RunOptions> = {}): RunOptions {
   return {
     kernel: KERNEL_MICRO, initrd: INITRAMFS, disks: [copyOfRoot(work)], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg",
-    append: 'burrow.agent=/bin/sh -- -c "echo workload: up; exec sleep 100000"', timeoutSeconds: 400, ...extra,
+    append: 'burrow.zram=off burrow.agent=/bin/sh -- -c "echo workload: up; exec sleep 100000"', timeoutSeconds: 400, ...extra,
   };
 }
 
@@ -65,6 +65,8 @@ describe("a running guest driven through the control channel", () => {
     expect(text(named.stdout), text(named.stderr)).toBe("1000:1000 1000 10 /tmp /home/app hello\n");
     const numeric = await client.exec(["id", "-u"], { user: "4242:4343" });
     expect(text(numeric.stdout)).toBe("4242\n");
+    const limited = await client.exec(["/bin/sh", "-c", "ulimit -n; ulimit -Hn"], { rlimits: [{ resource: 7 /* RLIMIT_NOFILE */, soft: 64, hard: 128 }] });
+    expect(text(limited.stdout)).toBe("64\n128\n");
     const tty = await client.exec(["/bin/sh", "-c", "tty; stty size"], { tty: { rows: 33, cols: 101 } });
     expect(text(tty.stdout)).toMatch(/^\/dev\/pts\/\d+\r\n33 101\r\n$/);
     const status = await client.exec(["/bin/sh", "-c", "exit 7"]);
@@ -111,6 +113,13 @@ describe("a running guest driven through the control channel", () => {
     while (read < 4 * 2 ** 20) read += (await reader.read()).value?.byteLength ?? 0;
     expect(await blocks()).toBeGreaterThan(stalled);
     writer.close();
+  }, BOOT_TIMEOUT_MS);
+
+  test("an exec the OOM killer ends is said to be OOM-killed; the workload and the channel go on", async () => {
+    // No zram on this guest: tail keeps its endless "line" in memory until the OOM killer takes it.
+    const hog = await guest.client.exec(["tail", "-n", "1", "/dev/zero"]);
+    expect({ signal: hog.signal, oomKilled: hog.oomKilled }).toEqual({ signal: 9, oomKilled: true });
+    expect((await guest.client.info()).workload.state).toBe("running");
   }, BOOT_TIMEOUT_MS);
 
   test("files: 100 MiB of random bytes put and got back, the same sha256, the mode kept", async () => {
