@@ -4,7 +4,7 @@
 import { unlinkSync } from "node:fs";
 import type { Socket } from "bun";
 import { describeError } from "../errors";
-import { connectUnix } from "../host/unix-socket";
+import { connectUnix } from "./unix-socket";
 import { encodeError, encodeFrame, type Frame, FrameError, FrameReader, frameTypeName } from "./frames";
 import { ErrorCode, FRAME_MAGIC, FrameType, HEADER_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES } from "./wire";
 

@@ -2,7 +2,7 @@
 // time, replies matched by id; asynchronous events (no id) are not used and pass unread.
 import type { Socket } from "bun";
 import { LineSplitter } from "./line-splitter";
-import { connectUnix } from "./unix-socket";
+import { connectUnix } from "../control/unix-socket";
 
 export interface QmpGreeting { version: { qemu: { major: number; minor: number; micro: number }; package: string } }
 

@@ -17,7 +17,6 @@
 // would share the kernel's RNG state and a stale clock.
 import { isRuntimeVariable } from "../config/environment";
 
-export { CONTROL_PORT } from "../control/wire";
 export const PROTOCOL = "snapshot";
 export const VERSION = 1;
 /** Host entropy per resume: enough to reseed the CRNG on its own (it takes 32 bytes). */

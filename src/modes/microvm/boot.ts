@@ -23,7 +23,7 @@ import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./ov
 import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
 import { controlPortDevice, warmAgent } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
-import { CONTROL_PORT } from "../../snapshot/protocol";
+import { CONTROL_PORT } from "../../control/wire";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
 

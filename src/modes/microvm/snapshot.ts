@@ -5,7 +5,7 @@
 // entropy, reseeds the CRNG, sets the clock and replaces the saved arguments and variables with
 // the instance's before the agent's exec. Fail closed: a malformed message ends in burrow.onfail.
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { CONTROL_PORT } from "../../snapshot/protocol";
+import { CONTROL_PORT } from "../../control/wire";
 import { listVirtioPorts } from "./devices";
 
 /** Larger agents are left on disk: their pages would swell every saved memory image. */
