@@ -492,6 +492,18 @@ static void session_output(struct session *s, int *fd, unsigned char *eof, int t
 	}
 }
 
+/* The host gave a session up: an exec's group is killed (the slot waits for the reap), an upload discarded. */
+static void session_give_up(struct session *s)
+{
+	if (s->kind != S_EXEC)
+		return file_abort(s);
+	if (!s->reaped)
+		k_kill(-s->pid, SIGKILL);
+	s->abandoned = 1;
+	if (s->reaped)
+		session_free(s);
+}
+
 static void session_frame(int type, int flags, u32 id, const unsigned char *body, u32 len)
 {
 	struct session *s;
@@ -516,16 +528,7 @@ static void session_frame(int type, int flags, u32 id, const unsigned char *body
 			s->credit = 1ULL << 40;
 		return;
 	case FT_CLOSE:
-		if (s->kind == S_EXEC) {
-			if (!s->reaped)
-				k_kill(-s->pid, SIGKILL);
-			s->abandoned = 1;
-			if (s->reaped)
-				session_free(s);
-		} else {
-			file_abort(s);
-		}
-		return;
+		return session_give_up(s);
 	case FT_PUT_DATA:
 		if (s->kind != S_PUT)
 			return send_error(id, EC_NOT_NOW, "PUT_DATA: the session is not an upload", 0);
@@ -567,15 +570,7 @@ static void end_all_sessions(void)
 		if (s->kind == S_FREE || s->abandoned)
 			continue;
 		ended++;
-		if (s->kind == S_EXEC) {
-			if (!s->reaped)
-				k_kill(-s->pid, SIGKILL);
-			s->abandoned = 1;
-			if (s->reaped)
-				session_free(s);
-		} else {
-			file_abort(s);
-		}
+		session_give_up(s);
 	}
 	if (ended)
 		say(INFO, "control: a new host connection; %d sessions of the one before ended", ended);

@@ -312,7 +312,7 @@ export function* dataFrames(type: number, session: number, data: Uint8Array, eof
   }
 }
 
-function concatAll(parts: Uint8Array[]): Uint8Array {
+export function concatAll(parts: readonly Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
   let offset = 0;
   for (const part of parts) {

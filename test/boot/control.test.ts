@@ -6,7 +6,6 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Pool } from "../../src/api";
@@ -18,6 +17,7 @@ import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
 import { restoreSnapshot, saveSnapshot } from "../../src/host/snapshot";
 import { copyOfRoot, INITRAMFS, KERNEL_MICRO, requireArtifacts } from "../helpers/artifacts";
 import { tail } from "../helpers/boot";
+import { fetchReply, freePort } from "../helpers/net";
 
 const BOOT_TIMEOUT_MS = 600_000;
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
@@ -209,27 +209,6 @@ describe("hostile frames into a running guest's port", () => {
     expect(output).toMatch(/control: a malformed frame from the host \(bad frame magic\)/);
   }, BOOT_TIMEOUT_MS);
 });
-
-/** A port nobody on this host listens on right now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-function fetchReply(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    let reply = "";
-    const socket = connect(port, "127.0.0.1");
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk) => (reply += chunk));
-    socket.on("close", () => resolve(reply));
-    socket.on("error", () => resolve(reply));
-    socket.setTimeout(10_000, () => socket.destroy());
-  });
-}
 
 describe("clones of one snapshot", () => {
   test("two clones at once: each answers exec with its own instance and randomness; one serves a forwarded port from its saved NIC", async () => {

@@ -2,37 +2,15 @@
 // the host reaches a TCP service in the guest through a forwarded port (127.0.0.1 on the host).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnSync } from "bun";
 import { runVm } from "../../src/host/qemu";
 import { BURROW, INITRAMFS, KERNEL_MICRO, requireArtifacts, ROOT } from "../helpers/artifacts";
 import { parseConsole, tail } from "../helpers/boot";
+import { fetchReply, freePort } from "../helpers/net";
 
 const GUEST_PORT = 8080;
-
-/** A port nobody on this host listens on right now (the kernel picks it). */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-/** One connection's whole reply; "" when the guest closed at once (slirp accepts before the guest listens). */
-function fetchReply(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    let reply = "";
-    const socket = connect(port, "127.0.0.1");
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk) => (reply += chunk));
-    socket.on("close", () => resolve(reply));
-    socket.on("error", () => resolve(reply));
-    socket.setTimeout(10_000, () => socket.destroy());
-  });
-}
 
 describe("networking (micro kernel, QEMU user network)", () => {
   const work = mkdtempSync(join(tmpdir(), "burrow-net-"));

@@ -3,7 +3,7 @@
 // Programs (argv[0]): emit OUT ERR [CODE] (bytes of output), print WORDS… (them on stdout), cat
 // (stdin back on stdout, input credit returned as echoed), sleep (until SIGNAL or CLOSE), fail
 // (FAILED ENOENT at EXEC), refuse (ERROR BAD_REQUEST), hangup (the connection drops).
-import { decodeExec, encodeError, encodeExited, encodeFrame, type Frame, readU32, readU64, text, u32Body } from "../../src/control/frames";
+import { concatAll, decodeExec, encodeError, encodeExited, encodeFrame, type Frame, readU32, readU64, text, u32Body } from "../../src/control/frames";
 import { type FrameTransport, listenUnix, type UnixListener } from "../../src/control/transport";
 import { DATA_CHUNK_BYTES, ErrorCode, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION, StartStep } from "../../src/control/wire";
 
@@ -183,7 +183,7 @@ export class FakeGuest {
 
   private exec(transport: FrameTransport, id: number, argv: string[]): void {
     const [program = "", ...args] = argv;
-    if (program === "fail") return this.send(FrameType.FAILED, id, concat(u32Body(2, StartStep.EXEC), new TextEncoder().encode("execve fail: No such file or directory")));
+    if (program === "fail") return this.send(FrameType.FAILED, id, concatAll([u32Body(2, StartStep.EXEC), new TextEncoder().encode("execve fail: No such file or directory")]));
     if (program === "refuse") return this.send(FrameType.ERROR, id, encodeError(ErrorCode.BAD_REQUEST, "refused on purpose"));
     if (program === "hangup") return transport.close("hangup on purpose");
     const session = this.open(id, argv);
@@ -210,7 +210,7 @@ export class FakeGuest {
     this.send(FrameType.INPUT_CREDIT, id, u32Body(body.byteLength));
     if (!eof) return;
     const upload = session.upload!;
-    const data = concat(...upload.chunks);
+    const data = concatAll([...upload.chunks]);
     this.live.delete(id);
     if (BigInt(data.byteLength) !== upload.size) return this.send(FrameType.ERROR, id, encodeError(ErrorCode.FILE, `${data.byteLength} bytes of ${upload.size}`));
     this.files.set(upload.path, { data, mode: upload.mode });
@@ -252,12 +252,3 @@ function u64(value: number): Uint8Array {
   return body;
 }
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((sum, part) => sum + part.byteLength, 0));
-  let offset = 0;
-  for (const part of parts) {
-    out.set(part, offset);
-    offset += part.byteLength;
-  }
-  return out;
-}
