@@ -396,7 +396,7 @@ export class GuestProcess implements Session {
 
   /** Bytes for the process's stdin, sent as the input window allows; resolves once all are sent. */
   write(data: Uint8Array | string): Promise<void> {
-    if (!this.stdinPipe) return Promise.reject(new Error(`${this.program}: stdin is not a pipe (spawn with stdin: true)`));
+    if (!this.stdinPipe) return Promise.reject(new Error(`${this.program}: no stdin to write to (spawn with stdin: true or a tty)`));
     if (this.stdinClosed) return Promise.reject(new Error(`${this.program}: stdin was closed`));
     const bytes = toBytes(data);
     this.writing = this.writing.then(() => this.input.send(bytes, false));
@@ -405,7 +405,7 @@ export class GuestProcess implements Session {
 
   /** EOF on stdin, after what was written. */
   closeStdin(): Promise<void> {
-    if (!this.stdinPipe) return Promise.reject(new Error(`${this.program}: stdin is not a pipe (spawn with stdin: true)`));
+    if (!this.stdinPipe) return Promise.reject(new Error(`${this.program}: no stdin to write to (spawn with stdin: true or a tty)`));
     if (this.stdinClosed) return this.writing;
     this.stdinClosed = true;
     this.writing = this.writing.then(() => this.input.send(EMPTY, true));
@@ -651,7 +651,8 @@ export class ControlClient {
     const body = encodeExec({ ...options, argv });
     let child: GuestProcess | null = null;
     const id = this.open({ frame: (frame) => child!.frame(frame), fail: (error) => child!.fail(error) });
-    child = new GuestProcess(this.sessionLink(id), argv[0]!, options.stdin === true);
+    // A terminal takes input whether or not a pipe was asked for: the guest writes it to the pty.
+    child = new GuestProcess(this.sessionLink(id), argv[0]!, options.stdin === true || options.tty !== undefined);
     this.transport.send(encodeFrame(FrameType.EXEC, id, body));
     return child;
   }

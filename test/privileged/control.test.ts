@@ -194,6 +194,39 @@ describe("exec through the control channel", () => {
   });
 });
 
+describe("signals and terminals", () => {
+  test("SIGNAL reaches the whole process group; RESIZE changes a tty's size; SIGNAL_WORKLOAD reaches the workload", async () => {
+    const { client, guest } = await clientGuest("trap 'echo got-usr1; exit 9' USR1; while :; do sleep 0.1; done");
+    try {
+      const group = client.spawn(["/bin/sh", "-c", "trap 'exit 3' TERM; sleep 100 & wait"]);
+      await group.pid;
+      await Bun.sleep(200);
+      await group.kill("SIGTERM");
+      expect((await group.exited).exitCode).toBe(3);
+      const tty = client.spawn(["/bin/sh", "-c", "stty size; read line; stty size"], { tty: { rows: 10, cols: 20 } });
+      const reader = tty.stdout.getReader();
+      let seen = "";
+      while (!seen.includes("10 20")) seen += text((await reader.read()).value ?? new Uint8Array());
+      await tty.resize(40, 120);
+      await tty.write("go\n");
+      while (!seen.includes("40 120")) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        seen += text(chunk.value);
+      }
+      expect(seen).toContain("40 120");
+      await tty.exited;
+      await client.signalWorkload("SIGUSR1");
+      expect(await guest.child.exited).not.toBe(0);
+      await guest.logged;
+      expect(guest.log()).toMatch(/workload \(pid \d+\) exited with status 9/);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+});
+
 describe("files through the control channel", () => {
   test("put then get of 8 MiB of random bytes: the same bytes, the mode kept, no temporary file left", async () => {
     const { client, guest } = await clientGuest();
