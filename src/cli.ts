@@ -1,8 +1,7 @@
 // The burrow CLI (init, image, run, cmdline). citty's runMain calls process.exit, fatal for
 // PID 1, so commands run through runCommand inside our own try/catch.
-import { statSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
-import { defineCommand, runCommand, renderUsage } from "citty";
+import { type ArgsDef, defineCommand, runCommand, renderUsage } from "citty";
 import { stripAnsi } from "consola/utils";
 import { BURROW_VERSION } from "./boot/version";
 import { cp } from "./commands/cp";
@@ -12,7 +11,7 @@ import { logs } from "./commands/logs";
 import { ps } from "./commands/ps";
 import { stop } from "./commands/stop";
 import { describeError, ExitStatusError } from "./errors";
-import { RUN_DEFAULTS, type PortForward } from "./host/options";
+import { RUN_DEFAULTS } from "./host/options";
 import { log } from "./log";
 
 const init = defineCommand({
@@ -72,114 +71,77 @@ const image = defineCommand({
   },
 });
 
+/**
+ * `burrow run`'s options: citty parses them and renders the help; the run's plan (host/run-plan.ts)
+ * checks them, reading which ones the user gave from the words (citty fills in the defaults).
+ */
+export const RUN_ARGS = {
+  kernel: { type: "string", description: "kernel image (default build/kernel-micro/vmlinuz, `just kernel-micro`; Debian's: build/kernel/vmlinuz; --arch arm64: build/kernel-micro-arm64/vmlinuz, Debian's build/kernel-arm64/vmlinuz)" },
+  initrd: { type: "string", description: "initramfs (default dist/initramfs.img; --arch arm64: dist/arm64/initramfs.img; \"\": none; not with --boot-disk)" },
+  "boot-disk": { type: "string", description: "burrow's ext4 boot disk (burrow image --format ext4) instead of --initrd: the kernel runs burrow from it; root= becomes burrow.root=, default the first --disk" },
+  disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
+  "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable; not with --snapshot-save)" },
+  port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
+  mem: { type: "string", default: RUN_DEFAULTS.mem, description: "guest memory" },
+  smp: { type: "string", default: String(RUN_DEFAULTS.smp), description: "vCPUs" },
+  arch: { type: "string", description: "guest architecture: x86_64 (amd64) or arm64 (aarch64; qemu-system-aarch64 -machine virt); default this host's" },
+  machine: { type: "enum", options: ["microvm", "q35", "virt"], description: "QEMU machine (x86_64: microvm, the default, or q35; arm64: virt)" },
+  accel: { type: "enum", options: ["tcg", "kvm"], default: RUN_DEFAULTS.accel, description: "accelerator" },
+  "tcg-tb-size": { type: "string", description: "TCG's translation buffer in MiB (default QEMU's, 1 GiB): a smaller one costs each VM less memory and commit charge, and a guest translating more than it holds retranslates (docs/snapshots.md; also with --snapshot-restore)" },
+  append: { type: "string", default: RUN_DEFAULTS.append, description: "kernel command line (burrow.* keys, -- init args)" },
+  timeout: { type: "string", default: String(RUN_DEFAULTS.timeoutSeconds), description: "seconds before the guest is killed (at most 7 days)" },
+  "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory (not with --snapshot-restore)" },
+  "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save: it keeps the saved kernel, disks, memory, machine, command line and NIC (those options are refused); takes --port NAME=FILE, --forward, --env, --timeout, --tcg-tb-size, --name, --detach, agent args after --" },
+  "snapshot-warm": { type: "boolean", description: "with --snapshot-save, in supervise mode (the default; not burrow.supervise=0): save when the running workload asks (READY=1 on BURROW_NOTIFY_FD), not before it starts" },
+  "snapshot-copy": { type: "boolean", description: "with --snapshot-save: put the RAM into the saved stream, copied back by every restore, instead of a file every restore maps (to compare)" },
+  env: { type: "string", description: "with --snapshot-restore only: NAME=VALUE for the agent (repeatable)" },
+  net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
+  forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net; with --snapshot-restore: this clone's, the save having had --net)" },
+  name: { type: "string", description: "register the VM under NAME (1-64 of A-Z a-z 0-9 _ . -) for burrow exec, cp, ps, stop, kill and logs; not with --snapshot-save" },
+  detach: { type: "boolean", description: "with --name: run in the background, print the name once the workload runs (gives up after --timeout)" },
+} satisfies ArgsDef;
+
 const run = defineCommand({
   meta: { name: "run", description: "Boot a kernel and initramfs in QEMU and stream the guest console" },
-  args: {
-    kernel: { type: "string", description: "kernel image (default build/kernel-micro/vmlinuz, `just kernel-micro`; Debian's: build/kernel/vmlinuz; --arch arm64: build/kernel-micro-arm64/vmlinuz, Debian's build/kernel-arm64/vmlinuz)" },
-    initrd: { type: "string", description: "initramfs (default dist/initramfs.img; --arch arm64: dist/arm64/initramfs.img; \"\": none)" },
-    "boot-disk": { type: "string", description: "burrow's ext4 boot disk (burrow image --format ext4) instead of --initrd: the kernel runs burrow from it; root= becomes burrow.root=, default the first --disk" },
-    disk: { type: "string", description: "raw disk image, virtio-blk (repeatable)" },
-    "serial-disk": { type: "string", description: "NAME=PATH: a raw disk with virtio serial NAME (root=SERIAL=NAME), after the --disk ones (repeatable)" },
-    port: { type: "string", description: "virtio-serial port NAME[=FILE] (repeatable)" },
-    mem: { type: "string", default: RUN_DEFAULTS.mem, description: "guest memory" },
-    smp: { type: "string", default: String(RUN_DEFAULTS.smp), description: "vCPUs" },
-    arch: { type: "string", description: "guest architecture: x86_64 (amd64) or arm64 (aarch64; qemu-system-aarch64 -machine virt); default this host's" },
-    machine: { type: "enum", options: ["microvm", "q35", "virt"], description: "QEMU machine (x86_64: microvm, the default, or q35; arm64: virt)" },
-    accel: { type: "enum", options: ["tcg", "kvm"], default: RUN_DEFAULTS.accel, description: "accelerator" },
-    "tcg-tb-size": { type: "string", description: "TCG's translation buffer in MiB (default QEMU's, 1 GiB): a smaller one costs each VM less memory and commit charge, and a guest translating more than it holds retranslates (docs/snapshots.md; also with --snapshot-restore)" },
-    append: { type: "string", default: RUN_DEFAULTS.append, description: "kernel command line (burrow.* keys, -- init args)" },
-    timeout: { type: "string", default: String(RUN_DEFAULTS.timeoutSeconds), description: "seconds before the guest is killed (at most 7 days)" },
-    "snapshot-save": { type: "string", description: "boot to burrow's snapshot point and save the VM into this directory" },
-    "snapshot-restore": { type: "string", description: "start a VM saved with --snapshot-save (its own --port files; agent args after --)" },
-    "snapshot-warm": { type: "boolean", description: "with --snapshot-save, in supervise mode (the default; not burrow.supervise=0): save when the running workload asks (READY=1 on BURROW_NOTIFY_FD), not before it starts" },
-    "snapshot-copy": { type: "boolean", description: "with --snapshot-save: put the RAM into the saved stream, copied back by every restore, instead of a file every restore maps (to compare)" },
-    env: { type: "string", description: "with --snapshot-restore: NAME=VALUE for the agent (repeatable)" },
-    net: { type: "boolean", description: "a virtio-net NIC on QEMU's user network (DHCP from QEMU; adds burrow.net=1)" },
-    forward: { type: "string", description: "[tcp:|udp:]HOSTPORT:GUESTPORT, host side on 127.0.0.1 (repeatable; implies --net; with --snapshot-restore: this clone's, the save having had --net)" },
-    name: { type: "string", description: "register the VM under NAME (1-64 of A-Z a-z 0-9 _ . -) for burrow exec, cp, ps, stop, kill and logs; not with --snapshot-save" },
-    detach: { type: "boolean", description: "with --name: run in the background, print the name once the workload runs (gives up after --timeout)" },
-  },
-  async run({ args, rawArgs }) {
-    const name = args.name === undefined ? null : (await import("./host/vm-registry")).checkVmName(args.name);
-    if (args.detach && name === null) throw new Error("--detach needs --name NAME (the name burrow exec, ps, stop and logs use)");
-    if (name !== null && args["snapshot-save"]) throw new Error("--name cannot be combined with --snapshot-save (a save ends its VM)");
+  args: RUN_ARGS,
+  async run({ rawArgs }) {
+    const { planRun } = await import("./host/run-plan");
+    // Every option checked, and every one the run would not use refused, before anything starts.
+    const plan = planRun(rawArgs, RUN_ARGS);
     const toStdout = (text: string) => process.stdout.write(text);
-    if (name !== null && args.detach) {
-      const { parseTimeout } = await import("./host/options");
+    if (plan.form === "save") {
+      const { saveSnapshot } = await import("./host/snapshot");
+      const { manifest } = await saveSnapshot(plan.run, plan.dir, toStdout, plan.save);
+      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+      const ram = manifest.saved.ram ? `, RAM file ${mib(manifest.ramAllocatedBytes)} written of ${mib(manifest.saved.ram.size)}` : "";
+      log.info(`saved ${plan.dir} (${manifest.form}${manifest.warm ? ", warm" : ""}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
+      return;
+    }
+    const name = plan.named?.name ?? null;
+    if (plan.named?.detach) {
       const { detachRun } = await import("./host/detach");
-      // Every other option is checked by the background run; its one line comes back as the reason.
-      const detached = await detachRun(name, rawArgs, parseTimeout(args.timeout));
+      // The background run plans the same words again; what it refuses later (a snapshot's files) comes back as the reason.
+      const detached = await detachRun(plan.named.name, rawArgs, plan.form === "plain" ? plan.run.timeoutSeconds : plan.restore.timeoutSeconds);
       if (detached.stdout !== null) process.stdout.write(`${detached.stdout}\n`);
       if (detached.stderr !== null) process.stderr.write(`${detached.stderr}\n`);
       process.exitCode = detached.exitCode;
       return;
     }
     const { hostNamedVm } = await import("./host/named-vm");
-    const { runVm, parsePortSpec, parseSerialDisk } = await import("./host/qemu");
-    const { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, withInitArgs } = await import("./host/options");
-    const tcgTbSize = args["tcg-tb-size"] === undefined ? {} : { tcgTbSizeMiB: parseTcgTbSize(args["tcg-tb-size"]) };
-    const { hostArch, parseArch } = await import("./arch");
-    if (args["snapshot-restore"]) {
+    if (plan.form === "restore") {
       const { restoreSnapshot } = await import("./host/snapshot");
-      const env = collectRepeated(rawArgs, "--env").map((pair): [string, string] => {
-        const equals = pair.indexOf("=");
-        if (equals <= 0) throw new Error(`--env needs NAME=VALUE, got ${JSON.stringify(pair)}`);
-        return [pair.slice(0, equals), pair.slice(equals + 1)];
-      });
-      const snapshotDir = args["snapshot-restore"];
-      const restore = {
-        ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
-        args: rawArgs.includes("--") ? initArgs(rawArgs) : null,
-        env,
-        timeoutSeconds: parseTimeout(args.timeout),
-        ...tcgTbSize,
-        // Each clone its own forwards on its own user network (the NIC must have been saved: --net).
-        forwards: collectRepeated(rawArgs, "--forward").map(parseForward),
-      };
+      const { dir, restore } = plan;
       const result = name === null
-        ? await restoreSnapshot(snapshotDir, restore, toStdout)
-        : await hostNamedVm(name, resolvePath(snapshotDir), toStdout, (hooks) => restoreSnapshot(snapshotDir, { ...restore, ...hooks }, hooks.onOutput));
+        ? await restoreSnapshot(dir, restore, toStdout)
+        : await hostNamedVm(name, resolvePath(dir), toStdout, (hooks) => restoreSnapshot(dir, { ...restore, ...hooks }, hooks.onOutput));
       const t = result.timings;
       if (t) log.info(`restore ${result.instance} (${result.form}): files checked in ${t.checkMs.toFixed(0)} ms${t.hashed ? " (hashed in full: not the files last verified)" : ""}, QMP up ${t.qmpMs.toFixed(0)} ms, RAM loaded ${t.loadedMs.toFixed(0)} ms, continued ${t.continuedMs.toFixed(0)} ms, agent starting ${t.resumedMs.toFixed(0)} ms after launch`);
       (result.exitCode === 0 ? log.info : log.error)(`${result.reason} (${(result.wallMs / 1000).toFixed(2)} s)`);
       process.exitCode = result.exitCode;
       return;
     }
-    // Checked here so a bad value is refused with one line before anything starts.
-    const arch = args.arch === undefined ? hostArch() : parseArch(args.arch);
-    const plain = {
-      arch,
-      kernel: args.kernel ?? DEFAULT_BOOT_FILES[arch].kernel,
-      initrd: args.initrd === undefined ? DEFAULT_BOOT_FILES[arch].initrd : args.initrd || null,
-      disks: collectRepeated(rawArgs, "--disk"),
-      serialDisks: collectRepeated(rawArgs, "--serial-disk").map(parseSerialDisk),
-      ports: collectRepeated(rawArgs, "--port").map(parsePortSpec),
-      mem: parseMem(args.mem),
-      smp: parseSmp(args.smp),
-      machine: (args.machine ?? defaultMachine(arch)) as "microvm" | "q35" | "virt",
-      accel: args.accel as "tcg" | "kvm",
-      ...tcgTbSize,
-      // After "--": the agent's arguments, as they are for --snapshot-restore.
-      append: withInitArgs(args.append, initArgs(rawArgs)),
-      timeoutSeconds: parseTimeout(args.timeout),
-      ...net(args.net === true, collectRepeated(rawArgs, "--forward").map(parseForward)),
-    };
-    const bootDisk = args["boot-disk"];
-    const options = bootDisk ? (await import("./host/boot-disk")).withBootDisk(plain, bootDisk) : plain;
-    // A guest too small to boot fails in ways that never say memory: refused here, in one line.
-    const { hasVirtioSerial, memFloorProblem } = await import("./host/mem-floor");
-    const floorProblem = memFloorProblem(options.mem, options.initrd ? fileSize(options.initrd) : null, hasVirtioSerial(options, args["snapshot-save"] !== undefined));
-    if (floorProblem) throw new Error(floorProblem);
-    if (args["snapshot-save"]) {
-      // The snapshot manifest records plain disks only; a restore would come up without these.
-      if (plain.serialDisks.length > 0) throw new Error("--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
-      const { saveSnapshot } = await import("./host/snapshot");
-      const { manifest } = await saveSnapshot(options, args["snapshot-save"], (text) => process.stdout.write(text), { form: args["snapshot-copy"] ? "copy" : "mapped", warm: args["snapshot-warm"] === true });
-      const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-      const ram = manifest.saved.ram ? `, RAM file ${mib(manifest.ramAllocatedBytes)} written of ${mib(manifest.saved.ram.size)}` : "";
-      log.info(`saved ${args["snapshot-save"]} (${manifest.form}${manifest.warm ? ", warm" : ""}): ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms, state ${mib(manifest.saved.state.size)}${ram}, sealed in ${manifest.sealMs} ms`);
-      return;
-    }
+    const { runVm } = await import("./host/qemu");
+    const options = plan.run;
     const result = name === null
       ? await runVm(options, toStdout)
       : await hostNamedVm(name, null, toStdout, (hooks) => runVm({
@@ -214,26 +176,6 @@ const main = defineCommand({
   meta: { name: "burrow", version: BURROW_VERSION, description: "A PID 1 for microVMs and paravisors" },
   subCommands: { init, image, run, cmdline, exec, cp, ps, stop, kill, logs },
 });
-
-/** `--net`, or any `--forward` (which needs the NIC): the run's network, or none. */
-function net(wanted: boolean, forwards: PortForward[]): { net?: { forwards: PortForward[] } } {
-  return wanted || forwards.length > 0 ? { net: { forwards } } : {};
-}
-
-/** A file's size, or null when it cannot be read (runVm names a missing file itself). */
-function fileSize(path: string): number | null {
-  try {
-    return statSync(path).size;
-  } catch {
-    return null;
-  }
-}
-
-/** What follows the first "--" of the raw arguments (none without one). */
-function initArgs(rawArgs: string[]): string[] {
-  const dashes = rawArgs.indexOf("--");
-  return dashes < 0 ? [] : rawArgs.slice(dashes + 1);
-}
 
 /** citty keeps only the last of a repeated string flag; read all of them from the raw arguments. */
 function collectRepeated(rawArgs: string[], flag: string): string[] {

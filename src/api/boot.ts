@@ -1,13 +1,13 @@
 // boot(): `burrow run` as a function. The same options, defaults and checks as the CLI (they live
-// in src/host/options.ts, boot-disk.ts, mem-floor.ts and runVm), the VM handed out once its
+// in src/host/options.ts, run-plan.ts's bootRun and runVm), the VM handed out once its
 // supervisor answers on the control channel.
-import { statSync } from "node:fs";
 import { hostArch, parseArch } from "../arch";
 import { describeError } from "../errors";
-import { withBootDisk } from "../host/boot-disk";
-import { hasVirtioSerial, memFloorProblem } from "../host/mem-floor";
-import { DEFAULT_BOOT_FILES, defaultMachine, parseForward, parseMem, RUN_DEFAULTS, withInitArgs } from "../host/options";
-import { type Accel, guestStopWaitMs, type Machine, parsePortSpec, parseSerialDisk, type RunOptions, runVm } from "../host/qemu";
+import { parseForward, parseMem, RUN_DEFAULTS, withInitArgs } from "../host/options";
+import { type Accel, type Machine, type RunOptions, runVm } from "../host/qemu";
+import { parsePortSpec, parseSerialDisk } from "../host/qemu-argv";
+import { guestStopWaitMs } from "../host/run-checks";
+import { bootRun } from "../host/run-plan";
 import { BootError } from "./errors";
 import { launch } from "./launch";
 import type { Vm } from "./vm";
@@ -53,29 +53,24 @@ export interface BootOptions {
 
 /** The run `burrow run` would make of these options; throws one line on a bad value. */
 export function bootRunOptions(options: BootOptions): RunOptions {
-  const arch = options.arch === undefined ? hostArch() : parseArch(options.arch);
-  const forwards = (options.forwards ?? []).map(parseForward);
-  const plain: RunOptions = {
-    arch,
-    kernel: options.kernel ?? DEFAULT_BOOT_FILES[arch].kernel,
-    initrd: options.initrd === undefined ? DEFAULT_BOOT_FILES[arch].initrd : options.initrd,
+  return bootRun({
+    arch: options.arch === undefined ? hostArch() : parseArch(options.arch),
+    ...(options.kernel === undefined ? {} : { kernel: options.kernel }),
+    ...(options.initrd === undefined ? {} : { initrd: options.initrd }),
+    ...(options.bootDisk === undefined ? {} : { bootDisk: options.bootDisk }),
     disks: options.disks ?? [],
     serialDisks: (options.serialDisks ?? []).map(parseSerialDisk),
     ports: (options.ports ?? []).map(parsePortSpec),
     mem: parseMem(options.mem ?? RUN_DEFAULTS.mem),
     smp: options.smp ?? RUN_DEFAULTS.smp,
-    machine: options.machine ?? defaultMachine(arch),
+    ...(options.machine === undefined ? {} : { machine: options.machine }),
     accel: options.accel ?? RUN_DEFAULTS.accel,
     ...(options.tcgTbSizeMiB === undefined ? {} : { tcgTbSizeMiB: options.tcgTbSizeMiB }),
     append: withInitArgs(options.append ?? RUN_DEFAULTS.append, options.args ?? []),
+    net: options.net === true,
+    forwards: (options.forwards ?? []).map(parseForward),
     timeoutSeconds: options.timeoutSeconds ?? RUN_DEFAULTS.timeoutSeconds,
-    ...(options.net === true || forwards.length > 0 ? { net: { forwards } } : {}),
-  };
-  const run = options.bootDisk === undefined ? plain : withBootDisk(plain, options.bootDisk);
-  // A guest too small to boot fails in ways that never say memory: refused here, as the CLI does.
-  const floor = memFloorProblem(run.mem, run.initrd ? fileSize(run.initrd) : null, hasVirtioSerial(run));
-  if (floor) throw new Error(floor);
-  return run;
+  });
 }
 
 /**
@@ -106,13 +101,4 @@ export async function boot(options: BootOptions = {}): Promise<Vm> {
       },
     }, options.onOutput),
   });
-}
-
-/** A file's size, or null when it cannot be read (runVm names a missing file itself). */
-function fileSize(path: string): number | null {
-  try {
-    return statSync(path).size;
-  } catch {
-    return null;
-  }
 }

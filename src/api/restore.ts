@@ -2,7 +2,8 @@
 // as its own instance and its supervisor answers on the control channel.
 import { describeError } from "../errors";
 import { parseForward, RUN_DEFAULTS } from "../host/options";
-import { guestStopWaitMs, parsePortSpec } from "../host/qemu";
+import { parsePortSpec } from "../host/qemu-argv";
+import { guestStopWaitMs } from "../host/run-checks";
 import { type RestoreOptions, restoreSnapshot } from "../host/snapshot";
 import { readManifest } from "../host/snapshot-manifest";
 import { BootError } from "./errors";

@@ -8,7 +8,7 @@ import { basename, dirname, join } from "node:path";
 import { GuestError } from "../control/client";
 import { DATA_CHUNK_BYTES } from "../control/wire";
 import { describeError } from "../errors";
-import { STOP_SIGNALS } from "../host/qemu";
+import { STOP_SIGNALS } from "../host/stop-signals";
 import { checkVmName } from "../host/vm-registry";
 import { parseCommandLine } from "./command-line";
 import { connectVm } from "./vm-connection";

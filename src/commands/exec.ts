@@ -5,7 +5,7 @@ import { defineCommand } from "citty";
 import { execProblem } from "../control/frames";
 import { ChannelClosedError, type GuestProcess, SpawnError } from "../control/client";
 import { describeError, ExitStatusError } from "../errors";
-import { STOP_SIGNALS } from "../host/qemu";
+import { STOP_SIGNALS } from "../host/stop-signals";
 import { parseCommandLine } from "./command-line";
 import { BROKEN_PIPE_STATUS, guardOutput, isBrokenPipe, writeOut } from "./output";
 import { connectVm } from "./vm-connection";

@@ -8,6 +8,7 @@ import { describeError } from "../errors";
 import { clipValue, encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
 import { parseHardenSwitches, type HardenSwitches } from "./harden";
+import { formatSize, parseSize } from "./size";
 import { defaultWorkload, workloadSetter, type WorkloadRequest } from "./workload";
 
 export type Mode = "microvm" | "paravisor";
@@ -269,18 +270,8 @@ function parseBoolean(value: string | null): boolean | null {
   return null;
 }
 
-const SIZE_UNITS: ReadonlyMap<string, number> = new Map([["", 1], ["k", 2 ** 10], ["m", 2 ** 20], ["g", 2 ** 30], ["t", 2 ** 40]]);
-
-/** "512M", "1G", "1.5g", "4096", "64KiB" → bytes; null when not a size. */
-export function parseSize(value: string): number | null {
-  const match = /^(\d{1,15}(?:\.\d{1,9})?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
-  if (!match) return null;
-  const bytes = Number(match[1]) * SIZE_UNITS.get(match[2]!.toLowerCase())!;
-  return Number.isSafeInteger(Math.floor(bytes)) ? Math.floor(bytes) : null;
-}
-
 export function parseZram(value: string | null): ZramSetting | { problem: string } {
-  const raw = value ?? "";
+  const raw = (value ?? "").trim();
   if (["off", "0%", "no", "false", "none"].includes(raw.toLowerCase())) return { kind: "off" };
   const percent = /^(\d{1,3}(?:\.\d{1,6})?)%$/.exec(raw);
   if (percent) {
@@ -289,15 +280,16 @@ export function parseZram(value: string | null): ZramSetting | { problem: string
     return { kind: "percent", percent: number };
   }
   if (raw.endsWith("%")) return { problem: "a percentage must be above 0 and at most 100" };
-  const bytes = parseSize(raw);
-  if (bytes === null) return { problem: "not a size (use off, 50%, 512M, 1G…)" };
+  const size = parseSize(raw);
+  if ("problem" in size) return { problem: `${size.problem} (expected off, N% or a size: 512M, 1G, bytes)` };
+  const { bytes } = size;
   if (bytes === 0) return { problem: "size 0" };
   if (bytes < 64 * 1024) return { problem: "smaller than the 64 KiB a swap area needs" };
   return { kind: "bytes", bytes };
 }
 
 function describeZram(setting: ZramSetting): string {
-  return setting.kind === "off" ? "no zram swap" : setting.kind === "percent" ? `${setting.percent}% of RAM` : `${setting.bytes} bytes`;
+  return setting.kind === "off" ? "no zram swap" : setting.kind === "percent" ? `${setting.percent}% of RAM` : formatSize(setting.bytes);
 }
 
 /** What a failed boot does, read on its own so that even a bug in parsing ends in the user's fallback. */

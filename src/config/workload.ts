@@ -2,6 +2,7 @@
 // capabilities by name. src/workload/ resolves it (passwd, group, the OCI file) into the words
 // the supervisor applies. A bad value is remembered in `invalid`, never defaulted away: the spec
 // fails closed, so a typo cannot start the workload with less confinement than was asked for.
+import { parseSize } from "./size";
 
 export type RlimitName =
   | "cpu" | "fsize" | "data" | "stack" | "core" | "rss" | "nproc" | "nofile"
@@ -111,21 +112,14 @@ export function checkAbsolutePath(value: string): string | null {
   return null;
 }
 
-const BYTE_UNITS: ReadonlyMap<string, number> = new Map([["", 1], ["k", 2 ** 10], ["m", 2 ** 20], ["g", 2 ** 30], ["t", 2 ** 40]]);
-
-/** "4096", "64M", "1GiB" → bytes (whole units only); null when not a size or not a safe integer. */
-export function parseByteSize(text: string): number | null {
-  const match = /^(\d{1,16})([kmgt]?)(?:i?b)?$/i.exec(text);
-  if (!match) return null;
-  const bytes = Number(match[1]) * BYTE_UNITS.get(match[2]!.toLowerCase())!;
-  return Number.isSafeInteger(bytes) ? bytes : null;
-}
-
 const INFINITY_WORDS = ["inf", "infinity", "unlimited"];
 
 function parseRlimitValue(text: string, bytes: boolean): RlimitValue | null {
   if (INFINITY_WORDS.includes(text.toLowerCase())) return "inf";
-  if (bytes) return parseByteSize(text);
+  if (bytes) {
+    const size = parseSize(text);
+    return "bytes" in size ? size.bytes : null;
+  }
   return /^\d{1,16}$/.test(text) && Number.isSafeInteger(Number(text)) ? Number(text) : null;
 }
 
@@ -222,8 +216,9 @@ const WORKLOAD_KEYS: ReadonlyMap<string, WorkloadSetter> = new Map<string, Workl
     "burrow.memory-max",
     (request, value) => {
       if (value === "max") return void (request.memoryMax = "max");
-      const bytes = parseByteSize(value ?? "");
-      if (bytes === null) return "expected a size (64M, 1G, bytes) or max";
+      const size = parseSize(value ?? "");
+      if ("problem" in size) return `${size.problem} (expected a size: 64M, 1G, bytes; or max)`;
+      const { bytes } = size;
       if (bytes < MIN_MEMORY_MAX) return "below 1M: the workload could not start";
       request.memoryMax = bytes;
     },

@@ -6,7 +6,7 @@ import { closeSync, fstatSync, mkdirSync, openSync, readSync, rmSync } from "nod
 import { join } from "node:path";
 import { describeError } from "../errors";
 import { DETACHED_CONSOLE_ENV } from "./named-vm";
-import { STOP_SIGNALS } from "./qemu";
+import { STOP_SIGNALS } from "./stop-signals";
 import { readVmRecord, stateRoot, vmPaths } from "./vm-registry";
 
 const POLL_MS = 100;

@@ -9,7 +9,7 @@ import type { ControlMux } from "../control/mux";
 import { ErrorCode } from "../control/wire";
 import { describeError, ExitStatusError } from "../errors";
 import { log } from "../log";
-import { STOP_SIGNALS } from "./qemu";
+import { STOP_SIGNALS } from "./stop-signals";
 import { registerVm, type VmRegistration } from "./vm-registry";
 
 /** Set by `burrow run --detach` for its background run: the log file that is its stdout, to become console.log. */

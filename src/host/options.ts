@@ -3,6 +3,7 @@
 // path would end the value and start a new option (`x.raw,snapshot=on` injects `snapshot=on`),
 // so every value built from user input goes through qemuOptionValue.
 import { splitAppend } from "../config/cmdline";
+import { formatSize, NOT_A_SIZE, parseSize } from "../config/size";
 
 /** QEMU's own escaping inside an option list: a literal comma is written as two. */
 export function qemuOptionValue(value: string, what: string): string {
@@ -96,32 +97,37 @@ export function checkTcgTbSize(mib: number, shown: string | number = mib): void 
   }
 }
 
-const MEM_UNITS: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+/** A translation buffer for this accelerator: KVM has none, so a size asked for under it is a mistake, said once. */
+export function checkTcgTbSizeUnder(accel: string, mib: number): void {
+  if (accel !== "tcg") throw new Error(`--tcg-tb-size sizes TCG's translation buffer, but this VM runs under ${accel}`);
+  checkTcgTbSize(mib);
+}
+
 const MIN_MEM = 2 ** 20;
 const MAX_MEM = 4 * 2 ** 40;
+/** QEMU rounds -m up to a multiple of 8 KiB (7.2: 1025K gives 1032K of RAM). */
+const QEMU_RAM_ALIGN = 8 * 2 ** 10;
 
 /**
- * `--mem`: a size with an optional K/M/G/T suffix (no suffix: MiB, as QEMU reads it), between
- * 1 MiB and 4 TiB. Returned in the form QEMU's -m takes; anything else (QEMU's -m also takes
- * `size=…,maxmem=…`) is refused.
+ * `--mem`: a size in the one grammar (src/config/size.ts) where bare digits are MiB, as QEMU's -m
+ * reads them, from 1 MiB to 4 TiB. Returned as QEMU's -m takes it, in the grammar's own spelling
+ * (`1536M`); anything else (QEMU's -m also takes `size=…,maxmem=…`) is refused.
  */
 export function parseMem(value: string): string {
-  return checkedMem(value).text;
+  return formatSize(memBytes(value));
 }
 
-/** `--mem` in bytes (checked as parseMem checks it): what a RAM file's size must be. */
+/**
+ * `--mem` in bytes (checked as parseMem checks it): what a RAM file's size must be. Rounded up to
+ * QEMU's 8 KiB as QEMU rounds it, so the RAM file matches the guest's RAM.
+ */
 export function memBytes(value: string): number {
-  return checkedMem(value).bytes;
-}
-
-function checkedMem(value: string): { text: string; bytes: number } {
-  const match = /^([1-9]\d{0,12})([KMGT])?$/i.exec(value.trim());
-  const unit = (match?.[2] ?? "M").toUpperCase();
-  const bytes = match ? Number(match[1]) * MEM_UNITS[unit]! : NaN;
-  if (!(bytes >= MIN_MEM && bytes <= MAX_MEM)) {
-    throw new Error(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}`);
+  const size = parseSize(value, "M");
+  if (!("bytes" in size && size.bytes >= MIN_MEM && size.bytes <= MAX_MEM)) {
+    const why = "problem" in size && size.problem !== NOT_A_SIZE ? `: ${size.problem}` : "";
+    throw new Error(`--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got ${JSON.stringify(value)}${why}`);
   }
-  return { text: `${match![1]}${unit}`, bytes };
+  return Math.ceil(size.bytes / QEMU_RAM_ALIGN) * QEMU_RAM_ALIGN;
 }
 
 /** A host port forwarded to a guest port through QEMU's user network (slirp). */

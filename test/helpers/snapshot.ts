@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { encodeFrame, u32Body } from "../../src/control/frames";
 import { FrameType, PROTOCOL_VERSION } from "../../src/control/wire";
 import { QmpClient } from "../../src/host/qmp";
-import { incomingUri, runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import { runVm, type RunOptions, type RunResult } from "../../src/host/qemu";
+import { incomingUri } from "../../src/host/qemu-argv";
 import { RAM, readManifest, STATE } from "../../src/host/snapshot-manifest";
 import { INITRAMFS, KERNEL_MICRO } from "./artifacts";
 

@@ -1,7 +1,8 @@
 // `burrow run --boot-disk`: the kernel's root= and init= go to the boot disk, the user's root to burrow.root=.
 import { describe, expect, test } from "bun:test";
 import { withBootDisk } from "../../src/host/boot-disk";
-import { qemuArgs, type RunOptions } from "../../src/host/qemu";
+import type { RunOptions } from "../../src/host/qemu";
+import { qemuArgs } from "../../src/host/qemu-argv";
 
 const base: RunOptions = { kernel: "k", initrd: "i.img", disks: ["root.ext4"], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "tcg", append: "", timeoutSeconds: 10 };
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { cli } from "../../src/cli";
@@ -36,6 +36,28 @@ describe("CLI", () => {
       expect(arm.stderr).toContain("not found: kernel build/kernel-micro-arm64/vmlinuz, initrd dist/arm64/initramfs.img, disk root.ext4");
       const none = runCli(["run", "--arch", "arm64", "--initrd", "", "--disk", "root.ext4"], {}, empty);
       expect(none.stderr).toContain("not found: kernel build/kernel-micro-arm64/vmlinuz, disk root.ext4");
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  test("burrow run refuses an option its form would not use: one line, status 1, before anything starts", () => {
+    // An empty directory: no kernel, no snapshot, no QEMU run; the refusal must come before any of that is looked for.
+    const empty = mkdtempSync(join(tmpdir(), "burrow-cli-"));
+    try {
+      const refused = (args: string[], line: string) => {
+        const run = runCli(["run", ...args], {}, empty);
+        expect({ code: run.code, stderr: run.stderr, stdout: run.stdout }).toEqual({ code: 1, stderr: `burrow: error: ${line}\n`, stdout: "" });
+      };
+      refused(["--snapshot-restore", "snap", "--mem", "512M", "--", "--serve"], "--mem cannot be combined with --snapshot-restore (the saved VM keeps its own; a restore takes --port NAME=FILE, --forward, --env, --timeout, --tcg-tb-size, --name, --detach and -- ARGS)");
+      refused(["--disk", "root.ext4", "--env", "MODE=x"], "--env needs --snapshot-restore");
+      refused(["--disk", "root.ext4", "--snapshot-warm"], "--snapshot-warm needs --snapshot-save");
+      refused(["--snapshot-save", "snap", "--snapshot-restore", "snap"], "--snapshot-save cannot be combined with --snapshot-restore (a save boots a new VM, a restore starts a saved one)");
+      refused(["--disk", "root.ext4", "--snapshot-save", "snap", "--name", "web", "--detach"], "--name cannot be combined with --snapshot-save (a save ends its VM)");
+      refused(["--disk", "root.ext4", "--snapshot-save", "snap", "--serial-disk", "base=base.erofs"], "--serial-disk cannot be combined with --snapshot-save (snapshots record --disk disks only)");
+      refused(["--disk", "root.ext4", "--memory", "1G"], "unknown option --memory (burrow run --help lists them)");
+      // The save directory was never made: the refusal came before the save began.
+      expect(existsSync(join(empty, "snap"))).toBe(false);
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { parseWord, splitAppend, splitWords, tokenize, wordKey } from "../../src/config/cmdline";
-import { moduleParamString, parseConfig, parseSize, parseZram } from "../../src/config/config";
+import { moduleParamString, parseConfig, parseZram } from "../../src/config/config";
 import { describeCmdline } from "../../src/describe-cmdline";
 
 describe("kernel command line tokenizer", () => {
@@ -108,18 +108,21 @@ describe("configuration", () => {
     expect(parseConfig("burrow.log").problems.length).toBe(1);
   });
 
-  test("sizes and zram settings", () => {
-    expect(parseSize("512M")).toBe(512 * 2 ** 20);
-    expect(parseSize("1G")).toBe(2 ** 30);
-    expect(parseSize("1.5g")).toBe(1.5 * 2 ** 30);
-    expect(parseSize("64KiB")).toBe(65536);
-    expect(parseSize("4096")).toBe(4096);
-    expect(parseSize("12QB")).toBeNull();
-    expect(parseZram("off")).toEqual({ kind: "off" });
+  test("zram settings: off, N% or a size in the one grammar (test/unit/size.test.ts), at least 64 KiB", () => {
+    for (const off of ["off", "OFF", "0%", "no", "false", "none"]) expect(parseZram(off)).toEqual({ kind: "off" });
     expect(parseZram("25%")).toEqual({ kind: "percent", percent: 25 });
+    expect(parseZram("12.5%")).toEqual({ kind: "percent", percent: 12.5 });
+    expect(parseZram("100%")).toEqual({ kind: "percent", percent: 100 });
     expect(parseZram("256M")).toEqual({ kind: "bytes", bytes: 256 * 2 ** 20 });
-    expect(parseZram("12QB")).toEqual({ problem: "not a size (use off, 50%, 512M, 1G…)" });
+    expect(parseZram("1.5g")).toEqual({ kind: "bytes", bytes: 1.5 * 2 ** 30 });
+    expect(parseZram("64KiB")).toEqual({ kind: "bytes", bytes: 65536 });
+    expect(parseZram("65536")).toEqual({ kind: "bytes", bytes: 65536 });
+    expect(parseZram("12QB")).toEqual({ problem: "not a size (expected off, N% or a size: 512M, 1G, bytes)" });
+    expect(parseZram("512MB")).toEqual({ problem: "MB is ambiguous (1000s or 1024s): write M or MiB (expected off, N% or a size: 512M, 1G, bytes)" });
+    expect(parseZram("1.3G")).toEqual({ problem: "not a whole number of bytes (expected off, N% or a size: 512M, 1G, bytes)" });
     expect(parseZram("0")).toEqual({ problem: "size 0" });
+    expect(parseZram("0K")).toEqual({ problem: "size 0" });
+    expect(parseZram("65535")).toEqual({ problem: "smaller than the 64 KiB a swap area needs" });
     expect(parseZram("150%")).toEqual({ problem: "a percentage must be above 0 and at most 100" });
     expect(parseZram("")).toHaveProperty("problem");
   });
@@ -127,10 +130,10 @@ describe("configuration", () => {
   test("a bad burrow.zram= is reported and keeps the 50 % default (or what was set before it)", () => {
     const bad = parseConfig("burrow.zram=12QB");
     expect(bad.zram).toEqual({ kind: "percent", percent: 50 });
-    expect(bad.problems.map((problem) => problem.message)).toEqual(["burrow.zram=12QB: not a size (use off, 50%, 512M, 1G…); keeping 50% of RAM"]);
+    expect(bad.problems.map((problem) => problem.message)).toEqual(["burrow.zram=12QB: not a size (expected off, N% or a size: 512M, 1G, bytes); keeping 50% of RAM"]);
     const earlier = parseConfig("burrow.zram=256M burrow.zram=0");
     expect(earlier.zram).toEqual({ kind: "bytes", bytes: 256 * 2 ** 20 });
-    expect(earlier.problems.map((problem) => problem.message)).toEqual([`burrow.zram=0: size 0; keeping ${256 * 2 ** 20} bytes`]);
+    expect(earlier.problems.map((problem) => problem.message)).toEqual(["burrow.zram=0: size 0; keeping 256M"]);
     expect(parseConfig("burrow.zram=off burrow.zram=150%").zram).toEqual({ kind: "off" });
   });
 });

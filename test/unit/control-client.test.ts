@@ -156,7 +156,7 @@ describe("exec", () => {
     expect(await child.exited).toEqual({ exitCode: 137, signal: 9, oomKilled: false, timedOut: false });
     await expect(child.kill("SIGTERM")).rejects.toThrow("sleep has exited");
     expect([...guest.sessions.values()][0]!.stdin).toBe(7);
-    await expect(client.spawn(["print"]).write("x")).rejects.toThrow("stdin is not a pipe");
+    await expect(client.spawn(["print"]).write("x")).rejects.toThrow("no stdin to write to");
   });
 
   test("FAILED is a SpawnError naming the errno and the step", async () => {

@@ -6,8 +6,9 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
-import { parsePortSpec, qemuArgs, type RunOptions } from "../../src/host/qemu";
-import { hostForwardRule, MAX_TIMEOUT_SECONDS, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, qemuOptionValue, withInitArgs } from "../../src/host/options";
+import type { RunOptions } from "../../src/host/qemu";
+import { parsePortSpec, qemuArgs } from "../../src/host/qemu-argv";
+import { hostForwardRule, MAX_TIMEOUT_SECONDS, memBytes, parseForward, parseMem, parseSmp, parseTcgTbSize, parseTimeout, qemuOptionValue, withInitArgs } from "../../src/host/options";
 
 const base: RunOptions = { kernel: "k", initrd: "i", disks: [], ports: [], mem: "512M", smp: 1, machine: "microvm", accel: "kvm", append: "", timeoutSeconds: 10 };
 
@@ -179,14 +180,30 @@ describe("numbers are bounded", () => {
     expect(() => qemuArgs({ ...base, tcgTbSizeMiB: 16 })).toThrow("--tcg-tb-size sizes TCG's translation buffer, but this VM runs under kvm");
     expect(() => qemuArgs({ ...base, accel: "tcg", tcgTbSizeMiB: 0 })).toThrow(/^--tcg-tb-size must be/);
   });
-  test("--mem: a size with K/M/G/T, nothing else reaches -m", () => {
+  test("--mem: a size in the one grammar (bare digits: MiB), 1M to 4T, rounded up to QEMU's 8 KiB; nothing else reaches -m", () => {
     expect(parseMem("512M")).toBe("512M");
     expect(parseMem("512")).toBe("512M");
     expect(parseMem("2g")).toBe("2G");
-    expect(parseMem("4096K")).toBe("4096K");
-    for (const bad of ["512M,maxmem=8G", "size=1G", "0", "512MB", "1.5G", "-1G", "", "8T", "512K", "99999999999999G"]) {
+    expect(parseMem(" 2GiB ")).toBe("2G");
+    expect(parseMem("4096K")).toBe("4M");
+    expect(parseMem("1.5G")).toBe("1536M");
+    expect(parseMem("1.5")).toBe("1536K");
+    expect(parseMem("1M")).toBe("1M");
+    expect(parseMem("4T")).toBe("4T");
+    expect(parseMem("1048576B")).toBe("1M");
+    // QEMU 7.2 gives -m 1025K a guest of 1032K: memBytes says so, and a RAM file of it matches.
+    expect(parseMem("1025K")).toBe("1032K");
+    expect(memBytes("1025K")).toBe(1032 * 1024);
+    expect(memBytes("1048577B")).toBe(2 ** 20 + 8192);
+    expect(memBytes("512")).toBe(512 * 2 ** 20);
+    for (const good of ["512", "1025K", "1.5G", "3.75G", "1048577B"]) expect(parseMem(parseMem(good))).toBe(parseMem(good));
+    for (const bad of ["512M,maxmem=8G", "size=1G", "0", "-1G", "", "8T", "4097G", "512K", "1048575B", "99999999999999G", "lots"]) {
       expect(() => parseMem(bad)).toThrow(/^--mem must be a size like 512M or 2G/);
     }
+    expect(() => parseMem("512MB")).toThrow('--mem must be a size like 512M or 2G (K/M/G/T; no suffix: MiB) from 1M to 4T, got "512MB": MB is ambiguous (1000s or 1024s): write M or MiB');
+    expect(() => parseMem("lots")).toThrow(/got "lots"$/);
+    expect(() => parseMem("1.3G")).toThrow(/got "1\.3G": not a whole number of bytes$/);
+    expect(() => parseMem("8T")).toThrow(/got "8T"$/);
     expect(() => qemuArgs({ ...base, mem: "1G,slots=2" })).toThrow(/--mem/);
   });
 });

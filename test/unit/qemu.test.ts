@@ -1,6 +1,10 @@
 import { describe, expect, test } from "bun:test";
 import { exitStatusLine, RUN_ID_PATTERN } from "../../src/exit-marker";
-import { checkRunInputs, classify, guestStopWaitMs, HALTED_EXIT_CODE, hostTscKhz, kernelCommandLine, newRunId, parsePortSpec, qemuArgs, spawnArgv } from "../../src/host/qemu";
+import { hostTscKhz, kernelCommandLine, parsePortSpec, qemuArgs } from "../../src/host/qemu-argv";
+import { spawnArgv } from "../../src/host/qemu-process";
+import { checkRunInputs, guestStopWaitMs } from "../../src/host/run-checks";
+import { newRunId } from "../../src/host/run-id";
+import { classify, HALTED_EXIT_CODE } from "../../src/host/verdict";
 import { withKernelWords } from "../../src/host/snapshot";
 import { hostStopWaitMs } from "../../src/stop-port";
 
@@ -207,7 +211,7 @@ describe("spawning QEMU", () => {
 
 describe("QEMU's last words", () => {
   test("the last prefixed message with its continuation lines, on one line", async () => {
-    const { qemuLastWords, qemuFailure } = await import("../../src/host/qemu");
+    const { qemuLastWords, qemuFailure } = await import("../../src/host/verdict");
     expect(qemuLastWords("")).toBeNull();
     expect(qemuLastWords("qemu-system-x86_64: cannot set up guest memory 'microvm.ram': Cannot allocate memory\n")).toBe("cannot set up guest memory 'microvm.ram': Cannot allocate memory");
     expect(qemuLastWords("qemu-system-x86_64: warning: old\nqemu-system-x86_64: -drive id=disk0: Failed to get \"write\" lock\nIs another process using the image [/d]?\n")).toBe('-drive id=disk0: Failed to get "write" lock Is another process using the image [/d]?');

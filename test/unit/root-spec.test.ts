@@ -3,7 +3,8 @@
 // the new command-line keys and `burrow run --serial-disk`.
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/config";
-import { parseSerialDisk, qemuArgs, type RunOptions } from "../../src/host/qemu";
+import type { RunOptions } from "../../src/host/qemu";
+import { parseSerialDisk, qemuArgs } from "../../src/host/qemu-argv";
 import { identifyFilesystem, parseRootSpec } from "../../src/modes/microvm/devices";
 import { encodeGuid, formatGuid, parseGpt } from "../../src/modes/microvm/gpt";
 import { overlayMountData } from "../../src/modes/microvm/overlay";

@@ -70,6 +70,9 @@ describe("workload keys", () => {
   test("rlimits: every name; SOFT[:HARD]; sizes only for byte limits; soft ≤ hard", () => {
     for (const name of RLIMIT_NAMES) expect(workload(`burrow.rlimit.${name}=7`).rlimits[name]).toEqual({ soft: 7, hard: 7 });
     expect(workload("burrow.rlimit.as=1G:INF").rlimits.as).toEqual({ soft: 2 ** 30, hard: "inf" });
+    // A byte limit's sizes are the one size grammar's (test/unit/size.test.ts).
+    expect(workload("burrow.rlimit.stack=1.5M:8MiB").rlimits.stack).toEqual({ soft: 1.5 * 2 ** 20, hard: 8 * 2 ** 20 });
+    for (const bad of ["8MB", "1.3M", "08M"]) expect(invalid(`burrow.rlimit.stack=${bad}`)).toHaveLength(1);
     expect(workload("burrow.rlimit.cpu=infinity:unlimited").rlimits.cpu).toEqual({ soft: "inf", hard: "inf" });
     expect(workload("burrow.rlimit.nofile=1:2 burrow.rlimit.nofile=3:4").rlimits.nofile).toEqual({ soft: 3, hard: 4 });
     expect(invalid("burrow.rlimit.bogus=1")).toEqual([expect.stringContaining("burrow.rlimit.bogus=1: unknown rlimit bogus")]);
@@ -113,7 +116,11 @@ describe("workload keys", () => {
     expect(workload("burrow.memory-max=max").memoryMax).toBe("max");
     expect(workload("burrow.memory-max=1GiB").memoryMax).toBe(2 ** 30);
     expect(workload("burrow.memory-max=1048576").memoryMax).toBe(2 ** 20);
-    for (const bad of ["0", "512K", "lots", "", "1.5G", "-1"]) expect(invalid(`burrow.memory-max=${bad}`)).toHaveLength(1);
+    expect(workload("burrow.memory-max=1.5G").memoryMax).toBe(1.5 * 2 ** 30);
+    expect(workload("burrow.memory-max=1M").memoryMax).toBe(2 ** 20);
+    for (const bad of ["0", "512K", "1048575", "lots", "", "-1", "MAX"]) expect(invalid(`burrow.memory-max=${bad}`)).toHaveLength(1);
+    expect(invalid("burrow.memory-max=1GB")).toEqual(["burrow.memory-max=1GB: GB is ambiguous (1000s or 1024s): write G or GiB (expected a size: 64M, 1G, bytes; or max)"]);
+    expect(invalid("burrow.memory-max=1.3G")).toEqual(["burrow.memory-max=1.3G: not a whole number of bytes (expected a size: 64M, 1G, bytes; or max)"]);
     expect(workload("burrow.pids-max=max").pidsMax).toBe("max");
     expect(workload("burrow.pids-max=4194304").pidsMax).toBe(4194304);
     for (const bad of ["0", "4194305", "x", "", "-1"]) expect(invalid(`burrow.pids-max=${bad}`)).toHaveLength(1);
@@ -121,7 +128,7 @@ describe("workload keys", () => {
 
   test("a bad value fails the spec closed: it is a problem and invalid, and the setting stays unset", () => {
     const config = parseConfig("burrow.user=app burrow.memory-max=lots burrow.rlimit.nofile=9:1");
-    expect(config.workload.invalid).toEqual(["burrow.memory-max=lots: expected a size (64M, 1G, bytes) or max", "burrow.rlimit.nofile=9:1: the soft limit is above the hard limit"]);
+    expect(config.workload.invalid).toEqual(["burrow.memory-max=lots: not a size (expected a size: 64M, 1G, bytes; or max)", "burrow.rlimit.nofile=9:1: the soft limit is above the hard limit"]);
     expect(config.problems.map((problem) => problem.message)).toEqual(config.workload.invalid);
     expect(config.workload.memoryMax).toBeNull();
     expect(config.workload.rlimits).toEqual({});
