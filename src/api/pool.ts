@@ -84,7 +84,9 @@ export class Pool<T extends PoolClone = Vm> {
     if (this.closed) return Promise.reject(new PoolClosedError());
     const clone = this.ready.shift();
     if (clone) {
-      this.startRestore();
+      // The replacement's restore starts right after: its synchronous part (the snapshot's checks,
+      // QEMU's spawn) is not the taker's to wait for.
+      setImmediate(() => this.startRestore());
       return Promise.resolve(clone);
     }
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));

@@ -32,7 +32,7 @@ export const MAX_BODY_BYTES = 73_728;
 /** The most data one STDOUT/STDERR/STDIN/FILE_DATA/PUT_DATA frame carries. */
 export const DATA_CHUNK_BYTES = 65_536;
 /** Credit a new session starts with in each direction. */
-export const OUTPUT_WINDOW_BYTES = 262_144;
+export const OUTPUT_WINDOW_BYTES = 1_048_576;
 export const INPUT_WINDOW_BYTES = 65_536;
 /** Sessions the guest serves at once (execs and file transfers together). */
 export const MAX_SESSIONS = 128;

@@ -8,7 +8,7 @@ import type { Socket } from "bun";
 import { ChannelClosedError, ControlClient } from "../../src/control/client";
 import { decodeError, encodeExec, encodeFrame, type Frame, FrameReader, u32Body } from "../../src/control/frames";
 import { ControlMux } from "../../src/control/mux";
-import { ErrorCode, FrameType, PROTOCOL_VERSION } from "../../src/control/wire";
+import { ErrorCode, FrameType, PROTOCOL_VERSION, OUTPUT_WINDOW_BYTES } from "../../src/control/wire";
 import { FakeGuest, pattern } from "../helpers/fake-guest";
 
 let directory = "";
@@ -137,9 +137,9 @@ describe("ControlMux", () => {
     bad.socket.write(encodeFrame(FrameType.EXEC, 1, encodeExec({ argv: ["sleep"] })));
     bad.socket.write(encodeFrame(FrameType.CREDIT, 1, u32Body(1 << 30)));
     await bad.closed;
-    expect(dropped).toEqual(["control mux: dropped a client: output credit beyond the 262144-byte window on session 1"]);
+    expect(dropped).toEqual([`control mux: dropped a client: output credit beyond the ${OUTPUT_WINDOW_BYTES}-byte window on session 1`]);
     const last = decodeError(bad.frames.at(-1)!.body);
-    expect(last.message).toBe("the control mux dropped this client: output credit beyond the 262144-byte window on session 1");
+    expect(last.message).toBe(`the control mux dropped this client: output credit beyond the ${OUTPUT_WINDOW_BYTES}-byte window on session 1`);
     await until(() => [...guest.sessions.values()].some((record) => record.closed));
     expect(guest.sessions.get(1)!.granted).toBe(0);
     expect(await good.ping()).toBeGreaterThanOrEqual(0);
