@@ -131,6 +131,11 @@ bench-paravisor: deps build kernel-micro
 bench-stop: deps build kernel-micro test-images rootfs
     {{bun}} bench/stop.ts --runs {{env_var_or_default("RUNS", "5")}}
 
+# Knobs: RUNS=5
+# The control channel against qemu-guest-agent and the bare virtio-serial port: exec round trip, stdout and file throughput, 64 sessions, the supervisor's RSS, idle wake-ups, pool hand-out (bench/results/exec.md, exec.json).
+bench-exec: build test-images rootfs
+    {{bun}} bench/exec.ts --runs {{env_var_or_default("RUNS", "5")}}
+
 # The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
 sim:
     test/fixtures/mshv-sim/build.sh

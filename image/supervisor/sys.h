@@ -150,6 +150,7 @@ __asm__(".text\n.global _start\n_start:\n"
 #define O_ASYNC 020000
 #define F_SETFL 4
 #define F_SETOWN 8
+#define F_SETPIPE_SZ 1031
 #define POLLOUT 0x4
 #define SIGPIPE 13
 #define SIGIO 29

@@ -34,6 +34,8 @@ export const DATA_CHUNK_BYTES = 65_536;
 /** Credit a new session starts with in each direction. */
 export const OUTPUT_WINDOW_BYTES = 1_048_576;
 export const INPUT_WINDOW_BYTES = 65_536;
+/** The guest's stdout pipe of an exec'd process: what it may write ahead of the channel (not a wire number, but a bound tests count on). */
+export const OUTPUT_PIPE_BYTES = 262_144;
 /** Sessions the guest serves at once (execs and file transfers together). */
 export const MAX_SESSIONS = 128;
 /** An exec request's bounds. */
