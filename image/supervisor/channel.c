@@ -152,6 +152,9 @@ static void channel_flush(void)
 		}
 		tx_head += (size_t)n;
 	}
+	/* Frames left waiting for room to answer them go on as soon as there is room again. */
+	if (rx_len >= HEADER_BYTES && tx_room() >= ANSWER_ROOM)
+		channel_parse();
 }
 
 /*
@@ -375,27 +378,28 @@ static void channel_parse(void)
 /* The port is readable (or hung up). */
 static void channel_read(short revents)
 {
-	if (revents & POLLIN) {
-		long n = tx_room() >= ANSWER_ROOM ? k_read(control_fd, rx + rx_len, sizeof(rx) - rx_len) : 0;
+	if ((revents & POLLIN) && tx_room() >= ANSWER_ROOM && rx_len < sizeof(rx)) {
+		long n = k_read(control_fd, rx + rx_len, sizeof(rx) - rx_len);
 		if (n > 0) {
 			rx_len += (size_t)n;
 			channel_parse();
 			return;
 		}
-		if (n == -EAGAIN || n == -EINTR || tx_room() < ANSWER_ROOM)
+		if (n == -EAGAIN || n == -EINTR)
 			return;
+		/* 0: the host side is closed (a virtio port without a host, a socket whose peer went). */
+	} else if (!(revents & (POLLHUP | POLLERR))) {
+		return;
 	}
-	if (revents & (POLLHUP | POLLERR)) {
-		/* No host: a half-received frame is the old host's, never the start of the next one's. */
-		if (rx_len) {
-			say(DEBUG, "control: the host went in the middle of a frame (%l bytes dropped)", (long)rx_len);
-			snapshot_host_hung_up(rx_len);
-		}
-		rx_len = 0;
-		rx_resyncing = 0;
-		host_said_hello = 0;
-		host_gone = 1;
+	/* No host: a half-received frame is the old host's, never the start of the next one's. */
+	if (rx_len) {
+		say(DEBUG, "control: the host went in the middle of a frame (%l bytes dropped)", (long)rx_len);
+		snapshot_host_hung_up(rx_len);
 	}
+	rx_len = 0;
+	rx_resyncing = 0;
+	host_said_hello = 0;
+	host_gone = 1;
 }
 
 /* The port's entry for poll(), or 0 when it is not to be watched now. */

@@ -57,6 +57,7 @@ static int session_reaped(pid_t pid, int wait_status);
 static void channel_wake(void);
 static void channel_flush(void);
 static int channel_pending(void);
+static void channel_parse(void);
 static int channel_poll_events(void);
 static void channel_read(short revents);
 static int channel_open(const char *path);

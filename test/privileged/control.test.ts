@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControlClient, GuestError, SpawnError } from "../../src/control/client";
@@ -285,6 +285,32 @@ describe("hostile frames from the host side", () => {
       expect(raw.guest.child.exitCode).toBeNull();
     } finally {
       raw.socket.end();
+      await raw.guest.end();
+    }
+  });
+
+  test("a host that hangs up is not spun on: the supervisor sleeps until the next one", async () => {
+    const raw = await rawGuest();
+    try {
+      raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
+      await raw.next(FrameType.HELLO_ACK, 0);
+      raw.socket.end();
+      // The supervisor is the child of unshare's fork: PID 1 inside, an ordinary pid here.
+      const pid = readdirSync("/proc").filter((name) => /^\d+$/.test(name)).find((name) => {
+        try {
+          return readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]!.split(" ")[1] === String(raw.guest.child.pid);
+        } catch {
+          return false;
+        }
+      });
+      expect(pid).toBeDefined();
+      const cpuTicks = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ").slice(11, 13).reduce((sum, ticks) => sum + Number(ticks), 0);
+      await Bun.sleep(300);
+      const before = cpuTicks();
+      await Bun.sleep(1000);
+      // Clock ticks are 10 ms: a loop spinning on the closed socket would burn ~100 of them.
+      expect(cpuTicks() - before).toBeLessThan(5);
+    } finally {
       await raw.guest.end();
     }
   });
