@@ -6,26 +6,30 @@
  *   supervisor [KEY=VALUE…] -- PROGRAM ARGS…   start the workload (microvm supervise mode)
  *   supervisor adopt=PID [KEY=VALUE…]           supervise a child burrow already started (paravisor)
  *   supervisor exec=1 [KEY=VALUE…] -- PROGRAM…   apply the workload spec and exec it as PID 1
- *   … point=PORT …                               first wait at the snapshot point (either role)
+ *   … control=PORT point=1 …                     first wait at the snapshot point (either role)
  *
- * With warm=PORT the workload gets a socket (BURROW_NOTIFY_FD) and may ask for a warm snapshot
- * once it is ready by writing READY=1 to it: the supervisor says "ready" on the control port PORT,
- * the host saves the VM, and on every restore the supervisor credits the host's entropy, reseeds
- * the CRNG, sets the clock, and hands the workload its resume message on the same socket. The
- * wire format is src/snapshot/protocol.ts's (encodeWarmResume, encodeReady, encodeResumed).
+ * With control=PORT it serves the host's control channel on that virtio-serial port (channel.c,
+ * docs/control.md): exec sessions, files, info, the orderly stop, signals to the workload; the
+ * wire's numbers are wire.h's, generated from src/control/wire.ts.
  *
- * With point=PORT (the snapshot point, burrow.snapshot=1) it says "ready" on PORT before doing
- * anything else and blocks; the host saves the VM there, with burrow (Bun) already gone. Every
- * restore sends one line (encodePointResume): entropy and clock as for a warm snapshot, then the
- * instance's arguments and variables replace the saved ones, and the supervisor goes on with its
- * role (exec=1: the agent becomes PID 1).
+ * With warm=1 the workload gets a socket (BURROW_NOTIFY_FD) and may ask for a warm snapshot once
+ * it is ready by writing READY=1 to it: the supervisor says READY on the channel, the host saves
+ * the VM, and on every restore the host's RESUME makes the supervisor credit its entropy, reseed
+ * the CRNG, set the clock and hand the workload its line on the same socket
+ * (src/snapshot/protocol.ts encodeWarmResume).
+ *
+ * With point=1 (the snapshot point, burrow.snapshot=1) it opens the port before anything else and
+ * answers only HELLO, PING and RESUME; the host saves the VM there, with burrow (Bun) already gone.
+ * Every restore's RESUME (encodePointResume) brings entropy and clock as for a warm snapshot, and
+ * the instance's arguments and variables in place of the saved ones; then the supervisor goes on
+ * with its role (exec=1: the agent becomes PID 1).
  *
  * Duties: reap every child on SIGCHLD; treat signals to PID 1 as VM control (busybox and systemd
- * spellings); on any stop — a control signal, the workload's exit, the host's request on the stop
- * port — SIGTERM, a grace period, SIGKILL, the exit-status line for the host, then the teardown
- * (swapoff, unmount in reverse order or remount read-only, sync, freeze hidden layers) inside a
- * deadline, then reboot(2). The keys are written by src/modes/supervisor-handoff.ts; the exit
- * status line matches src/exit-marker.ts and the stop request src/stop-port.ts.
+ * spellings); on any stop — a control signal, the workload's exit, the host's STOP — SIGTERM, a
+ * grace period, SIGKILL, the exit-status line for the host, then the teardown (swapoff, unmount in
+ * reverse order or remount read-only, sync, freeze hidden layers) inside a deadline, then
+ * reboot(2). The keys are written by src/boot/supervisor.ts; the exit-status line matches
+ * src/exit-marker.ts.
  *
  * One duty per file of image/supervisor/, each #included below into this one translation unit
  * (src/image/supervisor.ts compiles main.c), in dependency order: a definition before its use.

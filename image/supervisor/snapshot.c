@@ -1,6 +1,6 @@
 /*
- * Warm snapshots (READY=1 from the workload) and the snapshot point (point=PORT): "ready" to the
- * host, then its resume message checked and applied. Apart because it is the one wire protocol here.
+ * Warm snapshots (READY=1 from the workload) and the snapshot point (point=1): READY to the
+ * host, then its resume message checked whole and applied. Apart because a clone must get this right before anything of it runs.
  */
 
 /* ---- warm snapshots -------------------------------------------------------------------- */

@@ -1,6 +1,6 @@
 // The snapshot point (burrow.snapshot=1): every init step runs as usual, then burrow execs the
-// resident supervisor with point=PORT instead of the agent. The supervisor (image/supervisor/)
-// announces "ready" on the control port and blocks; the host saves the VM there, with burrow's
+// resident supervisor with control=PORT point=1 instead of the agent. The supervisor (image/supervisor/)
+// says READY on the control channel and blocks; the host saves the VM there, with burrow's
 // runtime already gone; every restore continues in the supervisor, which credits the host's
 // entropy, reseeds the CRNG, sets the clock and replaces the saved arguments and variables with
 // the instance's before the agent's exec. Fail closed: a malformed message ends in burrow.onfail.
