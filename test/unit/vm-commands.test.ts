@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { SpawnError } from "../../src/control/client";
+import { OUTPUT_WINDOW_BYTES } from "../../src/control/wire";
 import { parseCpArgs } from "../../src/commands/cp";
 import { execOutcome, parseExecArgs, spawnFailure } from "../../src/commands/exec";
 import { parseKillArgs, parseSignal } from "../../src/commands/kill";
@@ -117,10 +118,12 @@ describe("the verbs as a user runs them, against a scripted guest", () => {
 
   test("exec: output through a pipe within credit, the command's status, 127 with one line for a missing program", async () => {
     const fake = namedGuest("web");
-    const big = await burrow(["exec", "web", "--", "emit", "700000", "5", "3"]);
+    // More than the window: the CLI must grant credit back as it writes, never more than the window at once.
+    const size = 2 * OUTPUT_WINDOW_BYTES + 500_000;
+    const big = await burrow(["exec", "web", "--", "emit", String(size), "5", "3"]);
     expect(big.code).toBe(3);
-    expect(big.stdout.equals(Buffer.from(pattern(700000, 1)))).toBe(true);
-    for (const session of fake.sessions.values()) expect(session.peakCredit).toBeLessThanOrEqual(262_144);
+    expect(big.stdout.equals(Buffer.from(pattern(size, 1)))).toBe(true);
+    for (const session of fake.sessions.values()) expect(session.peakCredit).toBeLessThanOrEqual(OUTPUT_WINDOW_BYTES);
     const missing = await burrow(["exec", "web", "fail"]);
     expect(missing.code).toBe(127);
     expect(missing.stderr.trim().split("\n")).toEqual(["burrow: error: fail did not start: EXEC failed with ENOENT: execve fail: No such file or directory"]);
