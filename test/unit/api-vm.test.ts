@@ -2,8 +2,8 @@
 // QEMU: handed out once the channel answers (and a restore resumed), one BootError when the run
 // ends or the channel fails first, with QEMU "killed" before the rejection; exec within its bound;
 // calls after the end; the orderly stop's deadline.
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BootError, OutputLimitError, VmEndedError } from "../../src/api/errors";
@@ -23,6 +23,10 @@ beforeAll(() => {
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+afterAll(() => {
+  rmSync(directory, { recursive: true, force: true });
 });
 
 function result(reason: string): RunResult {

@@ -1,7 +1,7 @@
 // The host's control client against a scripted guest on a unix socket: the handshake through stale
 // bytes, credit both ways, typed failures, file round trips.
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ChannelClosedError, ControlClient, GuestError, SpawnError } from "../../src/control/client";
@@ -19,6 +19,10 @@ beforeAll(() => {
 
 afterEach(() => {
   for (const cleanup of cleanups.splice(0)) cleanup();
+});
+
+afterAll(() => {
+  rmSync(directory, { recursive: true, force: true });
 });
 
 async function setup(options: FakeGuestOptions = {}, helloTimeoutMs?: number): Promise<{ guest: FakeGuest; client: ControlClient }> {

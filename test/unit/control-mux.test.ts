@@ -1,7 +1,7 @@
 // The control mux between one scripted guest and many clients: session ids rewritten both ways,
 // session-0 news to everyone, a client's going or misbehaving costs no one else anything.
-import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync } from "node:fs";
+import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket } from "bun";
@@ -21,6 +21,10 @@ beforeAll(() => {
 
 afterEach(() => {
   for (const cleanup of cleanups.splice(0).reverse()) cleanup();
+});
+
+afterAll(() => {
+  rmSync(directory, { recursive: true, force: true });
 });
 
 async function setup(): Promise<{ guest: FakeGuest; mux: ControlMux; socket: string; dropped: string[] }> {
