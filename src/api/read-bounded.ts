@@ -1,6 +1,7 @@
 // Reading a guest stream whole, as exec() does, without letting the guest decide how much host
 // memory that takes: past the bound the stream is cancelled and the caller's error thrown.
 
+import { concatAll } from "../control/frames";
 /** The stream's bytes, at most `limitBytes` of them; more cancels it and throws `tooMuch()`. */
 export async function readBounded(stream: ReadableStream<Uint8Array>, limitBytes: number, tooMuch: () => Error): Promise<Uint8Array> {
   const reader = stream.getReader();
@@ -16,11 +17,5 @@ export async function readBounded(stream: ReadableStream<Uint8Array>, limitBytes
     }
     chunks.push(value);
   }
-  const whole = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    whole.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return whole;
+  return concatAll(chunks);
 }

@@ -4,6 +4,7 @@
 import { constants } from "node:os";
 import { errnoName } from "../sys/errno";
 import {
+  concatAll,
   decodeError, decodeExited, decodeFailed, decodeFileInfo, decodeHelloAck, encodeExec, encodeFrame, encodePut, encodeResize,
   type ExecRequest, type Exited, type Frame, FrameError, frameTypeName, type HelloAck, pathBytes, readU32, readU64, text, u32Body,
 } from "./frames";
@@ -304,18 +305,8 @@ const toBytes = (data: Uint8Array | string) => (typeof data === "string" ? utf8.
 
 async function collect(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    size += chunk.byteLength;
-  }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  for await (const chunk of stream) chunks.push(chunk);
+  return concatAll(chunks);
 }
 
 // ---- a process -----------------------------------------------------------------------------------
