@@ -5,11 +5,9 @@ import { splitAppend, wordKey } from "../config/cmdline";
 import { CONTROL_PORT } from "../control/wire";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
 import { checkMachine, checkSmp, checkTcgTbSizeUnder, hostForwardRule, parseMem, qemuOptionValue } from "./options";
-import type { Machine, RunOptions } from "./qemu";
+import type { Machine, PortSpec, RunOptions, SerialDisk } from "./run-options";
 
-export interface PortSpec { name: string; file: string | null }
-
-export interface SerialDisk { serial: string; file: string }
+export type { PortSpec, SerialDisk } from "./run-options";
 
 /** virtio-blk serials hold 20 bytes (VIRTIO_BLK_ID_BYTES); this set never needs QEMU escaping. */
 const SERIAL_NAME = /^[A-Za-z0-9._-]{1,20}$/;

@@ -4,7 +4,7 @@ import { openSync } from "node:fs";
 import { ARCH_INFO, type Arch } from "../arch";
 import { describeError } from "../errors";
 import { ControlMux } from "../control/mux";
-import type { RunOptions } from "./qemu";
+import type { RunOptions } from "./run-options";
 import { HALTED, qemuLastWords } from "./verdict";
 
 /** The saved state, opened for QEMU to inherit (fd 3, incomingUri): refused in one line when unreadable. */

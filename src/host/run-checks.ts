@@ -6,7 +6,7 @@ import { parseConfig } from "../config/config";
 import { RUN_ID_PATTERN } from "../exit-marker";
 import { hostStopWaitMs } from "../stop-port";
 import { checkMachine, checkSmp, checkTcgTbSizeUnder, checkTimeout, parseMem } from "./options";
-import type { RunOptions } from "./qemu";
+import type { RunOptions } from "./run-options";
 
 /**
  * The rules a run's options must meet, in one place: `burrow run`'s plan applies them before
