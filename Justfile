@@ -96,8 +96,16 @@ test-images-arm64: build build-arm64 kernel-arm64 kernel-micro-arm64
     mkdir -p dist/test
     dist/burrow image --arch arm64 --kernel-dir build/kernel-arm64 --out dist/test/initramfs-arm64.img
 
+# The OCI runtime: dist/burrow-oci (runc's command line, each container a microVM; docs/oci/), its
+# kernel and boot disk beside it in dist/oci/. The guest is this host's architecture.
+oci: build kernel-micro
+    mkdir -p dist/oci
+    cp build/kernel-micro/vmlinuz dist/oci/vmlinuz
+    dist/burrow image --kernel-dir none --format ext4 --out dist/oci/boot.ext4
+    install -m 0755 scripts/burrow-oci dist/burrow-oci
+
 # The test suite: unit tests, namespace tests and QEMU boot tests.
-test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64
+test: deps deps-arm64 test-images test-images-arm64 rootfs rootfs-arm64 oci
     {{bun}} test --timeout 300000
 
 # Knobs: RUNS=5 KERNELS=debian,micro COMPRESS=none (arm64 rows: ARCH=arm64 KERNELS=arm64,arm64-micro)

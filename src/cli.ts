@@ -205,6 +205,8 @@ export async function cli(rawArgs: string[]): Promise<number> {
     return 0;
   }
   const sub = rawArgs[0]!;
+  // runc's command line has its own grammar (global options before the verb): not citty's.
+  if (sub === "oci") return (await import("./oci/cli")).ociMain(rawArgs.slice(1));
   const commands = main.subCommands as Record<string, Parameters<typeof renderUsage>[0]>;
   // Own keys only: "burrow toString" is an unknown command, not Object.prototype.toString.
   const command = Object.hasOwn(commands, sub) ? commands[sub] : undefined;

@@ -247,7 +247,7 @@ static void send_info(u32 session)
 	put_str(&info, "{\"workload\":{\"pid\":");
 	put_num(&info, workload);
 	put_str(&info, ",\"state\":\"");
-	put_str(&info, workload_status >= 0 ? "exited" : phase != RUNNING ? "stopping" : workload > 0 ? "running" : "starting");
+	put_str(&info, workload_status >= 0 ? "exited" : phase != RUNNING ? "stopping" : workload > 0 ? "running" : opt.start_host ? "waiting" : "starting");
 	put_str(&info, "\",\"exitCode\":");
 	if (workload_status >= 0)
 		put_num(&info, status_code(workload_status));
@@ -281,8 +281,9 @@ static void host_hello(u32 session, const unsigned char *body, u32 len)
 	host_said_hello = 1;
 	send_hello_ack();
 	snapshot_host_connected();
-	if (workload_status >= 0)
-		send_u32(FT_WORKLOAD_EXITED, 0, (u32)status_code(workload_status));
+	/* The new host's own copy: the sessions of before are gone, none comes first. */
+	if (workload_status >= 0 && send_u32(FT_WORKLOAD_EXITED, 0, (u32)status_code(workload_status)) == 0)
+		workload_exit_unsent = 0;
 }
 
 static void host_signal_workload(u32 session, const unsigned char *body, u32 len)

@@ -4,6 +4,8 @@
  * so the ~110 MB runtime is gone and what stays costs a few pages and no wake-ups.
  *
  *   supervisor [KEY=VALUE…] -- PROGRAM ARGS…   start the workload (microvm supervise mode)
+ *   supervisor start=host control=PORT [KEY=VALUE…]  start nothing: the host's EXEC with EF_WORKLOAD
+ *                                                    starts the workload (a container's create, then start)
  *   supervisor adopt=PID [KEY=VALUE…]           supervise a child burrow already started (paravisor)
  *   supervisor exec=1 [KEY=VALUE…] -- PROGRAM…   apply the workload spec and exec it as PID 1
  *   … control=PORT point=1 …                     first wait at the snapshot point (either role)
@@ -58,6 +60,7 @@ static int point_waiting;
 struct session;
 static int send_u32(int type, u32 session, u32 value);
 static int session_reaped(pid_t pid, int wait_status);
+static int session_holds(pid_t pid);
 static void channel_wake(void);
 static void channel_flush(void);
 static int channel_pending(void);
@@ -105,6 +108,12 @@ int start_c(long *stack)
 	}
 	if (i < argc)
 		opt.spec.argv = argv + i + 1;
+	/* The host names the workload: nothing here may start one of its own, or wait for a snapshot before it. */
+	if (opt.start_host && (i < argc || opt.adopt || opt.exec_only || opt.point || opt.warm)) {
+		open_channels();
+		say(ERR, "supervisor: start=host takes no -- PROGRAM, adopt=, exec=1, point=1 or warm=1");
+		fail_start();
+	}
 	if (opt.point) {
 		open_log();
 		if (!opt.control_port) {
@@ -138,6 +147,12 @@ int start_c(long *stack)
 		mark_kmsg();
 	if (opt.adopt) {
 		workload = opt.adopt;
+	} else if (opt.start_host) {
+		/* workload stays 0 until the host's EXEC with EF_WORKLOAD (sessions.c): without the port, never. */
+		if (control_fd < 0) {
+			say(ERR, "supervisor: start=host needs the control port open (control=PATH); nothing could start the workload");
+			fail_start();
+		}
 	} else {
 		if (!opt.spec.argv || !opt.spec.argv[0]) {
 			say(ERR, "supervisor: nothing to run (-- PROGRAM missing)");
@@ -147,15 +162,23 @@ int start_c(long *stack)
 		if (workload < 0)
 			fail_start();
 	}
-	say(INFO, "supervising pid %d (burrow.onexit=%s, stop timeout %l ms)%s%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
-	    control_fd >= 0 ? ", control port open" : "", warm == WARM_IDLE ? ", warm snapshot on READY=1" : "");
+	if (opt.start_host)
+		say(INFO, "waiting for the host to start the workload (an EXEC with WORKLOAD on the control port; burrow.onexit=%s, stop timeout %l ms)",
+		    action_names[opt.onexit], opt.stop_timeout_ms);
+	else
+		say(INFO, "supervising pid %d (burrow.onexit=%s, stop timeout %l ms)%s%s", workload, action_names[opt.onexit], opt.stop_timeout_ms,
+		    control_fd >= 0 ? ", control port open" : "", warm == WARM_IDLE ? ", warm snapshot on READY=1" : "");
 	if (opt.adopt && k_kill(workload, 0) == -3) {
 		/* Collected before the hand-off (not a zombie any more): its status is lost. */
 		say(ERR, "pid %d is gone; its exit status is unknown", workload);
 		workload_status = 255 << 8;
 	}
 	supervise();
-	if (workload_status < 0) {
+	if (workload_status < 0 && !workload) {
+		/* A container stopped before its start: an orderly end, nothing failed. */
+		say(INFO, "the VM stops before the host started a workload; reporting status 0");
+		workload_status = 0;
+	} else if (workload_status < 0) {
 		say(WARN, "the workload (pid %d) did not end; reporting status 137", workload);
 		workload_status = SIGKILL;
 	}

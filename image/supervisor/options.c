@@ -42,6 +42,8 @@ struct options {
 	const char *control_port;
 	/* warm=1: the workload may ask for a warm snapshot; point=1: wait at the snapshot point first. */
 	int warm, point;
+	/* start=host: no -- PROGRAM; the host's EXEC with EF_WORKLOAD starts the workload (sessions.c). */
+	int start_host;
 	int freeze_fds[MAX_FREEZE];
 	int nfreeze;
 	/* The workload spec, applied in the child before exec. */
@@ -153,6 +155,8 @@ static int parse_option(char *word)
 		return (opt.warm = str_eq(value, "1")) ? 0 : -1;
 	if (str_eq(word, "point"))
 		return (opt.point = str_eq(value, "1")) ? 0 : -1;
+	if (str_eq(word, "start"))
+		return str_eq(value, "host") ? (opt.start_host = 1, 0) : str_eq(value, "boot") ? (opt.start_host = 0, 0) : -1;
 	if (str_eq(word, "freeze-fd"))
 		return parse_u64(value, 10, &number) || number > 1023 || opt.nfreeze >= MAX_FREEZE ? -1 : (opt.freeze_fds[opt.nfreeze++] = (int)number, 0);
 	if (str_eq(word, "uid"))

@@ -4,7 +4,8 @@
  * session and process group, started with the workload's spec (credentials, limits, cgroup)
  * under the request's overrides; its status goes to its session, never to the orphan count, and
  * the orderly stop ends it like the workload. Output moves only within the host's credit, so a
- * process writing without end blocks on its pipe.
+ * process writing without end blocks on its pipe. Under start=host one EXEC carries EF_WORKLOAD:
+ * its process becomes the workload and stays its session's, EXITED before WORKLOAD_EXITED.
  */
 
 enum session_kind { S_FREE, S_EXEC, S_PUT, S_GET };
@@ -224,7 +225,7 @@ static void exec_request(u32 id, const unsigned char *body, u32 len)
 	struct start_failure failure = { 0, 0, 0 };
 	char *overrides[MAX_EXEC_ENV];
 	const char *user = 0, *problem = 0;
-	int nargs = 0, nenv = 0, want_stdin = 0, rows = 0, cols = 0, ret, tag, pipe_fds[2];
+	int nargs = 0, nenv = 0, want_stdin = 0, is_workload = 0, rows = 0, cols = 0, ret, tag, pipe_fds[2];
 	u32 at = 0, value_len, timeout_ms = 0;
 	size_t used = 0;
 	const unsigned char *value;
@@ -291,6 +292,8 @@ static void exec_request(u32 id, const unsigned char *body, u32 len)
 			timeout_ms = get_u32(value);
 		} else if (tag == EF_STDIN && value_len == 1) {
 			want_stdin = value[0] == 1;
+		} else if (tag == EF_WORKLOAD && value_len == 0) {
+			is_workload = 1;
 		} else {
 			problem = "an unknown or malformed field";
 		}
@@ -301,6 +304,12 @@ static void exec_request(u32 id, const unsigned char *body, u32 len)
 		problem = problem ? problem : "no program (ARG) given";
 	if (problem) {
 		send_error(id, EC_BAD_REQUEST, "EXEC", problem);
+		session_free(s);
+		return;
+	}
+	if (is_workload && (!opt.start_host || workload)) {
+		send_error(id, EC_WORKLOAD, "EXEC with WORKLOAD",
+			   opt.start_host ? "the workload was started already" : "this guest starts its own workload (not start=host)");
 		session_free(s);
 		return;
 	}
@@ -366,7 +375,13 @@ static void exec_request(u32 id, const unsigned char *body, u32 len)
 	if (timeout_ms)
 		s->deadline = k_now_ms() + (long)timeout_ms;
 	send_u32(FT_STARTED, id, (u32)s->pid);
-	say(DEBUG, "session %l: started %s (pid %d)", (long)id, exec_argv[0], s->pid);
+	if (is_workload) {
+		/* Not reaped yet even if it already ended: reap() sees it as the workload. */
+		workload = s->pid;
+		say(INFO, "session %l: the host started the workload %s (pid %d)", (long)id, exec_argv[0], workload);
+	} else {
+		say(DEBUG, "session %l: started %s (pid %d)", (long)id, exec_argv[0], s->pid);
+	}
 }
 
 /* A child ended: its session's (or not ours). */
@@ -382,6 +397,15 @@ static int session_reaped(pid_t pid, int wait_status)
 			session_free(s);
 		return 1;
 	}
+	return 0;
+}
+
+/* A process whose end its session has still to report to the host. */
+static int session_holds(pid_t pid)
+{
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (pid > 0 && sessions[i].kind == S_EXEC && !sessions[i].abandoned && sessions[i].pid == pid)
+			return 1;
 	return 0;
 }
 
@@ -645,5 +669,6 @@ static long sessions_tick(int *busy)
 			next = s->deadline;
 		session_try_end(s);
 	}
+	send_workload_exit();
 	return next;
 }

@@ -11,8 +11,11 @@ enum phase { RUNNING, TERMINATING, KILLING, DRAINING, ENDING };
 
 /* Read in wait_for_events(), defined with the warm snapshots (snapshot.c). */
 static void read_notify(void);
+/* 0 while a start=host supervisor waits for the host's workload (nothing to signal then). */
 static pid_t workload;
 static int workload_status = -1; /* the wait status once it ended */
+/* WORKLOAD_EXITED is owed to the host: sent once the workload's own exec session (if any) said EXITED. */
+static int workload_exit_unsent;
 static enum phase phase = RUNNING;
 static enum action ending = ACT_POWEROFF;
 static long deadline = -1;
@@ -43,6 +46,13 @@ static void report_workload_end(int wait_status)
 		say(INFO, "workload (pid %d) was killed by signal %d: status %d", workload, sig, 128 + sig);
 }
 
+/* WORKLOAD_EXITED once nothing comes before it: a workload the host started ends its session first. */
+static void send_workload_exit(void)
+{
+	if (workload_exit_unsent && !session_holds(workload) && send_u32(FT_WORKLOAD_EXITED, 0, (u32)status_code(workload_status)) == 0)
+		workload_exit_unsent = 0;
+}
+
 /* Collect every child that ended; returns 1 when no child is left at all. */
 static int reap(void)
 {
@@ -56,7 +66,10 @@ static int reap(void)
 		if (pid == workload && workload_status < 0) {
 			workload_status = wait_status;
 			report_workload_end(wait_status);
-			send_u32(FT_WORKLOAD_EXITED, 0, (u32)status_code(wait_status));
+			/* Started by the host's EXEC: its session hears the status too, and says EXITED first. */
+			session_reaped(pid, wait_status);
+			workload_exit_unsent = 1;
+			send_workload_exit();
 		} else if (!session_reaped(pid, wait_status)) {
 			reaped++;
 		}
@@ -84,9 +97,11 @@ static void begin_stop(enum action action, const char *why)
 	ending = action;
 	phase = TERMINATING;
 	deadline = k_now_ms() + opt.stop_timeout_ms;
-	say(INFO, "stop (%s): SIGTERM to %s, up to %l ms; then %s", why, workload_status < 0 ? "the workload" : "what is left",
-	    opt.stop_timeout_ms, action_names[action]);
-	if (workload_status < 0) {
+	say(INFO, "stop (%s): SIGTERM to %s, up to %l ms; then %s", why,
+	    workload_status >= 0 ? "what is left" : workload > 0 ? "the workload" : "what runs (no workload was started)", opt.stop_timeout_ms,
+	    action_names[action]);
+	/* Never kill(-0): with no workload yet that is this supervisor's own group. */
+	if (workload > 0 && workload_status < 0) {
 		k_kill(-workload, SIGTERM);
 		k_kill(-workload, SIGCONT);
 	}
@@ -243,7 +258,7 @@ static void supervise(void)
 				return;
 			}
 			say(WARN, "stop: %s still running %l ms after SIGTERM; SIGKILL to everything left",
-			    workload_status < 0 ? "the workload is" : "processes are", opt.stop_timeout_ms);
+			    workload > 0 && workload_status < 0 ? "the workload is" : "processes are", opt.stop_timeout_ms);
 			kill_everything(SIGKILL);
 			phase = KILLING;
 			deadline = k_now_ms() + KILL_WAIT_MS;

@@ -19,12 +19,17 @@ export type SupervisorRole =
    * before anything starts (burrow.snapshot=1).
    */
   | { kind: "spawn"; argv: string[]; controlPort: string | null; warm?: boolean; point?: boolean }
+  /**
+   * Start nothing: serve the control channel on controlPort and supervise the workload the host
+   * starts with an EXEC carrying the workload field (burrow.start=host). No "--", no argv.
+   */
+  | { kind: "host"; controlPort: string }
   /** Supervise a child burrow started (the paravisor worker). */
   | { kind: "adopt"; pid: number }
   /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec, or after the snapshot point). */
   | { kind: "exec"; argv: string[]; pointPort?: string | null };
 
-/** The supervisor's argv: its options, the spec words, then "--" and the workload's argv. */
+/** The supervisor's argv: its options, the spec words, then "--" and the workload's argv (none when the host starts it). */
 export function supervisorArgv(config: Config, role: SupervisorRole, specWords: readonly string[] = [], freezeFds: readonly number[] = []): string[] {
   const { facility, consoleLevel } = supervisorLogSettings();
   const words = [
@@ -40,6 +45,7 @@ export function supervisorArgv(config: Config, role: SupervisorRole, specWords: 
     ...freezeFds.map((fd) => `freeze-fd=${fd}`),
   ];
   if (role.kind === "adopt") return [...words, `adopt=${role.pid}`];
+  if (role.kind === "host") return [...words, `control=${role.controlPort}`, "start=host", ...specWords];
   if (role.kind === "exec") return [...words, "exec=1", ...(role.pointPort ? [`control=${role.pointPort}`, "point=1"] : []), ...specWords, "--", ...role.argv];
   const channel = role.controlPort ? [`control=${role.controlPort}`, ...(role.warm ? ["warm=1"] : []), ...(role.point ? ["point=1"] : [])] : [];
   return [...words, ...channel, ...specWords, "--", ...role.argv];

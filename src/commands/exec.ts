@@ -7,7 +7,8 @@ import { ChannelClosedError, type GuestProcess, SpawnError } from "../control/cl
 import { describeError, ExitStatusError } from "../errors";
 import { STOP_SIGNALS } from "../host/stop-signals";
 import { parseCommandLine } from "./command-line";
-import { BROKEN_PIPE_STATUS, guardOutput, isBrokenPipe, writeOut } from "./output";
+import { BROKEN_PIPE_STATUS, isBrokenPipe } from "./output";
+import { relayProcess } from "./relay";
 import { connectVm } from "./vm-connection";
 
 export const EXEC_USAGE = "burrow exec [-i] [-t] [-e K=V]... [-w DIR] [-u USER] [--timeout SECONDS] NAME -- CMD [ARG...]";
@@ -117,46 +118,8 @@ export async function runExec(invocation: ExecInvocation): Promise<number> {
   if (invocation.tty) process.on("SIGWINCH", onResize);
   const raw = invocation.tty && invocation.interactive && process.stdin.isTTY === true;
   if (raw) process.stdin.setRawMode(true);
-  let outputError: Error | null = null;
-  const unguard = guardOutput((error) => {
-    outputError ??= error;
-    proc.close();
-  });
-  const pump = async (stream: ReadableStream<Uint8Array>, out: NodeJS.WriteStream) => {
-    const reader = stream.getReader();
-    for (;;) {
-      let next: Awaited<ReturnType<typeof reader.read>>;
-      try {
-        next = await reader.read();
-      } catch {
-        return; // the session's own failure: `exited` reports it
-      }
-      if (next.done) return;
-      try {
-        await writeOut(out, next.value);
-      } catch (error) {
-        // Our output went away: the command goes too (as a pipe's writer gets SIGPIPE).
-        outputError ??= error as Error;
-        proc.close();
-        return;
-      }
-    }
-  };
-  let stdinDone = false;
-  const feed = async () => {
-    try {
-      for await (const chunk of process.stdin) {
-        if (stdinDone) break;
-        await proc.write(chunk as Uint8Array);
-      }
-      if (!stdinDone) await proc.closeStdin();
-    } catch {
-      // The process ended (or closed its stdin) first: what was left unread does not matter.
-    }
-  };
-  const feeding = invocation.interactive ? feed() : null;
   try {
-    const [, , exited] = await Promise.all([pump(proc.stdout, process.stdout), pump(proc.stderr, process.stderr), proc.exited.catch((error: Error) => error)]);
+    const { exited, outputError } = await relayProcess(proc, { feedStdin: invocation.interactive });
     if (outputError !== null) {
       if (isBrokenPipe(outputError)) return BROKEN_PIPE_STATUS;
       throw new Error(`cannot write ${program}'s output: ${describeError(outputError)}`);
@@ -168,11 +131,7 @@ export async function runExec(invocation: ExecInvocation): Promise<number> {
     if (outcome.line) throw new ExitStatusError(`${outcome.line}`, outcome.status);
     return outcome.status;
   } finally {
-    stdinDone = true;
-    unguard();
     if (raw) process.stdin.setRawMode(false);
-    // Stops the read of our stdin (it would keep this process alive).
-    if (feeding) process.stdin.destroy();
     for (const [signal, listener] of listeners) process.off(signal, listener);
     if (invocation.tty) process.off("SIGWINCH", onResize);
     client.close();

@@ -4,10 +4,12 @@
 // gives a Config and its problems, never an exception — keys are looked up in Maps, so a word
 // named like an Object.prototype member is just an unknown word.
 import { RUN_ID_PATTERN } from "../exit-marker";
+import { SHARE_TAG } from "../oci/guest-plan";
 import { describeError } from "../errors";
 import { clipValue, encodeParam, normalizeModuleName, tokenize, type CmdlineToken, type Problem } from "./cmdline";
 import { environmentProblems } from "./environment";
 import { parseHardenSwitches, type HardenSwitches } from "./harden";
+import { emptyNicSettings, NIC_SETTERS, nicProblem, type NicSettings } from "./nic";
 import { formatSize, parseSize } from "./size";
 import { defaultWorkload, workloadSetter, type WorkloadRequest } from "./workload";
 
@@ -34,6 +36,10 @@ export interface Config {
   modules: string[];
   moduleParams: ModuleParams;
   net: boolean;
+  /** burrow.net.mac=, .mtu=, .addr=, .route= (config/nic.ts): the NIC burrow configures before the workload (a container's engine network). */
+  nic: NicSettings;
+  /** burrow.net.lo=1: bring the loopback interface up (a container's, as runc does in every network namespace it makes). */
+  loopback: boolean;
   balloon: boolean;
   /**
    * burrow.snapshot=1 ("point"): stop before the agent's exec, announce "ready" and wait for a
@@ -64,6 +70,8 @@ export interface Config {
   overlayFormat: boolean;
   /** burrow.overlay.ro=1: the overlay disk is merged read-only (a second lower layer). */
   overlayReadOnly: boolean;
+  /** burrow.bundle=TAG: the 9p share holding a container's mount plan (mounts.json) and files, applied before switch_root. */
+  bundle: string | null;
   /** burrow.hide-root-devices=1: remove the root (and overlay) disks' device nodes once mounted. */
   hideRootDevices: boolean;
   /** burrow.harden= switches over each rule's default (config/harden.ts). */
@@ -76,6 +84,12 @@ export interface Config {
    * hands PID 1 to the supervisor regardless; there it is false unless the line says 1.
    */
   supervise: boolean;
+  /**
+   * burrow.start=host: the resident supervisor starts no workload; it serves the control channel
+   * and waits for the host's EXEC with the workload field (a container's create, then start).
+   * boot (the default): the agent starts at boot. host needs supervise mode.
+   */
+  start: "boot" | "host";
   /** burrow.stop-timeout=MS: on a stop, how long the workload has between SIGTERM and SIGKILL. */
   stopTimeoutMs: number;
   /** burrow.ctrl-alt-del=: what the supervisor does on Ctrl-Alt-Del. */
@@ -86,13 +100,14 @@ export interface Config {
   problems: Problem[];
 }
 
-type Scalars = Omit<Config, "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms" | "harden" | "workload">;
+type Scalars = Omit<Config, "nic" | "problems" | "moduleParams" | "initArgs" | "modules" | "zramAlgorithms" | "harden" | "workload">;
 
 const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Object.freeze({
   mode: "microvm",
   log: "info",
   onfail: "poweroff",
   net: false,
+  loopback: false,
   balloon: false,
   snapshot: "off",
   root: "/dev/vda",
@@ -113,10 +128,12 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   overlay: { kind: "none" },
   overlayFormat: false,
   overlayReadOnly: false,
+  bundle: null,
   hideRootDevices: false,
   consoleStdin: false,
   // microvm's default (parseConfig turns it off in paravisor mode unless the line sets it).
   supervise: true,
+  start: "boot",
   stopTimeoutMs: 5000,
   ctrlAltDel: "reboot",
 } as const);
@@ -128,14 +145,14 @@ type Setter = (config: Config, value: string | null) => string | void;
 
 const ONFAIL: readonly OnFail[] = ["poweroff", "shell", "halt"];
 
-function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit" | "ctrlAltDel", options: readonly T[]): Setter {
+function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit" | "ctrlAltDel" | "start", options: readonly T[]): Setter {
   return (config, value) => {
     if (value === null || !options.includes(value as T)) return `expected one of ${options.join("|")}`;
     (config as unknown as Record<string, unknown>)[field] = value;
   };
 }
 
-function flag(field: "net" | "balloon" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
+function flag(field: "net" | "loopback" | "balloon" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -173,6 +190,7 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["burrow.onfail", oneOf("onfail", ONFAIL)],
   ["burrow.onexit", oneOf("onexit", ["poweroff", "reboot", "halt", "exit"])],
   ["burrow.supervise", flag("supervise")],
+  ["burrow.start", oneOf("start", ["boot", "host"])],
   ["burrow.stop-timeout", integer("stopTimeoutMs", 0, 600_000)],
   ["burrow.ctrl-alt-del", oneOf("ctrlAltDel", ["reboot", "poweroff", "halt", "ignore"])],
   [
@@ -187,6 +205,8 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ],
   ["burrow.net", flag("net")],
   ["init.net", flag("net")],
+  ["burrow.net.lo", flag("loopback")],
+  ...[...NIC_SETTERS].map(([key, set]): [string, Setter] => [key, (config, value) => set(config.nic, value)]),
   ["burrow.balloon", flag("balloon")],
   ["init.balloon", flag("balloon")],
   [
@@ -237,6 +257,13 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ],
   ["burrow.overlay.format", flag("overlayFormat")],
   ["burrow.overlay.ro", flag("overlayReadOnly")],
+  [
+    "burrow.bundle",
+    (config, value) => {
+      if (value === null || !SHARE_TAG.test(value)) return "expected a 9p share tag (1 to 31 of A-Z a-z 0-9 . _ -)";
+      config.bundle = value;
+    },
+  ],
   ["burrow.hide-root-devices", flag("hideRootDevices")],
   ["burrow.console-stdin", flag("consoleStdin")],
   [
@@ -322,6 +349,16 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
     if (config.mode === "microvm" && !params.some((token) => token.key === "burrow.onexit" && config.onexit === token.value)) config.onexit = "poweroff";
     // Supervise mode is microvm's default; the paravisor plan hands PID 1 to the supervisor anyway.
     if (config.mode === "paravisor" && !params.some((token) => token.key === "burrow.supervise" && parseBoolean(token.value) !== null)) config.supervise = false;
+    // Only microvm's supervisor waits for the host's workload; the paravisor's worker is its own.
+    if (config.mode === "paravisor" && config.start === "host") {
+      config.problems.push({ key: "burrow.start", value: "host", message: "burrow.start=host: only microvm mode waits for the host's workload; ignored" });
+      config.start = "boot";
+    }
+    const nic = nicProblem(config.nic);
+    if (nic !== null) {
+      config.problems.push({ key: "burrow.net.mac", value: null, message: nic });
+      config.nic = emptyNicSettings();
+    }
     config.problems.push(...environmentProblems(params, initArgs, droppedWords));
   } catch (error) {
     // Not expected; but PID 1 must boot on defaults (and the user's onfail) rather than die here.
@@ -336,7 +373,7 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
 }
 
 function defaultConfig(): Config {
-  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], modules: [], moduleParams: new Map(), initArgs: [], harden: {}, workload: defaultWorkload(), problems: [] };
+  return { ...DEFAULTS, zramAlgorithms: [...DEFAULTS.zramAlgorithms], nic: emptyNicSettings(), modules: [], moduleParams: new Map(), initArgs: [], harden: {}, workload: defaultWorkload(), problems: [] };
 }
 
 function applyToken(config: Config, moduleParams: Map<string, string[]>, { key, value }: CmdlineToken): void {

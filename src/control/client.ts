@@ -537,6 +537,10 @@ class Download implements Session {
 
 /** INFO_REPLY's JSON (describeInfo in the guest); fields a newer guest adds pass through. */
 export interface GuestInfo {
+  /**
+   * state: "starting", "waiting" (start=host: no workload until the host's EXEC with `workload`;
+   * pid 0), "running", "stopping" or "exited".
+   */
   workload: { pid: number; state: string; exitCode: number | null };
   uptimeMs: number;
   sessions: number;
@@ -637,7 +641,10 @@ export class ControlClient {
     await this.request(FrameType.SIGNAL_WORKLOAD, u32Body(signalNumber(signal)), FrameType.OK);
   }
 
-  /** Starts a process; throws at once on a request the wire cannot carry, or a closed channel. */
+  /**
+   * Starts a process; throws at once on a request the wire cannot carry, or a closed channel.
+   * `workload: true` makes it the workload of a guest that waits for the host's (burrow.start=host).
+   */
   spawn(argv: string[], options: SpawnOptions = {}): GuestProcess {
     const body = encodeExec({ ...options, argv });
     let child: GuestProcess | null = null;

@@ -121,6 +121,11 @@ export interface ExecRequest {
   timeoutMs?: number;
   /** A pipe fed by STDIN frames; otherwise /dev/null. */
   stdin?: boolean;
+  /**
+   * This process is the workload of a guest whose supervisor waits for the host's (start=host): its
+   * exit ends the VM. The guest refuses it (ErrorCode.WORKLOAD) anywhere else, and a second time.
+   */
+  workload?: boolean;
 }
 
 export const RLIM_INFINITY = 0xffffffffffffffffn;
@@ -183,6 +188,7 @@ export function encodeExec(request: ExecRequest): Uint8Array {
   }
   if (request.timeoutMs !== undefined) record(ExecField.TIMEOUT_MS, u32Body(request.timeoutMs));
   if (request.stdin) record(ExecField.STDIN, new Uint8Array([1]));
+  if (request.workload) record(ExecField.WORKLOAD, new Uint8Array(0));
   const body = concatAll(records);
   if (body.byteLength > MAX_BODY_BYTES) throw new RangeError(`the exec request is ${body.byteLength} bytes, more than a frame holds (${MAX_BODY_BYTES})`);
   return body;
@@ -210,6 +216,10 @@ export function decodeExec(body: Uint8Array): ExecRequest {
       case ExecField.TTY: need(value, 4, "TTY"); request.tty = { rows: values.getUint16(0, true), cols: values.getUint16(2, true) }; break;
       case ExecField.TIMEOUT_MS: request.timeoutMs = readU32(value, "TIMEOUT_MS"); break;
       case ExecField.STDIN: request.stdin = value[0] === 1; break;
+      case ExecField.WORKLOAD:
+        if (length !== 0) throw new FrameError(`EXEC: WORKLOAD carries no value, got ${length} bytes`);
+        request.workload = true;
+        break;
       default: throw new FrameError(`EXEC: unknown field ${tag}`);
     }
   }

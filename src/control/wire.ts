@@ -104,7 +104,10 @@ export const FrameType = {
   FILE_DATA: 0x59,
   /** body: u64 bytes. A PUT renamed into place, or a GET's data all sent. */
   FILE_DONE: 0x5a,
-  /** Session 0, body: u32 exit code. The workload ended (sent once, also to late connections via INFO). */
+  /**
+   * Session 0, body: u32 exit code. The workload ended (sent once, also to late connections via INFO);
+   * a workload the host started (ExecField.WORKLOAD) has its session's EXITED sent first.
+   */
   WORKLOAD_EXITED: 0x5b,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
@@ -135,6 +138,11 @@ export const ErrorCode = {
   VERSION: 10,
   /** A frame that does not fit the guest's state (RESUME with no snapshot pending, data before PUT). */
   NOT_NOW: 11,
+  /**
+   * EXEC with WORKLOAD the guest cannot take: its supervisor was not started to wait for the host's
+   * workload (start=host), or that workload already started. Nothing was started.
+   */
+  WORKLOAD: 12,
 } as const;
 export type ErrorCodeName = keyof typeof ErrorCode;
 
@@ -155,6 +163,11 @@ export const ExecField = {
   TIMEOUT_MS: 7,
   /** u8 1: stdin is a pipe fed by STDIN frames; absent: /dev/null. */
   STDIN: 8,
+  /**
+   * Empty value: this process is the workload (a supervisor started with start=host waits for it).
+   * Its exit ends the VM as the workload's does; its session still gets EXITED, before WORKLOAD_EXITED.
+   */
+  WORKLOAD: 9,
 } as const;
 
 /** Where a FAILED exec stopped (the supervisor's start steps, in order). */

@@ -5,7 +5,8 @@ import { splitAppend, wordKey } from "../config/cmdline";
 import { CONTROL_PORT } from "../control/wire";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
 import { checkMachine, checkSmp, checkTcgTbSizeUnder, hostForwardRule, parseMem, qemuOptionValue } from "./options";
-import type { Machine, PortSpec, RunOptions, SerialDisk } from "./run-options";
+import type { Machine, PortSpec, RunOptions, SerialDisk, Share } from "./run-options";
+import { SHARE_TAG } from "../oci/guest-plan";
 
 export type { PortSpec, SerialDisk } from "./run-options";
 
@@ -123,6 +124,7 @@ export function qemuArgs(options: RunOptions): string[] {
     const serial = disk.serial === null ? "" : `,serial=${qemuOptionValue(disk.serial, `disk serial ${JSON.stringify(disk.serial)}`)}`;
     args.push("-drive", `id=disk${index},if=none,format=raw${snapshot}${readOnly},file.driver=${diskDriver(disk.file)},file.filename=${file}`, "-device", `${bus("virtio-blk")},drive=disk${index}${serial}`);
   });
+  args.push(...shareArgs(options.shares ?? [], bus));
   if (options.ports.length > 0 || options.controlSocket) {
     args.push("-device", `${bus("virtio-serial")},id=vser0`);
     options.ports.forEach((port, index) => {
@@ -143,7 +145,37 @@ export function qemuArgs(options: RunOptions): string[] {
   }
   if (options.qmpSocket) args.push("-qmp", `unix:${qemuOptionValue(options.qmpSocket, "QMP socket path")},server=on,wait=off`);
   if (options.incomingFile) args.push("-incoming", options.incomingDeferred ? "defer" : incomingUri());
+  if (options.sandbox) args.push("-sandbox", SANDBOX);
   args.push(...(options.extraArgs ?? []));
+  return args;
+}
+
+/**
+ * QEMU's seccomp filter. Checked with QEMU 7.2 serving 9p shares (the container boot test runs
+ * under it): the local 9p backend creates files as QEMU's own user and chowns them after
+ * (passthrough), never setfsuid, so elevateprivileges=deny holds; its worker threads are
+ * clone(CLONE_THREAD), which spawn=deny allows. A snapshot save migrates through exec:cat
+ * (src/host/snapshot.ts), a spawn the filter refuses: not for a run that saves one.
+ */
+export const SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/**
+ * `-fsdev local` + a virtio-9p device per share. security_model=passthrough: the guest's owners
+ * and modes are the files' own on the host (a container's root and volumes need its uids), and
+ * QEMU's local backend walks every path component with O_NOFOLLOW under the share's root, so a
+ * symlink the guest plants is stored as a symlink, never followed out of the share.
+ */
+export function shareArgs(shares: readonly Share[], bus: (device: string) => string): string[] {
+  const args: string[] = [];
+  const seen = new Set<string>();
+  shares.forEach((share, index) => {
+    if (!SHARE_TAG.test(share.tag)) throw new Error(`bad share tag ${JSON.stringify(share.tag)} (1 to 31 of A-Z a-z 0-9 . _ -)`);
+    if (seen.has(share.tag)) throw new Error(`two shares are tagged ${share.tag}`);
+    seen.add(share.tag);
+    const path = qemuOptionValue(share.path, `share ${share.tag} path`);
+    args.push("-fsdev", `local,id=fs${index},path=${path},security_model=passthrough${share.readOnly ? ",readonly=on" : ""}`);
+    args.push("-device", `${bus("virtio-9p")},fsdev=fs${index},mount_tag=${share.tag}`);
+  });
   return args;
 }
 

@@ -39,7 +39,7 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
     }
     const control = controlSocket === undefined || options.rawControl ? null : connectControl(controlSocket, child, options.timeoutSeconds);
     void control?.then((connected) => (mux = connected), () => {});
-    const signals = watchStopSignals(child, control === null || stopWaitMs === null ? null : { control, waitMs: stopWaitMs });
+    const signals = options.ownSignals ? { stoppedBy: null, dispose() {} } : watchStopSignals(child, control === null || stopWaitMs === null ? null : { control, waitMs: stopWaitMs });
     let streamed: Streamed;
     try {
       streamed = await streamRun(child, options, onOutput, control);

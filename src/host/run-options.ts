@@ -9,6 +9,9 @@ export interface PortSpec { name: string; file: string | null }
 
 export interface SerialDisk { serial: string; file: string }
 
+/** A host directory exported to the guest over virtio-9p, which mounts it by its tag (burrow.root=9p:TAG, a container's volumes). */
+export interface Share { tag: string; path: string; readOnly: boolean }
+
 /** microvm and q35 are x86_64 machines, virt the arm64 one (checkMachine pairs them). */
 export type Machine = "microvm" | "q35" | "virt";
 export type Accel = "tcg" | "kvm";
@@ -30,6 +33,14 @@ export interface RunOptions {
   readOnlyDisks?: readonly string[];
   /** Disks the guest finds by virtio serial (root=SERIAL=NAME), attached after `disks`. */
   serialDisks?: SerialDisk[];
+  /** Host directories the guest mounts over virtio-9p by tag, attached after the disks (QEMU's own 9p server: no helper process). */
+  shares?: Share[];
+  /**
+   * QEMU's seccomp filter (-sandbox on with obsolete, elevateprivileges, spawn and resourcecontrol
+   * denied): a guest that takes over QEMU through a device bug cannot exec, fork, setuid or renice.
+   * Not with a snapshot save, which migrates through exec:cat.
+   */
+  sandbox?: boolean;
   ports: PortSpec[];
   mem: string;
   smp: number;
@@ -59,6 +70,11 @@ export interface RunOptions {
    * on QEMU's exit status.
    */
   consoleSocket?: string;
+  /**
+   * The caller handles SIGINT, SIGTERM and SIGHUP itself (the OCI holder forwards them to the
+   * workload): runVm does not turn them into a stop of the guest.
+   */
+  ownSignals?: boolean;
   /** Aborting kills QEMU (a caller that gave up on the guest). */
   signal?: AbortSignal;
   /** Open every disk with snapshot=on: guest writes go to a throw-away overlay, never to the file. */

@@ -20,6 +20,7 @@ export const MountFlags = {
   MOVE: 0x2000,
   REC: 0x4000,
   SILENT: 0x8000,
+  UNBINDABLE: 1 << 17,
   PRIVATE: 1 << 18,
   SLAVE: 1 << 19,
   SHARED: 1 << 20,
@@ -45,6 +46,7 @@ const OPEN_FLAGS_COMMON = {
   APPEND: 0o2000,
   NONBLOCK: 0o4000,
   CLOEXEC: 0o2000000,
+  PATH: 0o10000000,
 } as const;
 
 /** arm64 moves four open flags (arch/arm64/include/uapi/asm/fcntl.h); x86_64 keeps asm-generic's. */
@@ -55,8 +57,8 @@ export const OpenFlagsByArch = {
 
 /** Raw syscall numbers for calls glibc has no wrapper for (x86_64: unistd_64.h; arm64: asm-generic/unistd.h). */
 export const SyscallNumber = {
-  x86_64: { finit_module: 313, close_range: 436, pivot_root: 155 },
-  arm64: { finit_module: 273, close_range: 436, pivot_root: 41 },
+  x86_64: { finit_module: 313, close_range: 436, pivot_root: 155, openat2: 437 },
+  arm64: { finit_module: 273, close_range: 436, pivot_root: 41, openat2: 437 },
 } as const satisfies Record<SysArch, Record<string, number>>;
 
 /** This process's architecture from Node's name for it; another one has no checked table, so refuse it by name. */
@@ -69,6 +71,9 @@ export function sysArch(nodeArch: string = process.arch): SysArch {
 export const SYS_ARCH: SysArch = sysArch();
 export const OpenFlags: (typeof OpenFlagsByArch)[SysArch] = OpenFlagsByArch[SYS_ARCH];
 export const Syscalls: (typeof SyscallNumber)[SysArch] = SyscallNumber[SYS_ARCH];
+
+/** openat2(2)'s open_how.resolve (<linux/openat2.h>): how a path may be walked. */
+export const ResolveFlags = { NO_XDEV: 0x01, NO_MAGICLINKS: 0x02, NO_SYMLINKS: 0x04, BENEATH: 0x08, IN_ROOT: 0x10 } as const;
 
 export const Fcntl = { F_GETFD: 1, F_SETFD: 2, F_GETFL: 3, F_SETFL: 4, FD_CLOEXEC: 1 } as const;
 
@@ -106,7 +111,7 @@ export const MapFlags = {
 
 export const SwapFlags = { PREFER: 0x8000, PRIO_MASK: 0x7fff, DISCARD: 0x10000 } as const;
 
-export const AddressFamily = { UNIX: 1, NETLINK: 16 } as const;
+export const AddressFamily = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;
 /** SOCK_NONBLOCK and SOCK_CLOEXEC are O_NONBLOCK and O_CLOEXEC. */
 export const SocketType = { STREAM: 1, DGRAM: 2, RAW: 3, SEQPACKET: 5, NONBLOCK: OpenFlags.NONBLOCK, CLOEXEC: OpenFlags.CLOEXEC } as const;
 export const NetlinkProtocol = { ROUTE: 0, KOBJECT_UEVENT: 15 } as const;

@@ -1,5 +1,5 @@
 // Filesystem calls: mounts, nodes and raw file descriptors.
-import { ptr } from "bun:ffi";
+import { FFIType, ptr } from "bun:ffi";
 import { SysError } from "./errno";
 import { check, cstr, errno, libc, libcAs } from "./libc";
 import { OpenFlags, Syscalls } from "./constants";
@@ -29,6 +29,25 @@ export function mkdir(path: string, mode = 0o755): void {
   check(libc("mkdir")(cstr(path), mode), "mkdir", { path });
 }
 
+export function mkdirat(dirFd: number, path: string, mode = 0o755): void {
+  check(libc("mkdirat")(dirFd, cstr(path), mode), "mkdirat", { dirfd: dirFd, path });
+}
+
+
+/**
+ * openat2(2) (glibc has no wrapper): `path` walked from `dirFd` under `resolve` (ResolveFlags;
+ * IN_ROOT keeps every symlink and ".." inside dirFd, as if it were "/").
+ */
+export function openat2(dirFd: number, path: string, flags: number, resolve: number, mode = 0): number {
+  // struct open_how: flags, mode, resolve, each a u64 in the machine's byte order.
+  const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
+  const pathBuf = cstr(path);
+  const syscall4 = libcAs("syscall_4", "syscall", { args: ["i64", "i64", "i64", "i64", "i64"], returns: FFIType.i64_fast });
+  const fd = Number(syscall4(Syscalls.openat2, dirFd, ptr(pathBuf), ptr(how), how.byteLength));
+  if (fd < 0) throw new SysError("openat2", errno(), { dirfd: dirFd, path, flags: `0x${flags.toString(16)}`, resolve: `0x${resolve.toString(16)}` });
+  return fd;
+}
+
 export function chroot(path: string): void {
   check(libc("chroot")(cstr(path)), "chroot", { path });
 }
@@ -43,6 +62,11 @@ export function open(path: string, flags: number = OpenFlags.RDONLY | OpenFlags.
 
 export function close(fd: number): void {
   check(libc("close")(fd), "close", { fd });
+}
+
+/** Close on a path that is already failing: that first error is the one to report, not close's. */
+export function closeQuietly(fd: number): void {
+  libc("close")(fd);
 }
 
 export function read(fd: number, buffer: Uint8Array, length = buffer.byteLength): number {

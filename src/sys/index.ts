@@ -4,5 +4,7 @@ export * from "./fs";
 export * from "./proc";
 export * from "./mem";
 export * from "./socket";
+export * from "./pty";
 export { errno, LIBC_SYMBOLS, prebind } from "./libc";
 export * from "./random";
+export * from "./rtnetlink";

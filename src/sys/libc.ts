@@ -12,6 +12,7 @@ const DECLS = {
   mount: { args: ["ptr", "ptr", "ptr", "u64", "ptr"], returns: "i32" },
   umount2: { args: ["ptr", "i32"], returns: "i32" },
   mkdir: { args: ["ptr", "u32"], returns: "i32" },
+  mkdirat: { args: ["i32", "ptr", "u32"], returns: "i32" },
   chroot: { args: ["ptr"], returns: "i32" },
   chdir: { args: ["ptr"], returns: "i32" },
   open: { args: ["ptr", "i32", "u32"], returns: "i32" },
@@ -42,7 +43,15 @@ const DECLS = {
   socket: { args: ["i32", "i32", "i32"], returns: "i32" },
   bind: { args: ["i32", "ptr", "u32"], returns: "i32" },
   connect: { args: ["i32", "ptr", "u32"], returns: "i32" },
+  listen: { args: ["i32", "i32"], returns: "i32" },
+  accept4: { args: ["i32", "ptr", "ptr", "i32"], returns: "i32" },
+  socketpair: { args: ["i32", "i32", "i32", "ptr"], returns: "i32" },
+  sendmsg: { args: ["i32", "ptr", "i32"], returns: FFIType.i64_fast },
+  recvmsg: { args: ["i32", "ptr", "i32"], returns: FFIType.i64_fast },
 } as const satisfies Record<string, FFIFunction>;
+
+/** Host-side only (passing fds to a container engine): PID 1 never calls them, so never pays to bind them. */
+const HOST_ONLY: ReadonlySet<LibcSymbol> = new Set<LibcSymbol>(["listen", "accept4", "socketpair", "sendmsg", "recvmsg"]);
 
 export type LibcSymbol = keyof typeof DECLS;
 type AnyFn = (...args: any[]) => any;
@@ -74,8 +83,8 @@ export function prebind(names: readonly LibcSymbol[]): void {
   for (const name of missing) bound.set(name, lib.symbols[name] as AnyFn);
 }
 
-/** Every libc function burrow declares: PID 1 binds them at once, before its first call. */
-export const LIBC_SYMBOLS = Object.keys(DECLS) as LibcSymbol[];
+/** Every libc function PID 1 may call (all but the host-only ones): it binds them at once, before its first call. */
+export const LIBC_SYMBOLS = (Object.keys(DECLS) as LibcSymbol[]).filter((name) => !HOST_ONLY.has(name));
 
 /** Bind an extra prototype for a symbol (a second signature of a variadic function). */
 export function libcAs(alias: string, name: LibcSymbol, decl: FFIFunction): AnyFn {

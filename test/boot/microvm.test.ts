@@ -32,7 +32,7 @@ type StepStatus = "ok" | "skipped" | "failed";
 /** Each step's status in a completed boot: all ok, but the network step needs burrow.net, the overlay burrow.overlay and the snapshot point burrow.snapshot. */
 const HEALTHY_STEPS: Record<string, StepStatus> = {
   mounts: "ok", console: "ok", uevents: "ok", modules: "ok", zram: "ok", "root-device": "ok", "virtio-ports": "ok",
-  network: "skipped", root: "ok", overlay: "skipped", harden: "ok", "switch-root": "ok", snapshot: "skipped", "start-workload": "ok",
+  network: "skipped", root: "ok", overlay: "skipped", "container-mounts": "skipped", harden: "ok", "switch-root": "ok", snapshot: "skipped", "start-workload": "ok",
 };
 
 /**
@@ -70,7 +70,7 @@ function expectHealthyAgent(result: BootResult, args: string[], statuses: Record
   const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string; startMs: number; endMs: number }[] };
   expect(report).not.toBeNull();
   const steps = report.steps.map((step) => step.name);
-  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "overlay", "harden", "switch-root", "snapshot", "start-workload"]);
+  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "overlay", "container-mounts", "harden", "switch-root", "snapshot", "start-workload"]);
   expect(Object.fromEntries(report.steps.map((step) => [step.name, step.status]))).toEqual({ ...HEALTHY_STEPS, ...statuses });
   for (const step of report.steps) expect(step.endMs).toBeGreaterThanOrEqual(step.startMs);
   expect(result.output).not.toMatch(/Kernel panic/);

@@ -21,7 +21,7 @@ const ARCH_HEADERS: Record<SysArch, { dir: string; probe: string; defines: strin
 
 const HEADERS = [
   "asm/fcntl.h", "asm/unistd.h", "asm/signal.h", "asm/mman.h", "linux/mman.h", "asm/resource.h", "asm/errno.h",
-  "linux/mount.h", "linux/reboot.h", "linux/wait.h", "linux/time.h", "linux/netlink.h", "linux/module.h", "linux/stat.h",
+  "linux/mount.h", "linux/openat2.h", "linux/reboot.h", "linux/wait.h", "linux/time.h", "linux/netlink.h", "linux/module.h", "linux/stat.h",
 ];
 
 const ERRNO_NAMES_ALL = [
@@ -52,6 +52,7 @@ export function burrowTable(arch: SysArch): Record<string, number> {
   put("MAP_", constants.MapFlags);
   put("NETLINK_", constants.NetlinkProtocol);
   put("MODULE_INIT_", constants.ModuleInitFlags);
+  put("RESOLVE_", constants.ResolveFlags);
   put("", NewcFileType);
   for (const name of ERRNO_NAMES_ALL) table[name] = errnoValue(name)!;
   return table;

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { ControlClient, GuestError, SpawnError } from "../../src/control/client";
 import { decodeError, encodeExec, encodeFrame, type Frame, FrameReader, readU32, u32Body } from "../../src/control/frames";
 import { listenUnix } from "../../src/control/transport";
-import { ErrorCode, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION } from "../../src/control/wire";
+import { ErrorCode, ExecField, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION } from "../../src/control/wire";
 import { compileSupervisor } from "../../src/image/supervisor";
 
 let work: string;
@@ -43,12 +43,12 @@ interface Guest {
   end(): Promise<void>;
 }
 
-/** The supervisor as PID 1 of a new PID namespace, its control port an abstract socket named `name`. */
-function startSupervisor(name: string, workload: string, options: string[] = []): Guest {
+/** The supervisor as PID 1 of a new PID namespace, its control port an abstract socket named `name`; workload null: start=host's, none of its own. */
+function startSupervisor(name: string, workload: string | null, options: string[] = []): Guest {
   let log = "";
   // The host's kernel log and console are not the test's to write: /dev/null in their place, in the namespace only.
   const enter = 'mount --bind /dev/null /dev/kmsg && mount --bind /dev/null /dev/console && exec "$@"';
-  const child = Bun.spawn(["unshare", "--fork", "--pid", "--mount-proc", "--propagation", "private", "--kill-child", "sh", "-c", enter, "enter", supervisor, `control=@${name}`, "console-level=1", "log=6", "stop-timeout=1000", ...options, "--", "/bin/sh", "-c", workload], {
+  const child = Bun.spawn(["unshare", "--fork", "--pid", "--mount-proc", "--propagation", "private", "--kill-child", "sh", "-c", enter, "enter", supervisor, `control=@${name}`, "console-level=1", "log=6", "stop-timeout=1000", ...options, ...(workload === null ? [] : ["--", "/bin/sh", "-c", workload])], {
     stdin: "ignore", stdout: "pipe", stderr: "pipe",
   });
   const logged = (async () => {
@@ -66,7 +66,7 @@ function startSupervisor(name: string, workload: string, options: string[] = [])
 }
 
 /** A guest driven through ControlClient, the host's own client. */
-async function clientGuest(workload = "sleep 1000", options: string[] = []): Promise<{ client: ControlClient; guest: Guest }> {
+async function clientGuest(workload: string | null = "sleep 1000", options: string[] = []): Promise<{ client: ControlClient; guest: Guest }> {
   const name = `burrow-ctl-${process.pid}-${++names}`;
   let accepted: (client: Promise<ControlClient>) => void;
   const connected = new Promise<Promise<ControlClient>>((resolve) => (accepted = resolve));
@@ -87,10 +87,12 @@ async function clientGuest(workload = "sleep 1000", options: string[] = []): Pro
 }
 
 /** A guest driven frame by frame: what a broken or hostile host sends. */
-async function rawGuest(workload = "sleep 1000"): Promise<{ send(bytes: Uint8Array): void; next(type: number, session?: number): Promise<Frame>; guest: Guest; socket: Socket<undefined> }> {
+async function rawGuest(workload: string | null = "sleep 1000", options: string[] = []): Promise<{ send(bytes: Uint8Array): void; next(type: number, session?: number): Promise<Frame>; seen: Frame[]; guest: Guest; socket: Socket<undefined> }> {
   const name = `burrow-ctl-${process.pid}-${++names}`;
   const reader = new FrameReader();
   const frames: Frame[] = [];
+  /** Every frame in the order it came (next() takes from `frames`, never from here). */
+  const seen: Frame[] = [];
   const waiters: (() => void)[] = [];
   let opened: (socket: Socket<undefined>) => void;
   const connected = new Promise<Socket<undefined>>((resolve) => (opened = resolve));
@@ -99,12 +101,14 @@ async function rawGuest(workload = "sleep 1000"): Promise<{ send(bytes: Uint8Arr
     socket: {
       open: (socket) => opened(socket),
       data: (_socket, data) => {
-        frames.push(...reader.push(data));
+        const got = reader.push(data);
+        frames.push(...got);
+        seen.push(...got);
         for (const wake of waiters.splice(0)) wake();
       },
     },
   });
-  const started = startSupervisor(name, workload);
+  const started = startSupervisor(name, workload, options);
   const socket = await connected;
   const guest = { ...started, end: async () => {
     await started.end();
@@ -119,10 +123,21 @@ async function rawGuest(workload = "sleep 1000"): Promise<{ send(bytes: Uint8Arr
       await Promise.race([new Promise<void>((resolve) => waiters.push(resolve)), Bun.sleep(100)]);
     }
   };
-  return { send: (bytes) => socket.write(bytes), next, guest, socket };
+  return { send: (bytes) => socket.write(bytes), next, seen, guest, socket };
 }
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/** The supervisor is the child of unshare's fork: PID 1 inside, an ordinary pid here. */
+function supervisorPid(guest: Guest): string | undefined {
+  return readdirSync("/proc").filter((name) => /^\d+$/.test(name)).find((name) => {
+    try {
+      return readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]!.split(" ")[1] === String(guest.child.pid);
+    } catch {
+      return false;
+    }
+  });
+}
 
 describe("exec through the control channel", () => {
   test("stdout, stderr and the exit code; env, cwd and a numeric user; stdin piped to EOF; a spawn failure as its errno", async () => {
@@ -295,14 +310,7 @@ describe("hostile frames from the host side", () => {
       raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
       await raw.next(FrameType.HELLO_ACK, 0);
       raw.socket.end();
-      // The supervisor is the child of unshare's fork: PID 1 inside, an ordinary pid here.
-      const pid = readdirSync("/proc").filter((name) => /^\d+$/.test(name)).find((name) => {
-        try {
-          return readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]!.split(" ")[1] === String(raw.guest.child.pid);
-        } catch {
-          return false;
-        }
-      });
+      const pid = supervisorPid(raw.guest);
       expect(pid).toBeDefined();
       const cpuTicks = () => readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ").slice(11, 13).reduce((sum, ticks) => sum + Number(ticks), 0);
       await Bun.sleep(300);
@@ -351,5 +359,131 @@ describe("hostile frames from the host side", () => {
     await guest.logged;
     expect(guest.log()).toContain("stop (the host's stop request)");
     client.close();
+  });
+});
+
+describe("the host starts the workload (start=host)", () => {
+  const hello = encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION));
+  const infoOf = async (raw: Awaited<ReturnType<typeof rawGuest>>, session: number) => {
+    raw.send(encodeFrame(FrameType.INFO, session));
+    return JSON.parse(text((await raw.next(FrameType.INFO_REPLY, session)).body)).workload;
+  };
+
+  test("it waits; an exec works; the WORKLOAD exec streams through its session, EXITED before WORKLOAD_EXITED, its status the supervisor's; a second is refused", async () => {
+    const raw = await rawGuest(null, ["start=host", "onexit=exit"]);
+    try {
+      raw.send(hello);
+      await raw.next(FrameType.HELLO_ACK, 0);
+      expect(await infoOf(raw, 1)).toEqual({ pid: 0, state: "waiting", exitCode: null });
+      raw.send(encodeFrame(FrameType.EXEC, 2, encodeExec({ argv: ["/bin/sh", "-c", "echo before"] })));
+      await raw.next(FrameType.STARTED, 2);
+      expect(text((await raw.next(FrameType.STDOUT, 2)).body)).toBe("before\n");
+      expect(readU32((await raw.next(FrameType.EXITED, 2)).body, "EXITED")).toBe(0);
+      // Nothing to signal yet.
+      raw.send(encodeFrame(FrameType.SIGNAL_WORKLOAD, 3, u32Body(15)));
+      expect(decodeError((await raw.next(FrameType.ERROR, 3)).body).code).toBe(ErrorCode.NOT_NOW);
+      raw.send(encodeFrame(FrameType.EXEC, 4, encodeExec({ argv: ["/bin/sh", "-c", "read x; echo got $x; exit 7"], stdin: true, workload: true })));
+      const pid = readU32((await raw.next(FrameType.STARTED, 4)).body, "STARTED");
+      expect(await infoOf(raw, 5)).toEqual({ pid, state: "running", exitCode: null });
+      raw.send(encodeFrame(FrameType.EXEC, 6, encodeExec({ argv: ["/bin/sh", "-c", "echo second"], workload: true })));
+      const second = decodeError((await raw.next(FrameType.ERROR, 6)).body);
+      expect(second.code).toBe(ErrorCode.WORKLOAD);
+      expect(second.message).toContain("started already");
+      raw.send(encodeFrame(FrameType.STDIN, 4, new TextEncoder().encode("hello\n"), FLAG_EOF));
+      const exited = readU32((await raw.next(FrameType.EXITED, 4)).body, "EXITED");
+      expect(readU32((await raw.next(FrameType.WORKLOAD_EXITED, 0)).body, "WORKLOAD_EXITED")).toBe(7);
+      expect(exited).toBe(7);
+      const order = (type: number, session: number) => raw.seen.findIndex((frame) => frame.type === type && frame.session === session);
+      expect(order(FrameType.EXITED, 4)).toBeGreaterThan(order(FrameType.STDOUT, 4));
+      expect(order(FrameType.WORKLOAD_EXITED, 0)).toBeGreaterThan(order(FrameType.EXITED, 4));
+      expect(raw.seen.filter((frame) => frame.type === FrameType.STDOUT && frame.session === 4).map((frame) => text(frame.body)).join("")).toBe("got hello\n");
+      expect(raw.seen.some((frame) => frame.session === 6 && frame.type !== FrameType.ERROR)).toBe(false);
+      // onexit=exit: PID 1 exits with the workload's status.
+      expect(await raw.guest.child.exited).toBe(7);
+      await raw.guest.logged;
+      expect(raw.guest.log()).toContain("waiting for the host to start the workload");
+      expect(raw.guest.log()).toMatch(/the host started the workload \/bin\/sh \(pid \d+\)/);
+      expect(raw.guest.log()).toMatch(/workload \(pid \d+\) exited with status 7/);
+    } finally {
+      raw.socket.end();
+      await raw.guest.end();
+    }
+  });
+
+  test("through ControlClient: spawn with workload and a tty; the session's exit, then the workload's", async () => {
+    const { client, guest } = await clientGuest(null, ["start=host", "onexit=exit"]);
+    try {
+      expect((await client.info()).workload.state).toBe("waiting");
+      const child = client.spawn(["/bin/sh", "-c", "stty size; read x; echo got $x; exit 5"], { workload: true, tty: { rows: 12, cols: 34 } });
+      const reader = child.stdout.getReader();
+      let seen = "";
+      while (!seen.includes("12 34")) seen += text((await reader.read()).value ?? new Uint8Array());
+      await child.write("tty\n");
+      for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) seen += text(chunk.value);
+      expect(seen).toContain("got tty");
+      expect((await child.exited).exitCode).toBe(5);
+      expect(await guest.child.exited).toBe(5);
+      expect(client.workloadExit).toBe(5);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
+  test("WORKLOAD on a guest that started its own workload is refused, nothing starts; a WORKLOAD with a value is a bad request", async () => {
+    const raw = await rawGuest();
+    try {
+      raw.send(hello);
+      await raw.next(FrameType.HELLO_ACK, 0);
+      const before = await infoOf(raw, 1);
+      expect(before.state).toBe("running");
+      raw.send(encodeFrame(FrameType.EXEC, 2, encodeExec({ argv: ["/bin/sh", "-c", "echo no"], workload: true })));
+      const refused = decodeError((await raw.next(FrameType.ERROR, 2)).body);
+      expect(refused.code).toBe(ErrorCode.WORKLOAD);
+      expect(refused.message).toContain("not start=host");
+      const valued = new Uint8Array([...encodeExec({ argv: ["/bin/true"] }), ExecField.WORKLOAD, 0, 1, 0, 0, 0, 1]);
+      raw.send(encodeFrame(FrameType.EXEC, 3, valued));
+      expect(decodeError((await raw.next(FrameType.ERROR, 3)).body).code).toBe(ErrorCode.BAD_REQUEST);
+      expect(await infoOf(raw, 4)).toEqual(before);
+      expect(raw.seen.some((frame) => frame.type === FrameType.STARTED)).toBe(false);
+      expect(raw.guest.child.exitCode).toBeNull();
+    } finally {
+      raw.socket.end();
+      await raw.guest.end();
+    }
+  });
+
+  test("STOP before any workload: the exec'd processes end, the VM stops in order with status 0", async () => {
+    const { client, guest } = await clientGuest(null, ["start=host"]);
+    const running = client.spawn(["/bin/sh", "-c", "sleep 100"]);
+    await running.pid;
+    await client.stop();
+    expect((await running.exited).signal).toBe(15);
+    // reboot() in a PID namespace ends it with SIGINT (power-off).
+    expect(await guest.child.exited).not.toBe(0);
+    await guest.logged;
+    expect(guest.log()).toContain("stop (the host's stop request): SIGTERM to what runs (no workload was started)");
+    expect(guest.log()).toContain("the VM stops before the host started a workload; reporting status 0");
+    expect(guest.log()).toContain("powering off");
+    client.close();
+  });
+
+  test("a signal to PID 1 before any workload ends the VM in order", async () => {
+    const { client, guest } = await clientGuest(null, ["start=host", "onexit=exit"]);
+    try {
+      expect((await client.info()).workload).toEqual({ pid: 0, state: "waiting", exitCode: null });
+      const pid = supervisorPid(guest);
+      expect(pid).toBeDefined();
+      process.kill(Number(pid), "SIGUSR1");
+      // SIGUSR1 is halt: reboot() in a PID namespace ends it with SIGINT too.
+      expect(await guest.child.exited).not.toBe(0);
+      await guest.logged;
+      expect(guest.log()).toContain("stop (SIGUSR1)");
+      expect(guest.log()).toContain("reporting status 0");
+      expect(guest.log()).toContain("halting");
+    } finally {
+      client.close();
+      await guest.end();
+    }
   });
 });

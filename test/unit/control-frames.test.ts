@@ -3,8 +3,9 @@
 // frames or refuses a header — never holds more than one frame's bytes beyond a chunk.
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
-import { encodeExec, encodeFrame, FrameError, FrameReader, type Frame } from "../../src/control/frames";
-import { HEADER_BYTES, MAX_BODY_BYTES } from "../../src/control/wire";
+import { supervisorWireHeader } from "../../src/control/c-header";
+import { decodeExec, encodeExec, encodeFrame, FrameError, FrameReader, type Frame } from "../../src/control/frames";
+import { ErrorCode, ExecField, HEADER_BYTES, MAX_BODY_BYTES } from "../../src/control/wire";
 
 const SEED = 20261207;
 
@@ -73,5 +74,24 @@ describe("the frame codec", () => {
     expect(() => encodeExec({ argv: ["x"], cwd: "relative" })).toThrow("absolute");
     expect(() => encodeExec({ argv: ["x"], env: { "1BAD": "x" } })).toThrow("not a variable name");
     expect(() => encodeExec({ argv: ["x".repeat(MAX_BODY_BYTES)] })).toThrow(/more than a frame holds/);
+  });
+
+  test("the workload record: an empty WORKLOAD field, only when asked, read back; its tag and error code reach the supervisor's wire.h", () => {
+    const plain = encodeExec({ argv: ["sh"], stdin: true });
+    const workload = encodeExec({ argv: ["sh"], stdin: true, workload: true });
+    // One more record: u16 tag, u32 length 0, no value.
+    expect([...workload.subarray(plain.byteLength)]).toEqual([ExecField.WORKLOAD & 0xff, ExecField.WORKLOAD >> 8, 0, 0, 0, 0]);
+    expect([...workload.subarray(0, plain.byteLength)]).toEqual([...plain]);
+    expect(encodeExec({ argv: ["sh"], workload: false })).toEqual(encodeExec({ argv: ["sh"] }));
+    expect(decodeExec(workload)).toEqual({ argv: ["sh"], stdin: true, workload: true });
+    expect(decodeExec(plain).workload).toBeUndefined();
+    const withValue = new Uint8Array([...plain, ExecField.WORKLOAD, 0, 1, 0, 0, 0, 1]);
+    expect(() => decodeExec(withValue)).toThrow(FrameError);
+    // A number of its own: no other field or error code shares it.
+    expect(Object.values(ExecField).filter((tag) => tag === ExecField.WORKLOAD)).toHaveLength(1);
+    expect(Object.values(ErrorCode).filter((code) => code === ErrorCode.WORKLOAD)).toHaveLength(1);
+    const header = supervisorWireHeader();
+    expect(header).toContain(`#define EF_WORKLOAD ${ExecField.WORKLOAD}\n`);
+    expect(header).toContain(`#define EC_WORKLOAD ${ErrorCode.WORKLOAD}\n`);
   });
 });

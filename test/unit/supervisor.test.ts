@@ -52,6 +52,14 @@ describe("supervisorArgv", () => {
     expect(point.slice(point.indexOf("exec=1"), point.indexOf("--"))).toEqual(["exec=1", "control=/dev/vport0p2", "point=1"]);
   });
 
+  test("host: the control port, start=host and the spec words; no -- and no workload argv", () => {
+    const argv = supervisorArgv(config, { kind: "host", controlPort: "/dev/vport0p1" }, ["uid=1000", "nnp=1"], [7]);
+    expect(argv).not.toContain("--");
+    expect(argv.slice(-4)).toEqual(["control=/dev/vport0p1", "start=host", "uid=1000", "nnp=1"]);
+    expect(argv).toContain("freeze-fd=7");
+    expect(argv.slice(1).every((word) => /^[a-z-]+=\S*$/.test(word))).toBe(true);
+  });
+
   test("the microvm default ends the VM with a power-off; the paravisor's hands the status to the kernel", () => {
     expect(supervisorArgv(parseConfig("burrow.supervise=1"), { kind: "adopt", pid: 2 })).toContain("onexit=poweroff");
     expect(supervisorArgv(parseConfig("burrow.mode=paravisor"), { kind: "adopt", pid: 2 })).toContain("onexit=exit");

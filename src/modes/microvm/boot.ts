@@ -1,7 +1,7 @@
 // microvm boot plan: API mounts, console, modules, zram swap, devices (event-driven), root, an
 // optional overlay, hardening, switch_root, exec the agent. Every step is named, timed and has a failure policy; a fatal
 // failure ends in the configured fallback (boot/ending.ts), never in a hang or an uncaught throw.
-import { existsSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { closeOnExecAllBut, prepareForExec, setFallbackRoot, writeReport } from "../../boot/ending";
 import { mountTable } from "../../boot/mounts";
 import { readOptionalText } from "../../boot/optional-text";
@@ -20,7 +20,9 @@ import { readModuleIndex } from "../../modules";
 import { finitLoader, loadModules, wantedModules } from "./modules";
 import { API_MOUNTS, makeStdioBlocking, MOVED_MOUNTS, routeConsole } from "./mounts";
 import { formatFromLower, mountOverlay, mountStaging, OVERLAY_LOWER } from "./overlay";
-import { mountRoot, rootFsTypes, typesIdentifiedFirst } from "./root";
+import { mountRoot, rootFsTypes, rootMountFlags, typesIdentifiedFirst } from "./root";
+import { applyContainerMounts } from "./container-mounts";
+import { mountRootShare, ninePMountData } from "./shares";
 import { controlPortDevice, warmAgent } from "./snapshot";
 import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
 import { CONTROL_PORT } from "../../control/wire";
@@ -91,6 +93,7 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
   },
   { name: "root", policy: "fatal", run: mountRootStep },
   { name: "overlay", policy: "fatal", when: (context) => context.runtime.config.overlay.kind !== "none", run: overlayStep },
+  { name: "container-mounts", policy: "fatal", when: (context) => context.runtime.config.bundle !== null, run: containerMountsStep },
   { name: "harden", policy: "warn", run: hardenStep },
   { name: "switch-root", policy: "fatal", run: switchRootStep },
   {
@@ -150,6 +153,14 @@ async function waitForRootDevice(context: MicrovmContext): Promise<void> {
   const rootSpec = parseRootSpec(config.root);
   const overlaySpec = overlay.kind === "device" ? parseRootSpec(overlay.spec, "burrow.overlay") : null;
   if (overlaySpec?.kind === "invalid") throw new Error(`${overlaySpec.reason} (EINVAL; no device can match, not waiting)`);
+  if (overlay.kind === "device" && overlaySpec?.kind === "share") throw new Error(`burrow.overlay=${overlay.spec}: an overlay's upper layer is a disk or tmpfs, not a share (EINVAL)`);
+  if (rootSpec.kind === "share") {
+    // The host's directory is writable as it is; an overlay on 9p is not supported.
+    if (overlay.kind !== "none") throw new Error(`burrow.overlay with a share root (root=${config.root}) is not supported (EINVAL)`);
+    // Built-in virtio drivers probed at boot (or the modules step loaded them): nothing to wait for.
+    log.debug(`root ${config.root}: a ${rootSpec.fs} share, no device to wait for`);
+    return;
+  }
   const started = now(context);
   context.rootDevice = await waitForDevice(context, rootSpec, config.root, "root device", config.rootwaitMs);
   if (overlay.kind === "device" && overlaySpec) {
@@ -174,12 +185,24 @@ async function linkPorts(context: MicrovmContext): Promise<void> {
 
 function mountRootStep(context: MicrovmContext): void {
   const { config } = context.runtime;
+  // With a bundle the mount points are made on the root first: container-mounts makes it read-only after.
+  const deferReadOnly = config.bundle !== null;
+  const spec = parseRootSpec(config.root);
+  if (spec.kind === "share") {
+    const flags = rootMountFlags({ ...config, readOnly: config.readOnly && !deferReadOnly });
+    mkdirSync(ROOT_MOUNT_POINT, { recursive: true, mode: 0o755 });
+    mountRootShare(spec.fs, spec.tag, ROOT_MOUNT_POINT, flags);
+    context.rootType = spec.fs;
+    setFallbackRoot(ROOT_MOUNT_POINT);
+    log.info(`root ${config.root} mounted on ${ROOT_MOUNT_POINT} ${flags & sys.MountFlags.RDONLY ? "ro" : "rw"},noatime${spec.fs === "9p" ? ` (${ninePMountData("root")})` : ""}`);
+    return;
+  }
   const device = context.rootDevice!;
   // With an overlay the root is its lower layer: read-only below, under a staging tmpfs.
   const overlaid = config.overlay.kind !== "none";
   if (overlaid) mountStaging();
   const target = overlaid ? OVERLAY_LOWER : ROOT_MOUNT_POINT;
-  const rootConfig = overlaid ? { ...config, readOnly: true } : config;
+  const rootConfig = overlaid ? { ...config, readOnly: true } : deferReadOnly ? { ...config, readOnly: false } : config;
   const types = typesIdentifiedFirst(rootFsTypes(config), config.rootfstype ? null : (deviceFilesystem(device)?.type ?? null));
   context.rootType = mountRoot(device, target, rootConfig, types, context.failedModules);
   setFallbackRoot(target);
@@ -208,6 +231,15 @@ function overlayStep(context: MicrovmContext): void {
   log.info(`overlay on ${ROOT_MOUNT_POINT} ${readOnly ? "ro" : "rw"}: upper ${upper ?? "tmpfs"} (${data})`);
 }
 
+function containerMountsStep(context: MicrovmContext): void {
+  const { config } = context.runtime;
+  // `ro` on the command line: the root stayed writable for the mount points, read-only from here (an overlay is its own).
+  const readOnly = config.readOnly && config.overlay.kind === "none";
+  const result = applyContainerMounts(config.bundle!, ROOT_MOUNT_POINT, MOVED_MOUNTS, rootMountFlags(config), readOnly);
+  const skipped = result.skipped.length ? `, skipped ${result.skipped.join(", ")}` : "";
+  log.info(`container mounts from burrow.bundle=${config.bundle}: ${result.made.join(" ") || "none"}${skipped}${result.readOnlyRoot ? "; root read-only" : ""}`);
+}
+
 function hardenStep(context: MicrovmContext): void {
   const { config } = context.runtime;
   if (config.hideRootDevices) {
@@ -222,7 +254,7 @@ function hardenStep(context: MicrovmContext): void {
 function switchRootStep(context: MicrovmContext): void {
   const check = checkSwitch(ROOT_MOUNT_POINT);
   if (!check.ok) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${check.reason}`);
-  const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.agent, MOVED_MOUNTS);
+  const problem = checkNewRoot(ROOT_MOUNT_POINT, context.runtime.config.start === "host" ? null : context.runtime.config.agent, MOVED_MOUNTS);
   if (problem) throw new Error(`cannot switch root to ${ROOT_MOUNT_POINT}: ${problem} (initramfs kept)`);
   try {
     context.supervisorFd = check.initramfs ? openSupervisor() : openStagedSupervisor();
@@ -277,11 +309,21 @@ function warmSnapshotPort(supervise: boolean): string {
   return requiredControlPort("warm");
 }
 
+/** The control port the host's workload EXEC comes on (burrow.start=host): supervise mode, no snapshot, the port there. */
+function hostStartPort(config: InitRuntime["config"]): string {
+  if (!config.supervise) throw new Error("burrow.start=host needs supervise mode, not burrow.supervise=0 (the resident supervisor starts the host's workload)");
+  if (config.snapshot !== "off") throw new Error(`burrow.start=host cannot be combined with burrow.snapshot=${config.snapshot === "point" ? "1" : "warm"} (the workload is the host's to start)`);
+  const device = controlPortDevice();
+  if (device === null) throw new Error(`burrow.start=host but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
+  return device;
+}
+
 /**
  * The agent, one of three ways: started and supervised by the resident supervisor for its whole
  * life (the default), or with burrow.supervise=0 exec'd as PID 1 (burrow leaves), by the
- * supervisor when it applied a workload spec or took the snapshot point's resume first. A spec
- * that cannot be applied fully stops here: fail closed.
+ * supervisor when it applied a workload spec or took the snapshot point's resume first. Or none:
+ * with burrow.start=host the supervisor waits for the host to start the workload. A spec that
+ * cannot be applied fully stops here: fail closed.
  */
 function startWorkload(context: MicrovmContext): void {
   const { config, report, startNs } = context.runtime;
@@ -289,17 +331,22 @@ function startWorkload(context: MicrovmContext): void {
   const plan = resolveWorkload(config.workload, readOptionalText);
   if (!plan.ok) throw new Error(`${plan.reason}; the agent was not started`);
   for (const field of plan.ignored) log.warn(`workload spec: ${field} is not applied`);
+  // The host's EXEC names the program then: no agent starts here, none need be on the root.
+  const hostPort = config.start === "host" ? hostStartPort(config) : null;
+  if (hostPort !== null && plan.argv) log.warn("workload spec: process.args is not used with burrow.start=host (the host's EXEC names the program)");
   const argv = plan.argv ?? agentArgv(config.agent, config.initArgs);
   const env = buildAgentEnv(process.env, startNs);
   env.push(...plan.env);
-  if (argv[0]!.startsWith("/") && !existsSync(argv[0]!)) throw new Error(`cannot exec agent ${argv[0]}: ENOENT (no such file or directory)`);
+  if (hostPort === null && argv[0]!.startsWith("/") && !existsSync(argv[0]!)) throw new Error(`cannot exec agent ${argv[0]}: ENOENT (no such file or directory)`);
   const words = [...plan.words];
   if (plan.cgroup) words.push(`cgroup=${prepareWorkloadCgroup(plan.cgroup)}`);
   // A bare program name (a spec file's process.args) needs the supervisor's PATH lookup.
   const warm = config.snapshot === "warm" && warmSnapshotPort(config.supervise) !== null;
   // The snapshot point is the supervisor's too: it waits for the resume, then execs or starts the agent.
   const pointPort = context.pointPort;
-  const role: SupervisorRole | null = config.supervise
+  const role: SupervisorRole | null = hostPort !== null
+    ? { kind: "host", controlPort: hostPort }
+    : config.supervise
     ? { kind: "spawn", argv, controlPort: controlPortDevice(), warm, point: pointPort !== null }
     : words.length > 0 || !argv[0]!.startsWith("/") || pointPort ? { kind: "exec", argv, pointPort } : null;
   if (role && context.supervisorFd === null) throw new Error(`cannot start the supervisor (${config.supervise ? "supervise mode" : pointPort ? "burrow.snapshot=1" : "workload spec"}): ${context.supervisorError ?? "not opened"}`);
@@ -316,12 +363,13 @@ function startWorkload(context: MicrovmContext): void {
   const after = `${((Number(sys.clockNs(sys.Clock.BOOTTIME)) - Number(startNs)) / 1e6).toFixed(1)} ms after burrow started`;
   const spec = words.length ? `; ${plan.summary}` : "";
   const waits = pointPort ? `; the supervisor starts it after the resume on ${CONTROL_PORT}` : "";
-  log.info(role?.kind === "spawn" ? `supervise ${shown} (${after}${spec}${waits})` : `exec ${shown} (${after}${spec}${waits})`);
+  if (role?.kind === "host") log.info(`the supervisor waits for the host's workload on ${CONTROL_PORT} (${after}${spec})`);
+  else log.info(role?.kind === "spawn" ? `supervise ${shown} (${after}${spec}${waits})` : `exec ${shown} (${after}${spec}${waits})`);
   makeStdioBlocking();
   // The agent reads no console input unless asked: a stray keystroke on the console cannot reach it.
   if (!config.consoleStdin) stdinFromDevNull();
   if (role) {
-    const freeze = role.kind === "spawn" && context.freezeFd !== null ? [context.freezeFd] : [];
+    const freeze = (role.kind === "spawn" || role.kind === "host") && context.freezeFd !== null ? [context.freezeFd] : [];
     try {
       execSupervisor(context.supervisorFd!, supervisorArgv(config, role, words, freeze), env, freeze);
     } catch (error) {

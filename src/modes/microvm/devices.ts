@@ -3,6 +3,7 @@
 // virtio-serial ports (named symlinks under /dev/virtio-ports) and network interfaces.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, readSync, statSync, symlinkSync, unlinkSync } from "node:fs";
 import { readOptionalText } from "../../boot/optional-text";
+import { SHARE_TAG } from "../../oci/guest-plan";
 import { MAX_PARTLABEL_UNITS, parseGpt } from "./gpt";
 import { formatUuid } from "./uuid";
 
@@ -51,6 +52,8 @@ export type RootSpec =
   | { kind: "serial"; serial: string }
   | { kind: "partuuid"; partuuid: string }
   | { kind: "partlabel"; partlabel: string }
+  /** A host directory shared over virtio (9p:TAG, virtiofs:TAG): no block device to wait for. */
+  | { kind: "share"; fs: "9p" | "virtiofs"; tag: string }
   /** No device can ever match: fail at once instead of waiting out burrow.rootwait. */
   | { kind: "invalid"; reason: string };
 
@@ -66,8 +69,22 @@ function after(spec: string, prefixes: readonly string[]): string | null {
   return prefix === undefined ? null : spec.slice(prefix.length);
 }
 
+/** virtio-fs's tag field holds 36 bytes (struct virtio_fs_config). */
+const MAX_VIRTIOFS_TAG_BYTES = 36;
+const VIRTIOFS_TAG = /^[A-Za-z0-9._-]+$/;
+
 /** A device spec (root=, burrow.overlay=); `key` names it in the reason when no device can match. */
 export function parseRootSpec(root: string, key = "root"): RootSpec {
+  const ninep = after(root, ["9p:"]);
+  if (ninep !== null) {
+    if (!SHARE_TAG.test(ninep)) return { kind: "invalid", reason: `${key}=${root}: a 9p share tag has 1 to 31 of A-Z a-z 0-9 . _ -` };
+    return { kind: "share", fs: "9p", tag: ninep };
+  }
+  const virtiofs = after(root, ["virtiofs:"]);
+  if (virtiofs !== null) {
+    if (!VIRTIOFS_TAG.test(virtiofs) || Buffer.byteLength(virtiofs) > MAX_VIRTIOFS_TAG_BYTES) return { kind: "invalid", reason: `${key}=${root}: a virtio-fs tag has 1 to ${MAX_VIRTIOFS_TAG_BYTES} of A-Z a-z 0-9 . _ -` };
+    return { kind: "share", fs: "virtiofs", tag: virtiofs };
+  }
   const label = after(root, ["LABEL=", "/dev/disk/by-label/"]);
   if (label !== null) {
     const bytes = Buffer.byteLength(label);
@@ -175,7 +192,7 @@ function findPartition(spec: { kind: "partuuid"; partuuid: string } | { kind: "p
 
 /** The device path for a root spec if it is present now, else null. */
 export function findRootDevice(spec: RootSpec): string | null {
-  if (spec.kind === "invalid") return null;
+  if (spec.kind === "invalid" || spec.kind === "share") return null;
   if (spec.kind === "path") return isBlockDevice(spec.path) ? spec.path : null;
   const names = listBlockDevices();
   if (spec.kind === "partuuid" || spec.kind === "partlabel") return findPartition(spec, names);

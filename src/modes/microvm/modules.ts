@@ -11,6 +11,10 @@ import { log } from "../../log";
 import type { LoadNode, ModuleIndex } from "../../modules";
 import { finitModuleFile, MODULES_STEP_BUDGET_MS, notTriedReason } from "../../modules/load";
 import * as sys from "../../sys";
+import { parseRootSpec } from "./devices";
+
+/** Debian's names for the virtio-9p transport and the 9p filesystem (the micro kernel builds them in). */
+const NINEP_MODULES = ["9pnet_virtio", "9p"];
 
 export interface WantedModules {
   /** Names whose absence is worth a warning. */
@@ -22,8 +26,16 @@ export interface WantedModules {
 /** The base set plus what the command line asks for. */
 export function wantedModules(config: Config): WantedModules {
   const required = ["virtio_mmio", "virtio_pci", "virtio_blk", "virtio_console"];
-  const rootTypes = config.rootfstype ? config.rootfstype.split(",").map((t) => t.trim()).filter(Boolean) : ["ext4"];
-  required.push(...rootTypes);
+  const share = parseRootSpec(config.root);
+  if (share.kind === "share") {
+    // A root shared by the host: its transport and filesystem instead of a disk's.
+    required.push(...(share.fs === "9p" ? NINEP_MODULES : ["virtiofs"]));
+  } else {
+    const rootTypes = config.rootfstype ? config.rootfstype.split(",").map((t) => t.trim()).filter(Boolean) : ["ext4"];
+    required.push(...rootTypes);
+  }
+  // A container's bundle and volumes are 9p shares.
+  if (config.bundle !== null) required.push(...NINEP_MODULES);
   const optional: string[] = [];
   if (config.zram.kind !== "off") {
     required.push("zram");

@@ -89,7 +89,12 @@ export function resolveInRoot(root: string, path: string): { path: string } | { 
  * file there, and every mount point the API filesystems move to exists or can be made now.
  * Returns the first problem as one line, or null.
  */
-export function checkNewRoot(newRoot: string, agent: string, moved: readonly string[]): string | null {
+export function checkNewRoot(newRoot: string, agent: string | null, moved: readonly string[]): string | null {
+  return (agent === null ? null : checkAgent(newRoot, agent)) ?? makeMountPoints(newRoot, moved);
+}
+
+/** The agent must be an executable file on the new root (null: none is started at boot). */
+function checkAgent(newRoot: string, agent: string): string | null {
   const agentPath = resolveInRoot(newRoot, agent);
   if ("problem" in agentPath) return `agent ${agent}: ${agentPath.problem}`;
   let info;
@@ -100,6 +105,10 @@ export function checkNewRoot(newRoot: string, agent: string, moved: readonly str
   }
   if (!info.isFile()) return `agent ${agent} is not a regular file`;
   if ((info.mode & 0o111) === 0) return `agent ${agent} is not executable (mode ${(info.mode & 0o7777).toString(8)})`;
+  return null;
+}
+
+function makeMountPoints(newRoot: string, moved: readonly string[]): string | null {
   for (const path of moved) {
     try {
       mkdirSync(`${newRoot}${path}`, { recursive: true, mode: 0o755 });

@@ -1,0 +1,66 @@
+// `create --bundle B --pid-file P [--console-socket S] ID`: the bundle read and checked, the
+// container's directory and bundle share made, the holder started with the container's stdio (or
+// the pty's slave), and its pid written once its VM's supervisor answered. On any failure nothing
+// of the container is left.
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { describeError } from "../errors";
+import { FILES_DIR, readBundle } from "./bundle";
+import type { GlobalOptions } from "./command-line";
+import { type ContainerPaths, holderAlive, makeContainerDir, newRecord, readRecord, removeContainerDir, writeRecord } from "./container-dir";
+import { GUEST_PLAN_FILE, serializeGuestPlan } from "./guest-plan";
+import { killQuietly, spawnSelf, writePidFile } from "./spawn-self";
+import { findAssets, launchPlan } from "./launch";
+
+export interface CreateRequest {
+  id: string;
+  bundle: string;
+  pidFile: string | null;
+  consoleSocket: string | null;
+}
+
+function prepareBundleShare(paths: ContainerPaths, files: { from: string; name: string }[], planText: string): void {
+  mkdirSync(join(paths.bundleShare, FILES_DIR), { recursive: true, mode: 0o755 });
+  for (const file of files) copyFileSync(file.from, join(paths.bundleShare, FILES_DIR, file.name));
+  writeFileSync(join(paths.bundleShare, GUEST_PLAN_FILE), planText, { mode: 0o644 });
+}
+
+export async function createContainer(globals: GlobalOptions, request: CreateRequest, debug: (line: string) => void): Promise<void> {
+  const bundle = resolve(request.bundle);
+  let text: string;
+  try {
+    text = readFileSync(join(bundle, "config.json"), "utf8");
+  } catch (error) {
+    throw new Error(`cannot read ${join(bundle, "config.json")}: ${(error as NodeJS.ErrnoException).code ?? describeError(error)}`);
+  }
+  const read = readBundle(text, bundle);
+  if (!read.ok) throw new Error(read.error);
+  const { plan } = read;
+  const assets = findAssets();
+  const annotations = (JSON.parse(text) as { annotations?: Record<string, string> }).annotations ?? {};
+  const paths = makeContainerDir(globals.root, request.id);
+  let holderPid = 0;
+  try {
+    writeRecord(paths, newRecord(request.id, bundle, annotations));
+    prepareBundleShare(paths, plan.files, serializeGuestPlan(plan.guestPlan));
+    const launch = launchPlan(plan, paths, assets, globals.debug);
+    writeFileSync(paths.plan, JSON.stringify(launch), { mode: 0o600 });
+    for (const note of launch.notes) debug(note);
+    const { child: holder, answer } = await spawnSelf(globals, ["holder", request.id], request.consoleSocket);
+    holderPid = holder.pid;
+    if (answer !== "ready") {
+      const record = readRecord(paths);
+      if (record === null) throw new Error(`container ${request.id} was deleted while it was being created`);
+      throw new Error(answer.startsWith("error: ") ? answer.slice(7) : (record?.error ?? `the holder (pid ${holderPid}) ended before the VM was ready; see ${paths.holderLog}`));
+    }
+    // A delete --force while the VM booted took the directory: nothing may stay running.
+    const record = readRecord(paths);
+    if (record === null || !holderAlive(record)) throw new Error(`container ${request.id} was deleted while it was being created`);
+    if (request.pidFile !== null) writePidFile(request.pidFile, holderPid);
+    holder.unref();
+  } catch (error) {
+    if (holderPid > 0) killQuietly(holderPid);
+    removeContainerDir(paths);
+    throw error;
+  }
+}

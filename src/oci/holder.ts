@@ -1,0 +1,267 @@
+// The holder: the container's process on the host — the pid the engine reads from --pid-file. It
+// boots the VM, holds the container's stdio (pipes, or the pty's slave), starts the workload over
+// the control channel when `start` asks, copies its streams, forwards every signal it gets to it,
+// and exits with its status. Its socket takes start, kill, pause and resume; the VM's channel is
+// served beside it for exec. Its lines go to its own log: fds 0-2 belong to the container.
+import { appendFileSync, rmSync, writeFileSync } from "node:fs";
+import { constants } from "node:os";
+import type { Socket } from "bun";
+import { ControlClient, type GuestProcess, SpawnError } from "../control/client";
+import type { ControlMux } from "../control/mux";
+import { relayProcess } from "../commands/relay";
+import { describeError } from "../errors";
+import { runVm } from "../host/qemu";
+import { QmpClient } from "../host/qmp";
+import { processStartTicks } from "../host/vm-registry";
+import * as sys from "../sys";
+import { type ContainerPaths, updateRecord } from "./container-dir";
+import { type HolderReply, type HolderRequest, MAX_REQUEST_BYTES, parseHolderRequest } from "./holder-link";
+import { readLaunchPlan } from "./launch";
+import { answerParent } from "./spawn-self";
+
+/** Status for a container whose VM ended without its workload's status (killed, crashed). */
+const LOST_STATUS = 128 + 9;
+/** After a SIGKILL the guest gets this long to go down in order before QEMU is killed. */
+const KILL_GRACE_MS = 10_000;
+/** The console log keeps this much; the rest is counted, not written (a guest cannot fill the disk). */
+const CONSOLE_LOG_BYTES = 4 << 20;
+/** Signals forwarded to the workload (SIGKILL and SIGSTOP cannot be caught; SIGCHLD and SIGPIPE are the holder's own). */
+const FORWARDED: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSYS", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV"];
+/** Signals that end a container that never started. */
+const ENDING = new Set([constants.signals.SIGKILL, constants.signals.SIGTERM, constants.signals.SIGINT, constants.signals.SIGHUP, constants.signals.SIGQUIT]);
+
+/** The size of the terminal on our stdin (the pty's slave), or a classic 24x80 when it has none set. */
+function terminalSize(): { rows: number; cols: number } {
+  try {
+    const { rows, cols } = sys.getWinsize(0);
+    if (rows > 0 && cols > 0) return { rows, cols };
+  } catch {
+    // Not a terminal after all: the default below.
+  }
+  return { rows: 24, cols: 80 };
+}
+
+class Holder {
+  private client: ControlClient | null = null;
+  private workload: GuestProcess | null = null;
+  private workloadStatus: number | null = null;
+  private qemuPid = 0;
+  private qemuKill: ((signal?: NodeJS.Signals) => void) | null = null;
+  private consoleBytes = 0;
+  private ready = false;
+  private terminal: boolean;
+
+  constructor(private readonly paths: ContainerPaths, private readonly plan: ReturnType<typeof readLaunchPlan>) {
+    this.terminal = plan.process.terminal;
+  }
+
+  say(line: string): void {
+    try {
+      appendFileSync(this.paths.holderLog, `${new Date().toISOString()} ${line}\n`);
+    } catch {
+      // The log is best effort: the state file says what matters.
+    }
+  }
+
+  private console(text: string): void {
+    if (this.consoleBytes >= CONSOLE_LOG_BYTES) return;
+    const room = CONSOLE_LOG_BYTES - this.consoleBytes;
+    const piece = text.length > room ? `${text.slice(0, room)}\n[console log full: the rest is not kept]\n` : text;
+    this.consoleBytes += piece.length;
+    try {
+      appendFileSync(this.paths.consoleLog, piece);
+    } catch {
+      this.consoleBytes = CONSOLE_LOG_BYTES;
+    }
+  }
+
+  async run(): Promise<number> {
+    const { run, process: proc, notes } = this.plan;
+    for (const note of notes) this.say(`note: ${note}`);
+    writeFileSync(this.paths.consoleLog, "", { mode: 0o600 });
+    const server = this.listen();
+    const forwarders = FORWARDED.map((signal) => [signal, () => void this.signal(constants.signals[signal]!)] as const);
+    for (const [signal, listener] of forwarders) process.on(signal, listener);
+    const onResize = () => void this.resize();
+    if (this.terminal) {
+      // The pty becomes our controlling terminal, so the engine's resizes reach us as SIGWINCH.
+      try {
+        sys.setControllingTerminal(0);
+      } catch (error) {
+        this.say(`the terminal's resizes will not reach the container: ${describeError(error)}`);
+      }
+      process.on("SIGWINCH", onResize);
+    }
+    let result;
+    try {
+      result = await runVm(
+        {
+          ...run,
+          onSpawn: (vm) => {
+            this.qemuPid = vm.pid;
+            this.qemuKill = vm.kill;
+            updateRecord(this.paths, { qemuPid: vm.pid });
+            vm.control?.then((mux) => this.connected(mux, proc.args[0]!), (error: Error) => this.failCreate(`the VM ended before its supervisor answered: ${error.message}`));
+          },
+        },
+        (text) => this.console(text),
+      );
+    } catch (error) {
+      this.failCreate(describeError(error));
+      result = null;
+    } finally {
+      for (const [signal, listener] of forwarders) process.off(signal, listener);
+      if (this.terminal) process.off("SIGWINCH", onResize);
+      server.stop(true);
+      this.client?.close();
+      for (const socket of [this.paths.holderSocket, this.paths.controlSocket]) rmSync(socket, { force: true });
+    }
+    if (!this.ready) {
+      this.failCreate(result ? `the VM ended before it was ready (${result.reason ?? "no reason given"})` : "the VM did not start");
+      return 1;
+    }
+    // The workload's own status; a VM that went without saying one was killed under it.
+    const status = this.workloadStatus ?? (this.workload === null ? 0 : LOST_STATUS);
+    updateRecord(this.paths, { status: "stopped", exitStatus: status });
+    this.say(`the VM ended (${result?.reason ?? "unknown"}); the container's status is ${status}`);
+    return status;
+  }
+
+  private failCreate(reason: string): void {
+    if (this.ready) return this.say(reason);
+    this.say(`create failed: ${reason}`);
+    updateRecord(this.paths, { status: "stopped", error: reason });
+    answerParent(`error: ${reason}`);
+    this.qemuKill?.("SIGKILL");
+  }
+
+  private async connected(mux: ControlMux, program: string): Promise<void> {
+    try {
+      mux.listen(this.paths.controlSocket);
+      this.client = await ControlClient.over(mux.local());
+      this.client.onWorkloadExit((code) => (this.workloadStatus ??= code));
+      await this.client.ping();
+      this.ready = true;
+      updateRecord(this.paths, { status: "created" });
+      this.say(`created: the VM (QEMU pid ${this.qemuPid}) waits to start ${program}`);
+      answerParent("ready");
+    } catch (error) {
+      this.failCreate(`the control channel failed: ${describeError(error)}`);
+    }
+  }
+
+  private listen() {
+    return Bun.listen<{ buffer: string }>({
+      unix: this.paths.holderSocket,
+      socket: {
+        open: (socket) => void (socket.data = { buffer: "" }),
+        data: (socket, data) => {
+          socket.data.buffer += Buffer.from(data).toString("utf8");
+          const end = socket.data.buffer.indexOf("\n");
+          if (end < 0) {
+            if (socket.data.buffer.length > MAX_REQUEST_BYTES) this.answer(socket, { ok: false, error: `a request longer than ${MAX_REQUEST_BYTES} bytes` });
+            return;
+          }
+          const request = parseHolderRequest(socket.data.buffer.slice(0, end));
+          socket.data.buffer = "";
+          if (typeof request === "string") return this.answer(socket, { ok: false, error: request });
+          this.handle(request).then(
+            () => this.answer(socket, { ok: true }),
+            (error: unknown) => this.answer(socket, { ok: false, error: describeError(error) }),
+          );
+        },
+      },
+    });
+  }
+
+  private answer(socket: Socket<{ buffer: string }>, reply: HolderReply): void {
+    socket.write(`${JSON.stringify(reply)}\n`);
+    socket.end();
+  }
+
+  private async handle(request: HolderRequest): Promise<void> {
+    if (request.op === "start") return this.start();
+    if (request.op === "kill") return this.signal(request.signal);
+    const qmp = await QmpClient.connect(this.paths.qmpSocket, 5000);
+    try {
+      await qmp.execute(request.op === "pause" ? "stop" : "cont");
+    } finally {
+      qmp.close();
+    }
+    updateRecord(this.paths, { status: request.op === "pause" ? "paused" : "running" });
+  }
+
+  private async start(): Promise<void> {
+    if (!this.ready || this.client === null) throw new Error("the container's VM is not ready");
+    if (this.workload !== null) throw new Error("the container was already started");
+    const { process: proc } = this.plan;
+    const tty = this.terminal ? terminalSize() : undefined;
+    const workload = this.client.spawn(proc.args, {
+      env: proc.env,
+      cwd: proc.cwd,
+      user: proc.user,
+      stdin: true,
+      workload: true,
+      rlimits: [],
+      ...(tty ? { tty } : {}),
+    });
+    this.workload = workload;
+    let pid: number;
+    try {
+      pid = await workload.pid;
+    } catch (error) {
+      // The process never ran: the container ends with the shell's status for it.
+      this.workloadStatus = error instanceof SpawnError && error.errnoName === "ENOENT" ? 127 : 126;
+      const reason = describeError(error);
+      this.say(`start failed: ${reason}`);
+      void this.client.stop().catch(() => {});
+      throw new Error(reason);
+    }
+    updateRecord(this.paths, { status: "running" });
+    this.say(`started ${proc.args[0]} (guest pid ${pid})`);
+    void this.relay(workload);
+  }
+
+  private async relay(workload: GuestProcess): Promise<void> {
+    const { exited } = await relayProcess(workload, { feedStdin: true });
+    if (exited instanceof Error) return this.say(`the workload's session ended: ${describeError(exited)}`);
+    this.workloadStatus ??= exited.exitCode;
+    this.say(`the workload ended with status ${exited.exitCode}${exited.oomKilled ? " (killed by the guest's OOM killer)" : ""}`);
+  }
+
+  private async resize(): Promise<void> {
+    const { rows, cols } = terminalSize();
+    if (this.workload) await this.workload.resize(rows, cols).catch(() => {});
+  }
+
+  /** A signal for the container: to its workload once started; one that ends it stops a VM that never started. */
+  async signal(signal: number): Promise<void> {
+    if (this.client === null) {
+      if (ENDING.has(signal)) this.qemuKill?.("SIGKILL");
+      return;
+    }
+    if (signal === constants.signals.SIGKILL) {
+      // Should the guest not go down in order, QEMU goes without it.
+      setTimeout(() => this.qemuKill?.("SIGKILL"), KILL_GRACE_MS).unref();
+    }
+    if (this.workload === null) {
+      if (ENDING.has(signal)) await this.client.stop();
+      return;
+    }
+    await this.client.signalWorkload(signal);
+  }
+}
+
+/** `burrow-oci holder ID`: runs for the container's whole life; its exit status is the container's. */
+export async function runHolder(paths: ContainerPaths): Promise<number> {
+  const plan = readLaunchPlan(paths.plan);
+  const holder = new Holder(paths, plan);
+  updateRecord(paths, { holderPid: process.pid, holderStartTicks: processStartTicks(process.pid) });
+  try {
+    return await holder.run();
+  } catch (error) {
+    holder.say(`the holder failed: ${describeError(error)}`);
+    updateRecord(paths, { status: "stopped" });
+    return 1;
+  }
+}
