@@ -144,6 +144,11 @@ bench-stop: deps build kernel-micro test-images rootfs
 bench-exec: build test-images rootfs
     {{bun}} bench/exec.ts --runs {{env_var_or_default("RUNS", "5")}}
 
+# Knobs: RUNS=5
+# burrow-oci against runc under Podman (`podman run … true`, spawn → first output line), and the container root's share read in the guest: 9p cache=loose and cache=mmap, virtio-fs, the VM's own ext4 disk, cold and warm (bench/results/oci.md, oci.json).
+bench-oci: deps oci rootfs
+    {{bun}} bench/oci.ts --runs {{env_var_or_default("RUNS", "5")}}
+
 # The mshv simulator kernel module (paravisor memory tests): test/fixtures/mshv-sim/out/mshv_sim.ko.
 sim:
     test/fixtures/mshv-sim/build.sh

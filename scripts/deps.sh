@@ -6,6 +6,19 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 for pkg in qemu-system-x86 e2fsprogs erofs-utils squashfs-tools kmod cpio zstd xz-utils busybox-static gcc libc6-dev; do
   have "$pkg" || need+=("$pkg")
 done
+# The OCI engine tests (test/boot/oci-*.test.ts) drive burrow-oci from these, rootful, with the
+# kernel's overlayfs (no uidmap or fuse-overlayfs needed); runc is the reference those tests check
+# themselves against (BURROW_OCI_TEST_RUNTIME=runc). conmon and ctr come with podman and containerd.
+for pkg in podman containerd docker.io runc; do
+  have "$pkg" || need+=("$pkg")
+done
+# The engine's network (test/boot/oci-network.test.ts): Podman's bridge networks through netavark
+# (with iptables for its NAT and port rules, aardvark-dns for names); burrow-oci mirrors the
+# container's veth to a tap with ip and tc (iproute2) and starts QEMU in the namespace with nsenter
+# (util-linux).
+for pkg in netavark aardvark-dns iptables iproute2 util-linux; do
+  have "$pkg" || need+=("$pkg")
+done
 # ARCH=arm64: what cross-building and booting arm64 guests takes (busybox-static:arm64 is unpacked by
 # scripts/fetch-busybox.sh instead: it cannot be installed beside the host's busybox-static).
 arch=${ARCH:-}

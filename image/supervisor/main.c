@@ -83,6 +83,7 @@ static long boottime_ms(void);
 static void snapshot_host_connected(void);
 static void snapshot_resume(u32 session, const char *body, u32 len);
 static void snapshot_host_hung_up(size_t received);
+static void container_attach(const char *bundle_tag);
 
 #include "spawn.c"
 #include "users.c"
@@ -92,6 +93,7 @@ static void snapshot_host_hung_up(size_t received);
 #include "sessions.c"
 #include "files.c"
 #include "snapshot.c"
+#include "container.c"
 
 int start_c(long *stack)
 {
@@ -109,9 +111,14 @@ int start_c(long *stack)
 	if (i < argc)
 		opt.spec.argv = argv + i + 1;
 	/* The host names the workload: nothing here may start one of its own, or wait for a snapshot before it. */
-	if (opt.start_host && (i < argc || opt.adopt || opt.exec_only || opt.point || opt.warm)) {
+	if (opt.start_host && (i < argc || opt.adopt || opt.exec_only || (opt.point && !opt.template_bundle) || opt.warm)) {
 		open_channels();
-		say(ERR, "supervisor: start=host takes no -- PROGRAM, adopt=, exec=1, point=1 or warm=1");
+		say(ERR, "supervisor: start=host takes no -- PROGRAM, adopt=, exec=1, point=1 (but with template=) or warm=1");
+		fail_start();
+	}
+	if (opt.template_bundle && !(opt.start_host && opt.point)) {
+		open_channels();
+		say(ERR, "supervisor: template= needs start=host and point=1");
 		fail_start();
 	}
 	if (opt.point) {
@@ -120,7 +127,7 @@ int start_c(long *stack)
 			say(ERR, "supervisor: point=1 needs control=PATH");
 			point_fail();
 		}
-		if (!opt.spec.argv || !opt.spec.argv[0]) {
+		if (!opt.template_bundle && (!opt.spec.argv || !opt.spec.argv[0])) {
 			say(ERR, "supervisor: point= needs -- PROGRAM");
 			point_fail();
 		}

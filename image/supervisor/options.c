@@ -44,6 +44,8 @@ struct options {
 	int warm, point;
 	/* start=host: no -- PROGRAM; the host's EXEC with EF_WORKLOAD starts the workload (sessions.c). */
 	int start_host;
+	/* template=TAG (with point=1 and start=host): after the resume, attach the container's root from this bundle share (container.c). */
+	const char *template_bundle;
 	int freeze_fds[MAX_FREEZE];
 	int nfreeze;
 	/* The workload spec, applied in the child before exec. */
@@ -155,6 +157,8 @@ static int parse_option(char *word)
 		return (opt.warm = str_eq(value, "1")) ? 0 : -1;
 	if (str_eq(word, "point"))
 		return (opt.point = str_eq(value, "1")) ? 0 : -1;
+	if (str_eq(word, "template"))
+		return value[0] ? (opt.template_bundle = value, 0) : -1;
 	if (str_eq(word, "start"))
 		return str_eq(value, "host") ? (opt.start_host = 1, 0) : str_eq(value, "boot") ? (opt.start_host = 0, 0) : -1;
 	if (str_eq(word, "freeze-fd"))

@@ -325,6 +325,16 @@ static void record_resume(const char *instance, long resume_ms, size_t entropy_b
 	k_close(fd);
 }
 
+/* Why a container template's resume word is not one of the workload spec's (src/workload/resolve.ts supervisorWords), or 0. */
+static const char *template_word_problem(const char *word)
+{
+	static const char *const keys[] = { "uid=", "gid=", "groups=", "cwd=", "hostname=", "rlimit=", "nnp=", "capkeep=", "oom=", 0 };
+	for (int i = 0; keys[i]; i++)
+		if (starts_with(word, keys[i]))
+			return 0;
+	return "args: a container template takes only the workload spec's words (hostname=, rlimit=, nnp=, capkeep=, oom=, …)";
+}
+
 /*
  * "burrow-resume 1 INSTANCE REALTIME_NS ENTROPY_HEX ARGS ENV", ARGS "-" (the saved ones) or
  * "COUNT:HEX,…", ENV "COUNT:HEX,…" of NAME=VALUE. Checked whole before anything is applied;
@@ -354,15 +364,27 @@ static const char *point_apply(char *header, long resume_ms)
 	for (int i = 0; i < nenv; i++)
 		if ((problem = env_problem(point_env[i])))
 			point_refuse(problem);
+	/* A container template's args are this container's spec words (hostname=, rlimit=, …): no agent is started here. */
+	for (int i = 0; opt.template_bundle && i < nargs; i++)
+		if ((problem = template_word_problem(point_argv[i + 1])))
+			point_refuse(problem);
 	problem = apply_host_fields(realtime, bytes, "snapshot");
 	if (problem)
 		point_refuse(problem);
-	if (nargs >= 0) {
-		point_argv[0] = opt.spec.argv[0];
-		point_argv[nargs + 1] = 0;
-		opt.spec.argv = point_argv;
+	if (opt.template_bundle) {
+		for (int i = 0; i < nargs; i++)
+			if (parse_option(point_argv[i + 1]))
+				point_refuse("args: a spec word the supervisor refuses");
+		/* The container's environment is its EXEC's over burrow's, as at a cold boot: no BURROW_INSTANCE. */
+		container_attach(opt.template_bundle);
+	} else {
+		if (nargs >= 0) {
+			point_argv[0] = opt.spec.argv[0];
+			point_argv[nargs + 1] = 0;
+			opt.spec.argv = point_argv;
+		}
+		with_instance_env(fields[2], nenv);
 	}
-	with_instance_env(fields[2], nenv);
 	record_resume(fields[2], resume_ms, bytes, nargs, nenv);
 	say(INFO, "resumed as instance %s: %l bytes of host entropy, CRNG reseeded, clock set", fields[2], (long)bytes);
 	return fields[2];

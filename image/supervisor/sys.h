@@ -114,6 +114,7 @@ __asm__(".text\n.global _start\n_start:\n"
 #define WNOHANG 1
 #define ECHILD 10
 #define EINTR 4
+#define EIO 5
 #define EAGAIN 11
 #define EPIPE 32
 #define ENOTCONN 107
@@ -164,8 +165,9 @@ __asm__(".text\n.global _start\n_start:\n"
 #define S_IFREG 0100000
 
 struct timespec_k { long tv_sec; long tv_nsec; };
-/* struct statx: the same layout on every architecture (what makes it the call to use here). */
-struct statx_k { u32 mask, blksize; u64 attributes; u32 nlink, uid, gid; unsigned short mode, pad1; u64 ino, size, blocks, attributes_mask; unsigned char rest[160]; };
+/* struct statx: the same layout on every architecture (what makes it the call to use here); 256 bytes, all of which the kernel writes. */
+struct statx_k { u32 mask, blksize; u64 attributes; u32 nlink, uid, gid; unsigned short mode, pad1; u64 ino, size, blocks, attributes_mask; unsigned char rest[192]; };
+_Static_assert(sizeof(struct statx_k) == 256, "statx(2) writes 256 bytes");
 struct pollfd_k { int fd; short events; short revents; };
 struct rlimit_k { u64 cur; u64 max; };
 struct sigaction_k { void *handler; unsigned long flags; void *restorer; u64 mask; };

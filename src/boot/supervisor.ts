@@ -22,8 +22,10 @@ export type SupervisorRole =
   /**
    * Start nothing: serve the control channel on controlPort and supervise the workload the host
    * starts with an EXEC carrying the workload field (burrow.start=host). No "--", no argv.
+   * template: a container template's bundle share tag — wait at the snapshot point first, then
+   * attach the container's root from it after the resume (burrow.template=1).
    */
-  | { kind: "host"; controlPort: string }
+  | { kind: "host"; controlPort: string; template?: string }
   /** Supervise a child burrow started (the paravisor worker). */
   | { kind: "adopt"; pid: number }
   /** Apply the spec and exec `argv` as PID 1 (microvm exec mode with a workload spec, or after the snapshot point). */
@@ -45,7 +47,7 @@ export function supervisorArgv(config: Config, role: SupervisorRole, specWords: 
     ...freezeFds.map((fd) => `freeze-fd=${fd}`),
   ];
   if (role.kind === "adopt") return [...words, `adopt=${role.pid}`];
-  if (role.kind === "host") return [...words, `control=${role.controlPort}`, "start=host", ...specWords];
+  if (role.kind === "host") return [...words, `control=${role.controlPort}`, "start=host", ...(role.template ? ["point=1", `template=${role.template}`] : []), ...specWords];
   if (role.kind === "exec") return [...words, "exec=1", ...(role.pointPort ? [`control=${role.pointPort}`, "point=1"] : []), ...specWords, "--", ...role.argv];
   const channel = role.controlPort ? [`control=${role.controlPort}`, ...(role.warm ? ["warm=1"] : []), ...(role.point ? ["point=1"] : [])] : [];
   return [...words, ...channel, ...specWords, "--", ...role.argv];

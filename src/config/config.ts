@@ -90,6 +90,13 @@ export interface Config {
    * boot (the default): the agent starts at boot. host needs supervise mode.
    */
   start: "boot" | "host";
+  /**
+   * burrow.template=1 (with burrow.start=host, burrow.snapshot=1 and burrow.bundle=TAG): a container
+   * template — no root is mounted at boot; the supervisor waits at the snapshot point on the boot
+   * disk's root and, after each restore's resume, attaches the container's root and mounts from
+   * the bundle share itself (image/supervisor/container.c, src/oci/template.ts).
+   */
+  template: boolean;
   /** burrow.stop-timeout=MS: on a stop, how long the workload has between SIGTERM and SIGKILL. */
   stopTimeoutMs: number;
   /** burrow.ctrl-alt-del=: what the supervisor does on Ctrl-Alt-Del. */
@@ -134,6 +141,7 @@ const DEFAULTS: Readonly<Scalars> & { zramAlgorithms: readonly string[] } = Obje
   // microvm's default (parseConfig turns it off in paravisor mode unless the line sets it).
   supervise: true,
   start: "boot",
+  template: false,
   stopTimeoutMs: 5000,
   ctrlAltDel: "reboot",
 } as const);
@@ -152,7 +160,7 @@ function oneOf<T extends string>(field: "mode" | "log" | "onfail" | "onexit" | "
   };
 }
 
-function flag(field: "net" | "loopback" | "balloon" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise"): Setter {
+function flag(field: "net" | "loopback" | "balloon" | "overlayFormat" | "overlayReadOnly" | "hideRootDevices" | "consoleStdin" | "supervise" | "template"): Setter {
   return (config, value) => {
     const parsed = parseBoolean(value);
     if (parsed === null) return "expected 1/0, on/off, true/false or yes/no";
@@ -191,6 +199,7 @@ const KEYS: ReadonlyMap<string, Setter> = new Map<string, Setter>([
   ["burrow.onexit", oneOf("onexit", ["poweroff", "reboot", "halt", "exit"])],
   ["burrow.supervise", flag("supervise")],
   ["burrow.start", oneOf("start", ["boot", "host"])],
+  ["burrow.template", flag("template")],
   ["burrow.stop-timeout", integer("stopTimeoutMs", 0, 600_000)],
   ["burrow.ctrl-alt-del", oneOf("ctrlAltDel", ["reboot", "poweroff", "halt", "ignore"])],
   [
@@ -353,6 +362,11 @@ export function parseConfig(cmdline: string | Uint8Array): Config {
     if (config.mode === "paravisor" && config.start === "host") {
       config.problems.push({ key: "burrow.start", value: "host", message: "burrow.start=host: only microvm mode waits for the host's workload; ignored" });
       config.start = "boot";
+    }
+    // A template waits at the snapshot point for a container the host names later: it needs all three.
+    if (config.template && (config.mode !== "microvm" || config.start !== "host" || config.snapshot !== "point" || config.bundle === null)) {
+      config.problems.push({ key: "burrow.template", value: "1", message: "burrow.template=1 needs microvm mode, burrow.start=host, burrow.snapshot=1 and burrow.bundle=TAG; ignored" });
+      config.template = false;
     }
     const nic = nicProblem(config.nic);
     if (nic !== null) {

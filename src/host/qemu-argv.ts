@@ -5,7 +5,8 @@ import { splitAppend, wordKey } from "../config/cmdline";
 import { CONTROL_PORT } from "../control/wire";
 import { ARCH_INFO, hostArch, type Arch } from "../arch";
 import { checkMachine, checkSmp, checkTcgTbSizeUnder, hostForwardRule, parseMem, qemuOptionValue } from "./options";
-import type { Machine, PortSpec, RunOptions, SerialDisk, Share } from "./run-options";
+import type { Machine, PortSpec, RunOptions, SerialDisk, Share, TapNic } from "./run-options";
+import { parseMac } from "../config/nic";
 import { SHARE_TAG } from "../oci/guest-plan";
 
 export type { PortSpec, SerialDisk } from "./run-options";
@@ -139,7 +140,8 @@ export function qemuArgs(options: RunOptions): string[] {
       args.push("-device", `virtserialport,bus=vser0.0,chardev=control,name=${CONTROL_PORT}`);
     }
   }
-  if (options.net) {
+  if (options.net && "tap" in options.net) args.push(...tapNicArgs(options.net.tap, bus));
+  else if (options.net) {
     const rules = options.net.forwards.map((forward) => `,${hostForwardRule(forward)}`).join("");
     args.push("-netdev", `user,id=net0${rules}`, "-device", `${bus("virtio-net")},netdev=net0`);
   }
@@ -177,6 +179,22 @@ export function shareArgs(shares: readonly Share[], bus: (device: string) => str
     args.push("-device", `${bus("virtio-9p")},fsdev=fs${index},mount_tag=${share.tag}`);
   });
   return args;
+}
+
+/** A Linux interface name (IFNAMSIZ holds 15 and the NUL); this set never needs QEMU escaping. */
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * A virtio-net NIC on an existing tap device, with the MAC given (a container's: its veth's).
+ * script=no, downscript=no: QEMU runs no helper (the seccomp filter forbids one anyway); the tap's
+ * maker sets it up and removes it. QEMU asks the tap for vnet headers when it has them, so the
+ * guest's checksum and segmentation offloads pass through.
+ */
+export function tapNicArgs(tap: TapNic, bus: (device: string) => string): string[] {
+  if (!IFNAME.test(tap.ifname)) throw new Error(`bad tap device name ${JSON.stringify(tap.ifname)} (1 to 15 of A-Z a-z 0-9 . _ -)`);
+  const mac = parseMac(tap.mac);
+  if (typeof mac !== "string") throw new Error(`bad MAC address ${JSON.stringify(tap.mac)} for the NIC: ${mac.problem}`);
+  return ["-netdev", `tap,id=net0,ifname=${tap.ifname},script=no,downscript=no`, "-device", `${bus("virtio-net")},netdev=net0,mac=${mac}`];
 }
 
 /** `-accel`, with TCG's translation buffer when one is sized. */

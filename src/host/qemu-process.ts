@@ -23,20 +23,26 @@ export function openIncoming(path: string): number {
  * death signal follows the thread that forked, not the process: Bun forks on the JS main thread
  * (strace: vfork from the thread whose id is the pid), which lasts as long as burrow run.
  */
-export function spawnArgv(qemuArgv: readonly string[], setpriv: string | null): string[] {
-  return setpriv === null ? [...qemuArgv] : [setpriv, "--pdeathsig", "SIGKILL", "--", ...qemuArgv];
+export function spawnArgv(qemuArgv: readonly string[], setpriv: string | null, netns: { nsenter: string; path: string } | null = null): string[] {
+  // nsenter enters the namespace and execs QEMU (no fork without --fork or a pid namespace), so the
+  // pid, the fds and setpriv's death signal (kept across exec of an unprivileged binary) stay.
+  const inNetns = netns === null ? [...qemuArgv] : [netns.nsenter, `--net=${netns.path}`, "--", ...qemuArgv];
+  return setpriv === null ? inNetns : [setpriv, "--pdeathsig", "SIGKILL", "--", ...inNetns];
 }
 
-export function spawnQemu(args: string[], arch: Arch, incoming: number | null) {
+export function spawnQemu(args: string[], arch: Arch, incoming: number | null, netnsPath: string | null = null) {
   const setpriv = Bun.which("setpriv");
   const cannotStart = (why: string) => new Error(`cannot start ${args[0]}: ${why} (install ${ARCH_INFO[arch].qemuPackage}: \`${arch === "x86_64" ? "" : `ARCH=${arch} `}just deps\`)`);
-  // Through setpriv a missing QEMU would only show as setpriv's exit status: look first.
-  if (setpriv !== null && Bun.which(args[0]!) === null) throw cannotStart("not found or not executable");
+  // Through setpriv or nsenter a missing QEMU would only show as their exit status: look first.
+  if ((setpriv !== null || netnsPath !== null) && Bun.which(args[0]!) === null) throw cannotStart("not found or not executable");
+  const nsenter = netnsPath === null ? null : Bun.which("nsenter");
+  if (netnsPath !== null && nsenter === null) throw new Error(`cannot start ${args[0]} in the network namespace ${netnsPath}: nsenter not found (install util-linux)`);
+  const netns = netnsPath === null ? null : { nsenter: nsenter!, path: netnsPath };
   try {
     // detached (a session of its own): a terminal's Ctrl-C or hangup reaches burrow run alone,
     // which stops the guest in order; QEMU would quit on them at once. Only with setpriv, which
     // makes the kernel kill it with us: a detached QEMU outlives a kill of our process group.
-    return Bun.spawn(spawnArgv(args, setpriv), { stdio: ["ignore", "pipe", "pipe", ...(incoming === null ? [] : [incoming])], detached: setpriv !== null });
+    return Bun.spawn(spawnArgv(args, setpriv, netns), { stdio: ["ignore", "pipe", "pipe", ...(incoming === null ? [] : [incoming])], detached: setpriv !== null });
   } catch (error) {
     throw cannotStart(describeError(error));
   }

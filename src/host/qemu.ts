@@ -32,7 +32,7 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
     const incoming = options.incomingFile ? openIncoming(options.incomingFile) : null;
     let child;
     try {
-      child = spawnQemu(args, options.arch ?? hostArch(), incoming);
+      child = spawnQemu(args, options.arch ?? hostArch(), incoming, options.netns ?? null);
     } finally {
       // QEMU has its own copy now (or never started).
       if (incoming !== null) closeSync(incoming);

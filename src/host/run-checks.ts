@@ -18,6 +18,7 @@ export function checkRunInputs(options: RunOptions): void {
   if (options.initrd && !existsSync(options.initrd)) missing.push(`initrd ${options.initrd}`);
   for (const disk of [...options.disks, ...(options.serialDisks ?? []).map((entry) => entry.file)]) if (!existsSync(disk)) missing.push(`disk ${disk}`);
   for (const share of options.shares ?? []) if (!existsSync(share.path)) missing.push(`share ${share.tag} directory ${share.path}`);
+  if (options.netns !== undefined && !existsSync(options.netns)) missing.push(`network namespace ${options.netns}`);
   if (missing.length) throw new Error(`not found: ${missing.join(", ")}`);
   checkTimeout(options.timeoutSeconds);
   checkSmp(options.smp);

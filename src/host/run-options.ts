@@ -12,6 +12,12 @@ export interface SerialDisk { serial: string; file: string }
 /** A host directory exported to the guest over virtio-9p, which mounts it by its tag (burrow.root=9p:TAG, a container's volumes). */
 export interface Share { tag: string; path: string; readOnly: boolean }
 
+/**
+ * A tap device that already exists where QEMU runs (its network namespace, RunOptions.netns),
+ * opened by name; the guest's virtio-net NIC gets `mac`. Who made the tap removes it.
+ */
+export interface TapNic { ifname: string; mac: string }
+
 /** microvm and q35 are x86_64 machines, virt the arm64 one (checkMachine pairs them). */
 export type Machine = "microvm" | "q35" | "virt";
 export type Accel = "tcg" | "kvm";
@@ -55,10 +61,17 @@ export interface RunOptions {
   timeoutSeconds: number;
   qemu?: string;
   /**
-   * One virtio-net NIC on QEMU's user network (DHCP and DNS from QEMU, outbound through the
-   * host), with host ports forwarded into the guest; the guest gets burrow.net=1. Absent: no NIC.
+   * One virtio-net NIC, the guest given burrow.net=1: on QEMU's user network (DHCP and DNS from
+   * QEMU, outbound through the host) with host ports forwarded into the guest, or on a tap device
+   * (`tap`: the OCI runtime's mirror of an engine's veth). Absent: no NIC.
    */
-  net?: { forwards: PortForward[] };
+  net?: { forwards: PortForward[] } | { tap: TapNic };
+  /**
+   * Run QEMU inside this network namespace (a path: /run/netns/NAME, /proc/PID/ns/net), entered
+   * with nsenter --net after setpriv set the death signal: a container engine's namespace, whose
+   * tap the NIC uses. Only the network namespace: paths, sockets and disks are the caller's.
+   */
+  netns?: string;
   /** Extra raw QEMU arguments (tests use them for odd devices). */
   extraArgs?: string[];
   /** This run's id (burrow.runid=); runVm draws a random one when absent. */

@@ -18,6 +18,7 @@ import sysH from "../../image/supervisor/sys.h" with { type: "text" };
 import teardownC from "../../image/supervisor/teardown.c" with { type: "text" };
 import textC from "../../image/supervisor/text.c" with { type: "text" };
 import usersC from "../../image/supervisor/users.c" with { type: "text" };
+import containerC from "../../image/supervisor/container.c" with { type: "text" };
 import { supervisorWireHeader } from "../control/c-header";
 import { SUPERVISOR_PATH } from "../boot/paths";
 import { hostArch, type Arch } from "../arch";
@@ -40,7 +41,7 @@ export function supervisorSources(): Record<string, string> {
   return {
     "main.c": mainC, "sys.h": sysH, "wire.h": supervisorWireHeader(), "text.c": textC, "options.c": optionsC, "log.c": logC,
     "procfs.c": procfsC, "oom.c": oomC, "spawn.c": spawnC, "users.c": usersC, "teardown.c": teardownC, "stop.c": stopC,
-    "channel.c": channelC, "sessions.c": sessionsC, "files.c": filesC, "snapshot.c": snapshotC,
+    "channel.c": channelC, "sessions.c": sessionsC, "files.c": filesC, "snapshot.c": snapshotC, "container.c": containerC,
   };
 }
 

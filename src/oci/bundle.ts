@@ -35,6 +35,8 @@ export interface ContainerPlan {
   guestPlan: GuestPlan;
   /** burrow.* words: hostname, capabilities, no-new-privs, rlimits — what exec sessions inherit too. */
   kernelWords: string[];
+  /** linux.namespaces' network path (the engine's namespace with its veth): the VM's NIC comes from it (src/oci/network.ts), or null: no NIC. */
+  netns: string | null;
   /** linux.resources.memory.limit: the guest's own memory is sized from it (bytes), or null. */
   memoryBytes: number | null;
   /** Lines for --debug: what a VM-backed container does not apply, and why. */
@@ -155,6 +157,26 @@ function translateMounts(errors: BundleErrors, value: unknown, bundle: string): 
   return out;
 }
 
+/**
+ * linux.namespaces' network entry: its path (an engine's namespace, whose interface the VM's NIC
+ * takes), or null with a note on why the VM has no NIC; undefined when the entry is malformed.
+ */
+function networkNamespace(errors: BundleErrors, namespaces: unknown, notes: string[]): string | null | undefined {
+  if (namespaces !== undefined && namespaces !== null && !Array.isArray(namespaces)) return errors.add("linux.namespaces", "expected an array") ?? undefined;
+  const list = Array.isArray(namespaces) ? namespaces : [];
+  const index = list.findIndex((entry) => isObject(entry) && entry.type === "network");
+  if (index < 0) {
+    notes.push("linux.namespaces has no network namespace (the host's network): a VM cannot share it, the container gets no NIC");
+    return null;
+  }
+  const path = (list[index] as JsonObject).path;
+  if (path === undefined || path === "") {
+    notes.push("a new network namespace (no path): the container gets no NIC, loopback only");
+    return null;
+  }
+  return absolutePathAt(errors, path, `linux.namespaces[${index}].path`) ?? undefined;
+}
+
 /** Reads config.json's text (of bundle `bundle`, absolute) into a container plan, or every problem by path. */
 export function readBundle(text: string, bundle: string): { ok: true; plan: ContainerPlan } | { ok: false; error: string } {
   const parsed = parseOciSpec(text);
@@ -187,14 +209,14 @@ export function readBundle(text: string, bundle: string): { ok: true; plan: Cont
   const mounts = translateMounts(errors, field(config, "mounts"), bundle);
   const annotations = field(config, "annotations");
   if (annotations !== undefined && (!isObject(annotations) || Object.values(annotations).some((value) => typeof value !== "string"))) errors.add("annotations", "expected an object of strings");
-  if (errors.list.length > 0 || rootPath === null || spec.argv === null) return { ok: false, error: `config.json: ${errors.list.slice(0, 4).join("; ")}${errors.list.length > 4 ? `; and ${errors.list.length - 4} more` : ""}` };
+  const networkNotes: string[] = [];
+  const netns = networkNamespace(errors, field(isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null, "namespaces"), networkNotes);
+  if (errors.list.length > 0 || rootPath === null || spec.argv === null || netns === undefined) return { ok: false, error: `config.json: ${errors.list.slice(0, 4).join("; ")}${errors.list.length > 4 ? `; and ${errors.list.length - 4} more` : ""}` };
   const { request } = spec;
-  const notes = [...mounts.notes, ...spec.ignored.map((path) => `${path} is not applied`)];
+  const notes = [...mounts.notes, ...spec.ignored.map((path) => `${path} is not applied`), ...networkNotes];
   if (request.pidsMax !== null) notes.push("linux.resources.pids is not applied yet (the micro kernel has no cgroups)");
-  const namespaces = field(isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null, "namespaces");
-  if (Array.isArray(namespaces) && namespaces.some((entry) => isObject(entry) && entry.type === "network" && typeof entry.path === "string")) {
-    notes.push("the engine's network namespace is not joined yet: the container runs with no NIC");
-  }
+  const devices = field(isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null, "devices");
+  if (Array.isArray(devices) && devices.length > 0) notes.push(`linux.devices: ${devices.length} host device(s) are not passed into the VM (it has its own)`);
   const words = [
     ...(request.hostname ? [`burrow.hostname=${request.hostname}`] : []),
     ...(request.noNewPrivs ? ["burrow.no-new-privs=1"] : []),
@@ -219,6 +241,7 @@ export function readBundle(text: string, bundle: string): { ok: true; plan: Cont
       files: mounts.files,
       guestPlan: { version: 1, readonlyRoot, mounts: mounts.mounts },
       kernelWords: words,
+      netns,
       memoryBytes: typeof request.memoryMax === "number" ? request.memoryMax : null,
       notes,
     },

@@ -3,7 +3,9 @@
 // and renamed into place, so a reader never sees half of one; whether the holder still lives is
 // checked against its start time, so a recycled pid never passes for it.
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { processAlive, processStartTicks } from "../host/vm-registry";
 
 export type ContainerStatus = "creating" | "created" | "running" | "paused" | "stopped";
@@ -30,6 +32,8 @@ export interface ContainerRecord {
 
 export interface ContainerPaths {
   dir: string;
+  /** The directory of its sockets: `dir` itself unless that makes their paths too long. */
+  sockets: string;
   record: string;
   /** The holder's own socket: start, kill, pause, resume. Short names: sun_path holds 108 bytes. */
   holderSocket: string;
@@ -45,14 +49,29 @@ export interface ContainerPaths {
   holderLog: string;
 }
 
+/** sun_path holds 108 bytes with its NUL; Docker's root and a 64-hex id leave little of it. */
+const MAX_SOCKET_PATH = 107;
+
+/**
+ * Where the container's sockets live: its directory while their paths fit in sun_path, else a
+ * short directory of its own named by a hash of that directory (found again from the same root
+ * and id, removed with the container).
+ */
+export function socketDir(dir: string): string {
+  if (Buffer.byteLength(join(dir, "h.sock")) <= MAX_SOCKET_PATH) return dir;
+  return join(tmpdir(), `burrow-oci.${createHash("sha256").update(dir).digest("hex").slice(0, 16)}`);
+}
+
 export function containerPaths(root: string, id: string): ContainerPaths {
-  const dir = join(root, id);
+  const dir = resolve(root, id);
+  const sockets = socketDir(dir);
   return {
     dir,
+    sockets,
     record: join(dir, "state.json"),
-    holderSocket: join(dir, "h.sock"),
-    controlSocket: join(dir, "c.sock"),
-    qmpSocket: join(dir, "q.sock"),
+    holderSocket: join(sockets, "h.sock"),
+    controlSocket: join(sockets, "c.sock"),
+    qmpSocket: join(sockets, "q.sock"),
     bundleShare: join(dir, "bundle"),
     plan: join(dir, "plan.json"),
     consoleLog: join(dir, "console.log"),
@@ -77,6 +96,7 @@ export function makeContainerDir(root: string, id: string): ContainerPaths {
     if ((error as NodeJS.ErrnoException).code === "EEXIST") throw new Error(`container ${id} already exists`);
     throw new Error(`cannot make ${paths.dir}: ${(error as Error).message}`);
   }
+  if (paths.sockets !== paths.dir) mkdirSync(paths.sockets, { recursive: true, mode: 0o700 });
   return paths;
 }
 
@@ -131,6 +151,7 @@ export function effectiveStatus(record: ContainerRecord): ContainerStatus {
 }
 
 export function removeContainerDir(paths: ContainerPaths): void {
+  if (paths.sockets !== paths.dir) rmSync(paths.sockets, { recursive: true, force: true });
   rmSync(paths.dir, { recursive: true, force: true });
 }
 

@@ -11,6 +11,8 @@ import { type ContainerPaths, holderAlive, makeContainerDir, newRecord, readReco
 import { GUEST_PLAN_FILE, serializeGuestPlan } from "./guest-plan";
 import { killQuietly, spawnSelf, writePidFile } from "./spawn-self";
 import { findAssets, launchPlan } from "./launch";
+import { inspectNetwork } from "./network";
+import { chooseTemplate } from "./template";
 
 export interface CreateRequest {
   id: string;
@@ -23,6 +25,26 @@ function prepareBundleShare(paths: ContainerPaths, files: { from: string; name: 
   mkdirSync(join(paths.bundleShare, FILES_DIR), { recursive: true, mode: 0o755 });
   for (const file of files) copyFileSync(file.from, join(paths.bundleShare, FILES_DIR, file.name));
   writeFileSync(join(paths.bundleShare, GUEST_PLAN_FILE), planText, { mode: 0o644 });
+}
+
+/** How long a delete that killed the holder may take to remove the directory. */
+const DELETE_WAIT_MS = 3000;
+
+function readOptionalLastLine(path: string): string | null {
+  try {
+    return readFileSync(path, "utf8").trim().split("\n").at(-1)?.replace(/^\S+ /, "") || null;
+  } catch {
+    return null;
+  }
+}
+
+async function recordGone(paths: ContainerPaths): Promise<boolean> {
+  const deadline = performance.now() + DELETE_WAIT_MS;
+  while (performance.now() < deadline) {
+    if (readRecord(paths) === null) return true;
+    await Bun.sleep(20);
+  }
+  return false;
 }
 
 export async function createContainer(globals: GlobalOptions, request: CreateRequest, debug: (line: string) => void): Promise<void> {
@@ -43,15 +65,24 @@ export async function createContainer(globals: GlobalOptions, request: CreateReq
   try {
     writeRecord(paths, newRecord(request.id, bundle, annotations));
     prepareBundleShare(paths, plan.files, serializeGuestPlan(plan.guestPlan));
-    const launch = launchPlan(plan, paths, assets, globals.debug);
+    // The engine's namespace as it is now (its veth configured before create): what the guest takes.
+    const inspected = plan.netns === null ? { network: null, notes: [] } : inspectNetwork(plan.netns);
+    const launch = launchPlan({ ...plan, notes: [...plan.notes, ...inspected.notes] }, paths, assets, globals.debug, inspected.network);
+    // A template restore where one fits (built on first use), else the cold boot; --debug says which.
+    launch.template = await chooseTemplate(globals.root, request.id, plan, inspected.network, launch.run, globals.debug, paths.bundleShare, debug);
     writeFileSync(paths.plan, JSON.stringify(launch), { mode: 0o600 });
     for (const note of launch.notes) debug(note);
     const { child: holder, answer } = await spawnSelf(globals, ["holder", request.id], request.consoleSocket);
     holderPid = holder.pid;
     if (answer !== "ready") {
-      const record = readRecord(paths);
-      if (record === null) throw new Error(`container ${request.id} was deleted while it was being created`);
-      throw new Error(answer.startsWith("error: ") ? answer.slice(7) : (record?.error ?? `the holder (pid ${holderPid}) ended before the VM was ready; see ${paths.holderLog}`));
+      if (answer.startsWith("error: ")) throw new Error(answer.slice(7));
+      await holder.exited;
+      // Killed without a word: a delete --force, which takes the directory once the holder is gone.
+      if (holder.signalCode === "SIGKILL" && (await recordGone(paths))) throw new Error(`container ${request.id} was deleted while it was being created`);
+      const why = readRecord(paths)?.error ?? (holder.signalCode ? `was killed by ${holder.signalCode}` : `exited with status ${holder.exitCode}`);
+      // The directory goes with the failure: its log's last line comes along.
+      const last = readOptionalLastLine(paths.holderLog);
+      throw new Error(`the holder (pid ${holderPid}) ended before the VM was ready: ${why}${last ? ` (its log: ${last})` : ""}`);
     }
     // A delete --force while the VM booted took the directory: nothing may stay running.
     const record = readRecord(paths);

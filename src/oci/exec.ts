@@ -13,13 +13,13 @@ import * as sys from "../sys";
 import { parseOciSpec } from "../workload/oci";
 import { type GlobalOptions, UsageError } from "./command-line";
 import { type ContainerPaths, effectiveStatus, loadRecord } from "./container-dir";
+import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent, killQuietly, spawnSelf, writePidFile } from "./spawn-self";
 
 const CONNECT_TIMEOUT_MS = 5000;
 /** The shell's statuses for a command that could not be run, or was not found. */
 const CANNOT_RUN = 126;
 const NOT_FOUND = 127;
-const FORWARDED: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGPWR"];
 
 export interface ExecProcess {
   args: string[];
@@ -83,16 +83,6 @@ export function execProcess(request: ExecRequestLine): ExecProcess {
   };
 }
 
-function terminalSize(): { rows: number; cols: number } {
-  try {
-    const { rows, cols } = sys.getWinsize(0);
-    if (rows > 0 && cols > 0) return { rows, cols };
-  } catch {
-    // Not a terminal: the default.
-  }
-  return { rows: 24, cols: 80 };
-}
-
 function runningPaths(root: string, id: string): ContainerPaths {
   const { paths, record } = loadRecord(root, id);
   const status = effectiveStatus(record);
@@ -111,7 +101,7 @@ async function runInContainer(paths: ContainerPaths, id: string, proc: ExecProce
     throw new Error(reason);
   }
   let guest: GuestProcess | null = null;
-  const forwarders = FORWARDED.map((signal) => [signal, () => void guest?.kill(constants.signals[signal]!).catch(() => {})] as const);
+  const forwarders = FORWARDED_SIGNALS.map((signal) => [signal, () => void guest?.kill(constants.signals[signal]!).catch(() => {})] as const);
   const onResize = () => {
     const { rows, cols } = terminalSize();
     void guest?.resize(rows, cols).catch(() => {});

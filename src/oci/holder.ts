@@ -17,6 +17,9 @@ import * as sys from "../sys";
 import { type ContainerPaths, updateRecord } from "./container-dir";
 import { type HolderReply, type HolderRequest, MAX_REQUEST_BYTES, parseHolderRequest } from "./holder-link";
 import { readLaunchPlan } from "./launch";
+import { restoreRun, resumeTemplate } from "./template";
+import { mirrorMarker, setUpMirror, tearDownMirror } from "./network";
+import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent } from "./spawn-self";
 
 /** Status for a container whose VM ended without its workload's status (killed, crashed). */
@@ -25,21 +28,8 @@ const LOST_STATUS = 128 + 9;
 const KILL_GRACE_MS = 10_000;
 /** The console log keeps this much; the rest is counted, not written (a guest cannot fill the disk). */
 const CONSOLE_LOG_BYTES = 4 << 20;
-/** Signals forwarded to the workload (SIGKILL and SIGSTOP cannot be caught; SIGCHLD and SIGPIPE are the holder's own). */
-const FORWARDED: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGCONT", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGXCPU", "SIGXFSZ", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSYS", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV"];
 /** Signals that end a container that never started. */
 const ENDING = new Set([constants.signals.SIGKILL, constants.signals.SIGTERM, constants.signals.SIGINT, constants.signals.SIGHUP, constants.signals.SIGQUIT]);
-
-/** The size of the terminal on our stdin (the pty's slave), or a classic 24x80 when it has none set. */
-function terminalSize(): { rows: number; cols: number } {
-  try {
-    const { rows, cols } = sys.getWinsize(0);
-    if (rows > 0 && cols > 0) return { rows, cols };
-  } catch {
-    // Not a terminal after all: the default below.
-  }
-  return { rows: 24, cols: 80 };
-}
 
 class Holder {
   private client: ControlClient | null = null;
@@ -80,7 +70,7 @@ class Holder {
     for (const note of notes) this.say(`note: ${note}`);
     writeFileSync(this.paths.consoleLog, "", { mode: 0o600 });
     const server = this.listen();
-    const forwarders = FORWARDED.map((signal) => [signal, () => void this.signal(constants.signals[signal]!)] as const);
+    const forwarders = FORWARDED_SIGNALS.map((signal) => [signal, () => void this.signal(constants.signals[signal]!)] as const);
     for (const [signal, listener] of forwarders) process.on(signal, listener);
     const onResize = () => void this.resize();
     if (this.terminal) {
@@ -93,15 +83,21 @@ class Holder {
       process.on("SIGWINCH", onResize);
     }
     let result;
+    const { network } = this.plan;
     try {
+      // The tap and the mirror before QEMU opens the tap; they go when the VM does (finally below).
+      if (network !== null) setUpMirror(network, mirrorMarker(this.paths.dir));
       result = await runVm(
         {
-          ...run,
+          // From a template: its command line with this container's shares, then the resume (src/oci/template.ts).
+          ...(this.plan.template ? restoreRun(this.plan.template, run) : run),
           onSpawn: (vm) => {
             this.qemuPid = vm.pid;
             this.qemuKill = vm.kill;
             updateRecord(this.paths, { qemuPid: vm.pid });
-            vm.control?.then((mux) => this.connected(mux, proc.args[0]!), (error: Error) => this.failCreate(`the VM ended before its supervisor answered: ${error.message}`));
+            const template = this.plan.template;
+            const control = template ? resumeTemplate(vm, run.qmpSocket!, template, (line) => this.say(line)) : vm.control;
+            control?.then((mux) => this.connected(mux, proc.args[0]!), (error: Error) => this.failCreate(`the VM ended before its supervisor answered: ${error.message}`));
           },
         },
         (text) => this.console(text),
@@ -114,6 +110,7 @@ class Holder {
       if (this.terminal) process.off("SIGWINCH", onResize);
       server.stop(true);
       this.client?.close();
+      if (network !== null) for (const problem of tearDownMirror(network, mirrorMarker(this.paths.dir))) this.say(`network: ${problem}`);
       for (const socket of [this.paths.holderSocket, this.paths.controlSocket]) rmSync(socket, { force: true });
     }
     if (!this.ready) {

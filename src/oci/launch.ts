@@ -10,6 +10,8 @@ import { bootRun } from "../host/run-plan";
 import { parseSize } from "../config/size";
 import { BUNDLE_TAG, type ContainerPlan, type ContainerProcess } from "./bundle";
 import type { ContainerPaths } from "./container-dir";
+import { type NetworkPlan, networkWords } from "./network";
+import type { TemplateStart } from "./template";
 
 export const KERNEL_ENV = "BURROW_OCI_KERNEL";
 export const BOOT_DISK_ENV = "BURROW_OCI_BOOT_DISK";
@@ -22,7 +24,11 @@ export type StoredRun = Omit<RunOptions, "onSpawn" | "signal">;
 export interface LaunchPlan {
   run: StoredRun;
   process: ContainerProcess;
+  /** The engine's network the VM takes over (the holder makes the tap and the mirror before QEMU starts), or null: no NIC. */
+  network: NetworkPlan | null;
   notes: string[];
+  /** Start from this template (a restore; src/oci/template.ts) instead of booting `run`; absent or null: a cold boot. */
+  template?: TemplateStart | null;
 }
 
 export interface OciAssets {
@@ -52,12 +58,15 @@ function guestMemory(limit: number | null, notes: string[]): string {
   return `${mib}M`;
 }
 
-export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: OciAssets, debug: boolean): LaunchPlan {
+export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: OciAssets, debug: boolean, network: NetworkPlan | null = null): LaunchPlan {
   const notes = [...plan.notes];
   const append = [
     `burrow.root=9p:${plan.root.tag}`,
     `burrow.bundle=${BUNDLE_TAG}`,
     "burrow.start=host",
+    // Loopback up in every container, as runc brings it up in each network namespace it makes.
+    "burrow.net.lo=1",
+    ...(network === null ? [] : networkWords(network)),
     ...plan.kernelWords,
     ...(debug ? [] : ["quiet"]),
   ].join(" ");
@@ -83,8 +92,10 @@ export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: O
       sandbox: true,
       qmpSocket: paths.qmpSocket,
       ownSignals: true,
+      ...(network === null ? {} : { net: { tap: { ifname: network.tap, mac: network.mac } }, netns: network.netns }),
     },
     process: plan.process,
+    network,
     notes,
   };
 }

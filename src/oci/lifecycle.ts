@@ -6,6 +6,7 @@ import { askHolder, type HolderRequest } from "./holder-link";
 import { type ContainerPaths, type ContainerRecord, effectiveStatus, holderAlive, loadRecord, OCI_VERSION, removeContainerDir } from "./container-dir";
 import { processAlive, processStartTicks } from "../host/vm-registry";
 import { UsageError } from "./command-line";
+import { tearDownLeftMirror } from "./network";
 
 /** How long delete waits for a killed holder (and its QEMU) to be gone. */
 const GONE_WAIT_MS = 10_000;
@@ -93,6 +94,8 @@ export async function deleteContainer(root: string, id: string, force: boolean):
     }
     await waitGone(record.qemuPid, null);
   }
+  // A holder killed with SIGKILL left its tap and mirror in the engine's namespace: best effort, the namespace's end removes them anyway.
+  tearDownLeftMirror(paths.dir);
   removeContainerDir(paths);
 }
 

@@ -33,6 +33,8 @@ const ERRNO_TEXT: Record<string, string> = {
   EOVERFLOW: "value too large for defined data type", EBADMSG: "bad message", ENOKEY: "required key not available",
   EKEYREJECTED: "key was rejected by service", EOPNOTSUPP: "operation not supported",
   EAFNOSUPPORT: "address family not supported by protocol", EADDRINUSE: "address already in use",
+  EADDRNOTAVAIL: "cannot assign requested address", ENETDOWN: "network is down", ENETUNREACH: "network is unreachable",
+  EHOSTUNREACH: "no route to host",
   ECONNREFUSED: "connection refused", ECONNRESET: "connection reset by peer", ETIMEDOUT: "connection timed out",
   ENOTCONN: "transport endpoint is not connected", EUCLEAN: "structure needs cleaning",
   EMEDIUMTYPE: "wrong medium type", ECANCELED: "operation canceled", EHWPOISON: "memory page has hardware error",

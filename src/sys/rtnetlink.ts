@@ -134,7 +134,7 @@ export function ackError(reply: Uint8Array, seq: number): number | null {
     const length = view.getUint32(offset + NLMSGHDR.nlmsg_len, true);
     if (length < NLMSGHDR.size || offset + length > reply.byteLength) return null;
     if (view.getUint16(offset + NLMSGHDR.nlmsg_type, true) === NetlinkMessage.NLMSG_ERROR && view.getUint32(offset + NLMSGHDR.nlmsg_seq, true) === seq && length >= NLMSGHDR.size + 4) {
-      return -view.getInt32(offset + NLMSGHDR.size + NLMSGERR.error, true);
+      return Math.abs(view.getInt32(offset + NLMSGHDR.size + NLMSGERR.error, true));
     }
     offset += align4(length);
   }

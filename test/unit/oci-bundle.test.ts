@@ -186,18 +186,37 @@ describe("a Podman bundle", () => {
     expect(notes.filter((note) => note.includes("resolv.conf"))).toEqual([]);
   });
 
-  test("what is not applied is noted: the network namespace, seccomp, the pids limit, the other capability sets", () => {
+  test("what is not applied is noted: seccomp, the pids limit, the other capability sets", () => {
     const { notes } = plan(podmanConfig());
-    expect(notes).toContain("the engine's network namespace is not joined yet: the container runs with no NIC");
     expect(notes).toContain("linux.seccomp is not applied");
     expect(notes).toContain("linux.resources.pids is not applied yet (the micro kernel has no cgroups)");
     expect(notes).toContain("process.capabilities.effective is not applied");
   });
 
-  test("a bare network namespace (--network none) is no note", () => {
+  test("the engine's network namespace is the plan's netns, with no note (create inspects it)", () => {
+    const { netns, notes } = plan(podmanConfig());
+    expect(netns).toBe("/run/netns/netns-5c1d2e3f-aaaa-bbbb-cccc-0123456789ab");
+    expect(notes.filter((note) => note.includes("network"))).toEqual([]);
+  });
+
+  test("no NIC, one note each: a new namespace (--network none), none at all (the host's network)", () => {
     const config = podmanConfig();
     (config.linux as Json).namespaces = [{ type: "pid" }, { type: "network" }];
-    expect(plan(config).notes.filter((note) => note.includes("network"))).toEqual([]);
+    const none = plan(config);
+    expect(none.netns).toBeNull();
+    expect(none.notes.filter((note) => note.includes("network"))).toEqual(["a new network namespace (no path): the container gets no NIC, loopback only"]);
+    (config.linux as Json).namespaces = [{ type: "pid" }];
+    const host = plan(config);
+    expect(host.netns).toBeNull();
+    expect(host.notes.filter((note) => note.includes("network"))).toEqual(["linux.namespaces has no network namespace (the host's network): a VM cannot share it, the container gets no NIC"]);
+  });
+
+  test("a bad network namespace entry is named by its path", () => {
+    const config = podmanConfig();
+    (config.linux as Json).namespaces = [{ type: "pid" }, { type: "network", path: "netns/relative" }];
+    expect(readBundle(JSON.stringify(config), bundle)).toEqual({ ok: false, error: "config.json: linux.namespaces[1].path: expected an absolute path" });
+    (config.linux as Json).namespaces = { type: "network" };
+    expect(readBundle(JSON.stringify(config), bundle)).toEqual({ ok: false, error: "config.json: linux.namespaces: expected an array" });
   });
 
   test("the kernel words: hostname, no-new-privs, caps, rlimits, oom score", () => {

@@ -46,6 +46,7 @@ describe("the directory", () => {
     const paths = containerPaths("/run/burrow-oci", "c1");
     expect(paths).toEqual({
       dir: "/run/burrow-oci/c1",
+      sockets: "/run/burrow-oci/c1",
       record: "/run/burrow-oci/c1/state.json",
       holderSocket: "/run/burrow-oci/c1/h.sock",
       controlSocket: "/run/burrow-oci/c1/c.sock",
@@ -55,6 +56,17 @@ describe("the directory", () => {
       consoleLog: "/run/burrow-oci/c1/console.log",
       holderLog: "/run/burrow-oci/c1/holder.log",
     });
+  });
+
+  test("sockets whose paths would not fit in sun_path get a short directory of their own, the same for every verb", () => {
+    const root = "/run/docker/a-long-exec-root-for-docker/runtime-runc/moby";
+    const id = "a".repeat(64);
+    const paths = containerPaths(root, id);
+    expect(paths.dir).toBe(`${root}/${id}`);
+    expect(paths.sockets).not.toBe(paths.dir);
+    for (const socket of [paths.holderSocket, paths.controlSocket, paths.qmpSocket]) expect(Buffer.byteLength(socket)).toBeLessThanOrEqual(107);
+    expect(containerPaths(root, id)).toEqual(paths);
+    expect(containerPaths(root, "b".repeat(64)).sockets).not.toBe(paths.sockets);
   });
 
   test("makeContainerDir makes the root and a private directory; an id in use is refused", () => {

@@ -28,6 +28,7 @@ import { checkNewRoot, checkSwitch, switchRoot } from "./switchroot";
 import { CONTROL_PORT } from "../../control/wire";
 import { UeventWatcher } from "./uevent";
 import { applyVmTunings, setupZram } from "./zram";
+import { configureNetwork } from "./nic";
 
 /** After the root device is there, how long unnamed virtio ports may take to get their names. */
 const PORT_NAME_GRACE_MS = 250;
@@ -91,17 +92,33 @@ const MICROVM_PLAN: readonly Step<MicrovmContext>[] = [
       log.info(`network: ${interfaces.join(" ")}`);
     },
   },
-  { name: "root", policy: "fatal", run: mountRootStep },
+  {
+    // The engine's network, handed over on the command line: configured before the workload can use it.
+    name: "nic",
+    policy: "fatal",
+    when: (context) => context.runtime.config.nic.mac !== null || context.runtime.config.loopback,
+    run(context) {
+      const { nic, loopback } = context.runtime.config;
+      log.info(`network: ${configureNetwork(nic, loopback).join("; ")}`);
+    },
+  },
+  // A container template (burrow.template=1) has no root yet: the supervisor attaches it after each restore.
+  { name: "root", policy: "fatal", when: (context) => !context.runtime.config.template, run: mountRootStep },
   { name: "overlay", policy: "fatal", when: (context) => context.runtime.config.overlay.kind !== "none", run: overlayStep },
-  { name: "container-mounts", policy: "fatal", when: (context) => context.runtime.config.bundle !== null, run: containerMountsStep },
+  { name: "container-mounts", policy: "fatal", when: (context) => context.runtime.config.bundle !== null && !context.runtime.config.template, run: containerMountsStep },
   { name: "harden", policy: "warn", run: hardenStep },
-  { name: "switch-root", policy: "fatal", run: switchRootStep },
+  { name: "switch-root", policy: "fatal", when: (context) => !context.runtime.config.template, run: switchRootStep },
   {
     name: "snapshot",
     policy: "fatal",
     when: (context) => context.runtime.config.snapshot === "point",
     run(context) {
       context.pointPort = requiredControlPort("1");
+      if (context.runtime.config.template) {
+        // No root switch: the supervisor runs from its copy on /dev, which moves into the container's root with it.
+        context.supervisorFd = openStagedSupervisor();
+        return log.info(`container template: the supervisor waits at the snapshot point on ${context.pointPort}; the root and mounts of burrow.bundle=${context.runtime.config.bundle} come after each resume`);
+      }
       log.debug(`snapshot point: read ${warmAgent(context.runtime.config.agent).join(", ") || "nothing"} into the page cache for the restores`);
     },
   },
@@ -312,7 +329,7 @@ function warmSnapshotPort(supervise: boolean): string {
 /** The control port the host's workload EXEC comes on (burrow.start=host): supervise mode, no snapshot, the port there. */
 function hostStartPort(config: InitRuntime["config"]): string {
   if (!config.supervise) throw new Error("burrow.start=host needs supervise mode, not burrow.supervise=0 (the resident supervisor starts the host's workload)");
-  if (config.snapshot !== "off") throw new Error(`burrow.start=host cannot be combined with burrow.snapshot=${config.snapshot === "point" ? "1" : "warm"} (the workload is the host's to start)`);
+  if (config.snapshot !== "off" && !config.template) throw new Error(`burrow.start=host cannot be combined with burrow.snapshot=${config.snapshot === "point" ? "1" : "warm"} (the workload is the host's to start)`);
   const device = controlPortDevice();
   if (device === null) throw new Error(`burrow.start=host but no virtio-serial port named ${CONTROL_PORT} (ENODEV); the host must add it`);
   return device;
@@ -345,7 +362,7 @@ function startWorkload(context: MicrovmContext): void {
   // The snapshot point is the supervisor's too: it waits for the resume, then execs or starts the agent.
   const pointPort = context.pointPort;
   const role: SupervisorRole | null = hostPort !== null
-    ? { kind: "host", controlPort: hostPort }
+    ? { kind: "host", controlPort: hostPort, ...(config.template && config.bundle !== null ? { template: config.bundle } : {}) }
     : config.supervise
     ? { kind: "spawn", argv, controlPort: controlPortDevice(), warm, point: pointPort !== null }
     : words.length > 0 || !argv[0]!.startsWith("/") || pointPort ? { kind: "exec", argv, pointPort } : null;
