@@ -127,6 +127,9 @@ export interface RunOptions {
   onSpawn?: (qemu: SpawnedVm) => void;
 }
 
+/** The part of RunOptions that can be written to a file and read back (no callbacks, no signal). */
+export type StoredRun = Omit<RunOptions, "onSpawn" | "signal">;
+
 /** How a run ended (its verdict) and what it printed. */
 export interface RunResult extends Verdict {
   output: string;

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { hostArch } from "../arch";
 import { MAX_TIMEOUT_SECONDS } from "../host/options";
-import type { RunOptions } from "../host/run-options";
+import type { StoredRun } from "../host/run-options";
 import { bootRun } from "../host/run-plan";
 import { parseSize } from "../config/size";
 import { BUNDLE_TAG, type ContainerPlan, type ContainerProcess } from "./bundle";
@@ -18,8 +18,6 @@ export const BOOT_DISK_ENV = "BURROW_OCI_BOOT_DISK";
 /** The guest's memory when config.json sets no limit: what a small service needs beside burrow's own. */
 export const DEFAULT_MEMORY = "256M";
 
-/** The serializable part of RunOptions (no callbacks): what plan.json holds. */
-export type StoredRun = Omit<RunOptions, "onSpawn" | "signal">;
 
 export interface LaunchPlan {
   run: StoredRun;

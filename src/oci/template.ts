@@ -18,14 +18,13 @@ import type { ControlMux } from "../control/mux";
 import { describeError } from "../errors";
 import { QmpClient } from "../host/qmp";
 import { incomingUri } from "../host/qemu-argv";
-import type { SpawnedVm } from "../host/run-options";
+import type { SpawnedVm, StoredRun } from "../host/run-options";
 import { restoreProblem, saveSnapshot, savedFilesProblem } from "../host/snapshot";
 import { fileIdentity } from "../host/snapshot-files";
 import { RAM, readManifest, STATE } from "../host/snapshot-manifest";
 import { processAlive, processStartTicks } from "../host/vm-registry";
 import { encodePointResume, INSTANCE_PATTERN } from "../snapshot/protocol";
 import { BUNDLE_TAG, type ContainerPlan, ROOT_TAG } from "./bundle";
-import type { StoredRun } from "./launch";
 import type { NetworkPlan } from "./network";
 import { TEMPLATE_PLAN_FILE, templatePlanText, templateSpecWords } from "./template-plan";
 
