@@ -70,7 +70,7 @@ function expectHealthyAgent(result: BootResult, args: string[], statuses: Record
   const report = JSON.parse(values(result, "boot-report")[0] ?? "null") as { steps: { name: string; status: string; startMs: number; endMs: number }[] };
   expect(report).not.toBeNull();
   const steps = report.steps.map((step) => step.name);
-  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "root", "overlay", "container-mounts", "harden", "switch-root", "snapshot", "start-workload"]);
+  expect(steps).toEqual(["mounts", "console", "uevents", "modules", "zram", "root-device", "virtio-ports", "network", "nic", "root", "overlay", "container-mounts", "harden", "switch-root", "snapshot", "start-workload"]);
   expect(Object.fromEntries(report.steps.map((step) => [step.name, step.status]))).toEqual({ ...HEALTHY_STEPS, ...statuses });
   for (const step of report.steps) expect(step.endMs).toBeGreaterThanOrEqual(step.startMs);
   expect(result.output).not.toMatch(/Kernel panic/);
