@@ -32,7 +32,7 @@ type StepStatus = "ok" | "skipped" | "failed";
 /** Each step's status in a completed boot: all ok, but the network step needs burrow.net, the overlay burrow.overlay and the snapshot point burrow.snapshot. */
 const HEALTHY_STEPS: Record<string, StepStatus> = {
   mounts: "ok", console: "ok", uevents: "ok", modules: "ok", zram: "ok", "root-device": "ok", "virtio-ports": "ok",
-  network: "skipped", root: "ok", overlay: "skipped", "container-mounts": "skipped", harden: "ok", "switch-root": "ok", snapshot: "skipped", "start-workload": "ok",
+  network: "skipped", nic: "skipped", root: "ok", overlay: "skipped", "container-mounts": "skipped", harden: "ok", "switch-root": "ok", snapshot: "skipped", "start-workload": "ok",
 };
 
 /**
