@@ -201,7 +201,7 @@ describe("a --mem below the smallest guest burrow boots", () => {
       return { code, stdout, lines: stderr.trim().split("\n") };
     };
     const small = await refuse(["--initrd", INITRAMFS, "--mem", "160M"]);
-    expect(small.lines).toEqual([expect.stringMatching(/^burrow: (error: )?--mem 160M is below the smallest guest burrow boots \(\d+ MiB with this 111 MiB initramfs: 38 MiB with virtio-serial ports \(the control port is one\) plus 2\.93× the image, for it and its unpacked copy; see docs\/microvm\.md, "Memory floor"\)$/)]);
+    expect(small.lines).toEqual([expect.stringMatching(/^burrow: (error: )?--mem 160M is below the smallest guest burrow boots \(\d+ MiB with this \d+ MiB initramfs: 38 MiB with virtio-serial ports \(the control port is one\) plus 2\.93× the image, for it and its unpacked copy; see docs\/microvm\.md, "Memory floor"\)$/)]);
     expect(small.code).toBe(1);
     // Nothing booted: QEMU never started, so no console.
     expect(small.stdout).toBe("");

@@ -9,7 +9,9 @@ export function blockFilesystems(procFilesystems: string): string[] {
     .split("\n")
     .map((line) => line.split("\t"))
     .filter(([flag, name]) => flag !== "nodev" && name && name.trim())
-    .map(([, name]) => name!.trim());
+    .map(([, name]) => name!.trim())
+    // fuseblk is FUSE's (a daemon serves it): never a type a bare root device mounts as.
+    .filter((name) => name !== "fuseblk");
   return types.includes("ext4") ? ["ext4", ...types.filter((type) => type !== "ext4")] : types;
 }
 
