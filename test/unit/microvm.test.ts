@@ -107,8 +107,8 @@ describe("initramfs detection (mountinfo / statfs)", () => {
 
 describe("root filesystem types and flags", () => {
   const procFilesystems = "nodev\tsysfs\nnodev\ttmpfs\n\text3\n\text2\n\text4\n\tvfat\nnodev\tdevpts\n\tfuseblk\n";
-  test("block filesystems, ext4 first", () => {
-    expect(blockFilesystems(procFilesystems)).toEqual(["ext4", "ext3", "ext2", "vfat", "fuseblk"]);
+  test("block filesystems, ext4 first; FUSE's fuseblk never", () => {
+    expect(blockFilesystems(procFilesystems)).toEqual(["ext4", "ext3", "ext2", "vfat"]);
     expect(rootFsTypes(parseConfig(""), () => procFilesystems)[0]).toBe("ext4");
     expect(rootFsTypes(parseConfig(""), () => "")).toEqual(["ext4"]);
     expect(rootFsTypes(parseConfig("rootfstype=xfs,btrfs"))).toEqual(["xfs", "btrfs"]);
