@@ -142,6 +142,9 @@ static void wait_for_events(void)
 	long wake = deadline, session_wake = sessions_tick(&busy);
 	short port_events;
 	channel_flush();
+	/* The tick may have ended the last session: the drain is over, nothing to wait for. */
+	if (phase == DRAINING && !sessions_open() && !channel_pending())
+		return;
 	fds[nfds] = (struct pollfd_k){ signal_fd, POLLIN, 0 };
 	owners[nfds++] = SIGNALS;
 	if ((port_events = (short)channel_poll_events())) {
