@@ -30,7 +30,6 @@ enum { NR_mkdirat_ = 34, NR_openat2_ = 437, NR_pivot_root_ = 41, NR_chroot_ = 51
 #define RESOLVE_IN_ROOT_ 0x10
 #define ENOENT_ 2
 #define EEXIST_ 17
-#define ENODEV_ 19
 
 /* Where the root share is mounted before the pivot (src/boot/paths.ts ROOT_MOUNT_POINT; every image has it). */
 #define NEW_ROOT "/sysroot"
@@ -190,6 +189,8 @@ struct container_plan {
 	const char *root_tag, *root_data;
 	u64 root_flags, readonly_flags, files_bytes;
 	int nmounts;
+	/* On the engine's network: the NIC's lines (nic.c); nic.name 0 without. */
+	struct nic_plan nic;
 };
 
 /* Why the plan cannot be read, or 0. */
@@ -214,6 +215,8 @@ static const char *read_container_plan(int bundle_fd, struct container_plan *pla
 		return PLAN_NAME ": longer than its bound";
 	plan_buffer[len] = 0;
 	plan->nmounts = 0;
+	plan->nic.name = 0;
+	plan->nic.nrequests = 0;
 	int header = 0, root = 0;
 	for (char *line = plan_buffer; *line;) {
 		char *next = line;
@@ -246,6 +249,26 @@ static const char *read_container_plan(int bundle_fd, struct container_plan *pla
 			m->kind = f[1][0];
 			m->in_root = str_eq(f[2], "root");
 			plan->nmounts++;
+		} else if (str_eq(f[0], "nic")) {
+			u32 mac_len = 0;
+			if (n != 3 || plan->nic.name || !(plan->nic.name = plan_text(f[1])) || str_len(plan->nic.name) >= NIC_NAME_MAX ||
+			    unhex_bytes_in_place(f[2], &mac_len) || mac_len != 6)
+				return PLAN_NAME ": a malformed nic line";
+			plan->nic.template_mac = (const unsigned char *)f[2];
+		} else if (str_eq(f[0], "netlink")) {
+			struct nic_request *r = &plan->nic.requests[plan->nic.nrequests];
+			u64 offset;
+			if (!plan->nic.name)
+				return PLAN_NAME ": a netlink line before the nic line";
+			if (plan->nic.nrequests >= NIC_MAX_REQUESTS)
+				return PLAN_NAME ": too many netlink requests";
+			if (n != 3 || plan_number(f[1], &offset) || offset > PLAN_MAX_BYTES || unhex_bytes_in_place(f[2], &r->len))
+				return PLAN_NAME ": a malformed netlink line";
+			r->bytes = (const unsigned char *)f[2];
+			r->index_offset = (u32)offset;
+			if (!nic_request_ok(r))
+				return PLAN_NAME ": a netlink request whose length or index offset does not fit it";
+			plan->nic.nrequests++;
 		} else {
 			return PLAN_NAME ": an unknown line";
 		}
@@ -313,7 +336,7 @@ static int apply_plan_mount(const struct plan_mount *m, int index, const struct 
 		attach_failed("making the mount point", m->destination, target);
 	int ret = file ? k_mount(staged, fd_path(target), 0, MS_BIND_, 0) : k_mount(m->source, fd_path(target), m->type, m->flags, *m->data ? m->data : 0);
 	k_close(target);
-	if (ret == -ENODEV_ && !file) {
+	if (ret == -ENODEV && !file) {
 		say(WARN, "container mount %s (%s): the kernel has no %s filesystem; skipped", m->destination, m->type, m->type);
 		return 1;
 	}
@@ -385,6 +408,11 @@ static void container_attach(const char *bundle_tag)
 		say(ERR, "container template: %s", problem);
 		point_fail();
 	}
+	if (plan.nic.name) {
+		const char *what = "";
+		if ((ret = nic_configure(&plan.nic, &what)) < 0)
+			attach_failed(what, plan.nic.name, ret);
+	}
 	ret = k_mount(plan.root_tag, NEW_ROOT, "9p", plan.root_flags, plan.root_data);
 	if (ret < 0)
 		attach_failed("mounting the root share", plan.root_tag, ret);
@@ -433,5 +461,6 @@ static void container_attach(const char *bundle_tag)
 		k_unlinkat(AT_FDCWD, FILES_DIR, AT_REMOVEDIR_);
 	}
 	switch_to_new_root();
-	say(INFO, "container template: root %s attached, %d mounts made, %d skipped, root switched in %l ms", plan.root_tag, made, skipped, boottime_ms() - started);
+	say(INFO, "container template: root %s attached, %d mounts made, %d skipped, %s%s%sroot switched in %l ms", plan.root_tag, made, skipped,
+	    plan.nic.name ? "NIC " : "", plan.nic.name ? plan.nic.name : "", plan.nic.name ? " configured, " : "", boottime_ms() - started);
 }

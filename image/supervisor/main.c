@@ -93,6 +93,7 @@ static void container_attach(const char *bundle_tag);
 #include "sessions.c"
 #include "files.c"
 #include "snapshot.c"
+#include "nic.c"
 #include "container.c"
 
 int start_c(long *stack)

@@ -115,6 +115,7 @@ __asm__(".text\n.global _start\n_start:\n"
 #define ECHILD 10
 #define EINTR 4
 #define EIO 5
+#define ENODEV 19
 #define EAGAIN 11
 #define EPIPE 32
 #define ENOTCONN 107

@@ -54,7 +54,7 @@ static const char *errno_name(int err)
 		[12] = "ENOMEM", [13] = "EACCES", [14] = "EFAULT", [16] = "EBUSY", [17] = "EEXIST",
 		[19] = "ENODEV", [20] = "ENOTDIR", [21] = "EISDIR", [22] = "EINVAL", [24] = "EMFILE",
 		[26] = "ETXTBSY", [28] = "ENOSPC", [30] = "EROFS", [36] = "ENAMETOOLONG", [38] = "ENOSYS",
-		[25] = "ENOTTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [110] = "ETIMEDOUT",
+		[25] = "ENOTTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [99] = "EADDRNOTAVAIL", [101] = "ENETUNREACH", [110] = "ETIMEDOUT",
 	};
 	if (err > 0 && err < (int)(sizeof(names) / sizeof(names[0])) && names[err])
 		return names[err];
@@ -125,6 +125,20 @@ static int unhex_in_place(char *text)
 		*out++ = (char)(high << 4 | low);
 	}
 	*out = 0;
+	return 0;
+}
+
+/* Binary hex (NUL bytes allowed) decoded in place; its length in *len, or -1 when malformed. */
+static int unhex_bytes_in_place(char *text, u32 *len)
+{
+	unsigned char *out = (unsigned char *)text;
+	for (const char *in = text; *in; in += 2) {
+		int high = hex_value(in[0]), low = in[1] ? hex_value(in[1]) : -1;
+		if (high < 0 || low < 0)
+			return -1;
+		*out++ = (unsigned char)(high << 4 | low);
+	}
+	*len = (u32)(out - (unsigned char *)text);
 	return 0;
 }
 

@@ -19,6 +19,7 @@ import teardownC from "../../image/supervisor/teardown.c" with { type: "text" };
 import textC from "../../image/supervisor/text.c" with { type: "text" };
 import usersC from "../../image/supervisor/users.c" with { type: "text" };
 import containerC from "../../image/supervisor/container.c" with { type: "text" };
+import nicC from "../../image/supervisor/nic.c" with { type: "text" };
 import { supervisorWireHeader } from "../control/c-header";
 import { SUPERVISOR_PATH } from "../boot/paths";
 import { hostArch, type Arch } from "../arch";
@@ -41,7 +42,7 @@ export function supervisorSources(): Record<string, string> {
   return {
     "main.c": mainC, "sys.h": sysH, "wire.h": supervisorWireHeader(), "text.c": textC, "options.c": optionsC, "log.c": logC,
     "procfs.c": procfsC, "oom.c": oomC, "spawn.c": spawnC, "users.c": usersC, "teardown.c": teardownC, "stop.c": stopC,
-    "channel.c": channelC, "sessions.c": sessionsC, "files.c": filesC, "snapshot.c": snapshotC, "container.c": containerC,
+    "channel.c": channelC, "sessions.c": sessionsC, "files.c": filesC, "snapshot.c": snapshotC, "nic.c": nicC, "container.c": containerC,
   };
 }
 

@@ -12,6 +12,8 @@ import { rootMountFlags } from "../modes/microvm/root";
 import { MountFlags } from "../sys/constants";
 import { resolveWorkload } from "../workload/resolve";
 import type { ContainerPlan } from "./bundle";
+import type { NetworkPlan } from "./network";
+import { templateNicLines } from "./template-nic";
 
 /** The file on the bundle share the supervisor reads after the restore. */
 export const TEMPLATE_PLAN_FILE = "container.plan";
@@ -30,9 +32,10 @@ export function filesTmpfsBytes(sizes: readonly number[]): number {
  * read-only remount's flags or 0, the files' tmpfs bytes or 0), then one line per mount in the
  * plan's order: KIND (f a filesystem — a share is a 9p one —, b a file copy, o the VM's own mount
  * remounted) TREE (root | vm) FLAGS PROPAGATION SOURCE TYPE DATA DESTINATION, strings in hex
- * ("-" empty). Throws one line for a mount the plan cannot make, as a cold boot would.
+ * ("-" empty); on the engine's network, the NIC's lines last (template-nic.ts). Throws one line
+ * for a mount the plan cannot make, as a cold boot would.
  */
-export function templatePlanText(plan: ContainerPlan, fileSizes: readonly number[]): { text: string; skipped: string[] } {
+export function templatePlanText(plan: ContainerPlan, fileSizes: readonly number[], network: NetworkPlan | null = null): { text: string; skipped: string[] } {
   const rootFlags = rootMountFlags(parseConfig(""));
   const { RDONLY, BIND, REMOUNT } = MountFlags;
   const readonlyFlags = plan.guestPlan.readonlyRoot ? REMOUNT | BIND | RDONLY | perMountFlags(rootFlags) : 0;
@@ -52,6 +55,7 @@ export function templatePlanText(plan: ContainerPlan, fileSizes: readonly number
     else if (mount.kind === "file") lines.push(`mount b ${tree} ${flags} ${propagation} ${hex(mount.file)} - - ${hex(place.path)}`);
     else lines.push(`mount f ${tree} ${flags} ${propagation} ${hex(mount.source || mount.type)} ${hex(mount.type)} ${hex(options.data)} ${hex(place.path)}`);
   }
+  if (network !== null) lines.push(...templateNicLines(network));
   return { text: `${lines.join("\n")}\n`, skipped };
 }
 

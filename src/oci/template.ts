@@ -27,13 +27,14 @@ import { encodePointResume, INSTANCE_PATTERN } from "../snapshot/protocol";
 import { BUNDLE_TAG, type ContainerPlan, ROOT_TAG } from "./bundle";
 import type { NetworkPlan } from "./network";
 import { TEMPLATE_PLAN_FILE, templatePlanText, templateSpecWords } from "./template-plan";
+import { TEMPLATE_NIC } from "./template-nic";
 
 /** Volume shares a template carries (burrow.v0 …): a container with more boots cold. */
 export const TEMPLATE_VOLUMES = 4;
 /** Set to 0 to never use a template (every create boots cold). */
 export const TEMPLATE_ENV = "BURROW_OCI_TEMPLATE";
 /** Changes whenever what a template holds or how it is attached changes: part of the key. */
-const TEMPLATE_FORMAT = 1;
+const TEMPLATE_FORMAT = 2;
 const TEMPLATES_DIR = "burrow-templates";
 const EMPTY_DIR = "empty";
 const RUN_FILE = "template.json";
@@ -57,9 +58,8 @@ export interface TemplateStart {
 }
 
 /** Why this container cannot start from a template, or null. */
-export function templateProblem(plan: ContainerPlan, network: NetworkPlan | null, env: Record<string, string | undefined> = process.env): string | null {
+export function templateProblem(plan: ContainerPlan, env: Record<string, string | undefined> = process.env): string | null {
   if (env[TEMPLATE_ENV] === "0") return `${TEMPLATE_ENV}=0`;
-  if (network !== null) return "the engine's network is configured at boot (a template has no NIC)";
   if (plan.shares.length > TEMPLATE_VOLUMES) return `${plan.shares.length} volumes (a template carries ${TEMPLATE_VOLUMES})`;
   return null;
 }
@@ -83,7 +83,7 @@ export function templateKey(run: StoredRun): string {
     const { size, mtimeMs, head, tail } = fileIdentity(path);
     return { path, size, mtimeMs, head, tail };
   });
-  const inputs = { format: TEMPLATE_FORMAT, burrow: BURROW_VERSION, files, mem: run.mem, smp: run.smp, machine: run.machine, accel: run.accel, append: run.append, arch: run.arch, extraArgs: run.extraArgs ?? [] };
+  const inputs = { format: TEMPLATE_FORMAT, burrow: BURROW_VERSION, files, mem: run.mem, smp: run.smp, machine: run.machine, accel: run.accel, append: run.append, arch: run.arch, nic: run.net !== undefined, extraArgs: run.extraArgs ?? [] };
   return createHash("sha256").update(JSON.stringify(inputs)).digest("hex").slice(0, 32);
 }
 
@@ -179,6 +179,8 @@ export async function ensureTemplate(stateRoot: string, containerRun: StoredRun,
     append: [...splitAppend(containerRun.append).kernelWords.filter((word) => ["root", "init"].includes(wordKey(word))), templateAppend(debug)].join(" "),
     timeoutSeconds: containerRun.timeoutSeconds,
     shares: templateShares(empty),
+    // On the engine's network: the NIC a restore connects to the container's tap, here on nothing.
+    ...(containerRun.net !== undefined ? { net: { unconnected: { mac: TEMPLATE_NIC.mac } } } : {}),
     ...(containerRun.extraArgs ? { extraArgs: containerRun.extraArgs } : {}),
   };
   const key = templateKey(run);
@@ -221,6 +223,9 @@ export function restoreRun(template: TemplateStart, container: StoredRun): Store
     sandbox: true,
     timeoutSeconds: container.timeoutSeconds,
     ...(container.qmpSocket ? { qmpSocket: container.qmpSocket } : {}),
+    // The template's NIC (its MAC is the saved device's) on this container's tap, in its netns.
+    ...(container.net !== undefined && "tap" in container.net ? { net: { tap: { ifname: container.net.tap.ifname, mac: TEMPLATE_NIC.mac } } } : {}),
+    ...(container.netns !== undefined ? { netns: container.netns } : {}),
     ownSignals: true,
     snapshotDisks: true,
     incomingFile: join(template.dir, STATE),
@@ -264,7 +269,7 @@ export async function resumeTemplate(vm: SpawnedVm, qmpSocket: string, template:
  * share), or null with the reason said on --debug — the container then boots cold.
  */
 export async function chooseTemplate(stateRoot: string, id: string, plan: ContainerPlan, network: NetworkPlan | null, run: StoredRun, debug: boolean, bundleShare: string, say: (line: string) => void): Promise<TemplateStart | null> {
-  const problem = templateProblem(plan, network);
+  const problem = templateProblem(plan);
   const spec = problem === null ? templateSpecWords(plan.kernelWords) : null;
   const why = problem ?? (spec !== null && "problem" in spec ? spec.problem : null);
   if (why !== null || spec === null || !("words" in spec)) {
@@ -273,7 +278,7 @@ export async function chooseTemplate(stateRoot: string, id: string, plan: Contai
   }
   let planText;
   try {
-    planText = templatePlanText(plan, plan.files.map((file) => statSync(file.from).size));
+    planText = templatePlanText(plan, plan.files.map((file) => statSync(file.from).size), network);
   } catch (error) {
     say(`start: cold boot (no template: ${describeError(error)})`);
     return null;

@@ -19,7 +19,7 @@ export const NLMSGERR = { error: 0 } as const;
 
 export const NetlinkFlags = { REQUEST: 0x1, ACK: 0x4, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400 } as const;
 export const NetlinkMessage = { NLMSG_ERROR: 2, RTM_NEWLINK: 16, RTM_NEWADDR: 20, RTM_NEWROUTE: 24 } as const;
-export const IflaAttr = { IFLA_MTU: 4 } as const;
+export const IflaAttr = { IFLA_ADDRESS: 1, IFLA_MTU: 4 } as const;
 export const IfaAttr = { IFA_ADDRESS: 1, IFA_LOCAL: 2, IFA_BROADCAST: 4 } as const;
 export const IfaFlags = { IFA_F_NODAD: 0x02 } as const;
 export const RtaAttr = { RTA_DST: 1, RTA_OIF: 4, RTA_GATEWAY: 5, RTA_PRIORITY: 6 } as const;
@@ -62,14 +62,18 @@ export function netlinkMessage(type: number, flags: number, seq: number, body: U
   return out;
 }
 
-/** RTM_NEWLINK's fixed part and attributes: the interface up (IFF_UP in flags and change), its MTU when given. */
-export function linkUpRequest(index: number, mtu: number | null): { body: Uint8Array; attributes: Uint8Array[] } {
+/**
+ * RTM_NEWLINK's fixed part and attributes: the interface up (IFF_UP in flags and change), its MTU
+ * when given, and its MAC when given — set before the flags in one request, so while it is still down.
+ */
+export function linkUpRequest(index: number, mtu: number | null, mac: Uint8Array | null = null): { body: Uint8Array; attributes: Uint8Array[] } {
   const body = new Uint8Array(IFINFOMSG.size);
   const view = new DataView(body.buffer);
   view.setInt32(IFINFOMSG.ifi_index, index, true);
   view.setUint32(IFINFOMSG.ifi_flags, IFF_UP, true);
   view.setUint32(IFINFOMSG.ifi_change, IFF_UP, true);
-  return { body, attributes: mtu === null ? [] : [rtattr(IflaAttr.IFLA_MTU, netlinkU32(mtu))] };
+  const attributes = [...(mac === null ? [] : [rtattr(IflaAttr.IFLA_ADDRESS, mac)]), ...(mtu === null ? [] : [rtattr(IflaAttr.IFLA_MTU, netlinkU32(mtu))])];
+  return { body, attributes };
 }
 
 export interface AddressRequest {
@@ -141,6 +145,25 @@ export function ackError(reply: Uint8Array, seq: number): number | null {
   return null;
 }
 
+/** The flags each request goes with: an address or route already there is replaced, not an error. */
+export const REQUEST_FLAGS: Record<number, number> = {
+  [NetlinkMessage.RTM_NEWLINK]: 0,
+  [NetlinkMessage.RTM_NEWADDR]: NetlinkFlags.CREATE | NetlinkFlags.REPLACE,
+  [NetlinkMessage.RTM_NEWROUTE]: NetlinkFlags.CREATE | NetlinkFlags.REPLACE,
+};
+
+/**
+ * Where a whole request (netlinkMessage) holds its interface index: the fixed part's for links
+ * and addresses, RTA_OIF's payload for a route (routeRequest puts it first). Whoever sends a
+ * request built before the index is known writes it there.
+ */
+export function interfaceIndexOffset(type: number): number {
+  if (type === NetlinkMessage.RTM_NEWLINK) return NLMSGHDR.size + IFINFOMSG.ifi_index;
+  if (type === NetlinkMessage.RTM_NEWADDR) return NLMSGHDR.size + IFADDRMSG.ifa_index;
+  if (type === NetlinkMessage.RTM_NEWROUTE) return NLMSGHDR.size + RTMSG.size + RTATTR.size;
+  throw new Error(`internal: netlink message ${type} carries no interface index`);
+}
+
 const REQUEST_NAMES: Record<number, string> = { [NetlinkMessage.RTM_NEWLINK]: "RTM_NEWLINK", [NetlinkMessage.RTM_NEWADDR]: "RTM_NEWADDR", [NetlinkMessage.RTM_NEWROUTE]: "RTM_NEWROUTE" };
 
 /** A NETLINK_ROUTE socket that sends one request at a time and waits for its ack. */
@@ -169,15 +192,15 @@ export class RouteSocket {
   }
 
   setLinkUp(index: number, mtu: number | null, name: string): void {
-    this.request(NetlinkMessage.RTM_NEWLINK, 0, linkUpRequest(index, mtu), { dev: name, ...(mtu === null ? {} : { mtu }) });
+    this.request(NetlinkMessage.RTM_NEWLINK, REQUEST_FLAGS[NetlinkMessage.RTM_NEWLINK]!, linkUpRequest(index, mtu), { dev: name, ...(mtu === null ? {} : { mtu }) });
   }
 
   addAddress(request: AddressRequest, what: Record<string, unknown>): void {
-    this.request(NetlinkMessage.RTM_NEWADDR, NetlinkFlags.CREATE | NetlinkFlags.REPLACE, addressRequest(request), what);
+    this.request(NetlinkMessage.RTM_NEWADDR, REQUEST_FLAGS[NetlinkMessage.RTM_NEWADDR]!, addressRequest(request), what);
   }
 
   addRoute(request: RouteRequest, what: Record<string, unknown>): void {
-    this.request(NetlinkMessage.RTM_NEWROUTE, NetlinkFlags.CREATE | NetlinkFlags.REPLACE, routeRequest(request), what);
+    this.request(NetlinkMessage.RTM_NEWROUTE, REQUEST_FLAGS[NetlinkMessage.RTM_NEWROUTE]!, routeRequest(request), what);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 // The engine's network through burrow-oci (issue 30): Podman (netavark) hands the runtime a network
 // namespace with a veth; QEMU runs in it, the veth is mirrored to a tap, and burrow configures the
-// guest's NIC with the veth's MAC, addresses, routes and MTU before the workload starts. Cases:
+// guest's NIC with the veth's MAC, addresses, routes and MTU before the workload starts (the
+// supervisor after a template's restore, the default; burrow's nic step on a cold boot). Cases:
 // `-p HOST:80` served from the host, the container at its own addresses (IPv4 and IPv6, a network
 // with MTU 1400), two containers on one network reaching each other by address and by name and
 // the host outside, `--network none` still NIC-less; and every path taking the tap and the mirror
@@ -222,11 +223,12 @@ describe.skipIf(!burrow)("the tap and the mirror go on every path", () => {
     );
     const oci = (args: string[]) => runCommand([runtime.path, "--root", root, ...args], { timeoutMs: 60_000 });
     // create's stdio becomes the container's, which the holder keeps: not pipes the test would wait on to close.
-    const create = async (id: string) => {
+    const create = async (id: string, env: Record<string, string> = {}) => {
       const errors = join(work, `create-${id}.stderr`);
       const fd = openSync(errors, "w");
       try {
-        const child = Bun.spawn([runtime.path, "--root", root, "create", "--bundle", bundle, id], { stdin: "ignore", stdout: "ignore", stderr: fd });
+        // --debug: burrow-oci says whether the VM came from a template or a cold boot.
+        const child = Bun.spawn([runtime.path, "--root", root, ...(burrow ? ["--debug"] : []), "create", "--bundle", bundle, id], { stdin: "ignore", stdout: "ignore", stderr: fd, env: { ...process.env, ...env } });
         const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
         const code = await child.exited;
         clearTimeout(timer);
@@ -253,8 +255,10 @@ describe.skipIf(!burrow)("the tap and the mirror go on every path", () => {
       expect(existsSync(join(root, "n1"))).toBe(false);
       await run(["tc", "-n", name, "qdisc", "del", "dev", "eth0", "ingress"]);
 
+      // From the network template (built on this first use): the NIC configured by the supervisor after the restore.
       const created = await create("n1");
       expect(created.code, explain(created)).toBe(0);
+      if (burrow) expect(created.stderr).toContain("debug: start: from the template");
       expect((await oci(["start", "n1"])).code).toBe(0);
       expect(await fetchEventually(`http://${subnet}.2/`)).toBe(PAGE);
       expect(ipIn(netns, ["link", "show"]).map((link) => link.ifname)).toContain(TAP_NAME);
@@ -265,9 +269,13 @@ describe.skipIf(!burrow)("the tap and the mirror go on every path", () => {
       expect(hasIngress(netns, "eth0")).toBe(false);
       expect((await oci(["delete", "n1"])).code).toBe(0);
 
-      // The holder killed with SIGKILL: QEMU goes (its death signal), the tap stays until delete.
-      const second = await create("n2");
+      // Booted cold (burrow's own nic step configures the NIC), served the same; then its holder
+      // killed with SIGKILL: QEMU goes (its death signal), the tap stays until delete.
+      const second = await create("n2", { BURROW_OCI_TEMPLATE: "0" });
       expect(second.code, explain(second)).toBe(0);
+      if (burrow) expect(second.stderr).toContain("debug: start: cold boot (no template: BURROW_OCI_TEMPLATE=0)");
+      expect((await oci(["start", "n2"])).code).toBe(0);
+      expect(await fetchEventually(`http://${subnet}.2/`)).toBe(PAGE);
       const holder = Number((JSON.parse((await oci(["state", "n2"])).stdout) as { pid: number }).pid);
       const qemu = qemuUnder(holder);
       expect(qemu).toHaveLength(1);

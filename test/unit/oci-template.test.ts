@@ -5,7 +5,11 @@ import { describe, expect, test } from "bun:test";
 import { MountFlags } from "../../src/sys/constants";
 import type { ContainerPlan } from "../../src/oci/bundle";
 import { filesTmpfsBytes, templatePlanText, templateSpecWords } from "../../src/oci/template-plan";
-import { TEMPLATE_VOLUMES, templateAppend, templateProblem, templateShares } from "../../src/oci/template";
+import { restoreRun, TEMPLATE_VOLUMES, templateAppend, templateKey, templateProblem, templateShares } from "../../src/oci/template";
+import { TEMPLATE_NIC, templateNicLines } from "../../src/oci/template-nic";
+import type { NetworkPlan } from "../../src/oci/network";
+import type { StoredRun } from "../../src/host/run-options";
+import { NetlinkMessage } from "../../src/sys/rtnetlink";
 
 const hex = (text: string) => Buffer.from(text).toString("hex");
 const unhex = (field: string) => (field === "-" ? "" : Buffer.from(field, "hex").toString());
@@ -91,13 +95,11 @@ describe("templateSpecWords", () => {
 });
 
 describe("templateProblem and the template's shares", () => {
-  test("an engine's network, too many volumes and BURROW_OCI_TEMPLATE=0 boot cold", () => {
-    expect(templateProblem(plan(), null, {})).toBeNull();
-    expect(templateProblem(plan(), null, { BURROW_OCI_TEMPLATE: "0" })).toMatch(/BURROW_OCI_TEMPLATE=0/);
-    const network = { tap: "t", mac: "02:00:00:00:00:01" } as unknown as Parameters<typeof templateProblem>[1];
-    expect(templateProblem(plan(), network, {})).toMatch(/network/);
+  test("too many volumes and BURROW_OCI_TEMPLATE=0 boot cold; the engine's network does not", () => {
+    expect(templateProblem(plan({ netns: "/run/netns/n" }), {})).toBeNull();
+    expect(templateProblem(plan(), { BURROW_OCI_TEMPLATE: "0" })).toMatch(/BURROW_OCI_TEMPLATE=0/);
     const shares = Array.from({ length: TEMPLATE_VOLUMES + 1 }, (_, index) => ({ tag: `burrow.v${index}`, path: `/v${index}`, readOnly: false }));
-    expect(templateProblem(plan({ shares }), null, {})).toMatch(/volumes/);
+    expect(templateProblem(plan({ shares }), {})).toMatch(/volumes/);
   });
 
   test("every template has the root, the bundle and every volume tag, in one order; unused ones name the empty directory read-only", () => {
@@ -121,5 +123,54 @@ describe("burrow.template=1 on the kernel command line", () => {
     const alone = parseConfig("burrow.template=1");
     expect(alone.template).toBe(false);
     expect(alone.problems.map((problem) => problem.message)).toEqual([expect.stringContaining("burrow.template=1 needs")]);
+  });
+});
+
+describe("a template on the engine's network", () => {
+  const network: NetworkPlan = {
+    netns: "/run/netns/n1",
+    veth: "eth0",
+    tap: "tap0_burrow",
+    mac: "0a:58:0a:58:00:07",
+    mtu: 1500,
+    addresses: [{ family: 4, address: "10.88.0.7", prefix: 16 }],
+    routes: [{ destination: { family: 4, address: "0.0.0.0", prefix: 0 }, via: "10.88.0.1", onlink: false, metric: null }],
+  };
+  const request = (line: string) => {
+    const [kind, offset, bytes] = line.split(" ");
+    return { kind, offset: Number(offset), bytes: Buffer.from(bytes!, "hex") };
+  };
+
+  test("the NIC lines: the template's NIC, then the link, the address and the route, sequenced, the index left at its offset", () => {
+    const text = templatePlanText(plan(), [], network).text.trim().split("\n");
+    const nicAt = text.findIndex((line) => line.startsWith("nic "));
+    expect(text[nicAt]).toBe(`nic ${hex(TEMPLATE_NIC.name)} ${TEMPLATE_NIC.mac.replaceAll(":", "")}`);
+    const requests = text.slice(nicAt + 1).map(request);
+    expect(requests.map((r) => r.kind)).toEqual(["netlink", "netlink", "netlink"]);
+    expect(requests.map((r) => r.bytes.readUInt16LE(4))).toEqual([NetlinkMessage.RTM_NEWLINK, NetlinkMessage.RTM_NEWADDR, NetlinkMessage.RTM_NEWROUTE]);
+    for (const [position, r] of requests.entries()) {
+      expect(r.bytes.readUInt32LE(0)).toBe(r.bytes.length);
+      expect(r.bytes.readUInt32LE(8)).toBe(position + 1);
+      expect(r.bytes.readUInt32LE(r.offset)).toBe(0);
+    }
+    // The route's index is RTA_OIF's payload: the attribute header (length 8, type 4) right before it.
+    const route = requests[2]!;
+    expect([route.bytes.readUInt16LE(route.offset - 4), route.bytes.readUInt16LE(route.offset - 2)]).toEqual([8, 4]);
+    // The link request carries the veth's MAC (IFLA_ADDRESS) and MTU.
+    expect(requests[0]!.bytes.includes(Buffer.from("0a580a580007", "hex"))).toBe(true);
+    // A MAC the guest's NIC cannot take is the host's one line, before any VM.
+    expect(() => templateNicLines({ ...network, mac: "01:00:00:00:00:01" })).toThrow(/multicast/);
+  });
+
+  test("the container's network has its own template (the key has the NIC); a restore puts the template's NIC on the container's tap in its netns", () => {
+    const run = { arch: "x86_64", kernel: "/k", disks: [], ports: [], mem: "256M", smp: 1, machine: "microvm", accel: "tcg", append: "a", timeoutSeconds: 60 } as unknown as StoredRun;
+    expect(templateKey({ ...run, kernel: import.meta.path })).not.toBe(templateKey({ ...run, kernel: import.meta.path, net: { unconnected: { mac: TEMPLATE_NIC.mac } } }));
+    const template = { dir: "/state/burrow-templates/k", run: { ...run, net: { unconnected: { mac: TEMPLATE_NIC.mac } } }, append: "a", runId: "r", words: [], instance: "c1" };
+    const restored = restoreRun(template, { ...run, net: { tap: { ifname: "tap0_burrow", mac: network.mac } }, netns: network.netns });
+    expect(restored.net).toEqual({ tap: { ifname: "tap0_burrow", mac: TEMPLATE_NIC.mac } });
+    expect(restored.netns).toBe(network.netns);
+    const isolated = restoreRun({ ...template, run }, run);
+    expect(isolated.net).toBeUndefined();
+    expect(isolated.netns).toBeUndefined();
   });
 });
