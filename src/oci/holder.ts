@@ -17,7 +17,7 @@ import * as sys from "../sys";
 import { type ContainerPaths, updateRecord } from "./container-dir";
 import { type HolderReply, type HolderRequest, MAX_REQUEST_BYTES, parseHolderRequest } from "./holder-link";
 import { readLaunchPlan } from "./launch";
-import { restoreRun, resumeTemplate } from "./template";
+import { discardTemplate, restoreRun, resumeTemplate, TemplateLoadError } from "./template";
 import { mirrorMarker, setUpMirror, tearDownMirror } from "./network";
 import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent } from "./spawn-self";
@@ -39,6 +39,10 @@ class Holder {
   private qemuKill: ((signal?: NodeJS.Signals) => void) | null = null;
   private consoleBytes = 0;
   private ready = false;
+  /** Why the template's restore failed, while its QEMU is being killed: run() then boots the VM cold. */
+  private coldRetry: string | null = null;
+  /** A signal that ends the container came before it was ready: nothing is retried. */
+  private ending = false;
   private terminal: boolean;
 
   constructor(private readonly paths: ContainerPaths, private readonly plan: ReturnType<typeof readLaunchPlan>) {
@@ -87,21 +91,32 @@ class Holder {
     try {
       // The tap and the mirror before QEMU opens the tap; they go when the VM does (finally below).
       if (network !== null) setUpMirror(network, mirrorMarker(this.paths.dir));
-      result = await runVm(
-        {
-          // From a template: its command line with this container's shares, then the resume (src/oci/template.ts).
-          ...(this.plan.template ? restoreRun(this.plan.template, run) : run),
-          onSpawn: (vm) => {
-            this.qemuPid = vm.pid;
-            this.qemuKill = vm.kill;
-            updateRecord(this.paths, { qemuPid: vm.pid });
-            const template = this.plan.template;
-            const control = template ? resumeTemplate(vm, run.qmpSocket!, template, (line) => this.say(line)) : vm.control;
-            control?.then((mux) => this.connected(mux, proc.args[0]!), (error: Error) => this.failCreate(`the VM ended before its supervisor answered: ${error.message}`));
+      let template = this.plan.template ?? null;
+      for (;;) {
+        const restoring = template;
+        result = await runVm(
+          {
+            // From a template: its command line with this container's shares, then the resume (src/oci/template.ts).
+            ...(restoring ? restoreRun(restoring, run) : run),
+            onSpawn: (vm) => {
+              this.qemuPid = vm.pid;
+              this.qemuKill = vm.kill;
+              updateRecord(this.paths, { qemuPid: vm.pid });
+              const control = restoring ? resumeTemplate(vm, run.qmpSocket!, restoring, (line) => this.say(line)) : vm.control;
+              control?.then(
+                (mux) => this.connected(mux, proc.args[0]!),
+                (error: Error) => (restoring && !this.ending ? this.restoreFailed(error, restoring.dir) : this.failCreate(`the VM ended before its supervisor answered: ${error.message}`)),
+              );
+            },
           },
-        },
-        (text) => this.console(text),
-      );
+          (text) => this.console(text),
+        );
+        if (this.ready || template === null || this.coldRetry === null || this.ending) break;
+        // The same container, booted: what a template could not give it costs a cold boot, not the create.
+        this.say(`template: the restore failed (${this.coldRetry}); booting the VM cold`);
+        template = null;
+        this.coldRetry = null;
+      }
     } catch (error) {
       this.failCreate(describeError(error));
       result = null;
@@ -122,6 +137,17 @@ class Holder {
     updateRecord(this.paths, { status: "stopped", exitStatus: status });
     this.say(`the VM ended (${result?.reason ?? "unknown"}); the container's status is ${status}`);
     return status;
+  }
+
+  /** A template's restore failed before the guest was ready: its QEMU goes, and run() boots the VM cold. */
+  private restoreFailed(error: Error, dir: string): void {
+    this.coldRetry = describeError(error);
+    // QEMU could not load it at all (another QEMU, a damaged state): no create may use it again.
+    if (error instanceof TemplateLoadError) {
+      discardTemplate(dir);
+      this.say(`template: ${dir} removed (the next create builds it again)`);
+    }
+    this.qemuKill?.("SIGKILL");
   }
 
   private failCreate(reason: string): void {
@@ -233,6 +259,7 @@ class Holder {
 
   /** A signal for the container: to its workload once started; one that ends it stops a VM that never started. */
   async signal(signal: number): Promise<void> {
+    if (!this.ready && ENDING.has(signal)) this.ending = true;
     if (this.client === null) {
       if (ENDING.has(signal)) this.qemuKill?.("SIGKILL");
       return;

@@ -9,8 +9,9 @@
 // its own command line. QEMU's -sandbox refuses the save's exec: migration, so only restores run
 // sandboxed. A build is one process's (a lock file with its pid); the others wait for it.
 import { randomBytes, createHash } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import { ARCH_INFO, hostArch } from "../arch";
 import { BURROW_VERSION } from "../boot/version";
 import { splitAppend, wordKey } from "../config/cmdline";
 import { ControlClient } from "../control/client";
@@ -77,9 +78,19 @@ export function templateShares(empty: string, given: readonly { tag: string; pat
   return tags.map((tag) => given.find((share) => share.tag === tag) ?? { tag, path: empty, readOnly: true });
 }
 
-/** The key: sha256 of everything the saved memory depends on. */
+/** The QEMU a run starts, resolved on PATH as the spawn does: its saved state is that QEMU's. */
+function qemuPath(run: StoredRun): string | null {
+  const name = run.qemu ?? ARCH_INFO[run.arch ?? hostArch()].qemu;
+  return name.includes("/") ? name : Bun.which(name);
+}
+
+/**
+ * The key: sha256 of everything the saved memory depends on — the QEMU binary too, since another
+ * QEMU (a package upgrade) may refuse the state this one saved.
+ */
 export function templateKey(run: StoredRun): string {
-  const files = [run.kernel, ...(run.initrd ? [run.initrd] : []), ...run.disks].map((path) => {
+  const qemu = qemuPath(run);
+  const files = [run.kernel, ...(run.initrd ? [run.initrd] : []), ...run.disks, ...(qemu !== null && existsSync(qemu) ? [qemu] : [])].map((path) => {
     const { size, mtimeMs, head, tail } = fileIdentity(path);
     return { path, size, mtimeMs, head, tail };
   });
@@ -234,6 +245,20 @@ export function restoreRun(template: TemplateStart, container: StoredRun): Store
   };
 }
 
+/** A template QEMU could not load (another QEMU, a damaged state): the template is of no use any more. */
+export class TemplateLoadError extends Error {}
+
+/** A template that failed to load is moved out of the way (creates restoring it now keep their open files) and removed; the next create builds it again. */
+export function discardTemplate(dir: string): void {
+  const doomed = `${dir}.discarded-${process.pid}`;
+  try {
+    renameSync(dir, doomed);
+  } catch {
+    return; // gone already: another create discarded or rebuilt it
+  }
+  rmSync(doomed, { recursive: true, force: true });
+}
+
 /**
  * Drive a restore of the template: the saved state loaded with the RAM file mapped, the VM
  * continued, then the resume (fresh entropy, the clock, this container's spec words), after which
@@ -242,11 +267,18 @@ export function restoreRun(template: TemplateStart, container: StoredRun): Store
 export async function resumeTemplate(vm: SpawnedVm, qmpSocket: string, template: TemplateStart, say: (line: string) => void): Promise<ControlMux> {
   if (vm.control === null) throw new Error("the restored VM has no control port");
   const started = performance.now();
-  const qmp = await QmpClient.connect(qmpSocket, 10_000);
+  let qmp: QmpClient | null = null;
+  let status: { status: string };
   try {
+    qmp = await QmpClient.connect(qmpSocket, 10_000);
     await qmp.execute("migrate-set-capabilities", { capabilities: IGNORE_SHARED });
     await qmp.execute("migrate-incoming", { uri: incomingUri() });
-    const status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000, 2);
+    status = await qmp.waitFor<{ status: string }>("query-status", (value) => value.status !== "inmigrate", 60_000, 2);
+  } catch (error) {
+    qmp?.close();
+    throw new TemplateLoadError(`QEMU did not load the template ${template.dir}: ${describeError(error)}`);
+  }
+  try {
     const loadedMs = performance.now() - started;
     if (status.status !== "running") await qmp.execute("cont");
     const mux = await vm.control;

@@ -58,7 +58,7 @@ function bundle(hostname: string): string {
   return dir;
 }
 
-interface Ran { create: { code: number; stderr: string }; output: string }
+interface Ran { create: { code: number; stderr: string }; output: string; holderLog: string }
 
 /** create (--debug) → start → wait for it to stop → its output (the holder writes the workload's to create's stdout). */
 async function runContainer(hostname: string, extraEnv: Record<string, string> = {}): Promise<Ran> {
@@ -77,7 +77,7 @@ async function runContainer(hostname: string, extraEnv: Record<string, string> =
   }
   const code = await child.exited;
   const create = { code, stderr: readFileSync(err, "utf8") };
-  if (code !== 0) return { create, output: "" };
+  if (code !== 0) return { create, output: "", holderLog: "" };
   const started = await runCommand([BURROW_OCI, "--root", root, "start", id], { timeoutMs: 60_000 });
   expect(started.code, explain(started)).toBe(0);
   const deadline = performance.now() + 60_000;
@@ -87,8 +87,9 @@ async function runContainer(hostname: string, extraEnv: Record<string, string> =
     if (performance.now() > deadline) throw new Error(`${id} did not stop in 60 s`);
     await Bun.sleep(100);
   }
+  const holderLog = readFileSync(join(root, id, "holder.log"), "utf8");
   await runCommand([BURROW_OCI, "--root", root, "delete", id], { timeoutMs: 30_000 });
-  return { create, output: readFileSync(out, "utf8") };
+  return { create, output: readFileSync(out, "utf8"), holderLog };
 }
 
 const templates = () => readdirSync(join(root, "burrow-templates")).filter((name) => /^[0-9a-f]{32}$/.test(name));
@@ -134,6 +135,25 @@ test("a template whose kernel changed is rebuilt, and the old one removed", asyn
   expect(after).toHaveLength(1);
   expect(after[0]).not.toBe(before[0]);
   expect(existsSync(join(root, "burrow-templates", before[0]!))).toBe(false);
+}, TIMEOUT_MS);
+
+test("a template QEMU cannot load: the create still starts its container, booted cold; the template is removed and the next create builds it again", async () => {
+  const [key] = templates();
+  // A saved run whose RAM size is not the saved state's: QEMU refuses the state (a RAM block's length), as another QEMU may.
+  const saved = join(root, "burrow-templates", key!, "template.json");
+  writeFileSync(saved, JSON.stringify({ ...JSON.parse(readFileSync(saved, "utf8")), mem: "128M" }));
+  const fallback = await runContainer("zeta");
+  expect(fallback.create.code, fallback.create.stderr).toBe(0);
+  expect(fallback.create.stderr).toContain("debug: start: from the template");
+  expect(fallback.holderLog).toContain("template: the restore failed (QEMU did not load the template");
+  expect(fallback.holderLog).toContain("booting the VM cold");
+  expect(fallback.output.trim().split("\n")[0]).toBe("zeta");
+  expect(existsSync(join(root, "burrow-templates", key!))).toBe(false);
+  const rebuilt = await runContainer("eta");
+  expect(rebuilt.create.stderr).toContain("not built; building it");
+  expect(rebuilt.create.stderr).toContain("debug: start: from the template");
+  expect(rebuilt.output.trim().split("\n")[0]).toBe("eta");
+  expect(templates()).toEqual([key]);
 }, TIMEOUT_MS);
 
 test("BURROW_OCI_TEMPLATE=0 boots cold, and --debug says so", async () => {
