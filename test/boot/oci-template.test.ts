@@ -153,7 +153,7 @@ test("a template QEMU cannot load: the create still starts its container, booted
   expect(rebuilt.create.stderr).toContain("not built; building it");
   expect(rebuilt.create.stderr).toContain("debug: start: from the template");
   expect(rebuilt.output.trim().split("\n")[0]).toBe("eta");
-  expect(templates()).toEqual([key]);
+  expect(templates()).toEqual([key!]);
 }, TIMEOUT_MS);
 
 test("BURROW_OCI_TEMPLATE=0 boots cold, and --debug says so", async () => {
