@@ -76,8 +76,8 @@ static void put_data(struct session *s, int flags, const unsigned char *body, u3
 {
 	const char *temporary = put_paths[session_slot(s)][1], *target = put_paths[session_slot(s)][0];
 	int ret;
-	if ((u64)s->in_unacked + len > INPUT_WINDOW_BYTES) {
-		send_error(s->id, EC_CREDIT_EXCEEDED, "PUT_DATA beyond the input window", "the upload is discarded");
+	if ((u64)s->in_unacked + len > PUT_WINDOW_BYTES) {
+		send_error(s->id, EC_CREDIT_EXCEEDED, "PUT_DATA beyond the upload's window", "the upload is discarded");
 		return file_abort(s);
 	}
 	if (s->done + len > s->size) {

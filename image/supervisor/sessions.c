@@ -219,17 +219,34 @@ static int next_record(const unsigned char *body, u32 len, u32 *at, int *tag, co
 	return 1;
 }
 
+/*
+ * The clone(CLONE_VM | CLONE_VFORK) child's stack and all it shares with the supervisor: the spec
+ * to apply and where a start failure is written. One child at a time (the parent waits until it
+ * exec'd or exited), so one stack serves every start; only the pages it touches are resident.
+ */
+struct spawn_job {
+	const struct spec *spec;
+	struct start_failure failure;
+};
+static unsigned char spawn_stack[64 * 1024] __attribute__((aligned(16)));
+
+static int spawn_child(void *arg)
+{
+	struct spawn_job *job = arg;
+	job->failure = apply_spec_and_exec(job->spec, 1);
+	return 127;
+}
+
 static void exec_request(u32 id, const unsigned char *body, u32 len)
 {
 	struct session *s;
-	struct start_failure failure = { 0, 0, 0 };
+	struct spawn_job job = { &exec_spec, { 0, 0, 0 } };
 	char *overrides[MAX_EXEC_ENV];
 	const char *user = 0, *problem = 0;
-	int nargs = 0, nenv = 0, want_stdin = 0, is_workload = 0, rows = 0, cols = 0, ret, tag, pipe_fds[2];
+	int nargs = 0, nenv = 0, want_stdin = 0, is_workload = 0, rows = 0, cols = 0, ret, tag;
 	u32 at = 0, value_len, timeout_ms = 0;
 	size_t used = 0;
 	const unsigned char *value;
-	long n;
 	if (phase != RUNNING)
 		return send_error(id, EC_STOPPING, "EXEC: the guest is stopping", 0);
 	if (!(s = session_new(id, S_EXEC)))
@@ -336,34 +353,26 @@ static void exec_request(u32 id, const unsigned char *body, u32 len)
 	}
 	merge_env(overrides, nenv, user && exec_user.home[0] ? exec_user.home : 0);
 	exec_spec.envp = exec_env;
-	if ((ret = exec_stdio(s, want_stdin, rows, cols)) < 0 || (ret = k_pipe2(pipe_fds, O_CLOEXEC)) < 0) {
+	if ((ret = exec_stdio(s, want_stdin, rows, cols)) < 0) {
 		close_child_ends();
 		send_failed(id, -ret, STEP_STDIO, s->tty ? "a pseudo-terminal" : "pipes");
 		session_free(s);
 		return;
 	}
-	s->oom_before = oom_kills();
-	s->pid = k_fork();
-	if (s->pid == 0) {
-		k_close(pipe_fds[0]);
-		failure = apply_spec_and_exec(&exec_spec, 1);
-		k_write(pipe_fds[1], &failure, sizeof(failure));
-		k_exit(127);
-	}
-	k_close(pipe_fds[1]);
+	/* Without an oom_kill counter (the workload's check found none) the kernel log tells OOM kills apart. */
+	s->oom_before = oom_before >= 0 ? oom_kills() : -1;
+	/* Known before the child reads it: the child writes nothing the supervisor keeps. */
+	ignored_signals();
+	/* The parent goes on once the child exec'd or failed; a failure is in job.failure. */
+	s->pid = (pid_t)k_clone_vfork(spawn_child, spawn_stack + sizeof(spawn_stack), &job);
 	close_child_ends();
 	if (s->pid < 0) {
-		k_close(pipe_fds[0]);
-		send_failed(id, -s->pid, STEP_FORK, "fork");
+		send_failed(id, -s->pid, STEP_FORK, "clone");
 		session_free(s);
 		return;
 	}
-	/* Nothing to read means the exec happened (the pipe is close-on-exec). */
-	do
-		n = k_read(pipe_fds[0], &failure, sizeof(failure));
-	while (n == -EINTR);
-	k_close(pipe_fds[0]);
-	if (n == (long)sizeof(failure)) {
+	if (job.failure.err) {
+		struct start_failure failure = job.failure;
 		send_failed(id, failure.err, failure.step, failure.step == STEP_EXEC ? exec_argv[0] : failure.step == STEP_CWD ? exec_spec.cwd : step_names[failure.step]);
 		/* The child is collected by reap(); its slot is freed then. */
 		s->abandoned = 1;
@@ -442,25 +451,39 @@ static void send_input_credit(struct session *s, u32 bytes)
 	send_u32(FT_INPUT_CREDIT, s->id, bytes);
 }
 
-/* Move buffered stdin into the pipe (or the pty); close it at EOF once empty. */
-static void stdin_drain(struct session *s)
+/* Input into the pipe (or the pty) as far as it takes it now: the bytes taken, dropped ones included (its reader gone: EPIPE). */
+static u32 stdin_write(struct session *s, const unsigned char *bytes, u32 len)
 {
 	int fd = s->tty ? s->out_fd : s->in_fd;
-	while (s->in_len && fd >= 0) {
-		long n = k_write(fd, stdin_buffers[session_slot(s)] + s->in_off, s->in_len);
+	u32 taken = 0;
+	while (taken < len && fd >= 0) {
+		long n = k_write(fd, bytes + taken, len - taken);
 		if (n == -EINTR)
 			continue;
 		if (n == -EAGAIN)
-			return;
+			break;
 		if (n <= 0) {
-			/* The reader is gone (EPIPE): what is left can never be taken. */
-			n = s->in_len;
+			/* What is left can never be taken. */
+			n = len - taken;
 			if (!s->tty)
 				close_fd(&s->in_fd);
+			fd = -1;
 		}
-		s->in_off += (u32)n;
-		s->in_len -= (u32)n;
-		send_input_credit(s, (u32)n);
+		taken += (u32)n;
+	}
+	send_input_credit(s, taken);
+	return taken;
+}
+
+/* Move buffered stdin into the pipe (or the pty); close it at EOF once empty. */
+static void stdin_drain(struct session *s)
+{
+	if (s->in_len) {
+		u32 n = stdin_write(s, stdin_buffers[session_slot(s)] + s->in_off, s->in_len);
+		s->in_off += n;
+		s->in_len -= n;
+		if (s->in_len)
+			return;
 	}
 	s->in_off = 0;
 	if (s->in_eof && !s->tty)
@@ -488,14 +511,22 @@ static void session_stdin(struct session *s, int flags, const unsigned char *bod
 		send_input_credit(s, len);
 		return;
 	}
-	if (s->in_off) {
-		move_down(stdin_buffers[slot], stdin_buffers[slot] + s->in_off, s->in_len);
-		s->in_off = 0;
-	}
-	memcpy(stdin_buffers[slot] + s->in_len, body, len);
-	s->in_len += len;
 	if (flags & FLAG_EOF)
 		s->in_eof = 1;
+	/* Nothing waiting before it: from the frame straight into the pipe, and only what it cannot take now is kept. */
+	if (!s->in_len) {
+		u32 taken = stdin_write(s, body, len);
+		body += taken;
+		len -= taken;
+	}
+	if (len) {
+		if (s->in_off) {
+			move_down(stdin_buffers[slot], stdin_buffers[slot] + s->in_off, s->in_len);
+			s->in_off = 0;
+		}
+		move_down(stdin_buffers[slot] + s->in_len, body, len);
+		s->in_len += len;
+	}
 	stdin_drain(s);
 }
 
@@ -504,10 +535,17 @@ static void session_output(struct session *s, int *fd, unsigned char *eof, int t
 {
 	long n;
 	/* What the pipe holds, frame after frame, while credit and the queue allow. */
-	while ((n = send_data_from(*fd, type, s->id, s->credit > DATA_CHUNK_BYTES ? DATA_CHUNK_BYTES : (size_t)s->credit)) > 0) {
-		s->credit -= (u64)n;
-		if (!s->credit)
+	for (;;) {
+		size_t max = s->credit > DATA_CHUNK_BYTES ? DATA_CHUNK_BYTES : (size_t)s->credit;
+		if (!max)
 			return;
+		/* A pipe's bulk goes into the port by splice; a terminal's output, and a little, through tx. */
+		n = s->tty ? 0 : send_data_spliced(*fd, type, s->id, max);
+		if (!n)
+			n = send_data_from(*fd, type, s->id, max);
+		if (n <= 0)
+			break;
+		s->credit -= (u64)n;
 	}
 	/* 0: every writer closed it; EIO: a pty whose other side is gone. */
 	if (n == 0 || (n != -EAGAIN && n != -EINTR)) {

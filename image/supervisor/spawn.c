@@ -60,11 +60,35 @@ static int exec_program(char **argv, char **envp)
 	return last;
 }
 
-/* Everything between fork and exec, in the order that keeps each step permitted; never returns on success. */
+/*
+ * The signals this supervisor ignores (SIGPIPE, and any it inherited ignored): what a started
+ * process must get back to SIG_DFL, as exec(2) keeps ignored ones. Asked of the kernel once (64
+ * calls) and kept — the supervisor changes no disposition after open_channels() — so a start
+ * resets only these instead of every signal. An exec session's parent asks before its
+ * clone(CLONE_VM) child reads it.
+ */
+static u64 ignored_signals(void)
+{
+	static u64 mask;
+	static int known;
+	for (int sig = 1; sig <= 64 && !known; sig++) {
+		struct sigaction_k old = { 0, 0, 0, 0 };
+		if (sig != SIGKILL && sig != 19 && k_sigaction_get(sig, &old) == 0 && old.handler == (void *)1 /* SIG_IGN */)
+			mask |= 1ULL << (sig - 1);
+	}
+	known = 1;
+	return mask;
+}
+
+/*
+ * Everything between fork and exec, in the order that keeps each step permitted; never returns on
+ * success. Writes nothing outside its own stack frame: an exec session runs it in a
+ * clone(CLONE_VM) child that shares the supervisor's memory.
+ */
 static struct start_failure apply_spec_and_exec(const struct spec *spec, int new_session)
 {
 	struct start_failure failure = { 0, 0, 0 };
-	u64 empty = 0;
+	u64 empty = 0, ignored = ignored_signals();
 	long ret;
 #define FAIL_IF(cond, stepname, detailvalue) do { if ((ret = (cond)) < 0) { failure.step = stepname; failure.err = (int)-ret; failure.detail = (detailvalue); return failure; } } while (0)
 	if (new_session)
@@ -118,10 +142,10 @@ static struct start_failure apply_spec_and_exec(const struct spec *spec, int new
 	/* After the user switch: the directory must be the user's to enter. */
 	if (spec->cwd)
 		FAIL_IF(k_chdir(spec->cwd), STEP_CWD, 0);
-	/* What an exec'd agent would have: no blocked and no ignored signals. */
+	/* What an exec'd agent would have: no blocked and no ignored signals (exec resets handled ones). */
 	for (int sig = 1; sig <= 64; sig++) {
 		struct sigaction_k dfl = { 0, 0, 0, 0 };
-		if (sig != SIGKILL && sig != 19)
+		if (ignored & (1ULL << (sig - 1)))
 			k_sigaction(sig, &dfl);
 	}
 	FAIL_IF(k_sigprocmask(SIG_SETMASK, &empty, 0), STEP_SIGNALS, 0);

@@ -249,4 +249,80 @@ void *memcpy(void *dest, const void *src, size_t n)
 	return dest;
 }
 
+/* Added for the control channel's fast paths (exec by clone(CLONE_VM|CLONE_VFORK), output spliced into the port). */
+#if defined(__x86_64__)
+enum { NR_splice = 275, NR_mincore = 27 };
+#elif defined(__aarch64__)
+enum { NR_splice = 76, NR_mincore = 232 };
+#endif
+#define CLONE_VM 0x100
+#define CLONE_VFORK 0x4000
+/* _IOR('T', 0x1B): bytes a pipe holds; the same on x86_64 and arm64. */
+#define FIONREAD 0x541B
+#define SPLICE_F_NONBLOCK 2
+
+/* The disposition of `sig` (the handler field: 0 SIG_DFL, 1 SIG_IGN), changing nothing. */
+static inline int k_sigaction_get(int sig, struct sigaction_k *old) { return (int)sys4(NR_rt_sigaction, sig, 0, old, 8); }
+static inline int k_mincore(u64 start, size_t len, unsigned char *vec) { return (int)sys3(NR_mincore, start, len, vec); }
+static inline long k_splice(int from, int to, size_t len, unsigned flags) { return sys6(NR_splice, from, 0, to, 0, (long)len, flags); }
+
+/*
+ * clone(CLONE_VM | CLONE_VFORK | SIGCHLD): the child runs fn(arg) on its own stack (`stack_top`,
+ * 16-byte aligned) in this process's memory, and the call returns once the child has exec'd or
+ * exited — no page tables copied, no copy-on-write faults, where fork(2) costs both under TCG.
+ * fn's return value is the child's exit status if it returns. The child shares every page with
+ * the parent: it must write nothing but its own stack and what arg points to. The pid, or a
+ * negative errno. (The child cannot simply return from a syscall wrapper: the parent's stack
+ * frame is not its own, so it starts in this asm on the new stack.)
+ */
+static inline long k_clone_vfork(int (*fn)(void *), void *stack_top, void *arg)
+{
+#if defined(__x86_64__)
+	long ret;
+	register long r10 __asm__("r10") = 0;
+	register long r8 __asm__("r8") = 0;
+	register long r12 __asm__("r12") = (long)fn;
+	register long r13 __asm__("r13") = (long)arg;
+	__asm__ volatile("syscall\n\t"
+			 "test %%rax, %%rax\n\t"
+			 "jnz 1f\n\t"
+			 "xor %%ebp, %%ebp\n\t"
+			 "mov %%r13, %%rdi\n\t"
+			 "call *%%r12\n\t"
+			 "mov %%eax, %%edi\n\t"
+			 "mov %[exit], %%eax\n\t"
+			 "syscall\n\t"
+			 "hlt\n"
+			 "1:"
+			 : "=a"(ret)
+			 : "0"((long)NR_clone), "D"((long)(CLONE_VM | CLONE_VFORK | SIGCHLD)), "S"(stack_top), "d"(0L), "r"(r10), "r"(r8), "r"(r12), "r"(r13),
+			   [exit] "i"(NR_exit_group)
+			 : "rcx", "r11", "memory");
+	return ret;
+#elif defined(__aarch64__)
+	register long x8 __asm__("x8") = NR_clone;
+	register long x0 __asm__("x0") = CLONE_VM | CLONE_VFORK | SIGCHLD;
+	register long x1 __asm__("x1") = (long)stack_top;
+	register long x2 __asm__("x2") = 0;
+	register long x3 __asm__("x3") = 0;
+	register long x4 __asm__("x4") = 0;
+	register long x19 __asm__("x19") = (long)fn;
+	register long x20 __asm__("x20") = (long)arg;
+	__asm__ volatile("svc 0\n\t"
+			 "cbnz x0, 1f\n\t"
+			 "mov x29, xzr\n\t"
+			 "mov x30, xzr\n\t"
+			 "mov x0, x20\n\t"
+			 "blr x19\n\t"
+			 "mov x8, %[exit]\n\t"
+			 "svc 0\n\t"
+			 "brk #0\n"
+			 "1:"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x19), "r"(x20), [exit] "i"(NR_exit_group)
+			 : "memory");
+	return x0;
+#endif
+}
+
 #endif

@@ -41,6 +41,7 @@ export function supervisorWireHeader(): string {
     `#define DATA_CHUNK_BYTES ${wire.DATA_CHUNK_BYTES}`,
     `#define OUTPUT_WINDOW_BYTES ${wire.OUTPUT_WINDOW_BYTES}`,
     `#define INPUT_WINDOW_BYTES ${wire.INPUT_WINDOW_BYTES}`,
+    `#define PUT_WINDOW_BYTES ${wire.PUT_WINDOW_BYTES}`,
     `#define OUTPUT_PIPE_BYTES ${wire.OUTPUT_PIPE_BYTES}`,
     `#define MAX_SESSIONS ${wire.MAX_SESSIONS}`,
     `#define MAX_EXEC_ARGS ${wire.MAX_EXEC_ARGS}`,

@@ -9,7 +9,7 @@ import {
   type ExecRequest, type Exited, type Frame, FrameError, frameTypeName, type HelloAck, pathBytes, readU32, readU64, text, u32Body,
 } from "./frames";
 import { type FrameTransport, unixTransport, type UnixTransportOptions } from "./transport";
-import { DATA_CHUNK_BYTES, ErrorCode, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION, StartStep } from "./wire";
+import { DATA_CHUNK_BYTES, ErrorCode, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION, PUT_WINDOW_BYTES, StartStep } from "./wire";
 
 const HELLO_RETRY_MS = 500;
 const HELLO_RETRY_MAX_MS = 8000;
@@ -242,16 +242,18 @@ class CreditedStream {
   }
 }
 
-/** Input the guest has not acknowledged yet (INPUT_WINDOW_BYTES at most), for one session's writer at a time. */
+/** Input the guest has not acknowledged yet (`size` at most: its window), for one session's writer at a time. */
 class InputWindow {
-  private available = INPUT_WINDOW_BYTES;
+  private available: number;
   private wake: (() => void) | null = null;
   private error: Error | null = null;
 
-  constructor(private readonly link: SessionLink, private readonly type: number) {}
+  constructor(private readonly link: SessionLink, private readonly type: number, private readonly size = INPUT_WINDOW_BYTES) {
+    this.available = size;
+  }
 
   credit(bytes: number): void {
-    if (bytes > INPUT_WINDOW_BYTES - this.available) throw new FrameError(`INPUT_CREDIT of ${bytes} bytes, more than was sent`);
+    if (bytes > this.size - this.available) throw new FrameError(`INPUT_CREDIT of ${bytes} bytes, more than was sent`);
     this.available += bytes;
     this.wakeWriter();
   }
@@ -293,6 +295,11 @@ class InputWindow {
     this.wake = null;
     wake?.();
   }
+}
+
+/** The upload window the guest announced, never beyond this host's (its queues are sized by it). */
+export function putWindow(hello: HelloAck): number {
+  return Math.max(1, Math.min(hello.putWindow, PUT_WINDOW_BYTES));
 }
 
 function signalNumber(signal: number | NodeJS.Signals): number {
@@ -451,8 +458,8 @@ class Upload implements Session {
   readonly input: InputWindow;
   readonly done = new Deferred<bigint>();
 
-  constructor(private readonly link: SessionLink) {
-    this.input = new InputWindow(link, FrameType.PUT_DATA);
+  constructor(private readonly link: SessionLink, window: number) {
+    this.input = new InputWindow(link, FrameType.PUT_DATA, window);
   }
 
   frame(frame: Frame): void {
@@ -677,7 +684,7 @@ export class ControlClient {
     const body = encodePut(path, declared, mode);
     let upload: Upload | null = null;
     const id = this.open({ frame: (frame) => upload!.frame(frame), fail: (error) => upload!.fail(error) });
-    upload = new Upload(this.sessionLink(id));
+    upload = new Upload(this.sessionLink(id), putWindow(this.hello));
     this.transport.send(encodeFrame(FrameType.PUT, id, body));
     let total = 0n;
     try {

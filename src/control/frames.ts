@@ -43,30 +43,66 @@ export function readHeader(bytes: Uint8Array): { type: number; flags: number; se
 export class FrameError extends Error {}
 
 /**
- * Frames out of a byte stream. Never holds more than one frame (HEADER_BYTES + MAX_BODY_BYTES)
- * beyond the chunk it was handed; a bad header throws FrameError and the stream is then unusable
- * (the caller resets the connection). Unknown types are returned: the caller answers them.
+ * Frames out of a byte stream. Never holds more than one frame (HEADER_BYTES + MAX_BODY_BYTES) of
+ * what it was handed; a bad header throws FrameError and the stream is then unusable (the caller
+ * resets the connection). Unknown types are returned: the caller answers them.
+ *
+ * Each byte is copied once: a body that lies within one chunk is sliced out of it, one cut across
+ * chunks is gathered into its own buffer as they come (the chunk itself may be reused by its
+ * owner, so no frame keeps a view of it). Nothing is re-joined or moved as chunks arrive.
  */
 export class FrameReader {
-  private pending: Uint8Array = new Uint8Array(0);
+  /** A header cut across chunks. */
+  private readonly head = new Uint8Array(HEADER_BYTES);
+  private headBytes = 0;
+  /** The frame whose body is being gathered, and how much of it came. */
+  private header: { type: number; flags: number; session: number; length: number } | null = null;
+  private body: Uint8Array = new Uint8Array(0);
+  private bodyBytes = 0;
 
   push(chunk: Uint8Array): Frame[] {
-    let bytes = this.pending.byteLength === 0 ? chunk : concat(this.pending, chunk);
     const frames: Frame[] = [];
+    let at = 0;
     for (;;) {
-      const header = readHeader(bytes);
-      if (!header || bytes.byteLength < HEADER_BYTES + header.length) break;
-      frames.push({ type: header.type, flags: header.flags, session: header.session, body: bytes.slice(HEADER_BYTES, HEADER_BYTES + header.length) });
-      bytes = bytes.subarray(HEADER_BYTES + header.length);
+      if (!this.header) {
+        if (this.headBytes === 0 && chunk.byteLength - at >= HEADER_BYTES) {
+          this.header = readHeader(chunk.subarray(at, at + HEADER_BYTES));
+          at += HEADER_BYTES;
+        } else {
+          const take = Math.min(HEADER_BYTES - this.headBytes, chunk.byteLength - at);
+          this.head.set(chunk.subarray(at, at + take), this.headBytes);
+          this.headBytes += take;
+          at += take;
+          if (this.headBytes < HEADER_BYTES) break;
+          this.headBytes = 0;
+          this.header = readHeader(this.head);
+        }
+        const header = this.header!;
+        if (chunk.byteLength - at >= header.length) {
+          frames.push({ type: header.type, flags: header.flags, session: header.session, body: chunk.slice(at, at + header.length) });
+          at += header.length;
+          this.header = null;
+          continue;
+        }
+        this.body = new Uint8Array(header.length);
+        this.bodyBytes = 0;
+      }
+      const header = this.header!;
+      const take = Math.min(header.length - this.bodyBytes, chunk.byteLength - at);
+      this.body.set(chunk.subarray(at, at + take), this.bodyBytes);
+      this.bodyBytes += take;
+      at += take;
+      if (this.bodyBytes < header.length) break;
+      frames.push({ type: header.type, flags: header.flags, session: header.session, body: this.body });
+      this.header = null;
+      this.body = new Uint8Array(0);
     }
-    // A copy: the caller's chunk may be reused.
-    this.pending = bytes.slice();
     return frames;
   }
 
   /** Bytes of an unfinished frame (a connection that ends with some is truncated). */
   get buffered(): number {
-    return this.pending.byteLength;
+    return this.headBytes + (this.header ? HEADER_BYTES + this.bodyBytes : 0);
   }
 }
 
@@ -74,12 +110,6 @@ export function isKnownType(type: number): boolean {
   return KNOWN_TYPES.has(type);
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.byteLength + b.byteLength);
-  out.set(a, 0);
-  out.set(b, a.byteLength);
-  return out;
-}
 
 // ---- bodies ------------------------------------------------------------------------------------
 
@@ -294,7 +324,15 @@ export function encodeError(code: number, message: string): Uint8Array {
   return concatAll([u32Body(code), utf8.encode(message)]);
 }
 
-export interface HelloAck { version: number; maxSessions: number; outputWindow: number; inputWindow: number; dataChunk: number }
+export interface HelloAck {
+  version: number;
+  maxSessions: number;
+  outputWindow: number;
+  inputWindow: number;
+  dataChunk: number;
+  /** PUT_DATA's window; a guest that does not announce one takes uploads within inputWindow. */
+  putWindow: number;
+}
 
 export function decodeHelloAck(body: Uint8Array): HelloAck {
   return {
@@ -303,6 +341,7 @@ export function decodeHelloAck(body: Uint8Array): HelloAck {
     outputWindow: readU32(body, "HELLO_ACK", 8),
     inputWindow: readU32(body, "HELLO_ACK", 12),
     dataChunk: readU32(body, "HELLO_ACK", 16),
+    putWindow: body.byteLength >= 24 ? readU32(body, "HELLO_ACK", 20) : readU32(body, "HELLO_ACK", 12),
   };
 }
 

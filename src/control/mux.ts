@@ -3,7 +3,7 @@
 // are relayed by rewriting only the header's session id; bodies are not decoded, except the credit
 // counts that keep every queue bounded.
 import { encodeError, encodeFrame, type Frame, frameTypeName, readU32 } from "./frames";
-import { greet } from "./client";
+import { greet, putWindow } from "./client";
 import { type FrameTransport, listenUnix, transportPair, type UnixListener, unixTransport, type UnixTransportOptions } from "./transport";
 import { ErrorCode, FrameType, INPUT_WINDOW_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION } from "./wire";
 
@@ -38,8 +38,9 @@ interface Route {
   kind: "answer" | "stream";
   /** Output the guest may still send: grants beyond the window would let a client's queue grow. */
   outputCredit: number;
-  /** Input the guest has not acknowledged. */
+  /** Input the guest has not acknowledged, and how much it may be (an upload's window is its own). */
   inputOutstanding: number;
+  inputWindow: number;
 }
 
 interface ClientLink {
@@ -56,6 +57,8 @@ export class ControlMux {
   private readonly listeners: UnixListener[] = [];
   private lastSession = 0;
   private helloAckBody: Uint8Array = new Uint8Array(0);
+  /** The guest's PUT_DATA window (HELLO_ACK), as its clients see it too. */
+  private putWindow = INPUT_WINDOW_BYTES;
   /** Sent once by the guest; a client that greets later hears it too. */
   private workloadExited: Frame | null = null;
   /** A snapshot waiting for its save or resume (READY until RESUMED): a client that greets later hears it too. */
@@ -71,7 +74,9 @@ export class ControlMux {
 
   static async over(guest: FrameTransport, options: MuxOptions = {}): Promise<ControlMux> {
     const mux = new ControlMux(guest, options.log ?? (() => {}));
-    mux.helloAckBody = (await greet(guest, (frame) => mux.fromGuest(frame), options.helloTimeoutMs)).body;
+    const greeting = await greet(guest, (frame) => mux.fromGuest(frame), options.helloTimeoutMs);
+    mux.helloAckBody = greeting.body;
+    mux.putWindow = putWindow(greeting.ack);
     guest.onClose((reason) => mux.close(`the guest's channel closed: ${reason}`));
     return mux;
   }
@@ -155,7 +160,7 @@ export class ControlMux {
     if (!route) return this.answer(client, frame.session, ErrorCode.NO_SESSION, `session ${frame.session} is not open`);
     if (frame.type === FrameType.STDIN || frame.type === FrameType.PUT_DATA) {
       route.inputOutstanding += frame.body.byteLength;
-      if (route.inputOutstanding > INPUT_WINDOW_BYTES) return this.drop(client, `more than ${INPUT_WINDOW_BYTES} bytes of input on session ${frame.session} unacknowledged`);
+      if (route.inputOutstanding > route.inputWindow) return this.drop(client, `more than ${route.inputWindow} bytes of input on session ${frame.session} unacknowledged`);
     } else if (frame.type === FrameType.CREDIT) {
       if (frame.body.byteLength < 4) return this.drop(client, `a CREDIT of ${frame.body.byteLength} bytes`);
       route.outputCredit += readU32(frame.body, "CREDIT");
@@ -189,6 +194,7 @@ export class ControlMux {
       kind: OPENERS.get(frame.type)!,
       outputCredit: OUTPUT_WINDOW_BYTES,
       inputOutstanding: 0,
+      inputWindow: frame.type === FrameType.PUT ? this.putWindow : INPUT_WINDOW_BYTES,
     };
     this.routes.set(route.muxSession, route);
     client.routes.add(route);

@@ -17,8 +17,8 @@
 // Flow control, so a writer without end blocks on its pipe instead of filling memory on either side:
 //   guest → host: a session's STDOUT/STDERR/FILE_DATA bytes only within the credit the host gave
 //     (OUTPUT_WINDOW_BYTES at the start, more with CREDIT frames as it consumes them).
-//   host → guest: STDIN/PUT_DATA bytes only within INPUT_WINDOW_BYTES the guest has not
-//     acknowledged with INPUT_CREDIT; more is a protocol error that ends the session.
+//   host → guest: STDIN bytes only within INPUT_WINDOW_BYTES (PUT_DATA: PUT_WINDOW_BYTES) the guest
+//     has not acknowledged with INPUT_CREDIT; more is a protocol error that ends the session.
 
 /** The virtio-serial port's name (/dev/virtio-ports/burrow.control in the guest). */
 export const CONTROL_PORT = "burrow.control";
@@ -34,6 +34,12 @@ export const DATA_CHUNK_BYTES = 65_536;
 /** Credit a new session starts with in each direction. */
 export const OUTPUT_WINDOW_BYTES = 1_048_576;
 export const INPUT_WINDOW_BYTES = 65_536;
+/**
+ * An upload's input window (PUT_DATA), larger than STDIN's: the guest writes each chunk straight to
+ * the file and holds none, so several may be on their way and the upload never waits a round trip
+ * for INPUT_CREDIT. HELLO_ACK announces it; a guest that does not gets INPUT_WINDOW_BYTES.
+ */
+export const PUT_WINDOW_BYTES = 262_144;
 /** The guest's stdout pipe of an exec'd process: what it may write ahead of the channel (not a wire number, but a bound tests count on). */
 export const OUTPUT_PIPE_BYTES = 262_144;
 /** Sessions the guest serves at once (execs and file transfers together). */
@@ -76,7 +82,7 @@ export const FrameType = {
   CLOSE: 0x1f,
 
   // guest → host
-  /** body: u32 version, u32 max sessions, u32 output window, u32 input window, u32 data chunk. */
+  /** body: u32 version, u32 max sessions, u32 output window, u32 input window, u32 data chunk, u32 put window. */
   HELLO_ACK: 0x41,
   PONG: 0x42,
   /** body: a JSON object (the workload, uptime, memory; describeInfo). */

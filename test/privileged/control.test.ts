@@ -11,9 +11,9 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ControlClient, GuestError, SpawnError } from "../../src/control/client";
-import { decodeError, encodeExec, encodeFrame, type Frame, FrameReader, readU32, u32Body } from "../../src/control/frames";
+import { decodeError, encodeExec, encodeFrame, encodePut, type Frame, FrameReader, readU32, readU64, u32Body } from "../../src/control/frames";
 import { listenUnix } from "../../src/control/transport";
-import { ErrorCode, ExecField, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION } from "../../src/control/wire";
+import { DATA_CHUNK_BYTES, ErrorCode, ExecField, FLAG_EOF, FrameType, INPUT_WINDOW_BYTES, MAX_BODY_BYTES, MAX_SESSIONS, OUTPUT_WINDOW_BYTES, PROTOCOL_VERSION, PUT_WINDOW_BYTES } from "../../src/control/wire";
 import { compileSupervisor } from "../../src/image/supervisor";
 
 let work: string;
@@ -484,6 +484,88 @@ describe("the host starts the workload (start=host)", () => {
     } finally {
       client.close();
       await guest.end();
+    }
+  });
+});
+
+describe("bulk streams and uploads (output spliced into the port, uploads pipelined)", () => {
+  /** `bytes` of `line` repeated: what `yes LINE | head -c BYTES` writes. */
+  const repeated = (line: string, bytes: number) => {
+    const unit = new TextEncoder().encode(`${line}\n`);
+    const out = new Uint8Array(bytes);
+    for (let at = 0; at < bytes; at += unit.byteLength) out.set(unit.subarray(0, Math.min(unit.byteLength, bytes - at)), at);
+    return out;
+  };
+
+  test("8 sessions stream 3 MiB each at once (64 KiB and small writes, stdout and stderr), one read slowly, execs in between: every byte in order, within credit", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const size = 3 * 2 ** 20;
+      const streams = Array.from({ length: 8 }, (_, index) => {
+        const line = `session ${index}: the quick brown fox jumps over the lazy dog`;
+        // Even sessions: dd's 64 KiB writes (a pipe holding a frame's worth or more: spliced); odd: head's small ones; some to stderr.
+        const producer = index % 2 ? `yes '${line}' | head -c ${size}` : `yes '${line}' | dd bs=65536 count=${size / 65536} iflag=fullblock 2>/dev/null`;
+        const child = client.spawn(["/bin/sh", "-c", index % 3 === 2 ? `(${producer}) >&2` : producer]);
+        return { child, expected: repeated(line, size), toStderr: index % 3 === 2, slow: index === 0 };
+      });
+      const read = async (stream: ReadableStream<Uint8Array>, slow: boolean) => {
+        const chunks: Uint8Array[] = [];
+        for await (const chunk of stream) {
+          chunks.push(chunk);
+          // The guest must hold the rest within the credit this reader gives back: its pipe waits.
+          if (slow) await Bun.sleep(2);
+        }
+        return Buffer.concat(chunks);
+      };
+      const meanwhile = (async () => {
+        for (let i = 0; i < 10; i++) expect((await client.exec(["true"])).exitCode).toBe(0);
+      })();
+      const results = await Promise.all(streams.map(async ({ child, slow }) => {
+        const [stdout, stderr, exited] = await Promise.all([read(child.stdout, slow), read(child.stderr, slow), child.exited]);
+        return { stdout, stderr, exited };
+      }));
+      await meanwhile;
+      results.forEach((result, index) => {
+        const { expected, toStderr } = streams[index]!;
+        const [wanted, other] = toStderr ? [result.stderr, result.stdout] : [result.stdout, result.stderr];
+        expect({ index, exit: result.exited.exitCode, other: other.byteLength, length: wanted.byteLength }).toEqual({ index, exit: 0, other: 0, length: size });
+        expect(Buffer.compare(wanted, Buffer.from(expected))).toBe(0);
+      });
+      // The supervisor is still serving (and said nothing about padding a frame).
+      expect((await client.exec(["echo", "still here"])).stdout).toEqual(new TextEncoder().encode("still here\n"));
+      expect(guest.log()).not.toContain("padded");
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
+  test("an upload's chunks go without waiting for INPUT_CREDIT up to the announced put window, past STDIN's", async () => {
+    const raw = await rawGuest();
+    try {
+      raw.send(encodeFrame(FrameType.HELLO, 0, u32Body(PROTOCOL_VERSION)));
+      const ack = (await raw.next(FrameType.HELLO_ACK, 0)).body;
+      expect(readU32(ack, "HELLO_ACK", 20)).toBe(PUT_WINDOW_BYTES);
+      expect(PUT_WINDOW_BYTES).toBeGreaterThan(INPUT_WINDOW_BYTES);
+      const dir = mkdtempSync(join(work, "put-"));
+      const data = randomBytes(PUT_WINDOW_BYTES);
+      const frames = [encodeFrame(FrameType.PUT, 7, encodePut(join(dir, "whole.bin"), data.byteLength, 0o600))];
+      // The whole window at once, no credit awaited.
+      for (let at = 0; at < data.byteLength; at += DATA_CHUNK_BYTES) {
+        const last = at + DATA_CHUNK_BYTES >= data.byteLength;
+        frames.push(encodeFrame(FrameType.PUT_DATA, 7, data.subarray(at, at + DATA_CHUNK_BYTES), last ? FLAG_EOF : 0));
+      }
+      // The socket takes what fits; the rest as the supervisor reads.
+      const bytes = Buffer.concat(frames);
+      for (let at = 0; at < bytes.byteLength;) {
+        at += Math.max(0, raw.socket.write(bytes.subarray(at)));
+        if (at < bytes.byteLength) await Bun.sleep(1);
+      }
+      expect(readU64((await raw.next(FrameType.FILE_DONE, 7)).body, "FILE_DONE")).toBe(BigInt(data.byteLength));
+      expect(Buffer.compare(readFileSync(join(dir, "whole.bin")), data)).toBe(0);
+      expect(raw.seen.filter((frame) => frame.type === FrameType.ERROR && frame.session === 7).map((frame) => decodeError(frame.body))).toEqual([]);
+    } finally {
+      await raw.guest.end();
     }
   });
 });
