@@ -1,11 +1,16 @@
 // A bundle's config.json → what one container VM needs: the process the holder starts, the root
 // share, the guest's mount plan with the shares and file copies behind it, the workload spec's
-// kernel command line words, the VM's memory. The process part is the workload spec's own parser
-// (src/workload/oci.ts); every field read here that is wrong is named by its JSON path.
+// kernel command line words (the guest's own cgroup limits among them), the VM's memory; and apart,
+// what the host applies: the container's cgroup and its limits (cgroup-resources.ts). The process
+// part is the workload spec's own parser (src/workload/oci.ts); every field read here that is wrong
+// is named by its JSON path.
 import { statSync } from "node:fs";
 import { isAbsolute, posix, resolve } from "node:path";
 import { CAPABILITIES, type Rlimits } from "../config/workload";
 import { parseOciSpec } from "../workload/oci";
+import type { CgroupDriver } from "./cgroup-paths";
+import { type HostResources, readHostResources } from "./cgroup-resources";
+import { workloadMemoryBytes } from "./cgroup-sizing";
 import { type GuestMount, type GuestPlan, guestMountProblem } from "./guest-plan";
 
 export interface ContainerProcess {
@@ -33,11 +38,11 @@ export interface ContainerPlan {
   /** Bind-mounted files: copied into the bundle share at create (from → files/NAME). */
   files: { from: string; name: string }[];
   guestPlan: GuestPlan;
-  /** burrow.* words: hostname, capabilities, no-new-privs, rlimits — what exec sessions inherit too. */
+  /** burrow.* words: hostname, capabilities, no-new-privs, rlimits, the workload's cgroup limits. */
   kernelWords: string[];
   /** linux.namespaces' network path (the engine's namespace with its veth): the VM's NIC comes from it (src/oci/network.ts), or null: no NIC. */
   netns: string | null;
-  /** linux.resources.memory.limit: the guest's own memory is sized from it (bytes), or null. */
+  /** linux.resources.memory.limit in bytes, or null (the VM is sized from the same limit in readBundle's resources). */
   memoryBytes: number | null;
   /** Lines for --debug: what a VM-backed container does not apply, and why. */
   notes: string[];
@@ -55,7 +60,8 @@ const GUEST_PROVIDES: ReadonlyArray<{ destination: string; types: readonly strin
   { destination: "/dev", types: ["tmpfs", "devtmpfs"], why: "the guest's devtmpfs holds the VM's devices" },
   { destination: "/dev/pts", types: ["devpts"], why: "the guest's own devpts" },
   { destination: "/dev/shm", types: ["tmpfs", "bind"], why: "the guest's own tmpfs (a host shm directory is no use across a VM)" },
-  { destination: "/sys/fs/cgroup", types: ["cgroup", "cgroup2"], why: "the micro kernel has no cgroups yet" },
+  // A v1 mount there would take the memory and pids controllers the workload's cgroup2 group uses.
+  { destination: "/sys/fs/cgroup", types: ["cgroup", "cgroup2"], why: "the guest's cgroup2 is burrow's: mounted there when the container has a memory or pids limit, for the workload's own group" },
 ];
 
 type JsonObject = Record<string, unknown>;
@@ -177,8 +183,20 @@ function networkNamespace(errors: BundleErrors, namespaces: unknown, notes: stri
   return absolutePathAt(errors, path, `linux.namespaces[${index}].path`) ?? undefined;
 }
 
-/** Reads config.json's text (of bundle `bundle`, absolute) into a container plan, or every problem by path. */
-export function readBundle(text: string, bundle: string): { ok: true; plan: ContainerPlan } | { ok: false; error: string } {
+/**
+ * The workload's own cgroup in the guest (src/workload/cgroup.ts): pids.max, and under a memory
+ * limit a memory.max below the VM's RAM (cgroup-sizing.ts), which keeps the workload off the
+ * guest's zram swap and OOM-kills it whole, as runc's cgroup would. "max" (unlimited) needs no group.
+ */
+function guestCgroupWords(memoryMax: number | "max" | null, pidsMax: number | "max" | null): string[] {
+  return [...(typeof memoryMax === "number" ? [`burrow.memory-max=${workloadMemoryBytes(memoryMax)}`] : []), ...(typeof pidsMax === "number" ? [`burrow.pids-max=${pidsMax}`] : [])];
+}
+
+/**
+ * Reads config.json's text (of bundle `bundle`, absolute) into a container plan and what the host
+ * applies (linux.cgroupsPath read as `driver` writes it), or every problem by path.
+ */
+export function readBundle(text: string, bundle: string, driver: CgroupDriver = "cgroupfs"): { ok: true; plan: ContainerPlan; resources: HostResources } | { ok: false; error: string } {
   const parsed = parseOciSpec(text);
   if (!parsed.ok) return { ok: false, error: `config.json: ${parsed.error}` };
   const config = JSON.parse(text) as JsonObject;
@@ -210,12 +228,14 @@ export function readBundle(text: string, bundle: string): { ok: true; plan: Cont
   const annotations = field(config, "annotations");
   if (annotations !== undefined && (!isObject(annotations) || Object.values(annotations).some((value) => typeof value !== "string"))) errors.add("annotations", "expected an object of strings");
   const networkNotes: string[] = [];
-  const netns = networkNamespace(errors, field(isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null, "namespaces"), networkNotes);
+  const linux = isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null;
+  const netns = networkNamespace(errors, field(linux, "namespaces"), networkNotes);
+  const host = readHostResources(linux, driver, parsed.spec.request.memoryMax);
+  errors.list.push(...host.errors);
   if (errors.list.length > 0 || rootPath === null || spec.argv === null || netns === undefined) return { ok: false, error: `config.json: ${errors.list.slice(0, 4).join("; ")}${errors.list.length > 4 ? `; and ${errors.list.length - 4} more` : ""}` };
   const { request } = spec;
-  const notes = [...mounts.notes, ...spec.ignored.map((path) => `${path} is not applied`), ...networkNotes];
-  if (request.pidsMax !== null) notes.push("linux.resources.pids is not applied yet (the micro kernel has no cgroups)");
-  const devices = field(isObject(field(config, "linux")) ? (field(config, "linux") as JsonObject) : null, "devices");
+  const notes = [...mounts.notes, ...spec.ignored.map((path) => `${path} is not applied`), ...networkNotes, ...host.notes];
+  const devices = field(linux, "devices");
   if (Array.isArray(devices) && devices.length > 0) notes.push(`linux.devices: ${devices.length} host device(s) are not passed into the VM (it has its own)`);
   const words = [
     ...(request.hostname ? [`burrow.hostname=${request.hostname}`] : []),
@@ -223,6 +243,7 @@ export function readBundle(text: string, bundle: string): { ok: true; plan: Cont
     ...[capsWord(request.capsKeep)].filter((word): word is string => word !== null),
     ...rlimitWords(request.rlimits),
     ...(request.oomScoreAdj !== null ? [`burrow.oom-score-adj=${request.oomScoreAdj}`] : []),
+    ...guestCgroupWords(request.memoryMax, request.pidsMax),
   ];
   const readonlyRoot = readonlyValue === true;
   return {
@@ -245,5 +266,6 @@ export function readBundle(text: string, bundle: string): { ok: true; plan: Cont
       memoryBytes: typeof request.memoryMax === "number" ? request.memoryMax : null,
       notes,
     },
+    resources: host.resources,
   };
 }

@@ -11,6 +11,8 @@ export interface GlobalOptions {
   log: string | null;
   logFormat: LogFormat;
   debug: boolean;
+  /** --systemd-cgroup: linux.cgroupsPath is systemd's "slice:prefix:name" (cgroup-paths.ts), not a path. */
+  systemdCgroup: boolean;
   /** Accepted runc options that do not apply to a VM (said under --debug). */
   ignored: string[];
 }
@@ -36,7 +38,7 @@ const GLOBAL_OPTIONS: readonly OptionSpec[] = [
   { names: ["log"], kind: "value" },
   { names: ["log-format"], kind: "value" },
   { names: ["debug"], kind: "flag" },
-  { names: ["systemd-cgroup"], kind: "flag", ignored: true },
+  { names: ["systemd-cgroup"], kind: "flag" },
   { names: ["criu"], kind: "value", ignored: true },
   { names: ["rootless"], kind: "value" },
   { names: ["version", "v"], kind: "flag" },
@@ -169,6 +171,7 @@ export function parseCommandLine(args: readonly string[]): ParsedLine {
     log: global.values.get("log") ?? null,
     logFormat: parseLogFormat(global.values.get("log-format")),
     debug: global.flags.has("debug"),
+    systemdCgroup: global.flags.has("systemd-cgroup"),
     ignored: global.ignored,
   };
   const version = global.flags.has("version");

@@ -1,11 +1,12 @@
 // `create --bundle B --pid-file P [--console-socket S] ID`: the bundle read and checked, the
-// container's directory and bundle share made, the holder started with the container's stdio (or
-// the pty's slave), and its pid written once its VM's supervisor answered. On any failure nothing
-// of the container is left.
+// container's directory, cgroup (with its limits) and bundle share made, the holder started with
+// the container's stdio (or the pty's slave) — it joins the cgroup before it starts QEMU — and its
+// pid written once its VM's supervisor answered. On any failure nothing of the container is left.
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { describeError } from "../errors";
 import { FILES_DIR, readBundle } from "./bundle";
+import { readCgroupRecord, removeCgroup, setUpCgroup, writeCgroupRecord } from "./cgroups";
 import type { GlobalOptions } from "./command-line";
 import { type ContainerPaths, holderAlive, makeContainerDir, newRecord, readRecord, removeContainerDir, writeRecord } from "./container-dir";
 import { GUEST_PLAN_FILE, serializeGuestPlan } from "./guest-plan";
@@ -13,6 +14,7 @@ import { killQuietly, spawnSelf, writePidFile } from "./spawn-self";
 import { findAssets, launchPlan } from "./launch";
 import { inspectNetwork } from "./network";
 import { chooseTemplate } from "./template";
+import { podSandbox, type SandboxPlan } from "./sandbox";
 
 export interface CreateRequest {
   id: string;
@@ -55,25 +57,38 @@ export async function createContainer(globals: GlobalOptions, request: CreateReq
   } catch (error) {
     throw new Error(`cannot read ${join(bundle, "config.json")}: ${(error as NodeJS.ErrnoException).code ?? describeError(error)}`);
   }
-  const read = readBundle(text, bundle);
+  const read = readBundle(text, bundle, globals.systemdCgroup ? "systemd" : "cgroupfs");
   if (!read.ok) throw new Error(read.error);
-  const { plan } = read;
+  const { plan, resources } = read;
   const assets = findAssets();
   const annotations = (JSON.parse(text) as { annotations?: Record<string, string> }).annotations ?? {};
   const paths = makeContainerDir(globals.root, request.id);
   let holderPid = 0;
+  let holderExited: Promise<unknown> | null = null;
   try {
     writeRecord(paths, newRecord(request.id, bundle, annotations));
-    prepareBundleShare(paths, plan.files, serializeGuestPlan(plan.guestPlan));
-    // The engine's namespace as it is now (its veth configured before create): what the guest takes.
-    const inspected = plan.netns === null ? { network: null, notes: [] } : inspectNetwork(plan.netns);
-    const launch = launchPlan({ ...plan, notes: [...plan.notes, ...inspected.notes] }, paths, assets, globals.debug, inspected.network);
-    // A template restore where one fits (built on first use), else the cold boot; --debug says which.
-    launch.template = await chooseTemplate(globals.root, request.id, plan, inspected.network, launch.run, globals.debug, paths.bundleShare, debug);
-    writeFileSync(paths.plan, JSON.stringify(launch), { mode: 0o600 });
-    for (const note of launch.notes) debug(note);
+    // Recorded as each directory is made: a create killed half-way still leaves delete the list.
+    const cgroup = setUpCgroup(resources, { onMade: (made) => writeCgroupRecord(paths.dir, made) });
+    const sandbox = podSandbox(annotations, plan.process.args);
+    if (sandbox !== null) {
+      // A pod's sandbox holds the pod's namespaces for its containers: no VM (src/oci/sandbox.ts).
+      const held: SandboxPlan = { sandbox: { netns: plan.netns, why: sandbox }, cgroups: cgroup.join };
+      writeFileSync(paths.plan, JSON.stringify(held), { mode: 0o600 });
+      debug(`start: no VM: a pod's sandbox (${sandbox}) only holds the pod's namespaces`);
+    } else {
+      prepareBundleShare(paths, plan.files, serializeGuestPlan(plan.guestPlan));
+      // The engine's namespace as it is now (its veth configured before create): what the guest takes.
+      const inspected = plan.netns === null ? { network: null, notes: [] } : inspectNetwork(plan.netns);
+      const launch = launchPlan({ ...plan, notes: [...plan.notes, ...inspected.notes, ...cgroup.notes] }, paths, assets, globals.debug, inspected.network, resources);
+      launch.cgroups = cgroup.join;
+      // A template restore where one fits (built on first use), else the cold boot; --debug says which.
+      launch.template = await chooseTemplate(globals.root, request.id, plan, inspected.network, launch.run, globals.debug, paths.bundleShare, debug);
+      writeFileSync(paths.plan, JSON.stringify(launch), { mode: 0o600 });
+      for (const note of launch.notes) debug(note);
+    }
     const { child: holder, answer } = await spawnSelf(globals, ["holder", request.id], request.consoleSocket);
     holderPid = holder.pid;
+    holderExited = holder.exited;
     if (answer !== "ready") {
       if (answer.startsWith("error: ")) throw new Error(answer.slice(7));
       await holder.exited;
@@ -91,7 +106,11 @@ export async function createContainer(globals: GlobalOptions, request: CreateReq
     holder.unref();
   } catch (error) {
     if (holderPid > 0) killQuietly(holderPid);
+    // The cgroup goes once the holder (and QEMU, which dies with it) has left it.
+    await holderExited;
+    const left = await removeCgroup(readCgroupRecord(paths.dir));
     removeContainerDir(paths);
+    if (left.length > 0) throw new Error(`${describeError(error)}; and ${left.join("; ")}`);
     throw error;
   }
 }

@@ -13,6 +13,7 @@ import * as sys from "../sys";
 import { parseOciSpec } from "../workload/oci";
 import { type GlobalOptions, UsageError } from "./command-line";
 import { type ContainerPaths, effectiveStatus, loadRecord } from "./container-dir";
+import { isSandboxPlan } from "./sandbox";
 import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent, killQuietly, spawnSelf, writePidFile } from "./spawn-self";
 
@@ -83,10 +84,19 @@ export function execProcess(request: ExecRequestLine): ExecProcess {
   };
 }
 
+function readPlanQuietly(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return null; // no plan: the holder's own error says why
+  }
+}
+
 function runningPaths(root: string, id: string): ContainerPaths {
   const { paths, record } = loadRecord(root, id);
   const status = effectiveStatus(record);
   if (status !== "running" && status !== "created") throw new Error(`cannot exec in container ${id}: it is ${status}`);
+  if (isSandboxPlan(readPlanQuietly(paths.plan))) throw new Error(`cannot exec in container ${id}: it is a pod's sandbox, which runs no VM (exec in the pod's other containers)`);
   return paths;
 }
 

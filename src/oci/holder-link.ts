@@ -24,6 +24,38 @@ export function parseHolderRequest(line: string): HolderRequest | string {
   return `unknown op ${JSON.stringify(String(op).slice(0, 20))}`;
 }
 
+/**
+ * The holder's side: each connection's first line parsed and handed to `handle`; its success or
+ * its error is the one reply line, then the connection ends. A line longer than the bound is refused.
+ */
+export function serveHolderRequests(socketPath: string, handle: (request: HolderRequest) => Promise<void>, describe: (error: unknown) => string) {
+  const answer = (socket: Socket<{ buffer: string }>, reply: HolderReply) => {
+    socket.write(`${JSON.stringify(reply)}\n`);
+    socket.end();
+  };
+  return Bun.listen<{ buffer: string }>({
+    unix: socketPath,
+    socket: {
+      open: (socket) => void (socket.data = { buffer: "" }),
+      data: (socket, data) => {
+        socket.data.buffer += Buffer.from(data).toString("utf8");
+        const end = socket.data.buffer.indexOf("\n");
+        if (end < 0) {
+          if (socket.data.buffer.length > MAX_REQUEST_BYTES) answer(socket, { ok: false, error: `a request longer than ${MAX_REQUEST_BYTES} bytes` });
+          return;
+        }
+        const request = parseHolderRequest(socket.data.buffer.slice(0, end));
+        socket.data.buffer = "";
+        if (typeof request === "string") return answer(socket, { ok: false, error: request });
+        handle(request).then(
+          () => answer(socket, { ok: true }),
+          (error: unknown) => answer(socket, { ok: false, error: describe(error) }),
+        );
+      },
+    },
+  });
+}
+
 /** Sends one request and waits for its reply; a holder that is gone is said as such. */
 export async function askHolder(socketPath: string, request: HolderRequest, timeoutMs = REPLY_TIMEOUT_MS): Promise<HolderReply> {
   let buffer = "";

@@ -1,11 +1,11 @@
 // The holder: the container's process on the host — the pid the engine reads from --pid-file. It
-// boots the VM, holds the container's stdio (pipes, or the pty's slave), starts the workload over
-// the control channel when `start` asks, copies its streams, forwards every signal it gets to it,
-// and exits with its status. Its socket takes start, kill, pause and resume; the VM's channel is
-// served beside it for exec. Its lines go to its own log: fds 0-2 belong to the container.
-import { appendFileSync, rmSync, writeFileSync } from "node:fs";
+// joins the container's cgroup (so QEMU, its child, starts in it), boots the VM, holds the
+// container's stdio (pipes, or the pty's slave), starts the workload over the control channel when
+// `start` asks, copies its streams, forwards every signal it gets to it, and exits with its status.
+// Its socket takes start, kill, pause and resume; the VM's channel is served beside it for exec.
+// Its lines go to its own log: fds 0-2 belong to the container.
+import { appendFileSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
-import type { Socket } from "bun";
 import { ControlClient, type GuestProcess, SpawnError } from "../control/client";
 import type { ControlMux } from "../control/mux";
 import { relayProcess } from "../commands/relay";
@@ -15,8 +15,10 @@ import { QmpClient } from "../host/qmp";
 import { processStartTicks } from "../host/vm-registry";
 import * as sys from "../sys";
 import { type ContainerPaths, updateRecord } from "./container-dir";
-import { type HolderReply, type HolderRequest, MAX_REQUEST_BYTES, parseHolderRequest } from "./holder-link";
-import { readLaunchPlan } from "./launch";
+import { type HolderRequest, serveHolderRequests } from "./holder-link";
+import type { LaunchPlan } from "./launch";
+import { isSandboxPlan, runSandboxHolder } from "./sandbox";
+import { joinCgroup } from "./cgroups";
 import { discardTemplate, restoreRun, resumeTemplate, TemplateLoadError } from "./template";
 import { mirrorMarker, setUpMirror, tearDownMirror } from "./network";
 import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
@@ -30,6 +32,15 @@ const KILL_GRACE_MS = 10_000;
 const CONSOLE_LOG_BYTES = 4 << 20;
 /** Signals that end a container that never started. */
 const ENDING = new Set([constants.signals.SIGKILL, constants.signals.SIGTERM, constants.signals.SIGINT, constants.signals.SIGHUP, constants.signals.SIGQUIT]);
+
+/** The holder's own log (fds 0-2 are the container's); best effort: the state file says what matters. */
+export function appendHolderLog(paths: ContainerPaths, line: string): void {
+  try {
+    appendFileSync(paths.holderLog, `${new Date().toISOString()} ${line}\n`);
+  } catch {
+    // A log that cannot be written loses a line, never the container.
+  }
+}
 
 class Holder {
   private client: ControlClient | null = null;
@@ -45,16 +56,12 @@ class Holder {
   private ending = false;
   private terminal: boolean;
 
-  constructor(private readonly paths: ContainerPaths, private readonly plan: ReturnType<typeof readLaunchPlan>) {
+  constructor(private readonly paths: ContainerPaths, private readonly plan: LaunchPlan) {
     this.terminal = plan.process.terminal;
   }
 
   say(line: string): void {
-    try {
-      appendFileSync(this.paths.holderLog, `${new Date().toISOString()} ${line}\n`);
-    } catch {
-      // The log is best effort: the state file says what matters.
-    }
+    appendHolderLog(this.paths, line);
   }
 
   private console(text: string): void {
@@ -72,6 +79,13 @@ class Holder {
   async run(): Promise<number> {
     const { run, process: proc, notes } = this.plan;
     for (const note of notes) this.say(`note: ${note}`);
+    try {
+      // Before any child: QEMU and its helpers inherit the cgroup, and the engine's limits cover them.
+      joinCgroup(this.plan.cgroups, process.pid);
+    } catch (error) {
+      this.failCreate(describeError(error));
+      return 1;
+    }
     writeFileSync(this.paths.consoleLog, "", { mode: 0o600 });
     const server = this.listen();
     const forwarders = FORWARDED_SIGNALS.map((signal) => [signal, () => void this.signal(constants.signals[signal]!)] as const);
@@ -174,32 +188,7 @@ class Holder {
   }
 
   private listen() {
-    return Bun.listen<{ buffer: string }>({
-      unix: this.paths.holderSocket,
-      socket: {
-        open: (socket) => void (socket.data = { buffer: "" }),
-        data: (socket, data) => {
-          socket.data.buffer += Buffer.from(data).toString("utf8");
-          const end = socket.data.buffer.indexOf("\n");
-          if (end < 0) {
-            if (socket.data.buffer.length > MAX_REQUEST_BYTES) this.answer(socket, { ok: false, error: `a request longer than ${MAX_REQUEST_BYTES} bytes` });
-            return;
-          }
-          const request = parseHolderRequest(socket.data.buffer.slice(0, end));
-          socket.data.buffer = "";
-          if (typeof request === "string") return this.answer(socket, { ok: false, error: request });
-          this.handle(request).then(
-            () => this.answer(socket, { ok: true }),
-            (error: unknown) => this.answer(socket, { ok: false, error: describeError(error) }),
-          );
-        },
-      },
-    });
-  }
-
-  private answer(socket: Socket<{ buffer: string }>, reply: HolderReply): void {
-    socket.write(`${JSON.stringify(reply)}\n`);
-    socket.end();
+    return serveHolderRequests(this.paths.holderSocket, (request) => this.handle(request), describeError);
   }
 
   private async handle(request: HolderRequest): Promise<void> {
@@ -278,9 +267,11 @@ class Holder {
 
 /** `burrow-oci holder ID`: runs for the container's whole life; its exit status is the container's. */
 export async function runHolder(paths: ContainerPaths): Promise<number> {
-  const plan = readLaunchPlan(paths.plan);
-  const holder = new Holder(paths, plan);
+  const read: unknown = JSON.parse(readFileSync(paths.plan, "utf8"));
   updateRecord(paths, { holderPid: process.pid, holderStartTicks: processStartTicks(process.pid) });
+  if (isSandboxPlan(read)) return runSandboxHolder(paths, read, (line) => appendHolderLog(paths, line));
+  const plan = read as LaunchPlan;
+  const holder = new Holder(paths, plan);
   try {
     return await holder.run();
   } catch (error) {

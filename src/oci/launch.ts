@@ -1,23 +1,23 @@
-// What create hands the holder (plan.json): the VM's run, checked once in create where an error
-// can still reach the engine, and the container's process. The kernel and boot disk are found
-// beside the executable (dist/oci/, `just oci`) unless the environment names others.
-import { existsSync, readFileSync } from "node:fs";
+// What create hands the holder (plan.json): the VM's run, sized from the container's limits and
+// checked once in create where an error can still reach the engine, the container's process and
+// the cgroup directories the holder joins. The kernel and boot disk are found beside the
+// executable (dist/oci/, `just oci`) unless the environment names others.
+import { existsSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { hostArch } from "../arch";
 import { MAX_TIMEOUT_SECONDS } from "../host/options";
 import type { StoredRun } from "../host/run-options";
 import { bootRun } from "../host/run-plan";
-import { parseSize } from "../config/size";
 import { BUNDLE_TAG, type ContainerPlan, type ContainerProcess } from "./bundle";
+import { type HostResources, NO_RESOURCES } from "./cgroup-resources";
+import { vmSize } from "./cgroup-sizing";
 import type { ContainerPaths } from "./container-dir";
 import { type NetworkPlan, networkWords } from "./network";
 import type { TemplateStart } from "./template";
 
 export const KERNEL_ENV = "BURROW_OCI_KERNEL";
 export const BOOT_DISK_ENV = "BURROW_OCI_BOOT_DISK";
-/** The guest's memory when config.json sets no limit: what a small service needs beside burrow's own. */
-export const DEFAULT_MEMORY = "256M";
-
 
 export interface LaunchPlan {
   run: StoredRun;
@@ -27,6 +27,8 @@ export interface LaunchPlan {
   notes: string[];
   /** Start from this template (a restore; src/oci/template.ts) instead of booting `run`; absent or null: a cold boot. */
   template?: TemplateStart | null;
+  /** The container's cgroup in every host hierarchy (cgroups.ts): the holder joins them before QEMU starts; empty: none. */
+  cgroups: string[];
 }
 
 export interface OciAssets {
@@ -43,21 +45,10 @@ export function findAssets(env: Record<string, string | undefined> = process.env
   return assets;
 }
 
-/** The guest's memory: the container's limit, never below what the VM needs to boot. */
-function guestMemory(limit: number | null, notes: string[]): string {
-  if (limit === null) return DEFAULT_MEMORY;
-  const mib = Math.ceil(limit / (1 << 20));
-  const floor = parseSize(DEFAULT_MEMORY);
-  const floorMib = "bytes" in floor ? floor.bytes / (1 << 20) : 256;
-  if (mib < floorMib) {
-    notes.push(`linux.resources.memory.limit ${mib} MiB is below what a container VM boots in; the VM gets ${floorMib} MiB`);
-    return `${floorMib}M`;
-  }
-  return `${mib}M`;
-}
-
-export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: OciAssets, debug: boolean, network: NetworkPlan | null = null): LaunchPlan {
+/** The run for the container's VM: its memory and vCPUs from `resources` (cgroup-sizing.ts); `cgroups` is create's to fill. */
+export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: OciAssets, debug: boolean, network: NetworkPlan | null = null, resources: HostResources = NO_RESOURCES, hostCpus = availableParallelism()): LaunchPlan {
   const notes = [...plan.notes];
+  const size = vmSize(resources, hostCpus, notes);
   const append = [
     `burrow.root=9p:${plan.root.tag}`,
     `burrow.bundle=${BUNDLE_TAG}`,
@@ -75,9 +66,10 @@ export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: O
     disks: [],
     serialDisks: [],
     ports: [],
-    mem: guestMemory(plan.memoryBytes, notes),
-    smp: 1,
+    mem: `${size.memMiB}M`,
+    smp: size.cpus,
     accel: "tcg",
+    ...(size.tcgTbSizeMiB === null ? {} : { tcgTbSizeMiB: size.tcgTbSizeMiB }),
     append,
     net: false,
     forwards: [],
@@ -95,9 +87,6 @@ export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: O
     process: plan.process,
     network,
     notes,
+    cgroups: [],
   };
-}
-
-export function readLaunchPlan(path: string): LaunchPlan {
-  return JSON.parse(readFileSync(path, "utf8")) as LaunchPlan;
 }

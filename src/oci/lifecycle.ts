@@ -7,6 +7,7 @@ import { type ContainerPaths, type ContainerRecord, effectiveStatus, holderAlive
 import { processAlive, processStartTicks } from "../host/vm-registry";
 import { UsageError } from "./command-line";
 import { tearDownLeftMirror } from "./network";
+import { readCgroupRecord, removeCgroup } from "./cgroups";
 
 /** How long delete waits for a killed holder (and its QEMU) to be gone. */
 const GONE_WAIT_MS = 10_000;
@@ -96,6 +97,9 @@ export async function deleteContainer(root: string, id: string, force: boolean):
   }
   // A holder killed with SIGKILL left its tap and mirror in the engine's namespace: best effort, the namespace's end removes them anyway.
   tearDownLeftMirror(paths.dir);
+  // The cgroup create made, now that its processes are gone; one that will not go keeps the container for another delete.
+  const left = await removeCgroup(readCgroupRecord(paths.dir));
+  if (left.length > 0) throw new Error(`container ${id}: ${left.join("; ")}`);
   removeContainerDir(paths);
 }
 
@@ -124,7 +128,9 @@ export function features(): string {
       ociVersionMax: OCI_VERSION,
       hooks: [],
       mountOptions: ["ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "relatime", "norelatime", "strictatime", "nostrictatime", "noatime", "atime", "nodiratime", "diratime", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared", "rshared"],
-      linux: { namespaces: [], capabilities: [], cgroup: { v1: false, v2: false, systemd: false, systemdUser: false }, seccomp: { enabled: false }, apparmor: { enabled: false }, selinux: { enabled: false } },
+      // The VM's host processes join linux.cgroupsPath on v1, v2 and hybrid hosts; --systemd-cgroup's path is made as plain
+      // directories, no systemd unit is started, so the systemd driver is not claimed.
+      linux: { namespaces: [], capabilities: [], cgroup: { v1: true, v2: true, systemd: false, systemdUser: false }, seccomp: { enabled: false }, apparmor: { enabled: false }, selinux: { enabled: false } },
       annotations: { "org.burrow.version": BURROW_VERSION, "org.burrow.isolation": "microvm" },
     },
     null,

@@ -62,13 +62,13 @@ export function templatePlanText(plan: ContainerPlan, fileSizes: readonly number
 /**
  * The container's workload spec (hostname, capabilities, no-new-privs, rlimits, OOM score) as the
  * supervisor's words, which a template's resume carries instead of the kernel command line a cold
- * boot puts them on. Or why not: a spec needing the guest's files or a cgroup stays a cold boot's.
+ * boot puts them on. Or why not: a spec needing the guest's files stays a cold boot's.
  */
 export function templateSpecWords(kernelWords: readonly string[]): { words: string[] } | { problem: string } {
   const config = parseConfig(kernelWords.join(" "));
   if (config.problems.length > 0) return { problem: `the workload spec's words: ${config.problems[0]!.message}` };
   const resolved = resolveWorkload(config.workload, () => null);
   if (!resolved.ok) return { problem: resolved.reason };
-  if (resolved.cgroup !== null) return { problem: "a cgroup limit is made at boot" };
+  // A cgroup limit is the template's own: its boot made the workload's cgroup with the same limits (template.ts).
   return { words: resolved.words };
 }

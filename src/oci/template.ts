@@ -72,6 +72,13 @@ export function templateAppend(debug: boolean): string {
 
 const volumeTag = (index: number) => `burrow.v${index}`;
 
+/** The workload cgroup's limits on a container's command line (Podman sends pids.limit 2048 by default): a template is made with them. */
+const CGROUP_WORDS = new Set(["burrow.memory-max", "burrow.pids-max"]);
+
+export function templateCgroupWords(containerAppend: string): string[] {
+  return splitAppend(containerAppend).kernelWords.filter((word) => CGROUP_WORDS.has(wordKey(word)));
+}
+
 /** Every share a template has, in its order: this container's where it has one, the empty directory elsewhere. */
 export function templateShares(empty: string, given: readonly { tag: string; path: string; readOnly: boolean }[] = []): { tag: string; path: string; readOnly: boolean }[] {
   const tags = [ROOT_TAG, BUNDLE_TAG, ...Array.from({ length: TEMPLATE_VOLUMES }, (_, index) => volumeTag(index))];
@@ -186,8 +193,9 @@ export async function ensureTemplate(stateRoot: string, containerRun: StoredRun,
     smp: containerRun.smp,
     machine: containerRun.machine,
     accel: containerRun.accel,
-    // The boot disk's own words (root=, init=, as withBootDisk wrote them), then the template's.
-    append: [...splitAppend(containerRun.append).kernelWords.filter((word) => ["root", "init"].includes(wordKey(word))), templateAppend(debug)].join(" "),
+    // The boot disk's own words (root=, init=, as withBootDisk wrote them), then the template's, then
+    // the workload cgroup's limits: the template's boot makes that cgroup (it is in the key).
+    append: [...splitAppend(containerRun.append).kernelWords.filter((word) => ["root", "init"].includes(wordKey(word))), templateAppend(debug), ...templateCgroupWords(containerRun.append)].join(" "),
     timeoutSeconds: containerRun.timeoutSeconds,
     shares: templateShares(empty),
     // On the engine's network: the NIC a restore connects to the container's tap, here on nothing.
@@ -234,6 +242,8 @@ export function restoreRun(template: TemplateStart, container: StoredRun): Store
     sandbox: true,
     timeoutSeconds: container.timeoutSeconds,
     ...(container.qmpSocket ? { qmpSocket: container.qmpSocket } : {}),
+    // The translation buffer is no device state: this container's (capped under a memory limit).
+    ...(container.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: container.tcgTbSizeMiB } : {}),
     // The template's NIC (its MAC is the saved device's) on this container's tap, in its netns.
     ...(container.net !== undefined && "tap" in container.net ? { net: { tap: { ifname: container.net.tap.ifname, mac: TEMPLATE_NIC.mac } } } : {}),
     ...(container.netns !== undefined ? { netns: container.netns } : {}),

@@ -48,10 +48,11 @@ const DECLS = {
   socketpair: { args: ["i32", "i32", "i32", "ptr"], returns: "i32" },
   sendmsg: { args: ["i32", "ptr", "i32"], returns: FFIType.i64_fast },
   recvmsg: { args: ["i32", "ptr", "i32"], returns: FFIType.i64_fast },
+  setns: { args: ["i32", "i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
 /** Host-side only (passing fds to a container engine): PID 1 never calls them, so never pays to bind them. */
-const HOST_ONLY: ReadonlySet<LibcSymbol> = new Set<LibcSymbol>(["listen", "accept4", "socketpair", "sendmsg", "recvmsg"]);
+const HOST_ONLY: ReadonlySet<LibcSymbol> = new Set<LibcSymbol>(["listen", "accept4", "socketpair", "sendmsg", "recvmsg", "setns"]);
 
 export type LibcSymbol = keyof typeof DECLS;
 type AnyFn = (...args: any[]) => any;

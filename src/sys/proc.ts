@@ -144,6 +144,22 @@ export function prctl(option: number, arg2 = 0, arg3 = 0, arg4 = 0, arg5 = 0): n
   return check(libc("prctl")(option, arg2, arg3, arg4, arg5), "prctl", { option });
 }
 
+/** CLONE_NEWNET: setns(2)'s nstype for a network namespace. */
+export const CLONE_NEWNET = 0x40000000;
+
+/**
+ * The calling thread joins the namespace `path` names (/run/netns/NAME, /proc/PID/ns/net). Called
+ * on the main thread, it is what /proc/<this pid>/ns/… shows; the children spawned after it inherit it.
+ */
+export function setns(path: string, nstype: number): void {
+  const fd = check(libc("open")(cstr(path), 0o2000000 /* O_RDONLY | O_CLOEXEC */, 0), "open", { path });
+  try {
+    check(libc("setns")(fd, nstype), "setns", { path, nstype });
+  } finally {
+    libc("close")(fd);
+  }
+}
+
 export function closeRangeCloexec(first: number): void {
   const CLOSE_RANGE_CLOEXEC = 4;
   const result = libc("syscall")(SYSCALLS.close_range, first, 0xffffffff, CLOSE_RANGE_CLOEXEC);

@@ -157,9 +157,9 @@ describe("a container root on a 9p share with a bundle's mounts (micro kernel, b
     expect(lstatSync(join(root, "escaped-up")).isDirectory()).toBe(true);
     expect(lstatSync(join(root, "escaped-abs")).isDirectory()).toBe(true);
     expect(mounts.get("/run/.containerenv")).toMatch(/^burrow-files tmpfs ro,nosuid,nodev,/);
-    // The micro kernel has no cgroups: the cgroup mount is skipped with one warning.
-    expect(value("cgroups")).toEqual(["0"]);
-    expect(burrow.filter((line) => /container mount \/sys\/fs\/cgroup \(cgroup\): the kernel has no cgroup filesystem; skipped/.test(line))).toHaveLength(1);
+    // The micro kernel has cgroups now (the workload's limits): the plan's cgroup mount is made, nothing skipped.
+    expect(value("cgroups")).toEqual(["1"]);
+    expect(burrow.filter((line) => /container mount \/sys\/fs\/cgroup .*skipped/.test(line))).toEqual([]);
     expect(burrow.some((line) => /container mount \/dev \(tmpfs\): the VM's own devtmpfs stays there; skipped/.test(line))).toBe(true);
     // The staging mounts are gone before the workload starts.
     expect(value("staging")).toEqual(["0 0"]);

@@ -6,7 +6,8 @@
 // with MTU 1400), two containers on one network reaching each other by address and by name and
 // the host outside, `--network none` still NIC-less; and every path taking the tap and the mirror
 // down (the holder at the VM's end, `delete` after a holder killed with SIGKILL, the namespace's
-// end under Podman). One httpd container is shared by the cases; nothing is left after the file.
+// end under Podman); a Podman pod, whose infra container runs no VM. One httpd container is
+// shared by the cases; nothing is left after the file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -193,6 +194,35 @@ describe("a container on a Podman network", () => {
       }
     } finally {
       await podmanOk(["rm", "-f", "-t", "0", id]);
+    }
+  }, TIMEOUT_MS);
+});
+
+describe("a Podman pod", () => {
+  test("the infra container runs no VM, its holder in the pod's namespace; the pod's container joins it by /proc/PID/ns/net, takes the NIC and serves the pod's published port", async () => {
+    const hostPort = await freePort();
+    const pod = `burrow-pod-${suffix}`;
+    await podmanOk(["pod", "create", "--name", pod, "--network", NETWORK, "-p", `${hostPort}:80`]);
+    try {
+      const id = await podmanOk(["run", "-d", "--pod", pod, TEST_IMAGE, "sh", "-c", HTTPD]);
+      ids.push(id);
+      expect(await fetchEventually(`http://127.0.0.1:${hostPort}/`)).toBe(PAGE);
+      const infra = await podmanOk(["pod", "inspect", "--format", "{{.InfraContainerID}}", pod]);
+      ids.push(infra);
+      const netns = await inspect(infra, "{{.NetworkSettings.SandboxKey}}");
+      const infraPid = Number(await inspect(infra, "{{.State.Pid}}"));
+      expect(statSync(`/proc/${infraPid}/ns/net`).ino).toBe(statSync(netns).ino);
+      // The pod's address is the container's: the page from inside the pod's namespace.
+      const address = (ipIn(netns, ["-4", "addr", "show", "dev", "eth0"])[0]?.addr_info as { local: string }[] | undefined)?.[0]?.local;
+      expect(await fetchText(`http://${address}/`)).toBe(PAGE);
+      if (!burrow) return;
+      expect(qemuUnder(infraPid)).toEqual([]);
+      expect(readFileSync(join(podman.runtimeRoot, infra, "holder.log"), "utf8")).toContain("a pod's sandbox (Podman's infra command (catatonit -P)): no VM");
+      const qemu = qemuUnder(Number(await inspect(id, "{{.State.Pid}}")));
+      expect(qemu).toHaveLength(1);
+      expect(statSync(`/proc/${qemu[0]}/ns/net`).ino).toBe(statSync(netns).ino);
+    } finally {
+      await podmanOk(["pod", "rm", "-f", "-t", "0", pod]);
     }
   }, TIMEOUT_MS);
 });

@@ -176,7 +176,7 @@ describe("a Podman bundle", () => {
     expect(notes).toContain("mounts[1] (tmpfs on /dev) not made: the guest's devtmpfs holds the VM's devices");
     expect(notes).toContain("mounts[2] (devpts on /dev/pts) not made: the guest's own devpts");
     expect(notes).toContain("mounts[4] (sysfs on /sys) not made: the guest's own sysfs");
-    expect(notes).toContain("mounts[5] (cgroup on /sys/fs/cgroup) not made: the micro kernel has no cgroups yet");
+    expect(notes).toContain("mounts[5] (cgroup on /sys/fs/cgroup) not made: the guest's cgroup2 is burrow's: mounted there when the container has a memory or pids limit, for the workload's own group");
     expect(notes).toContain("mounts[6] (bind on /dev/shm) not made: the guest's own tmpfs (a host shm directory is no use across a VM)");
   });
 
@@ -186,11 +186,39 @@ describe("a Podman bundle", () => {
     expect(notes.filter((note) => note.includes("resolv.conf"))).toEqual([]);
   });
 
-  test("what is not applied is noted: seccomp, the pids limit, the other capability sets", () => {
+  test("what is not applied is noted: seccomp, the other capability sets; the pids limit is (in the guest)", () => {
     const { notes } = plan(podmanConfig());
     expect(notes).toContain("linux.seccomp is not applied");
-    expect(notes).toContain("linux.resources.pids is not applied yet (the micro kernel has no cgroups)");
     expect(notes).toContain("process.capabilities.effective is not applied");
+    expect(notes.filter((note) => note.includes("linux.resources"))).toEqual([]);
+  });
+
+  test("no linux.cgroupsPath: no cgroup, said once; one given is read as the driver writes it", () => {
+    const none = readBundle(JSON.stringify(podmanConfig()), bundle);
+    if (!none.ok) throw new Error(none.error);
+    expect(none.resources.cgroup).toBeNull();
+    expect(none.plan.notes).toContain("linux.cgroupsPath is not set: no cgroup is made, the VM's host processes stay in the engine's cgroup and no host limit is written");
+    const config = podmanConfig();
+    (config.linux as Json).cgroupsPath = "/libpod_parent/libpod-0123abcd";
+    (config.linux as Json).resources = { memory: { limit: 268435456 }, cpu: { quota: 200000, period: 100000, cpus: "0-1" } };
+    const made = readBundle(JSON.stringify(config), bundle);
+    if (!made.ok) throw new Error(made.error);
+    expect(made.resources).toEqual({ cgroup: { path: "/libpod_parent/libpod-0123abcd", relative: false }, memoryLimit: 268435456, cpu: { quota: 200000, period: 100000, cpus: "0-1", mems: null } });
+    expect(made.plan.notes.filter((note) => note.includes("cgroupsPath"))).toEqual([]);
+    (config.linux as Json).cgroupsPath = "machine.slice:libpod:0123abcd";
+    const systemd = readBundle(JSON.stringify(config), bundle, "systemd");
+    expect(systemd.ok && systemd.resources.cgroup).toEqual({ path: "/machine.slice/libpod-0123abcd.scope", relative: false });
+    expect(readBundle(JSON.stringify(config), bundle)).toEqual({ ok: true, plan: expect.anything(), resources: expect.objectContaining({ cgroup: { path: "machine.slice:libpod:0123abcd", relative: true } }) });
+  });
+
+  test("a bad cgroupsPath or CPU limit is named by its path", () => {
+    const config = podmanConfig();
+    (config.linux as Json).cgroupsPath = "/libpod_parent/../escape";
+    expect(refused(config)).toBe('config.json: linux.cgroupsPath: "/libpod_parent/../escape" must not hold a .. component');
+    (config.linux as Json).cgroupsPath = "/libpod_parent/libpod-1";
+    expect(readBundle(JSON.stringify(config), bundle, "systemd")).toEqual({ ok: false, error: 'config.json: linux.cgroupsPath: expected "slice:prefix:name" for the systemd cgroup driver (--systemd-cgroup), got "/libpod_parent/libpod-1"' });
+    (config.linux as Json).resources = { cpu: { quota: 500, cpus: "3-1" } };
+    expect(refused(config)).toBe('config.json: linux.resources.cpu.quota: 500 µs is below the kernel\'s 1000 µs; linux.resources.cpu.cpus: expected a cpuset list like "0-3,5" (numbers up to 8191)');
   });
 
   test("the engine's network namespace is the plan's netns, with no note (create inspects it)", () => {
@@ -219,7 +247,7 @@ describe("a Podman bundle", () => {
     expect(readBundle(JSON.stringify(config), bundle)).toEqual({ ok: false, error: "config.json: linux.namespaces: expected an array" });
   });
 
-  test("the kernel words: hostname, no-new-privs, caps, rlimits, oom score", () => {
+  test("the kernel words: hostname, no-new-privs, caps, rlimits, oom score, the workload's memory and pids limits", () => {
     expect(plan(podmanConfig()).kernelWords).toEqual([
       "burrow.hostname=web",
       "burrow.no-new-privs=1",
@@ -227,6 +255,9 @@ describe("a Podman bundle", () => {
       "burrow.rlimit.nofile=1048576:1048576",
       "burrow.rlimit.nproc=4194304:4194304",
       "burrow.oom-score-adj=0",
+      // The 512 MiB limit's VM holds 432 MiB, of which the workload may use 387.
+      `burrow.memory-max=${387 * 1024 * 1024}`,
+      "burrow.pids-max=2048",
     ]);
   });
 

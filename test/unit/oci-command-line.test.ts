@@ -44,7 +44,7 @@ const DOCKER_ID = "9d2f6c3e1b0a";
 const DOCKER_DIR = `/run/containerd/io.containerd.runtime.v2.task/moby/${DOCKER_ID}`;
 const DOCKER_GLOBALS = `--root /run/docker/runtime-runc/moby --log ${DOCKER_DIR}/log.json --log-format json`;
 
-const noGlobals: GlobalOptions = { root: DEFAULT_ROOT, log: null, logFormat: "text", debug: false, ignored: [] };
+const noGlobals: GlobalOptions = { root: DEFAULT_ROOT, log: null, logFormat: "text", debug: false, systemdCgroup: false, ignored: [] };
 
 describe("Podman 4.3 / conmon", () => {
   test("create with and without a console socket", () => {
@@ -106,7 +106,7 @@ describe("Podman 4.3 / conmon", () => {
 
 describe("containerd 1.6 runc shim v2", () => {
   const shim = (rest: string) => verbOf(`${SHIM_GLOBALS} ${rest}`);
-  const globals: GlobalOptions = { root: "/run/containerd/runc/default", log: `${TASK_DIR}/log.json`, logFormat: "json", debug: false, ignored: [] };
+  const globals: GlobalOptions = { root: "/run/containerd/runc/default", log: `${TASK_DIR}/log.json`, logFormat: "json", debug: false, systemdCgroup: false, ignored: [] };
 
   test("create: the globals before the verb", () => {
     expect(shim(`create --bundle ${TASK_DIR} --pid-file ${TASK_DIR}/init.pid ${TASK_ID}`)).toEqual({
@@ -146,7 +146,7 @@ describe("containerd 1.6 runc shim v2", () => {
 describe("Docker 20.10", () => {
   test("the shim's lines under Docker's --root, and features", () => {
     const line = verbOf(`${DOCKER_GLOBALS} create --bundle ${DOCKER_DIR} --pid-file ${DOCKER_DIR}/init.pid ${DOCKER_ID}`);
-    expect(line.globals).toEqual({ root: "/run/docker/runtime-runc/moby", log: `${DOCKER_DIR}/log.json`, logFormat: "json", debug: false, ignored: [] });
+    expect(line.globals).toEqual({ root: "/run/docker/runtime-runc/moby", log: `${DOCKER_DIR}/log.json`, logFormat: "json", debug: false, systemdCgroup: false, ignored: [] });
     expect(line.positionals).toEqual([DOCKER_ID]);
     expect(verbOf(`${DOCKER_GLOBALS} delete --force ${DOCKER_ID}`)).toMatchObject({ verb: "delete", flags: ["force"] });
     expect(verbOf("features")).toEqual({ globals: noGlobals, verb: "features", flags: [], values: {}, lists: {}, positionals: [] });
@@ -207,8 +207,8 @@ describe("option spellings", () => {
 
 describe("what is ignored, what is refused", () => {
   test("options with no effect on a VM are accepted and listed in globals.ignored", () => {
-    const line = verbOf("--systemd-cgroup --criu /usr/sbin/criu create --no-pivot --no-new-keyring --bundle /b c1");
-    expect(line.globals.ignored).toEqual(["--systemd-cgroup", "--criu", "--no-pivot", "--no-new-keyring"]);
+    const line = verbOf("--criu /usr/sbin/criu create --no-pivot --no-new-keyring --bundle /b c1");
+    expect(line.globals.ignored).toEqual(["--criu", "--no-pivot", "--no-new-keyring"]);
     expect(line.flags).toEqual(["no-new-keyring", "no-pivot"]);
     expect(line.values).toEqual({ bundle: "/b" });
     expect(verbOf("exec --cap CAP_NET_ADMIN -c CAP_SYS_ADMIN --apparmor unconfined --process-label x -g 10 --cgroup /c c1").globals.ignored).toEqual([
@@ -222,7 +222,13 @@ describe("what is ignored, what is refused", () => {
   });
 
   test("an ignored boolean turned off is not reported", () => {
-    expect(verbOf("--systemd-cgroup=false create --no-pivot=false c1").globals.ignored).toEqual([]);
+    expect(verbOf("create --no-pivot=false --no-new-keyring=false c1").globals.ignored).toEqual([]);
+  });
+
+  test("--systemd-cgroup: cgroupsPath read as systemd's slice:prefix:name, not ignored; =false turns it off", () => {
+    expect(verbOf("--systemd-cgroup create --bundle /b c1").globals).toMatchObject({ systemdCgroup: true, ignored: [] });
+    expect(verbOf("--systemd-cgroup=false create c1").globals.systemdCgroup).toBe(false);
+    expect(verbOf("create c1").globals.systemdCgroup).toBe(false);
   });
 
   test("unknown options are refused in one line naming the option and where", () => {

@@ -156,7 +156,7 @@ describe("ps", () => {
 });
 
 describe("features", () => {
-  test("valid JSON with the spec versions, no hooks, no namespaces, the mount options", () => {
+  test("valid JSON with the spec versions, no hooks, no namespaces, cgroup v1 and v2 (no systemd units), the mount options", () => {
     const text = features();
     expect(text.endsWith("}\n")).toBe(true);
     const parsed = JSON.parse(text);
@@ -164,7 +164,7 @@ describe("features", () => {
     expect(parsed.ociVersionMax).toBe(OCI_VERSION);
     expect(parsed.hooks).toEqual([]);
     expect(parsed.linux.namespaces).toEqual([]);
-    expect(parsed.linux.cgroup).toEqual({ v1: false, v2: false, systemd: false, systemdUser: false });
+    expect(parsed.linux.cgroup).toEqual({ v1: true, v2: true, systemd: false, systemdUser: false });
     expect(parsed.mountOptions).toEqual(expect.arrayContaining(["ro", "rw", "nosuid", "nodev", "noexec", "bind", "rbind", "rprivate"]));
     expect(parsed.annotations["org.burrow.isolation"]).toBe("microvm");
   });

@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { MountFlags } from "../../src/sys/constants";
 import type { ContainerPlan } from "../../src/oci/bundle";
 import { filesTmpfsBytes, templatePlanText, templateSpecWords } from "../../src/oci/template-plan";
-import { restoreRun, TEMPLATE_VOLUMES, templateAppend, templateKey, templateProblem, templateShares } from "../../src/oci/template";
+import { restoreRun, TEMPLATE_VOLUMES, templateAppend, templateCgroupWords, templateKey, templateProblem, templateShares } from "../../src/oci/template";
 import { TEMPLATE_NIC, templateNicLines } from "../../src/oci/template-nic";
 import type { NetworkPlan } from "../../src/oci/network";
 import type { StoredRun } from "../../src/host/run-options";
@@ -172,5 +172,15 @@ describe("a template on the engine's network", () => {
     const isolated = restoreRun({ ...template, run }, run);
     expect(isolated.net).toBeUndefined();
     expect(isolated.netns).toBeUndefined();
+  });
+});
+
+describe("a template with the workload's cgroup limits", () => {
+  test("the limits a container's command line carries (Podman's default pids.limit among them) become the template's own words; the spec words still ride on the resume", () => {
+    const append = "root=/dev/vda burrow.root=9p:burrow.root burrow.pids-max=2048 burrow.memory-max=100663296 burrow.hostname=web quiet";
+    expect(templateCgroupWords(append)).toEqual(["burrow.pids-max=2048", "burrow.memory-max=100663296"]);
+    expect(templateCgroupWords("root=/dev/vda quiet")).toEqual([]);
+    const spec = templateSpecWords(["burrow.pids-max=2048", "burrow.hostname=web"]);
+    expect(spec).toEqual({ words: expect.arrayContaining(["hostname=web"]) });
   });
 });
