@@ -141,7 +141,6 @@ export function qemuArgs(options: RunOptions): string[] {
     }
   }
   if (options.net && "tap" in options.net) args.push(...tapNicArgs(options.net.tap, bus));
-  else if (options.net && "unconnected" in options.net) args.push(...unconnectedNicArgs(options.net.unconnected.mac, bus));
   else if (options.net) {
     const rules = options.net.forwards.map((forward) => `,${hostForwardRule(forward)}`).join("");
     args.push("-netdev", `user,id=net0${rules}`, "-device", `${bus("virtio-net")},netdev=net0`);
@@ -196,16 +195,6 @@ export function tapNicArgs(tap: TapNic, bus: (device: string) => string): string
   const mac = parseMac(tap.mac);
   if (typeof mac !== "string") throw new Error(`bad MAC address ${JSON.stringify(tap.mac)} for the NIC: ${mac.problem}`);
   return ["-netdev", `tap,id=net0,ifname=${tap.ifname},script=no,downscript=no`, "-device", `${bus("virtio-net")},netdev=net0,mac=${mac}`];
-}
-
-/**
- * A virtio-net NIC whose frames go nowhere: the one port of a hub of its own (QEMU's backends are
- * not migrated, so the restore of a VM saved with it may put the same device on a tap).
- */
-export function unconnectedNicArgs(macText: string, bus: (device: string) => string): string[] {
-  const mac = parseMac(macText);
-  if (typeof mac !== "string") throw new Error(`bad MAC address ${JSON.stringify(macText)} for the NIC: ${mac.problem}`);
-  return ["-netdev", "hubport,id=net0,hubid=0", "-device", `${bus("virtio-net")},netdev=net0,mac=${mac}`];
 }
 
 /** `-accel`, with TCG's translation buffer when one is sized. */

@@ -63,10 +63,9 @@ export interface RunOptions {
   /**
    * One virtio-net NIC, the guest given burrow.net=1: on QEMU's user network (DHCP and DNS from
    * QEMU, outbound through the host) with host ports forwarded into the guest, or on a tap device
-   * (`tap`: the OCI runtime's mirror of an engine's veth), or on nothing (`unconnected`: a
-   * container template's NIC, which each restore puts on its own tap). Absent: no NIC.
+   * (`tap`: the OCI runtime's mirror of an engine's veth). Absent: no NIC.
    */
-  net?: { forwards: PortForward[] } | { tap: TapNic } | { unconnected: { mac: string } };
+  net?: { forwards: PortForward[] } | { tap: TapNic };
   /**
    * Run QEMU inside this network namespace (a path: /run/netns/NAME, /proc/PID/ns/net), entered
    * with nsenter --net after setpriv set the death signal: a container engine's namespace, whose

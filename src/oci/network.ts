@@ -127,7 +127,7 @@ function isOwnNetns(path: string): boolean {
 }
 
 /** Runs a command inside the namespace; its stdout, or a thrown line naming it with its stderr. */
-function inNetns(netns: string, argv: string[], stdin?: string): string {
+export function inNetns(netns: string, argv: string[], stdin?: string): string {
   const nsenter = Bun.which("nsenter");
   if (nsenter === null) throw new Error("nsenter not found (install util-linux)");
   let result;

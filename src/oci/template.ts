@@ -26,7 +26,7 @@ import { RAM, readManifest, STATE } from "../host/snapshot-manifest";
 import { processAlive, processStartTicks } from "../host/vm-registry";
 import { encodePointResume, INSTANCE_PATTERN } from "../snapshot/protocol";
 import { BUNDLE_TAG, type ContainerPlan, ROOT_TAG } from "./bundle";
-import type { NetworkPlan } from "./network";
+import { inNetns, type NetworkPlan } from "./network";
 import { TEMPLATE_PLAN_FILE, templatePlanText, templateSpecWords } from "./template-plan";
 import { TEMPLATE_NIC } from "./template-nic";
 
@@ -35,7 +35,7 @@ export const TEMPLATE_VOLUMES = 4;
 /** Set to 0 to never use a template (every create boots cold). */
 export const TEMPLATE_ENV = "BURROW_OCI_TEMPLATE";
 /** Changes whenever what a template holds or how it is attached changes: part of the key. */
-const TEMPLATE_FORMAT = 2;
+const TEMPLATE_FORMAT = 3;
 const TEMPLATES_DIR = "burrow-templates";
 const EMPTY_DIR = "empty";
 const RUN_FILE = "template.json";
@@ -45,6 +45,9 @@ const BUILD_TIMEOUT_SECONDS = 120;
 const POLL_MS = 50;
 const IGNORE_SHARED = [{ capability: "x-ignore-shared", state: true }];
 const RESUME_ENTROPY_BYTES = 64;
+/** The tap a template with a NIC is built on, in a namespace of the build's own. */
+const BUILD_TAP = "tap0_burrow";
+const BUILD_NETNS_WAIT_MS = 5000;
 
 /** What the holder needs to start a container from a template. */
 export interface TemplateStart {
@@ -163,11 +166,42 @@ function removeStale(base: string, key: string): void {
   }
 }
 
+/**
+ * A network namespace of the build's own with a tap in it, held by a process that dies with this
+ * one (setpriv's death signal), so nothing outlives a build killed half-way. The template's NIC is
+ * built on a real tap because virtio-net offers the guest checksum and segmentation offloads only
+ * over a backend with a vnet header: on a hub port the saved guest would have none, and neither
+ * would any container restored from it.
+ */
+async function withBuildTap<T>(body: (netns: string) => Promise<T>): Promise<T> {
+  const holder = Bun.spawn(["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--net", "--", "sleep", "infinity"], { stdio: ["ignore", "ignore", "pipe"] });
+  try {
+    const netns = `/proc/${holder.pid}/ns/net`;
+    const ours = statSync("/proc/self/ns/net").ino;
+    // Until unshare has made the namespace and exec'd sleep, the pid's namespace is still ours.
+    for (const deadline = performance.now() + BUILD_NETNS_WAIT_MS; ; await Bun.sleep(5)) {
+      if (holder.exitCode !== null) throw new Error(`\`unshare --net\` for the template's build exited with status ${holder.exitCode}: ${(await new Response(holder.stderr).text()).trim()}`);
+      try {
+        if (statSync(netns).ino !== ours) break;
+      } catch {
+        // Not there yet.
+      }
+      if (performance.now() > deadline) throw new Error(`the template's build namespace was not made within ${BUILD_NETNS_WAIT_MS} ms`);
+    }
+    inNetns(netns, ["ip", "-batch", "-"], `tuntap add dev ${BUILD_TAP} mode tap\nlink set dev ${BUILD_TAP} up\n`);
+    return await body(netns);
+  } finally {
+    holder.kill("SIGKILL");
+    await holder.exited;
+  }
+}
+
 async function build(dir: string, run: StoredRun, say: (line: string) => void): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { mode: 0o700 });
   const started = performance.now();
-  const { manifest } = await saveSnapshot({ ...run, timeoutSeconds: BUILD_TIMEOUT_SECONDS, sandbox: false }, dir);
+  const save = (netns: string | null) => saveSnapshot({ ...run, ...(netns === null ? {} : { netns }), timeoutSeconds: BUILD_TIMEOUT_SECONDS, sandbox: false }, dir);
+  const { manifest } = run.net !== undefined ? await withBuildTap((netns) => save(netns)) : await save(null);
   // After the save (which wants the directory to itself); readers wait for it under the lock.
   writeFileSync(join(dir, RUN_FILE), JSON.stringify(run), { mode: 0o600 });
   say(`template: built ${dir} in ${Math.round(performance.now() - started)} ms (ready after ${manifest.readyAfterMs} ms, saved in ${manifest.saveMs} ms)`);
@@ -198,8 +232,8 @@ export async function ensureTemplate(stateRoot: string, containerRun: StoredRun,
     append: [...splitAppend(containerRun.append).kernelWords.filter((word) => ["root", "init"].includes(wordKey(word))), templateAppend(debug), ...templateCgroupWords(containerRun.append)].join(" "),
     timeoutSeconds: containerRun.timeoutSeconds,
     shares: templateShares(empty),
-    // On the engine's network: the NIC a restore connects to the container's tap, here on nothing.
-    ...(containerRun.net !== undefined ? { net: { unconnected: { mac: TEMPLATE_NIC.mac } } } : {}),
+    // On the engine's network: the NIC each restore puts on the container's tap (built on a tap of its own).
+    ...(containerRun.net !== undefined ? { net: { tap: { ifname: BUILD_TAP, mac: TEMPLATE_NIC.mac } } } : {}),
     ...(containerRun.extraArgs ? { extraArgs: containerRun.extraArgs } : {}),
   };
   const key = templateKey(run);

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseConfig } from "../../src/config/config";
-import { kernelCommandLine, qemuArgs, tapNicArgs, unconnectedNicArgs } from "../../src/host/qemu-argv";
+import { kernelCommandLine, qemuArgs, tapNicArgs } from "../../src/host/qemu-argv";
 import { spawnArgv } from "../../src/host/qemu-process";
 import { checkRunInputs } from "../../src/host/run-checks";
 import { readBundle } from "../../src/oci/bundle";
@@ -176,12 +176,6 @@ describe("QEMU on a tap, in a namespace", () => {
     expect(() => tapNicArgs({ ifname: "tap,script=/bin/evil", mac: "a6:9c:89:ce:e6:11" }, pci)).toThrow('bad tap device name "tap,script=/bin/evil" (1 to 15 of A-Z a-z 0-9 . _ -)');
     expect(() => tapNicArgs({ ifname: "a-name-too-long-x", mac: "a6:9c:89:ce:e6:11" }, pci)).toThrow("bad tap device name");
     expect(() => tapNicArgs({ ifname: "tap0", mac: "a6:9c:89:ce:e6:11,romfile=x" }, pci)).toThrow('bad MAC address "a6:9c:89:ce:e6:11,romfile=x" for the NIC');
-  });
-
-  test("unconnectedNicArgs: a template's NIC on a hub port of its own; a bad MAC refused", () => {
-    const mmio = (device: string) => `${device}-device`;
-    expect(unconnectedNicArgs("02:62:75:72:72:77", mmio)).toEqual(["-netdev", "hubport,id=net0,hubid=0", "-device", "virtio-net-device,netdev=net0,mac=02:62:75:72:72:77"]);
-    expect(() => unconnectedNicArgs("02:62:75:72:72:77,romfile=x", mmio)).toThrow('bad MAC address "02:62:75:72:72:77,romfile=x" for the NIC');
   });
 
   test("a tap NIC adds burrow.net=1 like the user network does", () => {

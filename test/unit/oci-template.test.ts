@@ -164,8 +164,8 @@ describe("a template on the engine's network", () => {
 
   test("the container's network has its own template (the key has the NIC); a restore puts the template's NIC on the container's tap in its netns", () => {
     const run = { arch: "x86_64", kernel: "/k", disks: [], ports: [], mem: "256M", smp: 1, machine: "microvm", accel: "tcg", append: "a", timeoutSeconds: 60 } as unknown as StoredRun;
-    expect(templateKey({ ...run, kernel: import.meta.path })).not.toBe(templateKey({ ...run, kernel: import.meta.path, net: { unconnected: { mac: TEMPLATE_NIC.mac } } }));
-    const template = { dir: "/state/burrow-templates/k", run: { ...run, net: { unconnected: { mac: TEMPLATE_NIC.mac } } }, append: "a", runId: "r", words: [], instance: "c1" };
+    expect(templateKey({ ...run, kernel: import.meta.path })).not.toBe(templateKey({ ...run, kernel: import.meta.path, net: { tap: { ifname: "tap0_burrow", mac: TEMPLATE_NIC.mac } } }));
+    const template = { dir: "/state/burrow-templates/k", run: { ...run, net: { tap: { ifname: "tap0_burrow", mac: TEMPLATE_NIC.mac } } }, append: "a", runId: "r", words: [], instance: "c1" };
     const restored = restoreRun(template, { ...run, net: { tap: { ifname: "tap0_burrow", mac: network.mac } }, netns: network.netns });
     expect(restored.net).toEqual({ tap: { ifname: "tap0_burrow", mac: TEMPLATE_NIC.mac } });
     expect(restored.netns).toBe(network.netns);
