@@ -13,6 +13,7 @@ import * as sys from "../sys";
 import { parseOciSpec } from "../workload/oci";
 import { type GlobalOptions, UsageError } from "./command-line";
 import { type ContainerPaths, effectiveStatus, loadRecord } from "./container-dir";
+import { joinCgroup } from "./cgroups";
 import { isSandboxPlan } from "./sandbox";
 import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent, killQuietly, spawnSelf, writePidFile } from "./spawn-self";
@@ -92,6 +93,13 @@ function readPlanQuietly(path: string): unknown {
   }
 }
 
+/** The exec's host process joins the container's cgroup, as runc's exec'd processes do: the engine's limits and stats cover it. */
+function joinContainerCgroup(paths: ContainerPaths): void {
+  const plan = readPlanQuietly(paths.plan) as { cgroups?: unknown } | null;
+  const dirs = Array.isArray(plan?.cgroups) ? plan.cgroups.filter((dir): dir is string => typeof dir === "string") : [];
+  joinCgroup(dirs, process.pid);
+}
+
 function runningPaths(root: string, id: string): ContainerPaths {
   const { paths, record } = loadRecord(root, id);
   const status = effectiveStatus(record);
@@ -142,6 +150,7 @@ export async function execInContainer(globals: GlobalOptions, request: ExecReque
   const proc = execProcess(request);
   if (proc.terminal && request.consoleSocket === null && request.detach) throw new UsageError("exec --tty --detach needs --console-socket");
   if (!request.detach) {
+    joinContainerCgroup(paths);
     if (request.pidFile !== null) writePidFile(request.pidFile, process.pid);
     return runInContainer(paths, request.id, proc, () => {});
   }
@@ -175,6 +184,7 @@ export async function runExecHolder(globals: GlobalOptions, id: string, processF
   const tell = answerParent;
   try {
     const paths = runningPaths(globals.root, id);
+    joinContainerCgroup(paths);
     return await runInContainer(paths, id, proc, (outcome) => tell("pid" in outcome ? `started ${outcome.pid}` : `error: ${outcome.error}`));
   } catch (error) {
     tell(`error: ${describeError(error)}`);

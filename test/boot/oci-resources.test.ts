@@ -107,6 +107,14 @@ test("--memory 256m --cpus 2: the guest's RAM and vCPUs, the VM's host processes
   const cpu = hierarchies().find((hierarchy) => hierarchy.controllers.includes("cpu"));
   if (cpu) expect(readFileSync(join(cpu.mountPoint, cgroup.path, "cpu.cfs_quota_us"), "utf8").trim()).toBe("200000");
   else expect(readFileSync(join(cgroup.dir, "cpu.max"), "utf8").trim()).toBe("200000 100000");
+  if (burrow) {
+    // An exec's host process (its pid-file process) joins the container's cgroup, as runc's exec'd processes do.
+    const detached = await podman.cli(["exec", "-d", id, "sleep", "60"]);
+    expect(detached.code, explain(detached)).toBe(0);
+    const execHolder = Bun.spawnSync(["pgrep", "-f", `exec-holder .*${id}`]).stdout.toString().trim().split("\n").filter(Boolean).map(Number);
+    expect(execHolder).toHaveLength(1);
+    expect(readFileSync(`/proc/${execHolder[0]}/cgroup`, "utf8")).toBe(own);
+  }
   // podman stats reads the cgroup: the VM's memory against the limit.
   const stats = await podman.cli(["stats", "--no-stream", "--format", "{{.MemUsage}}", id]);
   expect(stats.code, explain(stats)).toBe(0);
