@@ -39,6 +39,8 @@ export interface ContainerPaths {
   holderSocket: string;
   /** The VM's control channel (a ControlMux), for exec. */
   controlSocket: string;
+  /** QEMU's end of the guest's control port (the holder's ControlMux connects to it): here, so it goes with the container. */
+  vmPortSocket: string;
   qmpSocket: string;
   /** Shared read-only with the guest: mounts.json and the copied files. */
   bundleShare: string;
@@ -71,6 +73,7 @@ export function containerPaths(root: string, id: string): ContainerPaths {
     record: join(dir, "state.json"),
     holderSocket: join(sockets, "h.sock"),
     controlSocket: join(sockets, "c.sock"),
+    vmPortSocket: join(sockets, "v.sock"),
     qmpSocket: join(sockets, "q.sock"),
     bundleShare: join(dir, "bundle"),
     plan: join(dir, "plan.json"),

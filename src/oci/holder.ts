@@ -140,7 +140,7 @@ class Holder {
       server.stop(true);
       this.client?.close();
       if (network !== null) for (const problem of tearDownMirror(network, mirrorMarker(this.paths.dir))) this.say(`network: ${problem}`);
-      for (const socket of [this.paths.holderSocket, this.paths.controlSocket]) rmSync(socket, { force: true });
+      for (const socket of [this.paths.holderSocket, this.paths.controlSocket, this.paths.vmPortSocket, this.paths.qmpSocket]) rmSync(socket, { force: true });
     }
     if (!this.ready) {
       this.failCreate(result ? `the VM ended before it was ready (${result.reason ?? "no reason given"})` : "the VM did not start");

@@ -81,6 +81,8 @@ export function launchPlan(plan: ContainerPlan, paths: ContainerPaths, assets: O
       shares: [plan.root, { tag: BUNDLE_TAG, path: paths.bundleShare, readOnly: true }, ...plan.shares],
       sandbox: true,
       qmpSocket: paths.qmpSocket,
+      // Not a temporary directory of runVm's: a holder killed with SIGKILL would leave that behind.
+      controlSocket: paths.vmPortSocket,
       ownSignals: true,
       ...(network === null ? {} : { net: { tap: { ifname: network.tap, mac: network.mac } }, netns: network.netns }),
     },

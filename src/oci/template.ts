@@ -276,6 +276,7 @@ export function restoreRun(template: TemplateStart, container: StoredRun): Store
     sandbox: true,
     timeoutSeconds: container.timeoutSeconds,
     ...(container.qmpSocket ? { qmpSocket: container.qmpSocket } : {}),
+    ...(container.controlSocket ? { controlSocket: container.controlSocket } : {}),
     // The translation buffer is no device state: this container's (capped under a memory limit).
     ...(container.tcgTbSizeMiB !== undefined ? { tcgTbSizeMiB: container.tcgTbSizeMiB } : {}),
     // The template's NIC (its MAC is the saved device's) on this container's tap, in its netns.

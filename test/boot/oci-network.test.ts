@@ -10,7 +10,7 @@
 // shared by the cases; nothing is left after the file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Engine, explain, processAlive, qemuUnder, runCommand, startPodman, TEST_IMAGE, testRuntime } from "../helpers/oci-engines";
@@ -84,7 +84,12 @@ function hasIngress(netns: string, dev: string): boolean {
   return result.stdout.toString().includes("ingress");
 }
 
+/** runVm's temporary socket directories (src/host/qemu.ts) there before this file: any other one is a leak. */
+const controlDirs = () => new Set(readdirSync(tmpdir()).filter((name) => name.startsWith("burrow-control-")));
+let controlDirsBefore: Set<string>;
+
 beforeAll(async () => {
+  controlDirsBefore = controlDirs();
   if (process.getuid?.() !== 0) throw new Error("the network tests need root (Podman's bridge networks, network namespaces)");
   work = mkdtempSync(join(tmpdir(), "burrow-oci-net-test-"));
   podman = await startPodman(runtime);
@@ -350,4 +355,6 @@ test("after every case: podman ps -a is empty, no process names a container, no 
   const listed = await podman.cli(["ps", "-a", "-q"]);
   expect(listed.stdout, explain(listed)).toBe("");
   expect(await podman.settledLeftovers(ids)).toEqual([]);
+  // Holders killed with SIGKILL above: a container's sockets live in its own directory, never in a temporary one left behind.
+  expect([...controlDirs()].filter((name) => !controlDirsBefore.has(name))).toEqual([]);
 }, TIMEOUT_MS);

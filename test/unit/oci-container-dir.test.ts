@@ -50,6 +50,7 @@ describe("the directory", () => {
       record: "/run/burrow-oci/c1/state.json",
       holderSocket: "/run/burrow-oci/c1/h.sock",
       controlSocket: "/run/burrow-oci/c1/c.sock",
+      vmPortSocket: "/run/burrow-oci/c1/v.sock",
       qmpSocket: "/run/burrow-oci/c1/q.sock",
       bundleShare: "/run/burrow-oci/c1/bundle",
       plan: "/run/burrow-oci/c1/plan.json",
@@ -64,7 +65,7 @@ describe("the directory", () => {
     const paths = containerPaths(root, id);
     expect(paths.dir).toBe(`${root}/${id}`);
     expect(paths.sockets).not.toBe(paths.dir);
-    for (const socket of [paths.holderSocket, paths.controlSocket, paths.qmpSocket]) expect(Buffer.byteLength(socket)).toBeLessThanOrEqual(107);
+    for (const socket of [paths.holderSocket, paths.controlSocket, paths.vmPortSocket, paths.qmpSocket]) expect(Buffer.byteLength(socket)).toBeLessThanOrEqual(107);
     expect(containerPaths(root, id)).toEqual(paths);
     expect(containerPaths(root, "b".repeat(64)).sockets).not.toBe(paths.sockets);
   });
