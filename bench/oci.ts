@@ -1,28 +1,37 @@
-// `just bench-oci`: burrow-oci (each container a microVM) against runc under Podman, and the read
-// throughput of the share a container's root comes over, side by side in one run:
-// - `podman run --rm --network none IMAGE true` wall time, interleaved: burrow-oci as it starts a
-//   container by default (a template VM restored), burrow-oci booting it cold, and runc;
-// - spawn → the container's first stdout line (`… echo ready`), the same three;
-// - in a guest booted as burrow-oci boots one (dist/oci's kernel and boot disk, microvm, TCG):
-//   many small files (find + cat) and one large file (dd) read from virtio-9p mounted as the
+// `just bench-oci`: burrow-oci (each container a microVM) against runc under Podman, side by side
+// in one run, in four parts (`--only` takes a comma-separated list of their names):
+// - podman: `podman run --rm --network none IMAGE true` wall time, interleaved: burrow-oci as it
+//   starts a container by default (a template VM restored), burrow-oci booting it cold, and runc;
+//   spawn → the container's first stdout line (`… echo ready`), the same three;
+// - idle: an idle `podman run -d … sleep 3600` container's host PSS and RSS, the same three
+//   (bench/oci-idle.ts);
+// - net: a stream host → container and back, burrow-oci on Podman's bridge, the same guest on a
+//   plain tap, and runc (bench/oci-net.ts);
+// - shares: in a guest booted as burrow-oci boots one (dist/oci's kernel and boot disk, microvm,
+//   TCG): many small files (find + cat) and one large file (dd) read from virtio-9p mounted as the
 //   container's root is (cache=loose) and as a volume is (cache=mmap), from virtio-fs (QEMU 7.2's
 //   virtiofsd, cache=auto and cache=always), and the same files on the VM's own ext4 disk; guest
 //   caches dropped first (cold), then the same read again at once (warm).
-// Writes bench/results/oci.md (the tables) and bench/results/oci.json (every raw sample).
-import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
+// Writes bench/results/oci.md (the tables) and bench/results/oci.json (every raw sample). A part
+// not run this time keeps its section from the previous oci.json (its own date, command and load
+// said above its table), so one part can be measured again alone.
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
-import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ControlClient } from "../src/control/client";
-import type { ControlMux } from "../src/control/mux";
 import { withBootDisk } from "../src/host/boot-disk";
-import { runVm, type RunResult } from "../src/host/qemu";
 import { ninePMountData } from "../src/modes/microvm/shares";
 import { requireArtifacts, ROOTFS } from "../test/helpers/artifacts";
-import { buildTestImage, TEST_IMAGE } from "../test/helpers/oci-image";
+import {
+  BURROW_OCI, checkNoContainersLeft, checkTemplate, cleanUp, type Guest, guestSh, lastLines, log, median, mibps, noTemplateNote, OCI_BOOT_DISK, OCI_KERNEL, onCleanUp, PODMAN,
+  PODMAN_TIMEOUT_MS, podmanWith, range, ROOT, RUNC, RUNTIME_TITLES, RUNTIMES, type Runtime, setUpPodman, spawnTracked, startGuest, stopGuest, type TemplateCheck, TEST_IMAGE,
+  ULIMITS, verdict, within, work,
+} from "./oci-common";
+import { type IdleData, idleSection, measureIdle } from "./oci-idle";
+import { measureNet, type NetData, netSection } from "./oci-net";
 
-const ROOT = resolve(import.meta.dir, "..");
+const PARTS = ["podman", "idle", "net", "shares"] as const;
+type Part = (typeof PARTS)[number];
 const { values } = parseArgs({
   options: {
     runs: { type: "string", default: "5" },
@@ -31,146 +40,45 @@ const { values } = parseArgs({
     "large-mib": { type: "string", default: "256" },
     // Enough for the large file to stay in the guest's page cache for the warm read.
     mem: { type: "string", default: "1G" },
-    only: { type: "string", default: "podman,shares" },
+    // How long an idle container sits after `podman run -d` returned before its memory is read.
+    "idle-seconds": { type: "string", default: "5" },
+    // The network stream each way: 64 MiB lasted under a second into the plain-tap guest (~80 MiB/s under TCG).
+    "net-mib": { type: "string", default: "128" },
+    only: { type: "string", default: PARTS.join(",") },
   },
 });
 const runs = Number(values.runs);
 const fileCount = Number(values.files);
 const largeMiB = Number(values["large-mib"]);
 const guestMem = values.mem!;
-const only = new Set(values.only!.split(","));
-if (!(runs >= 1 && fileCount >= 1 && largeMiB >= 1)) throw new Error("--runs, --files and --large-mib must be positive numbers");
+const idleSeconds = Number(values["idle-seconds"]);
+const netMiB = Number(values["net-mib"]);
+const onlyNames = values.only!.split(",").filter(Boolean);
+const unknownPart = onlyNames.find((name) => !(PARTS as readonly string[]).includes(name));
+if (unknownPart !== undefined) throw new Error(`--only: no part ${JSON.stringify(unknownPart)} (the parts: ${PARTS.join(", ")})`);
+const only = new Set(onlyNames as Part[]);
+if (!(runs >= 1 && fileCount >= 1 && largeMiB >= 1 && idleSeconds >= 0 && Number.isInteger(netMiB) && netMiB >= 1)) throw new Error("--runs, --files, --large-mib and --net-mib must be positive numbers, --idle-seconds not negative");
 
-const BURROW_OCI = join(ROOT, "dist/burrow-oci");
-const OCI_KERNEL = join(ROOT, "dist/oci/vmlinuz");
-const OCI_BOOT_DISK = join(ROOT, "dist/oci/boot.ext4");
 const VIRTIOFSD = "/usr/lib/qemu/virtiofsd";
-const RUNC = Bun.which("runc");
-const PODMAN = Bun.which("podman");
-/** runc on this host cannot set podman's default rlimits (EPERM on RLIMIT_NPROC): every runtime gets these. */
-const ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
-const PODMAN_TIMEOUT_MS = 300_000;
-const GUEST_TIMEOUT_MS = 900_000;
 /** Where the guest mounts each kind (its root is a fresh copy of the demo root disk). */
 const MOUNT_BASE = "/mnt/bench";
 
-const log = (line: string) => console.error(`bench: ${line}`);
-const median = (xs: number[]) => {
-  const sorted = xs.filter(Number.isFinite).sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length === 0 ? NaN : sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
-const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
-const mibps = (bytes: number, ms: number) => bytes / 2 ** 20 / (ms / 1000);
-/** The last lines of a process's stderr, for a one-line error. */
-const lastLines = (what: string) => what.trim().split("\n").slice(-3).join(" / ");
-/** `promise`, or `onTimeout()`'s after `ms`; the timer is cleared either way (a pending one would keep the process alive). */
-async function within<T>(promise: Promise<T>, ms: number, onTimeout: () => T | Promise<T>): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), ms)));
-  try {
-    const first = await Promise.race([promise, late]);
-    return first === "late" ? await onTimeout() : (first as T);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-// ---- clean-up on every path ------------------------------------------------------------------------
-
-const work = mkdtempSync(join(tmpdir(), "burrow-bench-oci-"));
-/** Every QEMU run this process started and has not seen end: aborted and awaited on any way out. */
-const liveVms = new Map<AbortController, Promise<unknown>>();
-/** Every child process (podman, virtiofsd) still running: killed by its pid on any way out. */
-const liveChildren = new Set<ReturnType<typeof Bun.spawn>>();
 /** virtiofsd's lock files (/run/virtiofsd/<socket path, / as .>.pid), which it leaves behind. */
 const virtiofsdLocks = new Set<string>();
-let podmanStore: string[] | null = null;
-
-function track<T>(abort: AbortController, run: Promise<T>): Promise<T> {
-  liveVms.set(abort, run);
-  void run.finally(() => liveVms.delete(abort)).catch(() => {});
-  return run;
-}
-
-function spawnTracked(argv: string[]): ReturnType<typeof Bun.spawn<"ignore", "pipe", "pipe">> {
-  const child = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  liveChildren.add(child);
-  void child.exited.finally(() => liveChildren.delete(child));
-  return child;
-}
-
-/** Mounts left under the work directory (a podman run killed mid-way keeps its /dev/shm tmpfs). */
-function mountsUnder(dir: string): string[] {
-  const lines = readFileSync("/proc/self/mountinfo", "utf8").split("\n");
-  return lines.map((line) => line.split(" ")[4] ?? "").filter((point) => point === dir || point.startsWith(`${dir}/`)).sort((a, b) => b.length - a.length);
-}
-
-let cleaned = false;
-async function cleanUp(): Promise<void> {
-  if (cleaned) return;
-  cleaned = true;
-  for (const abort of liveVms.keys()) abort.abort();
-  for (const child of liveChildren) child.kill("SIGKILL");
-  await within(Promise.allSettled([...liveVms.values(), ...[...liveChildren].map((child) => child.exited)]), 15_000, () => []);
-  if (podmanStore) {
-    // A container a killed run left (burrow-oci's holder and QEMU with it): removed through podman.
-    Bun.spawnSync([PODMAN!, ...podmanStore, "rm", "--all", "--force", "--time", "0"], { stdout: "ignore", stderr: "ignore" });
-  }
-  for (const point of mountsUnder(work)) Bun.spawnSync(["umount", "--lazy", point], { stdout: "ignore", stderr: "ignore" });
-  rmSync(work, { recursive: true, force: true });
+onCleanUp(() => {
   for (const lock of virtiofsdLocks) rmSync(lock, { force: true });
   if (virtiofsdLocks.size > 0) {
     try {
       rmdirSync("/run/virtiofsd"); // only when empty: another virtiofsd's lock keeps it
     } catch {}
   }
-}
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
+});
 
-// ---- 1 and 2: podman run with each runtime ----------------------------------------------------------
-
-/**
- * burrow-oci as it starts a container by default (restoring a template VM saved by the first
- * create that fits; src/oci/template.ts), burrow-oci booting every container cold
- * (BURROW_OCI_TEMPLATE=0), and runc.
- */
-const RUNTIMES = ["burrow-oci", "burrow-oci-cold", "runc"] as const;
-type Runtime = (typeof RUNTIMES)[number];
-const RUNTIME_TITLES: Record<Runtime, string> = { "burrow-oci": "burrow-oci (template restore, its default)", "burrow-oci-cold": "burrow-oci, BURROW_OCI_TEMPLATE=0 (cold boot)", runc: "runc" };
+// ---- podman: podman run with each runtime ----------------------------------------------------------
 
 interface PodmanSamples { trueMs: number[]; firstLineMs: number[]; echoWallMs: number[]; firstRunMs: number }
-const podman = Object.fromEntries(RUNTIMES.map((runtime): [Runtime, PodmanSamples] => [runtime, { trueMs: [], firstLineMs: [], echoWallMs: [], firstRunMs: NaN }])) as Record<Runtime, PodmanSamples>;
-
-/**
- * Each runtime through a one-line sh wrapper in the work directory (the same exec for all three).
- * Podman passes a runtime no --root, so burrow-oci's wrappers give it one here: its containers'
- * state and its templates stay in this run's directory, never in /run/burrow-oci.
- */
-function writeRuntimeWrappers(dir: string): Record<Runtime, string> {
-  mkdirSync(dir, { recursive: true });
-  const stateRoot = join(dir, "burrow-oci-root");
-  const scripts: Record<Runtime, string> = {
-    "burrow-oci": `exec '${BURROW_OCI}' --root '${stateRoot}' "$@"`,
-    "burrow-oci-cold": `BURROW_OCI_TEMPLATE=0 exec '${BURROW_OCI}' --root '${stateRoot}' "$@"`,
-    runc: `exec '${RUNC}' "$@"`,
-  };
-  const paths = {} as Record<Runtime, string>;
-  for (const runtime of RUNTIMES) {
-    paths[runtime] = join(dir, runtime);
-    writeFileSync(paths[runtime], `#!/bin/sh\n${scripts[runtime]}\n`, { mode: 0o755 });
-  }
-  return paths;
-}
-let runtimePaths: Record<Runtime, string> | null = null;
-
-function podmanRunArgv(runtime: Runtime, command: string[]): string[] {
-  return [PODMAN!, ...podmanStore!, "--runtime", runtimePaths![runtime], "run", "--rm", "--network", "none", ...ULIMITS, TEST_IMAGE, ...command];
-}
+/** `template`: whether the default column restored one (absent in results older than the check). */
+interface PodmanData { runs: number; samples: Record<Runtime, PodmanSamples>; template?: TemplateCheck }
 
 /**
  * One `podman run`: its wall time (spawn → exit) and, when `line` is given, spawn → that line on
@@ -178,7 +86,7 @@ function podmanRunArgv(runtime: Runtime, command: string[]): string[] {
  */
 async function podmanRun(runtime: Runtime, command: string[], line: string | null): Promise<{ wallMs: number; lineMs: number }> {
   const started = performance.now();
-  const child = spawnTracked(podmanRunArgv(runtime, command));
+  const child = spawnTracked([...podmanWith(runtime), "run", "--rm", "--network", "none", ...ULIMITS, TEST_IMAGE, ...command]);
   let lineMs = NaN;
   let stdout = "";
   const decoder = new TextDecoder();
@@ -199,18 +107,8 @@ async function podmanRun(runtime: Runtime, command: string[], line: string | nul
   return { wallMs, lineMs };
 }
 
-function podmanOnce(argv: string[], what: string): string {
-  const result = Bun.spawnSync([PODMAN!, ...podmanStore!, ...argv], { stdout: "pipe", stderr: "pipe" });
-  if (result.exitCode !== 0) throw new Error(`podman ${what}: exit ${result.exitCode}: ${lastLines(result.stderr.toString())}`);
-  return result.stdout.toString();
-}
-
-async function measurePodman(): Promise<void> {
-  const store = join(work, "podman");
-  podmanStore = ["--root", join(store, "root"), "--runroot", join(store, "runroot"), "--tmpdir", join(store, "tmp"), "--storage-driver", "vfs"];
-  const archive = await buildTestImage(join(work, "image.tar"));
-  podmanOnce(["load", "--quiet", "--input", archive], "load");
-  runtimePaths = writeRuntimeWrappers(join(work, "runtimes"));
+async function measurePodman(): Promise<PodmanData> {
+  const podman = Object.fromEntries(RUNTIMES.map((runtime): [Runtime, PodmanSamples] => [runtime, { trueMs: [], firstLineMs: [], echoWallMs: [], firstRunMs: NaN }])) as Record<Runtime, PodmanSamples>;
   // First runs, kept out of the medians: podman's store, the executables and burrow's boot disk
   // into the page cache, and burrow-oci's template built (its first fitting create saves it).
   for (const runtime of RUNTIMES) podman[runtime].firstRunMs = (await podmanRun(runtime, ["true"], null)).wallMs;
@@ -229,11 +127,11 @@ async function measurePodman(): Promise<void> {
     }
     log(`podman run ${run}: ${RUNTIMES.map((runtime) => `${runtime} true ${podman[runtime].trueMs.at(-1)!.toFixed(0)} ms, first line ${podman[runtime].firstLineMs.at(-1)!.toFixed(0)} ms`).join("; ")}`);
   }
-  const left = podmanOnce(["ps", "--all", "--quiet"], "ps").trim();
-  if (left) throw new Error(`containers left after --rm runs: ${left.split("\n").join(" ")}`);
+  checkNoContainersLeft("--rm runs");
+  return { runs, samples: podman, template: await checkTemplate() };
 }
 
-// ---- 3: the share's read throughput in the guest ---------------------------------------------------
+// ---- shares: the share's read throughput in the guest ------------------------------------------------
 
 /** How the guest reaches the files. */
 type KindName = "9p-loose" | "9p-mmap" | "virtiofs-auto" | "virtiofs-always" | "ext4";
@@ -328,8 +226,6 @@ async function startVirtiofsd(kind: VirtiofsKind, tree: string, run: number): Pr
   return { kind, child, socket, log: () => output };
 }
 
-interface Guest { client: ControlClient; ended: Promise<RunResult>; abort: AbortController; output: () => string }
-
 async function bootGuest(boot: BootName, tree: Tree, run: number, virtiofsds: Virtiofsd[]): Promise<Guest> {
   const disk = join(work, `root-${boot}-${run}.ext4`);
   copyFileSync(ROOTFS, disk);
@@ -349,45 +245,7 @@ async function bootGuest(boot: BootName, tree: Tree, run: number, virtiofsds: Vi
     append: 'burrow.agent=/bin/sh -- -c "echo workload: up; exec sleep 100000"', timeoutSeconds: 3600,
     shares, sandbox: true, extraArgs: vhost,
   }, OCI_BOOT_DISK);
-  const abort = new AbortController();
-  let output = "";
-  let control: Promise<ControlMux> | null = null;
-  const ended = track(abort, runVm({ ...options, signal: abort.signal, onSpawn: (vm) => (control = vm.control) }, (chunk) => (output = (output + chunk).slice(-65536))));
-  try {
-    const gone = ended.then((result) => Promise.reject(new Error(`the ${boot} guest ended before it answered: ${result.reason}\n${output.slice(-3000)}`)));
-    gone.catch(() => {});
-    while (control === null) await Promise.race([Bun.sleep(10), gone]);
-    const mux = await Promise.race([control as Promise<ControlMux>, gone]);
-    const client = await ControlClient.over(mux.local());
-    return { client, ended, abort, output: () => output };
-  } catch (error) {
-    abort.abort();
-    await ended.catch(() => {});
-    throw error;
-  }
-}
-
-async function stopGuest(guest: Guest): Promise<void> {
-  try {
-    await within(guest.client.stop().catch(() => {}), 10_000, () => {});
-    await within(guest.ended, 30_000, () => null);
-  } finally {
-    guest.abort.abort();
-    await guest.ended.catch(() => {});
-  }
-}
-
-/** A shell command in the guest; a non-zero exit or one past GUEST_TIMEOUT_MS throws with the console's tail. */
-async function guestSh(guest: Guest, script: string): Promise<{ stdout: string; stderr: string; hostMs: number }> {
-  const started = performance.now();
-  const result = await within(guest.client.exec(["/bin/sh", "-c", script]), GUEST_TIMEOUT_MS, () => {
-    throw new Error(`guest: ${script}: no answer in ${GUEST_TIMEOUT_MS / 1000} s\n${guest.output().slice(-3000)}`);
-  });
-  const hostMs = performance.now() - started;
-  const stdout = text(result.stdout);
-  const stderr = text(result.stderr);
-  if (result.exitCode !== 0) throw new Error(`guest: ${script}: exit ${result.exitCode}: ${lastLines(stderr)}\n${guest.output().slice(-3000)}`);
-  return { stdout, stderr, hostMs };
+  return startGuest(options, boot);
 }
 
 /** busybox adjtimex's clock readings (busybox date has no %N), in ms. */
@@ -458,34 +316,46 @@ async function measureBoot(boot: BootName, tree: Tree, run: number): Promise<voi
   }
 }
 
-async function measureShares(): Promise<Tree> {
+interface SharesData {
+  runs: number; fileCount: number; largeMiB: number; guestMem: string; smallBytes: number;
+  guestClockMs: Record<Column, Record<Test, number[]>>; hostMs: Record<Column, Record<Test, number[]>>; timerOverheadMs: number[]; boots: Record<BootName, KindName[]>;
+}
+
+async function measureShares(): Promise<SharesData> {
   const tree = makeTree();
   log(`shares: ${fileCount} files, ${(tree.smallBytes / 2 ** 20).toFixed(1)} MiB, and a ${largeMiB} MiB file; ext4 image ${tree.image}`);
   const boots = Object.keys(BOOTS) as BootName[];
   for (let run = 1; run <= runs; run++) {
     for (const boot of run % 2 ? boots : [...boots].reverse()) await measureBoot(boot, tree, run);
   }
-  return tree;
+  return { runs, fileCount, largeMiB, guestMem, smallBytes: tree.smallBytes, guestClockMs: shareSamples, hostMs: hostSamples, timerOverheadMs, boots: BOOTS };
 }
 
-// ---- the tables ---------------------------------------------------------------------------------
 
-const range = (xs: number[], digits = 0) => (xs.length ? `${median(xs).toFixed(digits)} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : "—");
-const verdict = (ok: boolean) => (ok ? "met" : "**not met**");
+// ---- the sections ---------------------------------------------------------------------------------
 
-function podmanTable(): string[] {
+interface Section { title: string; body: string[] }
+
+function podmanSection(data: PodmanData): Section {
+  const { samples } = data;
   const row = (what: string, pick: (samples: PodmanSamples) => number[]) => {
-    const ratio = (runtime: Runtime) => (median(pick(podman[runtime])) / median(pick(podman.runc))).toFixed(1);
-    return `| ${what} | ${RUNTIMES.map((runtime) => `${range(pick(podman[runtime]))} ms`).join(" | ")} | ${ratio("burrow-oci")}× / ${ratio("burrow-oci-cold")}× |`;
+    const ratio = (runtime: Runtime) => (median(pick(samples[runtime])) / median(pick(samples.runc))).toFixed(1);
+    return `| ${what} | ${RUNTIMES.map((runtime) => `${range(pick(samples[runtime]))} ms`).join(" | ")} | ${ratio("burrow-oci")}× / ${ratio("burrow-oci-cold")}× |`;
   };
-  return [
-    `| measurement (wall time on the host) | ${RUNTIMES.map((runtime) => RUNTIME_TITLES[runtime]).join(" | ")} | burrow-oci ÷ runc (template / cold) |`,
-    `|---|${RUNTIMES.map(() => "---").join("|")}|---|`,
-    row("`podman run --rm --network none IMAGE true`: spawn → exit", (samples) => samples.trueMs),
-    row("`podman run --rm --network none IMAGE echo ready`: spawn → the line `ready` on podman's stdout", (samples) => samples.firstLineMs),
-    row("the same `echo ready` run: spawn → exit", (samples) => samples.echoWallMs),
-    `| each runtime's first \`… true\` of the bench, once, before the runs above (burrow-oci's builds its template) | ${RUNTIMES.map((runtime) => `${podman[runtime].firstRunMs.toFixed(0)} ms`).join(" | ")} | — |`,
-  ];
+  return {
+    title: "podman run",
+    body: [
+      `${data.runs} runs of each, the three interleaved (the order turned each run), after one first run of each; medians (min–max). Podman on a throw-away store (\`--root/--runroot/--tmpdir\` in a temporary directory, \`--storage-driver vfs\`), the image ${TEST_IMAGE} (test/helpers/oci-image.ts: Debian's busybox-static), every runtime with \`${ULIMITS.join(" ")}\` (runc here cannot set podman's default RLIMIT_NPROC) and through a one-line sh wrapper (\`exec RUNTIME "$@"\`; burrow-oci's add \`--root DIR\` in the run's directory, as Podman passes none, so its state and templates never touch /run/burrow-oci). burrow-oci runs each container as a microVM (dist/oci's micro kernel and boot disk, QEMU TCG, 1 vCPU, 256 MiB, the root over virtio-9p): by default restored from a template VM its first fitting create saved (src/oci/template.ts); with BURROW_OCI_TEMPLATE=0 booted cold.`,
+      "",
+      `| measurement (wall time on the host) | ${RUNTIMES.map((runtime) => RUNTIME_TITLES[runtime]).join(" | ")} | burrow-oci ÷ runc (template / cold) |`,
+      `|---|${RUNTIMES.map(() => "---").join("|")}|---|`,
+      row("`podman run --rm --network none IMAGE true`: spawn → exit", (each) => each.trueMs),
+      row("`podman run --rm --network none IMAGE echo ready`: spawn → the line `ready` on podman's stdout", (each) => each.firstLineMs),
+      row("the same `echo ready` run: spawn → exit", (each) => each.echoWallMs),
+      `| each runtime's first \`… true\` of the bench, once, before the runs above (burrow-oci's builds its template) | ${RUNTIMES.map((runtime) => `${samples[runtime].firstRunMs.toFixed(0)} ms`).join(" | ")} | — |`,
+      ...(data.template && data.template.saved === 0 ? ["", noTemplateNote(data.template)] : []),
+    ],
+  };
 }
 
 const COLUMN_TITLES: Partial<Record<Column, string>> = {
@@ -498,14 +368,16 @@ const COLUMN_TITLES: Partial<Record<Column, string>> = {
   "ext4@vhost": "ext4 disk",
 };
 
-function sharesTable(tree: Tree): string[] {
-  const bytes = (test: Test) => (test.startsWith("small") ? tree.smallBytes : tree.largeBytes);
+function sharesTable(data: SharesData): string[] {
+  const columns: Column[] = (Object.entries(data.boots) as [BootName, KindName[]][]).flatMap(([boot, kinds]) => kinds.map((kind) => `${kind}@${boot}` as Column));
+  const samples = data.guestClockMs;
+  const bytes = (test: Test) => (test.startsWith("small") ? data.smallBytes : data.largeMiB * 2 ** 20);
   const cell = (column: Column, test: Test) => {
-    const xs = shareSamples[column][test];
+    const xs = samples[column][test];
     return xs.length ? `${range(xs)} ms, ${mibps(bytes(test), median(xs)).toFixed(1)} MiB/s` : "—";
   };
-  const smallWhat = `${fileCount} files of 1–8 KiB (${(tree.smallBytes / 2 ** 20).toFixed(1)} MiB, ${fileCount / 10} directories): \`find DIR -type f -exec cat {} + > /dev/null\``;
-  const largeWhat = `one ${largeMiB} MiB file: \`dd if=FILE of=/dev/null bs=1M\``;
+  const smallWhat = `${data.fileCount} files of 1–8 KiB (${(data.smallBytes / 2 ** 20).toFixed(1)} MiB, ${data.fileCount / 10} directories): \`find DIR -type f -exec cat {} + > /dev/null\``;
+  const largeWhat = `one ${data.largeMiB} MiB file: \`dd if=FILE of=/dev/null bs=1M\``;
   const rows = [
     [`${smallWhat}, **cold** (guest caches dropped)`, "smallCold"],
     [`the same, **warm** (again at once)`, "smallWarm"],
@@ -516,17 +388,40 @@ function sharesTable(tree: Tree): string[] {
   const goal = (column: Column) => {
     const boot = column.split("@")[1] as BootName;
     if (column.startsWith("ext4")) return "(the reference)";
-    const disk = shareSamples[`ext4@${boot}`].smallCold;
-    const ratios = shareSamples[column].smallCold.map((ms, index) => disk[index]! / ms);
+    const disk = samples[`ext4@${boot}`].smallCold;
+    const ratios = samples[column].smallCold.map((ms, index) => disk[index]! / ms);
     if (!ratios.length) return "—";
     return `${(median(ratios) * 100).toFixed(0)} % (${(Math.min(...ratios) * 100).toFixed(0)}–${(Math.max(...ratios) * 100).toFixed(0)}): ${verdict(median(ratios) >= 0.5)}`;
   };
   return [
-    `| measurement (guest clock) | ${COLUMNS.map((column) => `${COLUMN_TITLES[column]} [${column.split("@")[1]} VM]`).join(" | ")} |`,
-    `|---|${COLUMNS.map(() => "---").join("|")}|`,
-    ...rows.map(([what, test]) => `| ${what} | ${COLUMNS.map((column) => cell(column, test)).join(" | ")} |`),
-    `| goal: small files cold at ≥ 50 % of the same VM's ext4 disk (throughput; median of the per-run ratios) | ${COLUMNS.map(goal).join(" | ")} |`,
+    `| measurement (guest clock) | ${columns.map((column) => `${COLUMN_TITLES[column]} [${column.split("@")[1]} VM]`).join(" | ")} |`,
+    `|---|${columns.map(() => "---").join("|")}|`,
+    ...rows.map(([what, test]) => `| ${what} | ${columns.map((column) => cell(column, test)).join(" | ")} |`),
+    `| goal: small files cold at ≥ 50 % of the same VM's ext4 disk (throughput; median of the per-run ratios) | ${columns.map(goal).join(" | ")} |`,
   ];
+}
+
+function sharesSection(data: SharesData): Section {
+  return {
+    title: "the share's read throughput in the guest",
+    body: [
+      `${data.runs} runs; each run boots two VMs (their order swapped each run) from dist/oci's kernel and boot disk as burrow-oci does (microvm, 1 vCPU, ${data.guestMem} so the large file stays cached for the warm read, a copy of dist/rootfs.ext4 as the guest's root), the same host directory exported to both and the same files as an ext4 image (mke2fs -d, 4 KiB blocks) attached read-only as a virtio-blk disk:`,
+      `- **oci VM**: the devices burrow-oci gives a container (QEMU's legacy virtio-mmio, \`-sandbox on,…\`): 9p mounted with the data burrow's guest uses for a container's root (\`${ninePMountData("root")}\`) and, on a second virtio-9p device, for a volume (\`${ninePMountData("volume")}\`; one 9p channel serves one mount); both \`-fsdev local,security_model=passthrough,readonly=on\`.`,
+      `- **vhost VM**: what virtio-fs needs: \`-global virtio-mmio.force-legacy=false\` (virtiofsd refuses a legacy device), the RAM a shared memfd (\`-object memory-backend-memfd,share=on -numa node,memdev=mem\`), \`-device vhost-user-fs-device\` on QEMU 7.2's virtiofsd (the C one; \`-o source=DIR -o cache=auto\` — its default: the guest's page cache of a file is dropped at each open — and a second daemon with \`-o cache=always\`, which keeps it as 9p's cache=loose does; sandbox=namespace), each mounted \`-t virtiofs -o ro\`; 9p cache=loose again, to show what the virtio 1.0 transport alone changes.`,
+      "",
+      "Every mount is checked first (file count, total bytes, the large file's size; dd's block count on every large read). **Cold**: `sync; echo 3 > /proc/sys/vm/drop_caches` in the guest right before the read — the guest's page, dentry and inode caches are empty; the host's page cache holds every file and the ext4 image throughout (all read once on the host before the first boot), so each kind reads from host RAM and what differs is the transport. **Warm**: the same read again at once, nothing dropped (9p cache=mmap keeps no page cache, so its warm read goes to the host again). The kinds take turns within a VM (the order turned each run). Times are the guest's clock (busybox `adjtimex` before and after; two readings back to back differ by " + `${range(data.timerOverheadMs, 1)} ms); the host's view of each read (the exec's round trip included) is in oci.json. MiB/s: the bytes read over the median time. Medians (min–max).`,
+      "",
+      ...sharesTable(data),
+    ],
+  };
+}
+
+function idleMarkdown(data: IdleData): Section {
+  return { title: "idle container: host memory", body: idleSection(data) };
+}
+
+function netMarkdown(data: NetData): Section {
+  return { title: "network throughput host ↔ container", body: netSection(data) };
 }
 
 function versions(): string {
@@ -539,66 +434,105 @@ function versions(): string {
   ].filter(Boolean).join("; ");
 }
 
-function markdown(tree: Tree | null, commandLine: string, load: string): string {
+// ---- the results: oci.json (every sample) and oci.md (the tables) ----------------------------------
+
+interface PartRecord<T> { date: string; commandLine: string; loadAverage: { start: string; end: string }; data: T }
+interface Parts { podman?: PartRecord<PodmanData>; idle?: PartRecord<IdleData>; net?: PartRecord<NetData>; shares?: PartRecord<SharesData> }
+
+const RESULTS_JSON = join(ROOT, "bench/results/oci.json");
+const RESULTS_MD = join(ROOT, "bench/results/oci.md");
+
+/**
+ * The parts the previous oci.json holds, to keep those this run does not measure. A file written
+ * before the bench had parts (podman and shares samples at its top level) is read as such; a part
+ * with no samples in it (not run then) is left out.
+ */
+function previousParts(): Parts {
+  let json: Record<string, any>;
+  try {
+    json = JSON.parse(readFileSync(RESULTS_JSON, "utf8"));
+  } catch {
+    return {};
+  }
+  if (json.parts) return json.parts as Parts;
+  const meta = { date: json.date, commandLine: json.commandLine, loadAverage: json.loadAverage };
+  const parts: Parts = {};
+  if (json.podman && json.podman.runc?.trueMs?.length) parts.podman = { ...meta, data: { runs: json.runs, samples: json.podman } };
+  if (json.shares && typeof json.smallBytes === "number") {
+    parts.shares = {
+      ...meta,
+      data: { runs: json.runs, fileCount: json.fileCount, largeMiB: json.largeMiB, guestMem: json.guestMem, smallBytes: json.smallBytes, guestClockMs: json.shares.guestClockMs, hostMs: json.shares.hostMs, timerOverheadMs: json.shares.timerOverheadMs, boots: json.boots },
+    };
+  }
+  return parts;
+}
+
+function markdown(parts: Parts, header: PartRecord<unknown>): string {
+  const kept = PARTS.filter((part) => parts[part] && !only.has(part));
   const lines = [
-    "# burrow-oci: Podman against runc, and the container root's share in the guest",
+    "# burrow-oci: Podman against runc (start time, idle memory, network), and the container root's share in the guest",
     "",
-    `${new Date().toISOString()} — \`${commandLine}\`. ${navigator.hardwareConcurrency} host CPUs (1-minute load average ${load}), QEMU TCG (no KVM). ${versions()}.`,
+    `${header.date} — \`${header.commandLine}\`. ${navigator.hardwareConcurrency} host CPUs (1-minute load average ${header.loadAverage.start} at the start, ${header.loadAverage.end} at the end), QEMU TCG (no KVM). ${versions()}.`,
     "",
   ];
-  if (only.has("podman")) {
-    lines.push(
-      "## podman run",
-      "",
-      `${runs} runs of each, the three interleaved (the order turned each run), after one first run of each; medians (min–max). Podman on a throw-away store (\`--root/--runroot/--tmpdir\` in a temporary directory, \`--storage-driver vfs\`), the image ${TEST_IMAGE} (test/helpers/oci-image.ts: Debian's busybox-static), every runtime with \`${ULIMITS.join(" ")}\` (runc here cannot set podman's default RLIMIT_NPROC) and through a one-line sh wrapper (\`exec RUNTIME "$@"\`; burrow-oci's add \`--root DIR\` in the run's directory, as Podman passes none, so its state and templates never touch /run/burrow-oci). burrow-oci runs each container as a microVM (dist/oci's micro kernel and boot disk, QEMU TCG, 1 vCPU, 256 MiB, the root over virtio-9p): by default restored from a template VM its first fitting create saved (src/oci/template.ts); with BURROW_OCI_TEMPLATE=0 booted cold.`,
-      "",
-      ...podmanTable(),
-      "",
-    );
+  if (kept.length) {
+    lines.push(`This run measured ${[...only].join(", ")}; the other sections (${kept.join(", ")}) are kept from an earlier run, their samples read back from oci.json and their tables written again by the same code, each with its own date, command and load average.`, "");
   }
-  if (only.has("shares") && tree) {
-    lines.push(
-      "## the share's read throughput in the guest",
-      "",
-      `${runs} runs; each run boots two VMs (their order swapped each run) from dist/oci's kernel and boot disk as burrow-oci does (microvm, 1 vCPU, ${guestMem} so the large file stays cached for the warm read, a copy of dist/rootfs.ext4 as the guest's root), the same host directory exported to both and the same files as an ext4 image (mke2fs -d, 4 KiB blocks) attached read-only as a virtio-blk disk:`,
-      `- **oci VM**: the devices burrow-oci gives a container (QEMU's legacy virtio-mmio, \`-sandbox on,…\`): 9p mounted with the data burrow's guest uses for a container's root (\`${ninePMountData("root")}\`) and, on a second virtio-9p device, for a volume (\`${ninePMountData("volume")}\`; one 9p channel serves one mount); both \`-fsdev local,security_model=passthrough,readonly=on\`.`,
-      `- **vhost VM**: what virtio-fs needs: \`-global virtio-mmio.force-legacy=false\` (virtiofsd refuses a legacy device), the RAM a shared memfd (\`-object memory-backend-memfd,share=on -numa node,memdev=mem\`), \`-device vhost-user-fs-device\` on QEMU 7.2's virtiofsd (the C one; \`-o source=DIR -o cache=auto\` — its default: the guest's page cache of a file is dropped at each open — and a second daemon with \`-o cache=always\`, which keeps it as 9p's cache=loose does; sandbox=namespace), each mounted \`-t virtiofs -o ro\`; 9p cache=loose again, to show what the virtio 1.0 transport alone changes.`,
-      "",
-      "Every mount is checked first (file count, total bytes, the large file's size; dd's block count on every large read). **Cold**: `sync; echo 3 > /proc/sys/vm/drop_caches` in the guest right before the read — the guest's page, dentry and inode caches are empty; the host's page cache holds every file and the ext4 image throughout (all read once on the host before the first boot), so each kind reads from host RAM and what differs is the transport. **Warm**: the same read again at once, nothing dropped (9p cache=mmap keeps no page cache, so its warm read goes to the host again). The kinds take turns within a VM (the order turned each run). Times are the guest's clock (busybox `adjtimex` before and after; two readings back to back differ by " + `${range(timerOverheadMs, 1)} ms); the host's view of each read (the exec's round trip included) is in oci.json. MiB/s: the bytes read over the median time. Medians (min–max).`,
-      "",
-      ...sharesTable(tree),
-      "",
-    );
+  const sections: [Part, (record: any) => Section][] = [
+    ["podman", (record: PartRecord<PodmanData>) => podmanSection(record.data)],
+    ["idle", (record: PartRecord<IdleData>) => idleMarkdown(record.data)],
+    ["net", (record: PartRecord<NetData>) => netMarkdown(record.data)],
+    ["shares", (record: PartRecord<SharesData>) => sharesSection(record.data)],
+  ];
+  for (const [part, render] of sections) {
+    const record = parts[part];
+    if (!record) continue;
+    const { title, body } = render(record);
+    lines.push(`## ${title}`, "");
+    if (!only.has(part)) lines.push(`*Kept from an earlier run (not measured this time): ${record.date} — \`${record.commandLine}\`, 1-minute load average ${record.loadAverage.start} at its start, ${record.loadAverage.end} at its end.*`, "");
+    lines.push(...body, "");
   }
   return lines.join("\n");
 }
 
 // ---- main ---------------------------------------------------------------------------------------
 
-const commandLine = `RUNS=${runs} npx just bench-oci`;
+/** A word for a shell command line, quoted when it needs to be. */
+const shellWord = (word: string) => (/^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`);
+const argv = process.argv.slice(2);
+const commandLine = argv.length === 2 && argv[0] === "--runs" ? `RUNS=${runs} npx just bench-oci` : ["node_modules/.bin/bun", "bench/oci.ts", ...argv].map(shellWord).join(" ");
 /** Other work on the host skews TCG timings: the 1-minute load average when the bench starts and ends goes in the header. */
 const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0]!;
 const loadAtStart = loadAverage();
-let tree: Tree | null = null;
+const measured: { podman?: PodmanData; idle?: IdleData; net?: NetData; shares?: SharesData } = {};
 try {
-  if (only.has("podman")) {
+  if (only.has("podman") || only.has("idle") || only.has("net")) {
     if (!PODMAN || !RUNC) throw new Error(`bench-oci needs podman and runc on the host (apt-get install podman runc): ${PODMAN ? "" : "no podman "}${RUNC ? "" : "no runc"}`);
     requireArtifacts(BURROW_OCI, OCI_KERNEL, OCI_BOOT_DISK);
-    await measurePodman();
+    await setUpPodman();
   }
+  if (only.has("podman")) measured.podman = await measurePodman();
+  // After the podman part burrow-oci's template exists; alone, the idle part builds it first.
+  if (only.has("idle")) measured.idle = await measureIdle(runs, idleSeconds, !only.has("podman"));
+  if (only.has("net")) measured.net = await measureNet(runs, netMiB);
   if (only.has("shares")) {
     requireArtifacts(OCI_KERNEL, OCI_BOOT_DISK, ROOTFS, VIRTIOFSD);
-    tree = await measureShares();
+    measured.shares = await measureShares();
   }
 } finally {
   await cleanUp();
 }
 
-const table = markdown(tree, commandLine, `${loadAtStart} at the start, ${loadAverage()} at the end`);
+const header: PartRecord<null> = { date: new Date().toISOString(), commandLine, loadAverage: { start: loadAtStart, end: loadAverage() }, data: null };
+const previous = previousParts();
+const parts: Parts = {};
+for (const part of PARTS) {
+  const fresh = measured[part];
+  const record = fresh === undefined ? previous[part] : { ...header, data: fresh };
+  if (record) (parts as Record<Part, unknown>)[part] = record;
+}
+const table = markdown(parts, header);
 mkdirSync(join(ROOT, "bench/results"), { recursive: true });
-writeFileSync(join(ROOT, "bench/results/oci.md"), table);
-writeFileSync(join(ROOT, "bench/results/oci.json"), JSON.stringify({
-  date: new Date().toISOString(), commandLine, runs, fileCount, largeMiB, guestMem, loadAverage: { start: loadAtStart, end: loadAverage() },
-  smallBytes: tree?.smallBytes ?? null, podman, shares: { guestClockMs: shareSamples, hostMs: hostSamples, timerOverheadMs }, boots: BOOTS,
-}, null, 2) + "\n");
+writeFileSync(RESULTS_MD, table);
+writeFileSync(RESULTS_JSON, JSON.stringify({ date: header.date, commandLine, measured: [...only], loadAverage: header.loadAverage, parts }, null, 2) + "\n");
 process.stdout.write(table);
