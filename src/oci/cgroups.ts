@@ -3,11 +3,12 @@
 // needs copied down and the cgroup2 controllers enabled, and writes the limits; the holder joins it
 // first thing, so QEMU, its child, starts inside; delete removes what create made once its
 // processes are gone. Every failing step is one line with the file, the value and the errno name.
-import { closeSync, constants, mkdirSync, openSync, readFileSync, rmdirSync, writeFileSync, writeSync } from "node:fs";
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join, posix } from "node:path";
 import { parseCgroupMounts, parseOwnCgroups } from "./cgroup-mounts";
 import { cgroupDirs, isProblem } from "./cgroup-paths";
 import { type HostResources, placeLimits } from "./cgroup-resources";
+import { cgroupErrno, readCgroupKnob, writeCgroupKnob } from "../workload/cgroup";
 
 /** A directory create made: the container's own (a leaf) or an ancestor that was missing. */
 export interface MadeDir {
@@ -31,31 +32,10 @@ export const REMOVE_WAIT_MS = 5000;
 /** Controllers `podman stats` and the kubelet read, enabled for a cgroup2 child when its parent offers them. */
 const STATS_CONTROLLERS = ["memory", "cpu", "io", "pids"];
 
-const errnoOf = (error: unknown): string => {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === "string" ? code : error instanceof Error ? error.message : String(error);
-};
-
-/** One write of the whole value (cgroupfs takes one value per write); no O_CREAT: a missing file is an error. */
-export function writeCgroupFile(path: string, value: string): void {
-  let fd: number | null = null;
-  try {
-    fd = openSync(path, constants.O_WRONLY);
-    writeSync(fd, value);
-  } catch (error) {
-    throw new Error(`cgroup: cannot write ${JSON.stringify(value)} to ${path}: ${errnoOf(error)}`);
-  } finally {
-    if (fd !== null) closeSync(fd);
-  }
-}
-
-function readCgroupFile(path: string): string {
-  try {
-    return readFileSync(path, "utf8").trim();
-  } catch (error) {
-    throw new Error(`cgroup: cannot read ${path}: ${errnoOf(error)}`);
-  }
-}
+/** The host's cgroup files are written and read as the guest's are (src/workload/cgroup.ts): one value per write, errors named. */
+const errnoOf = cgroupErrno;
+export const writeCgroupFile = writeCgroupKnob;
+const readCgroupFile = (path: string): string => readCgroupKnob(path).trim();
 
 /** The directories from the hierarchy's mount point down to `dir`, top first (the mount point itself not included). */
 function levels(mountPoint: string, dir: string): string[] {

@@ -27,29 +27,29 @@ export const WORKLOAD_CGROUP = "burrow-workload";
 const { NOSUID, NODEV, NOEXEC } = sys.MountFlags;
 
 /** The errno name: node:fs errors and sys.SysError both carry it as .code. */
-function errnoOf(error: unknown): string {
+export function cgroupErrno(error: unknown): string {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" ? code : error instanceof Error ? error.message : String(error);
 }
 
 /** One write of the whole value, as cgroupfs wants it; no O_CREAT, so a missing knob is an error. */
-function writeKnob(path: string, value: string): void {
+export function writeCgroupKnob(path: string, value: string): void {
   let fd: number | null = null;
   try {
     fd = openSync(path, constants.O_WRONLY);
     writeSync(fd, value);
   } catch (error) {
-    throw new Error(`cgroup: cannot write ${JSON.stringify(value)} to ${path}: ${errnoOf(error)}`);
+    throw new Error(`cgroup: cannot write ${JSON.stringify(value)} to ${path}: ${cgroupErrno(error)}`);
   } finally {
     if (fd !== null) closeSync(fd);
   }
 }
 
-function readKnob(path: string): string {
+export function readCgroupKnob(path: string): string {
   try {
     return readFileSync(path, "utf8");
   } catch (error) {
-    throw new Error(`cgroup: cannot read ${path}: ${errnoOf(error)}`);
+    throw new Error(`cgroup: cannot read ${path}: ${cgroupErrno(error)}`);
   }
 }
 
@@ -60,7 +60,7 @@ function ensureMounted(root: string): void {
     mkdirSync(root, { recursive: true });
     sys.mount("cgroup2", root, "cgroup2", NOSUID | NODEV | NOEXEC, "nsdelegate");
   } catch (error) {
-    throw new Error(`cgroup: cannot mount cgroup2 on ${root}: ${errnoOf(error)}`);
+    throw new Error(`cgroup: cannot mount cgroup2 on ${root}: ${cgroupErrno(error)}`);
   }
 }
 
@@ -76,22 +76,22 @@ export function prepareWorkloadCgroup(limits: CgroupLimits, options: CgroupOptio
   const root = options.root ?? CGROUP_ROOT;
   if (options.mount ?? root === CGROUP_ROOT) ensureMounted(root);
   const controllers = [limits.memoryMax !== null ? "memory" : "", limits.pidsMax !== null ? "pids" : ""].filter(Boolean);
-  const available = readKnob(join(root, "cgroup.controllers")).split(/\s+/);
+  const available = readCgroupKnob(join(root, "cgroup.controllers")).split(/\s+/);
   const missing = controllers.filter((controller) => !available.includes(controller));
   if (missing.length) throw new Error(`cgroup: controller ${missing.join(", ")} not in ${join(root, "cgroup.controllers")} (the kernel lacks it)`);
-  if (controllers.length) writeKnob(join(root, "cgroup.subtree_control"), controllers.map((controller) => `+${controller}`).join(" "));
+  if (controllers.length) writeCgroupKnob(join(root, "cgroup.subtree_control"), controllers.map((controller) => `+${controller}`).join(" "));
   const directory = join(root, options.name ?? WORKLOAD_CGROUP);
   try {
     mkdirSync(directory);
   } catch (error) {
-    if (errnoOf(error) !== "EEXIST") throw new Error(`cgroup: cannot create ${directory}: ${errnoOf(error)}`);
+    if (cgroupErrno(error) !== "EEXIST") throw new Error(`cgroup: cannot create ${directory}: ${cgroupErrno(error)}`);
   }
   if (limits.memoryMax !== null) {
-    writeKnob(join(directory, "memory.max"), limitText(limits.memoryMax));
+    writeCgroupKnob(join(directory, "memory.max"), limitText(limits.memoryMax));
     const swap = join(directory, "memory.swap.max");
-    if (limits.memoryMax !== "max" && existsSync(swap)) writeKnob(swap, "0");
-    writeKnob(join(directory, "memory.oom.group"), "1");
+    if (limits.memoryMax !== "max" && existsSync(swap)) writeCgroupKnob(swap, "0");
+    writeCgroupKnob(join(directory, "memory.oom.group"), "1");
   }
-  if (limits.pidsMax !== null) writeKnob(join(directory, "pids.max"), limitText(limits.pidsMax));
+  if (limits.pidsMax !== null) writeCgroupKnob(join(directory, "pids.max"), limitText(limits.pidsMax));
   return directory;
 }
