@@ -114,21 +114,7 @@ static int hex_value(char c)
 	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* Lowercase hex decoded in place (the text shrinks by half); a NUL byte is refused. 0 on success. */
-static int unhex_in_place(char *text)
-{
-	char *out = text;
-	for (const char *in = text; *in; in += 2) {
-		int high = hex_value(in[0]), low = in[1] ? hex_value(in[1]) : -1;
-		if (high < 0 || low < 0 || (high | low) == 0)
-			return -1;
-		*out++ = (char)(high << 4 | low);
-	}
-	*out = 0;
-	return 0;
-}
-
-/* Binary hex (NUL bytes allowed) decoded in place; its length in *len, or -1 when malformed. */
+/* Lowercase hex decoded in place (the text shrinks by half), NUL bytes allowed; its length in *len. 0 on success, -1 when malformed. */
 static int unhex_bytes_in_place(char *text, u32 *len)
 {
 	unsigned char *out = (unsigned char *)text;
@@ -139,6 +125,19 @@ static int unhex_bytes_in_place(char *text, u32 *len)
 		*out++ = (unsigned char)(high << 4 | low);
 	}
 	*len = (u32)(out - (unsigned char *)text);
+	return 0;
+}
+
+/* The same for text: a NUL byte is refused, the result a C string. 0 on success. */
+static int unhex_in_place(char *text)
+{
+	u32 len;
+	if (unhex_bytes_in_place(text, &len))
+		return -1;
+	for (u32 i = 0; i < len; i++)
+		if (!text[i])
+			return -1;
+	text[len] = 0;
 	return 0;
 }
 

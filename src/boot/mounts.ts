@@ -10,7 +10,8 @@ import * as sys from "../sys";
  */
 export interface MountSpec { source: string; target: string; fstype: string; flags: number; data?: string; whenRootReadOnly?: boolean }
 
-export interface MountEntry { mountPoint: string; fstype: string; source: string; options: string }
+/** `root`: the filesystem's directory mounted there ("/" for its whole tree); `superOptions`: the filesystem's own options (a cgroup v1 mount's controllers). */
+export interface MountEntry { mountPoint: string; root: string; fstype: string; source: string; options: string; superOptions: string[] }
 
 export function readMounts(path = "/proc/self/mountinfo"): MountEntry[] {
   let text = "";
@@ -26,8 +27,15 @@ export function readMounts(path = "/proc/self/mountinfo"): MountEntry[] {
 export function parseMountinfoLine(line: string): MountEntry {
   const [left, right = ""] = line.split(" - ");
   const fields = left!.split(" ");
-  const [fstype = "", source = ""] = right.split(" ");
-  return { mountPoint: unescapeMountPath(fields[4] ?? ""), fstype, source: unescapeMountPath(source), options: fields[5] ?? "" };
+  const [fstype = "", source = "", superOptions = ""] = right.split(" ");
+  return {
+    mountPoint: unescapeMountPath(fields[4] ?? ""),
+    root: unescapeMountPath(fields[3] ?? ""),
+    fstype,
+    source: unescapeMountPath(source),
+    options: fields[5] ?? "",
+    superOptions: superOptions.split(",").filter(Boolean),
+  };
 }
 
 function unescapeMountPath(path: string): string {

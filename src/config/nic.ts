@@ -92,6 +92,13 @@ function ipv4Bytes(text: string): Uint8Array | null {
   return Uint8Array.from(parts.map(Number));
 }
 
+/** The bytes of an address config already parsed with ipBytes: null there would be a bug, not input. */
+export function parsedIpBytes(text: string): Uint8Array {
+  const bytes = ipBytes(text);
+  if (bytes === null) throw new Error(`internal: ${JSON.stringify(text)} is not an address`);
+  return bytes;
+}
+
 /** The address's canonical text: dotted quad, or RFC 5952 IPv6 (lower case, the longest run of zero groups as "::"). */
 export function ipText(bytes: Uint8Array): string {
   if (bytes.length === 4) return [...bytes].join(".");

@@ -2,6 +2,7 @@
 // read into hierarchies (v1: one per set of controllers bound together, or a named one like
 // name=systemd; v2: the unified one), the layout they make, and this process's own cgroup in each
 // (/proc/self/cgroup), against which runc reads a relative cgroupsPath. Pure: callers read the files.
+import { parseMountinfoLine } from "../boot/mounts";
 
 export interface Hierarchy {
   version: 1 | 2;
@@ -29,26 +30,6 @@ export const V1_CONTROLLERS: readonly string[] = ["cpuset", "cpu", "cpuacct", "b
 /** The only named v1 hierarchy a container joins, as runc does: systemd's, which tools read a process's unit from. */
 export const SYSTEMD_NAMED = "name=systemd";
 
-/** mountinfo escapes space, tab, newline and backslash as \ooo. */
-function unescapeOctal(text: string): string {
-  return text.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(Number.parseInt(octal, 8)));
-}
-
-interface MountLine {
-  root: string;
-  mountPoint: string;
-  fsType: string;
-  superOptions: string[];
-}
-
-/** One mountinfo line: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - FSTYPE SOURCE SUPEROPTIONS; null when malformed. */
-function parseMountLine(line: string): MountLine | null {
-  const fields = line.split(" ");
-  const separator = fields.indexOf("-", 6);
-  if (separator < 0 || fields.length < separator + 4) return null;
-  return { root: unescapeOctal(fields[3]!), mountPoint: unescapeOctal(fields[4]!), fsType: fields[separator + 1]!, superOptions: fields[separator + 3]!.split(",") };
-}
-
 const key = (hierarchy: Hierarchy) => `${hierarchy.version}:${hierarchy.controllers.join(",")}`;
 
 /**
@@ -58,9 +39,10 @@ const key = (hierarchy: Hierarchy) => `${hierarchy.version}:${hierarchy.controll
 export function parseCgroupMounts(mountinfo: string): CgroupMounts | null {
   const found = new Map<string, Hierarchy>();
   for (const line of mountinfo.split("\n")) {
-    const mount = parseMountLine(line);
-    if (mount === null || (mount.fsType !== "cgroup" && mount.fsType !== "cgroup2")) continue;
-    const hierarchy: Hierarchy = mount.fsType === "cgroup2"
+    // A malformed line has no filesystem type of ours.
+    const mount = parseMountinfoLine(line);
+    if (mount.fstype !== "cgroup" && mount.fstype !== "cgroup2") continue;
+    const hierarchy: Hierarchy = mount.fstype === "cgroup2"
       ? { version: 2, controllers: [], mountPoint: mount.mountPoint, root: mount.root }
       : { version: 1, controllers: mount.superOptions.filter((option) => V1_CONTROLLERS.includes(option) || option.startsWith("name=")).sort(), mountPoint: mount.mountPoint, root: mount.root };
     if (hierarchy.version === 1 && hierarchy.controllers.length === 0) continue;

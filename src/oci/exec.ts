@@ -93,19 +93,15 @@ function readPlanQuietly(path: string): unknown {
   }
 }
 
-/** The exec's host process joins the container's cgroup, as runc's exec'd processes do: the engine's limits and stats cover it. */
-function joinContainerCgroup(paths: ContainerPaths): void {
-  const plan = readPlanQuietly(paths.plan) as { cgroups?: unknown } | null;
-  const dirs = Array.isArray(plan?.cgroups) ? plan.cgroups.filter((dir): dir is string => typeof dir === "string") : [];
-  joinCgroup(dirs, process.pid);
-}
-
-function runningPaths(root: string, id: string): ContainerPaths {
+/** A container an exec can run in: its paths, and its cgroup in every host hierarchy, which the exec's host process joins. */
+function runningContainer(root: string, id: string): { paths: ContainerPaths; cgroups: string[] } {
   const { paths, record } = loadRecord(root, id);
   const status = effectiveStatus(record);
   if (status !== "running" && status !== "created") throw new Error(`cannot exec in container ${id}: it is ${status}`);
-  if (isSandboxPlan(readPlanQuietly(paths.plan))) throw new Error(`cannot exec in container ${id}: it is a pod's sandbox, which runs no VM (exec in the pod's other containers)`);
-  return paths;
+  const plan = readPlanQuietly(paths.plan) as { cgroups?: unknown } | null;
+  if (isSandboxPlan(plan)) throw new Error(`cannot exec in container ${id}: it is a pod's sandbox, which runs no VM (exec in the pod's other containers)`);
+  const cgroups = Array.isArray(plan?.cgroups) ? plan.cgroups.filter((dir): dir is string => typeof dir === "string") : [];
+  return { paths, cgroups };
 }
 
 /** Runs `proc` in the container with our stdio; `started` hears the guest pid (or why not) first. Returns the exit status. */
@@ -146,11 +142,12 @@ async function runInContainer(paths: ContainerPaths, id: string, proc: ExecProce
 }
 
 export async function execInContainer(globals: GlobalOptions, request: ExecRequestLine): Promise<number> {
-  const paths = runningPaths(globals.root, request.id);
+  const { paths, cgroups } = runningContainer(globals.root, request.id);
   const proc = execProcess(request);
   if (proc.terminal && request.consoleSocket === null && request.detach) throw new UsageError("exec --tty --detach needs --console-socket");
   if (!request.detach) {
-    joinContainerCgroup(paths);
+    // As runc's exec'd processes do: the engine's limits and stats cover the exec's host process.
+    joinCgroup(cgroups, process.pid);
     if (request.pidFile !== null) writePidFile(request.pidFile, process.pid);
     return runInContainer(paths, request.id, proc, () => {});
   }
@@ -183,8 +180,8 @@ export async function runExecHolder(globals: GlobalOptions, id: string, processF
   }
   const tell = answerParent;
   try {
-    const paths = runningPaths(globals.root, id);
-    joinContainerCgroup(paths);
+    const { paths, cgroups } = runningContainer(globals.root, id);
+    joinCgroup(cgroups, process.pid);
     return await runInContainer(paths, id, proc, (outcome) => tell("pid" in outcome ? `started ${outcome.pid}` : `error: ${outcome.error}`));
   } catch (error) {
     tell(`error: ${describeError(error)}`);

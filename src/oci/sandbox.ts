@@ -22,7 +22,8 @@ const SANDBOX_ANNOTATIONS = [
 ] as const;
 
 /** Signals pause (and catatonit -P) ends on, with status 0; any other is ignored, as pause does. */
-const ENDING_SIGNALS: ReadonlySet<number> = new Set([constants.signals.SIGTERM, constants.signals.SIGINT, constants.signals.SIGHUP, constants.signals.SIGQUIT]);
+const ENDING_SIGNAL_NAMES: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
+const ENDING_SIGNALS: ReadonlySet<number> = new Set(ENDING_SIGNAL_NAMES.map((name) => constants.signals[name]));
 
 /** What create hands a sandbox's holder (its plan.json). */
 export interface SandboxPlan {
@@ -80,16 +81,12 @@ export async function runSandboxHolder(paths: ContainerPaths, plan: SandboxPlan,
     }
   };
   const server = serveHolderRequests(paths.holderSocket, handle, describeError);
-  const listeners = [...ENDING_SIGNALS].map((signal) => {
-    const name = Object.entries(constants.signals).find(([, number]) => number === signal)![0] as NodeJS.Signals;
-    const listener = () => end(0);
-    process.on(name, listener);
-    return [name, listener] as const;
-  });
+  const onEnding = () => end(0);
+  for (const name of ENDING_SIGNAL_NAMES) process.on(name, onEnding);
   updateRecord(paths, { status: "created" });
   answerParent("ready");
   const status = await ended;
-  for (const [name, listener] of listeners) process.off(name, listener);
+  for (const name of ENDING_SIGNAL_NAMES) process.off(name, onEnding);
   server.stop(true);
   rmSync(paths.holderSocket, { force: true });
   updateRecord(paths, { status: "stopped", exitStatus: status });

@@ -4,8 +4,9 @@
 // the very rtnetlink requests burrow's boot sends for burrow.net.* (src/sys/rtnetlink.ts builds
 // both), plus the veth's MAC, with the interface index left for the supervisor to write in
 // (image/supervisor/nic.c). The guest parses nothing but numbers and hex.
-import { ipBytes, parseMac } from "../config/nic";
-import { addressRequest, interfaceIndexOffset, linkUpRequest, NetlinkFlags, NetlinkMessage, netlinkMessage, REQUEST_FLAGS, routeRequest } from "../sys/rtnetlink";
+import { parseMac } from "../config/nic";
+import { nicAddressRequest, nicRouteRequest } from "../modes/microvm/nic";
+import { addressRequest, interfaceIndexOffset, linkUpRequest, NetlinkMessage, requestMessage, routeRequest } from "../sys/rtnetlink";
 import type { NetworkPlan } from "./network";
 
 /**
@@ -15,13 +16,6 @@ import type { NetworkPlan } from "./network";
 export const TEMPLATE_NIC = { name: "eth0", mac: "02:62:75:72:72:77" } as const;
 
 const hex = (bytes: Uint8Array | string) => Buffer.from(bytes).toString("hex");
-
-function bytesOf(text: string): Uint8Array {
-  const bytes = ipBytes(text);
-  // The network plan's addresses were parsed with the same function: null here is a bug.
-  if (bytes === null) throw new Error(`internal: ${JSON.stringify(text)} is not an address`);
-  return bytes;
-}
 
 function macBytes(text: string): Uint8Array {
   const mac = parseMac(text);
@@ -39,16 +33,12 @@ export function templateNicLines(network: NetworkPlan): string[] {
   const index = 0;
   const requests: { type: number; parts: { body: Uint8Array; attributes: Uint8Array[] } }[] = [
     { type: NetlinkMessage.RTM_NEWLINK, parts: linkUpRequest(index, network.mtu, macBytes(network.mac)) },
-    ...network.addresses.map((address) => ({ type: NetlinkMessage.RTM_NEWADDR, parts: addressRequest({ index, address: bytesOf(address.address), prefix: address.prefix }) })),
-    ...network.routes.map((route) => ({
-      type: NetlinkMessage.RTM_NEWROUTE,
-      parts: routeRequest({ index, destination: bytesOf(route.destination.address), prefix: route.destination.prefix, via: route.via === null ? null : bytesOf(route.via), onlink: route.onlink, metric: route.metric }),
-    })),
+    ...network.addresses.map((address) => ({ type: NetlinkMessage.RTM_NEWADDR, parts: addressRequest(nicAddressRequest(index, address)) })),
+    ...network.routes.map((route) => ({ type: NetlinkMessage.RTM_NEWROUTE, parts: routeRequest(nicRouteRequest(index, route)) })),
   ];
   const lines = [`nic ${hex(TEMPLATE_NIC.name)} ${hex(macBytes(TEMPLATE_NIC.mac))}`];
   requests.forEach(({ type, parts }, position) => {
-    const message = netlinkMessage(type, NetlinkFlags.REQUEST | NetlinkFlags.ACK | REQUEST_FLAGS[type]!, position + 1, parts.body, parts.attributes);
-    lines.push(`netlink ${interfaceIndexOffset(type)} ${hex(message)}`);
+    lines.push(`netlink ${interfaceIndexOffset(type)} ${hex(requestMessage(type, position + 1, parts))}`);
   });
   return lines;
 }

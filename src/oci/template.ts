@@ -26,7 +26,7 @@ import { RAM, readManifest, STATE } from "../host/snapshot-manifest";
 import { processAlive, processStartTicks } from "../host/vm-registry";
 import { encodePointResume, INSTANCE_PATTERN } from "../snapshot/protocol";
 import { BUNDLE_TAG, type ContainerPlan, ROOT_TAG } from "./bundle";
-import { inNetns, type NetworkPlan } from "./network";
+import { inNetns, type NetworkPlan, TAP_NAME } from "./network";
 import { TEMPLATE_PLAN_FILE, templatePlanText, templateSpecWords } from "./template-plan";
 import { TEMPLATE_NIC } from "./template-nic";
 
@@ -45,8 +45,6 @@ const BUILD_TIMEOUT_SECONDS = 120;
 const POLL_MS = 50;
 const IGNORE_SHARED = [{ capability: "x-ignore-shared", state: true }];
 const RESUME_ENTROPY_BYTES = 64;
-/** The tap a template with a NIC is built on, in a namespace of the build's own. */
-const BUILD_TAP = "tap0_burrow";
 const BUILD_NETNS_WAIT_MS = 5000;
 
 /** What the holder needs to start a container from a template. */
@@ -188,7 +186,7 @@ async function withBuildTap<T>(body: (netns: string) => Promise<T>): Promise<T> 
       }
       if (performance.now() > deadline) throw new Error(`the template's build namespace was not made within ${BUILD_NETNS_WAIT_MS} ms`);
     }
-    inNetns(netns, ["ip", "-batch", "-"], `tuntap add dev ${BUILD_TAP} mode tap\nlink set dev ${BUILD_TAP} up\n`);
+    inNetns(netns, ["ip", "-batch", "-"], `tuntap add dev ${TAP_NAME} mode tap\nlink set dev ${TAP_NAME} up\n`);
     return await body(netns);
   } finally {
     holder.kill("SIGKILL");
@@ -233,7 +231,7 @@ export async function ensureTemplate(stateRoot: string, containerRun: StoredRun,
     timeoutSeconds: containerRun.timeoutSeconds,
     shares: templateShares(empty),
     // On the engine's network: the NIC each restore puts on the container's tap (built on a tap of its own).
-    ...(containerRun.net !== undefined ? { net: { tap: { ifname: BUILD_TAP, mac: TEMPLATE_NIC.mac } } } : {}),
+    ...(containerRun.net !== undefined ? { net: { tap: { ifname: TAP_NAME, mac: TEMPLATE_NIC.mac } } } : {}),
     ...(containerRun.extraArgs ? { extraArgs: containerRun.extraArgs } : {}),
   };
   const key = templateKey(run);

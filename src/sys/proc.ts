@@ -3,6 +3,7 @@ import { ptr } from "bun:ffi";
 import { check, cstr, errno, libc } from "./libc";
 import { errnoName, SysError } from "./errno";
 import { Clock, IdType, Syscalls as SYSCALLS, Wait } from "./constants";
+import { closeQuietly, open } from "./fs";
 
 export function getpid(): number {
   return libc("getpid")();
@@ -152,11 +153,11 @@ export const CLONE_NEWNET = 0x40000000;
  * on the main thread, it is what /proc/<this pid>/ns/… shows; the children spawned after it inherit it.
  */
 export function setns(path: string, nstype: number): void {
-  const fd = check(libc("open")(cstr(path), 0o2000000 /* O_RDONLY | O_CLOEXEC */, 0), "open", { path });
+  const fd = open(path);
   try {
     check(libc("setns")(fd, nstype), "setns", { path, nstype });
   } finally {
-    libc("close")(fd);
+    closeQuietly(fd);
   }
 }
 

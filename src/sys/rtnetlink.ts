@@ -145,12 +145,17 @@ export function ackError(reply: Uint8Array, seq: number): number | null {
   return null;
 }
 
-/** The flags each request goes with: an address or route already there is replaced, not an error. */
-export const REQUEST_FLAGS: Record<number, number> = {
+/** The flags each request goes with beside REQUEST and ACK: an address or route already there is replaced, not an error. */
+const REQUEST_FLAGS: Record<number, number> = {
   [NetlinkMessage.RTM_NEWLINK]: 0,
   [NetlinkMessage.RTM_NEWADDR]: NetlinkFlags.CREATE | NetlinkFlags.REPLACE,
   [NetlinkMessage.RTM_NEWROUTE]: NetlinkFlags.CREATE | NetlinkFlags.REPLACE,
 };
+
+/** A whole request as burrow sends it, acked: what RouteSocket writes, and what a template's supervisor sends (src/oci/template-nic.ts). */
+export function requestMessage(type: number, seq: number, parts: { body: Uint8Array; attributes: Uint8Array[] }): Uint8Array {
+  return netlinkMessage(type, NetlinkFlags.REQUEST | NetlinkFlags.ACK | (REQUEST_FLAGS[type] ?? 0), seq, parts.body, parts.attributes);
+}
 
 /**
  * Where a whole request (netlinkMessage) holds its interface index: the fixed part's for links
@@ -177,10 +182,10 @@ export class RouteSocket {
   }
 
   /** Send a request (to the kernel: the socket's default peer) and throw unless it is acked. */
-  request(type: number, flags: number, parts: { body: Uint8Array; attributes: Uint8Array[] }, what: Record<string, unknown>): void {
+  request(type: number, parts: { body: Uint8Array; attributes: Uint8Array[] }, what: Record<string, unknown>): void {
     const seq = ++this.seq;
     const call = REQUEST_NAMES[type] ?? `netlink message ${type}`;
-    write(this.fd, netlinkMessage(type, NetlinkFlags.REQUEST | NetlinkFlags.ACK | flags, seq, parts.body, parts.attributes));
+    write(this.fd, requestMessage(type, seq, parts));
     // The kernel answers each request before it takes the next: what arrives is this one's ack or error.
     for (;;) {
       const length = read(this.fd, this.reply);
@@ -192,15 +197,15 @@ export class RouteSocket {
   }
 
   setLinkUp(index: number, mtu: number | null, name: string): void {
-    this.request(NetlinkMessage.RTM_NEWLINK, REQUEST_FLAGS[NetlinkMessage.RTM_NEWLINK]!, linkUpRequest(index, mtu), { dev: name, ...(mtu === null ? {} : { mtu }) });
+    this.request(NetlinkMessage.RTM_NEWLINK, linkUpRequest(index, mtu), { dev: name, ...(mtu === null ? {} : { mtu }) });
   }
 
   addAddress(request: AddressRequest, what: Record<string, unknown>): void {
-    this.request(NetlinkMessage.RTM_NEWADDR, REQUEST_FLAGS[NetlinkMessage.RTM_NEWADDR]!, addressRequest(request), what);
+    this.request(NetlinkMessage.RTM_NEWADDR, addressRequest(request), what);
   }
 
   addRoute(request: RouteRequest, what: Record<string, unknown>): void {
-    this.request(NetlinkMessage.RTM_NEWROUTE, REQUEST_FLAGS[NetlinkMessage.RTM_NEWROUTE]!, routeRequest(request), what);
+    this.request(NetlinkMessage.RTM_NEWROUTE, routeRequest(request), what);
   }
 
   close(): void {

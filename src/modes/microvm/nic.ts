@@ -5,7 +5,7 @@
 // firewall expect it, with no DHCP client in the image. burrow.net.lo=1 brings loopback up too.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { formatIpPrefix, formatNicRoute, ipBytes, type NicSettings } from "../../config/nic";
+import { formatIpPrefix, formatNicRoute, type IpPrefix, type NicRoute, type NicSettings, parsedIpBytes } from "../../config/nic";
 import * as sys from "../../sys";
 
 export interface NetInterface {
@@ -37,12 +37,15 @@ export function findInterface(match: { name: string } | { mac: string }, sysClas
   return null;
 }
 
-const bytesOf = (text: string): Uint8Array => {
-  const bytes = ipBytes(text);
-  // Config parsed every address with the same function: a null here is a bug, not input.
-  if (bytes === null) throw new Error(`internal: ${JSON.stringify(text)} is not an address`);
-  return bytes;
-};
+/** An address of the settings as RTM_NEWADDR takes it, on the interface `index`: here and in a template's container.plan (src/oci/template-nic.ts). */
+export function nicAddressRequest(index: number, address: IpPrefix): sys.AddressRequest {
+  return { index, address: parsedIpBytes(address.address), prefix: address.prefix };
+}
+
+/** A route of the settings as RTM_NEWROUTE takes it, on the interface `index`. */
+export function nicRouteRequest(index: number, route: NicRoute): sys.RouteRequest {
+  return { index, destination: parsedIpBytes(route.destination.address), prefix: route.destination.prefix, via: route.via === null ? null : parsedIpBytes(route.via), onlink: route.onlink, metric: route.metric };
+}
 
 /** Applies the settings; returns what it did, for the boot log. Throws on the first refusal (a SysError naming the request). */
 export function configureNetwork(nic: NicSettings, loopback: boolean, sysClassNet = "/sys/class/net"): string[] {
@@ -61,11 +64,10 @@ export function configureNetwork(nic: NicSettings, loopback: boolean, sysClassNe
     const { name, index } = nicInterface;
     socket.setLinkUp(index, nic.mtu, name);
     for (const address of nic.addresses) {
-      socket.addAddress({ index, address: bytesOf(address.address), prefix: address.prefix }, { dev: name, address: formatIpPrefix(address) });
+      socket.addAddress(nicAddressRequest(index, address), { dev: name, address: formatIpPrefix(address) });
     }
     for (const route of nic.routes) {
-      const request = { index, destination: bytesOf(route.destination.address), prefix: route.destination.prefix, via: route.via === null ? null : bytesOf(route.via), onlink: route.onlink, metric: route.metric };
-      socket.addRoute(request, { dev: name, route: formatNicRoute(route) });
+      socket.addRoute(nicRouteRequest(index, route), { dev: name, route: formatNicRoute(route) });
     }
     const addresses = nic.addresses.map(formatIpPrefix).join(" ") || "no address";
     const routes = nic.routes.length === 0 ? "" : `, routes ${nic.routes.map(formatNicRoute).join(" ")}`;
