@@ -87,10 +87,14 @@ static u64 ignored_signals(void)
  */
 static struct start_failure apply_spec_and_exec(const struct spec *spec, int new_session)
 {
+	static const int no_priority = 0;
 	struct start_failure failure = { 0, 0, 0 };
 	u64 empty = 0, ignored = ignored_signals();
 	long ret;
 #define FAIL_IF(cond, stepname, detailvalue) do { if ((ret = (cond)) < 0) { failure.step = stepname; failure.err = (int)-ret; failure.detail = (detailvalue); return failure; } } while (0)
+	/* The supervisor's SCHED_BATCH (main.c) is not the program's: back to SCHED_OTHER, which a
+	 * process may always return to from another normal policy (no error to handle). */
+	k_sched_setscheduler(0, SCHED_OTHER, &no_priority);
 	if (new_session)
 		FAIL_IF(k_setsid(), STEP_SETSID, 0);
 	/* A terminal after setsid: opening it as the session leader makes it the controlling one. */

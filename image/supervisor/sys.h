@@ -22,7 +22,7 @@ enum {
 	NR_clock_gettime = 228, NR_exit_group = 231, NR_openat = 257, NR_ppoll = 271,
 	NR_signalfd4 = 289, NR_prlimit64 = 302, NR_syncfs = 306, NR_socketpair = 53, NR_clock_settime = 227,
 	NR_fcntl = 72, NR_socket = 41, NR_connect = 42, NR_fsync = 74, NR_fchmod = 91, NR_unlinkat = 263,
-	NR_renameat2 = 316, NR_statx = 332,
+	NR_renameat2 = 316, NR_statx = 332, NR_sched_setscheduler = 144,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -54,7 +54,7 @@ enum {
 	NR_clock_gettime = 113, NR_exit_group = 94, NR_openat = 56, NR_ppoll = 73,
 	NR_signalfd4 = 74, NR_prlimit64 = 261, NR_syncfs = 267, NR_socketpair = 199, NR_clock_settime = 112,
 	NR_fcntl = 25, NR_socket = 198, NR_connect = 203, NR_fsync = 82, NR_fchmod = 52, NR_unlinkat = 35,
-	NR_renameat2 = 276, NR_statx = 291,
+	NR_renameat2 = 276, NR_statx = 291, NR_sched_setscheduler = 119,
 };
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
@@ -153,6 +153,8 @@ __asm__(".text\n.global _start\n_start:\n"
 #define F_SETFL 4
 #define F_SETOWN 8
 #define F_SETPIPE_SZ 1031
+#define SCHED_OTHER 0
+#define SCHED_BATCH 3
 #define POLLOUT 0x4
 #define SIGPIPE 13
 #define SIGIO 29
@@ -182,6 +184,7 @@ static inline int k_close(int fd) { return (int)sys1(NR_close, fd); }
 static inline long k_lseek(int fd, long offset, int whence) { return sys3(NR_lseek, fd, offset, whence); }
 static inline int k_pipe2(int fds[2], int flags) { return (int)sys2(NR_pipe2, fds, flags); }
 static inline int k_getpid(void) { return (int)sys0(NR_getpid); }
+static inline int k_sched_setscheduler(int pid, int policy, const int *param) { return (int)sys3(NR_sched_setscheduler, pid, policy, param); }
 /* clone(SIGCHLD) is fork(); the argument order of clone differs by architecture, but not for zeros. */
 static inline pid_t k_fork(void) { return (pid_t)sys5(NR_clone, SIGCHLD, 0, 0, 0, 0); }
 static inline int k_execve(const char *path, char *const argv[], char *const envp[]) { return (int)sys3(NR_execve, path, argv, envp); }

@@ -163,6 +163,19 @@ describe("exec through the control channel", () => {
     }
   });
 
+  test("the supervisor runs SCHED_BATCH; what it starts runs SCHED_OTHER", async () => {
+    const { client, guest } = await clientGuest();
+    try {
+      const policies = await client.exec(["/bin/sh", "-c", "chrt -p 1; chrt -p $$"]);
+      const said = text(policies.stdout);
+      expect(said, text(policies.stderr)).toMatch(/^pid 1's current scheduling policy: SCHED_BATCH\n/);
+      expect(said).toMatch(/\npid \d+'s current scheduling policy: SCHED_OTHER\n/);
+    } finally {
+      client.close();
+      await guest.end();
+    }
+  });
+
   test("a timeout kills the whole process group, background children too", async () => {
     const { client, guest } = await clientGuest();
     try {
