@@ -23,6 +23,7 @@ import { discardTemplate, restoreRun, resumeTemplate, TemplateLoadError } from "
 import { mirrorMarker, setUpMirror, tearDownMirror } from "./network";
 import { FORWARDED_SIGNALS, terminalSize } from "./forwarding";
 import { answerParent } from "./spawn-self";
+import { dropIdleExecutablePages } from "./idle-pages";
 
 /** Status for a container whose VM ended without its workload's status (killed, crashed). */
 const LOST_STATUS = 128 + 9;
@@ -30,6 +31,8 @@ const LOST_STATUS = 128 + 9;
 const KILL_GRACE_MS = 10_000;
 /** The console log keeps this much; the rest is counted, not written (a guest cannot fill the disk). */
 const CONSOLE_LOG_BYTES = 4 << 20;
+/** After the start, the holder settles this long before it drops the executable's pages it no longer runs (idle-pages.ts). */
+const SETTLE_BEFORE_TRIM_MS = 2000;
 /** Signals that end a container that never started. */
 const ENDING = new Set([constants.signals.SIGKILL, constants.signals.SIGTERM, constants.signals.SIGINT, constants.signals.SIGHUP, constants.signals.SIGQUIT]);
 
@@ -232,6 +235,7 @@ class Holder {
     updateRecord(this.paths, { status: "running" });
     this.say(`started ${proc.args[0]} (guest pid ${pid})`);
     void this.relay(workload);
+    setTimeout(() => this.trim(), SETTLE_BEFORE_TRIM_MS).unref();
   }
 
   private async relay(workload: GuestProcess): Promise<void> {
@@ -239,6 +243,15 @@ class Holder {
     if (exited instanceof Error) return this.say(`the workload's session ended: ${describeError(exited)}`);
     this.workloadStatus ??= exited.exitCode;
     this.say(`the workload ended with status ${exited.exitCode}${exited.oomKilled ? " (killed by the guest's OOM killer)" : ""}`);
+  }
+
+  /** The running container's holder waits from now on: the setup's code leaves its page tables. */
+  private trim(): void {
+    try {
+      this.say(`memory: ${(dropIdleExecutablePages() / 1024).toFixed(1)} MiB of the executable's pages unmapped (clean, still in the page cache)`);
+    } catch (error) {
+      this.say(`memory: the executable's pages stay mapped: ${describeError(error)}`);
+    }
   }
 
   private async resize(): Promise<void> {

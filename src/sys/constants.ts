@@ -109,6 +109,9 @@ export const MapFlags = {
   FIXED_NOREPLACE: 0x100000,
 } as const;
 
+/** madvise(2) advice (<asm-generic/mman-common.h>, the same on x86_64 and arm64). */
+export const Madvise = { DONTNEED: 4 } as const;
+
 export const SwapFlags = { PREFER: 0x8000, PRIO_MASK: 0x7fff, DISCARD: 0x10000 } as const;
 
 export const AddressFamily = { UNIX: 1, INET: 2, INET6: 10, NETLINK: 16 } as const;

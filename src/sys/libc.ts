@@ -24,6 +24,7 @@ const DECLS = {
   ioctl: { args: ["i32", "u64", "u64"], returns: "i32" },
   mmap: { args: ["u64", "u64", "i32", "i32", "i32", "i64"], returns: FFIType.u64_fast },
   munmap: { args: ["u64", "u64"], returns: "i32" },
+  madvise: { args: ["u64", "u64", "i32"], returns: "i32" },
   prlimit: { args: ["i32", "i32", "ptr", "ptr"], returns: "i32" },
   uname: { args: ["ptr"], returns: "i32" },
   clock_gettime: { args: ["i32", "ptr"], returns: "i32" },
@@ -51,8 +52,8 @@ const DECLS = {
   setns: { args: ["i32", "i32"], returns: "i32" },
 } as const satisfies Record<string, FFIFunction>;
 
-/** Host-side only (passing fds to a container engine): PID 1 never calls them, so never pays to bind them. */
-const HOST_ONLY: ReadonlySet<LibcSymbol> = new Set<LibcSymbol>(["listen", "accept4", "socketpair", "sendmsg", "recvmsg", "setns"]);
+/** Host-side only (passing fds to a container engine, trimming an idle holder): PID 1 never calls them, so never pays to bind them. */
+const HOST_ONLY: ReadonlySet<LibcSymbol> = new Set<LibcSymbol>(["listen", "accept4", "socketpair", "sendmsg", "recvmsg", "setns", "madvise"]);
 
 export type LibcSymbol = keyof typeof DECLS;
 type AnyFn = (...args: any[]) => any;

@@ -19,6 +19,10 @@ export function munmap(address: number, length: number): void {
   check(libc("munmap")(address, length), "munmap", { addr: `0x${address.toString(16)}`, length });
 }
 
+export function madvise(address: number, length: number, advice: number): void {
+  check(libc("madvise")(address, length, advice), "madvise", { addr: `0x${address.toString(16)}`, length, advice });
+}
+
 /** A zero-copy view of mapped memory. */
 export function view(address: number, length: number): ArrayBuffer {
   return toArrayBuffer(address as Pointer, 0, length);
