@@ -145,7 +145,7 @@ bench-exec: build test-images rootfs
     {{bun}} bench/exec.ts --runs {{env_var_or_default("RUNS", "5")}}
 
 # Knobs: RUNS=5
-# burrow-oci against runc under Podman (`podman run … true`, spawn → first output line; an idle container's host PSS; a host ↔ container stream on Podman's bridge, beside the same guest on a plain tap), and the container root's share read in the guest: 9p cache=loose and cache=mmap, virtio-fs, the VM's own ext4 disk, cold and warm (bench/results/oci.md, oci.json). Some parts alone: bun bench/oci.ts --runs N --only idle,net (the parts: podman, idle, net, shares; those not run keep their sections from oci.json).
+# burrow-oci against runc under Podman (`podman run … true`, spawn → first output line; the template restore's phases, QEMU's spawn → the container's process; an idle container's host PSS; a host ↔ container stream on Podman's bridge, beside the same guest on a plain tap), and the container root's share read in the guest: 9p cache=loose and cache=mmap, virtio-fs, the VM's own ext4 disk, cold and warm (bench/results/oci.md, oci.json). Some parts alone: bun bench/oci.ts --runs N --only idle,net (the parts: podman, restore, idle, net, shares; those not run keep their sections from oci.json).
 bench-oci: deps oci rootfs
     {{bun}} bench/oci.ts --runs {{env_var_or_default("RUNS", "5")}}
 

@@ -1,8 +1,10 @@
 // `just bench-oci`: burrow-oci (each container a microVM) against runc under Podman, side by side
-// in one run, in four parts (`--only` takes a comma-separated list of their names):
+// in one run, in five parts (`--only` takes a comma-separated list of their names):
 // - podman: `podman run --rm --network none IMAGE true` wall time, interleaved: burrow-oci as it
 //   starts a container by default (a template VM restored), burrow-oci booting it cold, and runc;
 //   spawn → the container's first stdout line (`… echo ready`), the same three;
+// - restore: dist/burrow-oci create + start without an engine, the template restore's phases from
+//   the holder's log, from QEMU's spawn to the container's process started (bench/oci-restore.ts);
 // - idle: an idle `podman run -d … sleep 3600` container's host PSS and RSS, the same three
 //   (bench/oci-idle.ts);
 // - net: a stream host → container and back, burrow-oci on Podman's bridge, the same guest on a
@@ -29,8 +31,9 @@ import {
 } from "./oci-common";
 import { type IdleData, idleSection, measureIdle } from "./oci-idle";
 import { measureNet, type NetData, netSection } from "./oci-net";
+import { measureRestore, type RestoreData, restoreSection } from "./oci-restore";
 
-const PARTS = ["podman", "idle", "net", "shares"] as const;
+const PARTS = ["podman", "restore", "idle", "net", "shares"] as const;
 type Part = (typeof PARTS)[number];
 const { values } = parseArgs({
   options: {
@@ -437,7 +440,7 @@ function versions(): string {
 // ---- the results: oci.json (every sample) and oci.md (the tables) ----------------------------------
 
 interface PartRecord<T> { date: string; commandLine: string; loadAverage: { start: string; end: string }; data: T }
-interface Parts { podman?: PartRecord<PodmanData>; idle?: PartRecord<IdleData>; net?: PartRecord<NetData>; shares?: PartRecord<SharesData> }
+interface Parts { podman?: PartRecord<PodmanData>; restore?: PartRecord<RestoreData>; idle?: PartRecord<IdleData>; net?: PartRecord<NetData>; shares?: PartRecord<SharesData> }
 
 const RESULTS_JSON = join(ROOT, "bench/results/oci.json");
 const RESULTS_MD = join(ROOT, "bench/results/oci.md");
@@ -480,6 +483,7 @@ function markdown(parts: Parts, header: PartRecord<unknown>): string {
   }
   const sections: [Part, (record: any) => Section][] = [
     ["podman", (record: PartRecord<PodmanData>) => podmanSection(record.data)],
+    ["restore", (record: PartRecord<RestoreData>) => ({ title: "template restore → the container's process, phase by phase", body: restoreSection(record.data) })],
     ["idle", (record: PartRecord<IdleData>) => idleMarkdown(record.data)],
     ["net", (record: PartRecord<NetData>) => netMarkdown(record.data)],
     ["shares", (record: PartRecord<SharesData>) => sharesSection(record.data)],
@@ -504,7 +508,7 @@ const commandLine = argv.length === 2 && argv[0] === "--runs" ? `RUNS=${runs} np
 /** Other work on the host skews TCG timings: the 1-minute load average when the bench starts and ends goes in the header. */
 const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ")[0]!;
 const loadAtStart = loadAverage();
-const measured: { podman?: PodmanData; idle?: IdleData; net?: NetData; shares?: SharesData } = {};
+const measured: { podman?: PodmanData; restore?: RestoreData; idle?: IdleData; net?: NetData; shares?: SharesData } = {};
 try {
   if (only.has("podman") || only.has("idle") || only.has("net")) {
     if (!PODMAN || !RUNC) throw new Error(`bench-oci needs podman and runc on the host (apt-get install podman runc): ${PODMAN ? "" : "no podman "}${RUNC ? "" : "no runc"}`);
@@ -512,6 +516,10 @@ try {
     await setUpPodman();
   }
   if (only.has("podman")) measured.podman = await measurePodman();
+  if (only.has("restore")) {
+    requireArtifacts(BURROW_OCI, OCI_KERNEL, OCI_BOOT_DISK);
+    measured.restore = await measureRestore(runs);
+  }
   // After the podman part burrow-oci's template exists; alone, the idle part builds it first.
   if (only.has("idle")) measured.idle = await measureIdle(runs, idleSeconds, !only.has("podman"));
   if (only.has("net")) measured.net = await measureNet(runs, netMiB);

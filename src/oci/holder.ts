@@ -50,6 +50,8 @@ class Holder {
   private workload: GuestProcess | null = null;
   private workloadStatus: number | null = null;
   private qemuPid = 0;
+  /** performance.now() when QEMU was spawned (the holder's own start is 0). */
+  private qemuSpawnedAt = 0;
   private qemuKill: ((signal?: NodeJS.Signals) => void) | null = null;
   private consoleBytes = 0;
   private ready = false;
@@ -117,6 +119,7 @@ class Holder {
             ...(restoring ? restoreRun(restoring, run) : run),
             onSpawn: (vm) => {
               this.qemuPid = vm.pid;
+              this.qemuSpawnedAt = performance.now();
               this.qemuKill = vm.kill;
               updateRecord(this.paths, { qemuPid: vm.pid });
               const control = restoring ? resumeTemplate(vm, run.qmpSocket!, restoring, (line) => this.say(line)) : vm.control;
@@ -183,7 +186,8 @@ class Holder {
       await this.client.ping();
       this.ready = true;
       updateRecord(this.paths, { status: "created" });
-      this.say(`created: the VM (QEMU pid ${this.qemuPid}) waits to start ${program}`);
+      // bench/oci-restore.ts reads the times.
+      this.say(`created: the VM (QEMU pid ${this.qemuPid}) waits to start ${program}; ready ${Math.round(performance.now() - this.qemuSpawnedAt)} ms after QEMU was spawned, ${Math.round(this.qemuSpawnedAt)} ms into the holder`);
       answerParent("ready");
     } catch (error) {
       this.failCreate(`the control channel failed: ${describeError(error)}`);
@@ -209,6 +213,7 @@ class Holder {
   private async start(): Promise<void> {
     if (!this.ready || this.client === null) throw new Error("the container's VM is not ready");
     if (this.workload !== null) throw new Error("the container was already started");
+    const asked = performance.now();
     const { process: proc } = this.plan;
     const tty = this.terminal ? terminalSize() : undefined;
     const workload = this.client.spawn(proc.args, {
@@ -233,7 +238,7 @@ class Holder {
       throw new Error(reason);
     }
     updateRecord(this.paths, { status: "running" });
-    this.say(`started ${proc.args[0]} (guest pid ${pid})`);
+    this.say(`started ${proc.args[0]} (guest pid ${pid}) ${Math.round(performance.now() - asked)} ms after the start request`);
     void this.relay(workload);
     setTimeout(() => this.trim(), SETTLE_BEFORE_TRIM_MS).unref();
   }
