@@ -2,8 +2,7 @@
 // guest ended into an exit status the host can act on. runVm ties the parts together: QEMU's
 // command line (qemu-argv.ts), the process and its console (qemu-process.ts), stop signals
 // (stop-signals.ts) and the verdict (verdict.ts).
-import { closeSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { closeSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { ControlMux } from "../control/mux";
 import { hostArch, type Arch } from "../arch";
@@ -11,6 +10,7 @@ import { qemuArgs } from "./qemu-argv";
 import { connectControl, openIncoming, spawnQemu, streamRun, type Streamed } from "./qemu-process";
 import { checkRunInputs, guestStopWaitMs } from "./run-checks";
 import { newRunId } from "./run-id";
+import { makeSocketDir } from "./socket-dirs";
 import { watchStopSignals } from "./stop-signals";
 import type { RunOptions, RunResult } from "./run-options";
 import { classify } from "./verdict";
@@ -23,7 +23,7 @@ export async function runVm(options: RunOptions, onOutput: (text: string) => voi
   checkRunInputs({ ...options, runId });
   const stopWaitMs = guestStopWaitMs(options.append);
   // A supervised guest serves the control channel: its port is always there (the save and its restores agree on it).
-  const socketDir = options.controlSocket === undefined && stopWaitMs !== null ? mkdtempSync(join(tmpdir(), "burrow-control-")) : null;
+  const socketDir = options.controlSocket === undefined && stopWaitMs !== null ? makeSocketDir("control") : null;
   const controlSocket = options.controlSocket ?? (socketDir === null ? undefined : join(socketDir, "control"));
   let mux: ControlMux | null = null;
   try {

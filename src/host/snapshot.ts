@@ -10,8 +10,8 @@
 // Disks are always opened with snapshot=on, so neither the save nor any restore writes them:
 // every restore starts from the disk state the saved memory expects.
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir, totalmem } from "node:os";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { hostArch } from "../arch";
 import { splitAppend, wordKey } from "../config/cmdline";
@@ -23,6 +23,7 @@ import { encodePointResume, encodeWarmResume } from "../snapshot/protocol";
 import { QmpClient } from "./qmp";
 import { memBytes, type PortForward } from "./options";
 import { runVm, type RunOptions, type RunResult, type SpawnedVm } from "./qemu";
+import { makeSocketDir } from "./socket-dirs";
 import { incomingUri, type PortSpec } from "./qemu-argv";
 import { newRunId } from "./run-id";
 import { QEMU_FAILED_EXIT_CODE } from "./verdict";
@@ -136,7 +137,7 @@ export async function saveSnapshot(options: RunOptions, dir: string, onOutput: (
   const tooBig = form === "mapped" ? ramFileProblem(dir, options.mem) : null;
   if (tooBig) throw new Error(`--snapshot-save ${dir}: ${tooBig}`);
   const absolute = resolve(dir);
-  const sockets = mkdtempSync(join(tmpdir(), "burrow-snapshot-"));
+  const sockets = makeSocketDir("snapshot");
   const controlSocket = join(sockets, "control");
   const qmpSocket = join(sockets, "qmp");
   const runId = options.runId ?? newRunId();
@@ -320,7 +321,7 @@ export async function restoreSnapshot(dir: string, restore: RestoreOptions, onOu
     throw new Error(`cannot restore ${dir}: ${(error as Error).message}`);
   }
   const mapped = manifest.form === "mapped";
-  const sockets = mkdtempSync(join(tmpdir(), "burrow-restore-"));
+  const sockets = makeSocketDir("restore");
   const controlSocket = join(sockets, "control");
   const qmpSocket = join(sockets, "qmp");
   const started = performance.now();

@@ -18,20 +18,14 @@ import {
   updateRecord,
   writeRecord,
 } from "../../src/oci/container-dir";
-import { processAlive, processStartTicks } from "../../src/host/vm-registry";
+import { processStartTicks } from "../../src/host/vm-registry";
+import { deadPid } from "../helpers/dead-pid";
 
 let root: string;
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "burrow-oci-root-"));
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
-
-/** The pid of a process that has exited and was reaped: no holder can be behind it. */
-function deadPid(): number {
-  const child = Bun.spawnSync(["true"]);
-  expect(processAlive(child.pid)).toBe(false);
-  return child.pid;
-}
 
 function liveTicks(): number {
   const ticks = processStartTicks(process.pid);

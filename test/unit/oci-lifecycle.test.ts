@@ -11,6 +11,7 @@ import { askHolder, parseHolderRequest, type HolderReply, type HolderRequest } f
 import { containerPs, containerState, deleteContainer, features, killContainer, parseSignal, pauseContainer, startContainer, stateOf } from "../../src/oci/lifecycle";
 import { UsageError } from "../../src/oci/command-line";
 import { processAlive, processStartTicks } from "../../src/host/vm-registry";
+import { deadPid } from "../helpers/dead-pid";
 
 let root: string;
 const cleanups: (() => void)[] = [];
@@ -21,12 +22,6 @@ afterEach(() => {
   for (const cleanup of cleanups.splice(0).reverse()) cleanup();
   rmSync(root, { recursive: true, force: true });
 });
-
-function deadPid(): number {
-  const child = Bun.spawnSync(["true"]);
-  expect(processAlive(child.pid)).toBe(false);
-  return child.pid;
-}
 
 function ticksOf(pid: number): number {
   const ticks = processStartTicks(pid);

@@ -2,20 +2,14 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { checkVmName, listVms, lookupVm, processAlive, readVmRecord, registerVm, stateRoot, vmPaths, type VmRecord } from "../../src/host/vm-registry";
+import { deadPid } from "../helpers/dead-pid";
+import { checkVmName, listVms, lookupVm, readVmRecord, registerVm, stateRoot, vmPaths, type VmRecord } from "../../src/host/vm-registry";
 
 let root: string;
 beforeEach(() => {
   root = mkdtempSync(join(tmpdir(), "burrow-registry-"));
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
-
-/** The pid of a process that has exited (and was reaped): no owner can be behind it. */
-function deadPid(): number {
-  const child = Bun.spawnSync(["true"]);
-  expect(processAlive(child.pid)).toBe(false);
-  return child.pid;
-}
 
 function plant(name: string, record: Partial<VmRecord>): string {
   const dir = join(root, name);
