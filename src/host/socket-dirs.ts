@@ -5,7 +5,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { processAlive, processStartTicks } from "./vm-registry";
+import { processRuns, processStartTicks } from "./vm-registry";
 
 export type SocketDirKind = "control" | "snapshot" | "restore";
 
@@ -17,12 +17,8 @@ export function socketDirOwner(name: string): { pid: number; startTicks: number 
   return match ? { pid: Number(match[1]), startTicks: Number(match[2]) } : null;
 }
 
-/** Whether that process still runs: its pid alive and started when it did (not a reused pid). */
-function makerRuns(owner: { pid: number; startTicks: number }): boolean {
-  if (!processAlive(owner.pid)) return false;
-  const ticks = processStartTicks(owner.pid);
-  return ticks === null || owner.startTicks === 0 || ticks === owner.startTicks;
-}
+/** Whether that process still runs (a start time of 0: not known when the directory was made). */
+const makerRuns = (owner: { pid: number; startTicks: number }) => processRuns(owner.pid, owner.startTicks || null);
 
 /** Removes this user's socket directories under `base` whose maker is gone; returns their names. */
 export function sweepSocketDirs(base = tmpdir(), runs: (owner: { pid: number; startTicks: number }) => boolean = makerRuns): string[] {

@@ -87,6 +87,11 @@ export function processAlive(pid: number): boolean {
   return procStat(pid)?.state !== "Z";
 }
 
+/** `pid` still runs and, when its start time is known, is the process that started then (not a reused pid). */
+export function processRuns(pid: number, startTicks: number | null): boolean {
+  return processAlive(pid) && (startTicks === null || processStartTicks(pid) === startTicks);
+}
+
 /** The owner still runs: its pid is alive and, when recorded, started when it did (not a reused pid). */
 export function ownerAlive(record: VmRecord): boolean {
   if (!processAlive(record.ownerPid)) return false;

@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import { createHash } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { processAlive, processStartTicks } from "../host/vm-registry";
+import { processRuns } from "../host/vm-registry";
 
 export type ContainerStatus = "creating" | "created" | "running" | "paused" | "stopped";
 
@@ -142,8 +142,7 @@ export function updateRecord(paths: ContainerPaths, change: Partial<ContainerRec
 }
 
 export function holderAlive(record: ContainerRecord): boolean {
-  if (record.holderPid <= 0 || !processAlive(record.holderPid)) return false;
-  return record.holderStartTicks === null || processStartTicks(record.holderPid) === record.holderStartTicks;
+  return record.holderPid > 0 && processRuns(record.holderPid, record.holderStartTicks);
 }
 
 /** The status as the engines must see it: a holder that is gone means the container stopped. */

@@ -4,7 +4,7 @@ import { constants } from "node:os";
 import { BURROW_VERSION } from "../boot/version";
 import { askHolder, type HolderRequest } from "./holder-link";
 import { type ContainerPaths, type ContainerRecord, effectiveStatus, holderAlive, loadRecord, OCI_VERSION, removeContainerDir } from "./container-dir";
-import { processAlive, processStartTicks } from "../host/vm-registry";
+import { processAlive, processRuns } from "../host/vm-registry";
 import { UsageError } from "./command-line";
 import { tearDownLeftMirror } from "./network";
 import { readCgroupRecord, removeCgroup } from "./cgroups";
@@ -72,7 +72,7 @@ export async function killContainer(root: string, id: string, signal: number): P
 async function waitGone(pid: number, ticks: number | null): Promise<boolean> {
   const deadline = performance.now() + GONE_WAIT_MS;
   while (performance.now() < deadline) {
-    if (!processAlive(pid) || (ticks !== null && processStartTicks(pid) !== ticks)) return true;
+    if (!processRuns(pid, ticks)) return true;
     await Bun.sleep(20);
   }
   return false;

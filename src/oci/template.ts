@@ -23,7 +23,7 @@ import type { SpawnedVm, StoredRun } from "../host/run-options";
 import { restoreProblem, saveSnapshot, savedFilesProblem } from "../host/snapshot";
 import { fileIdentity } from "../host/snapshot-files";
 import { RAM, readManifest, STATE } from "../host/snapshot-manifest";
-import { processAlive, processStartTicks } from "../host/vm-registry";
+import { processRuns, processStartTicks } from "../host/vm-registry";
 import { encodePointResume, INSTANCE_PATTERN } from "../snapshot/protocol";
 import { BUNDLE_TAG, type ContainerPlan, ROOT_TAG } from "./bundle";
 import { inNetns, type NetworkPlan, TAP_NAME } from "./network";
@@ -152,7 +152,7 @@ function lockHolderAlive(path: string): boolean {
   const [pid, ticks] = text.trim().split(" ").map(Number);
   // Half-written: its writer is between open and write.
   if (!pid) return true;
-  return processAlive(pid) && (!ticks || processStartTicks(pid) === ticks);
+  return processRuns(pid, ticks || null);
 }
 
 /** Other keys' templates: their inputs changed (a new kernel, boot disk, burrow), never to be restored again. */
